@@ -1,0 +1,40 @@
+/* config.h - the gateway's JSON config file, read through one declarative option table. */
+#ifndef TURNOUT_CONFIG_H
+#define TURNOUT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parsed, immutable once built. Paths are absolute or relative to the
+ * process's working directory (config-relative paths are resolved at load). */
+typedef struct config {
+    char listen_host[64];       /* "127.0.0.1" */
+    int  listen_port;
+    int  workers;               /* 0 = one per core (resolved at load) */
+    char data_dir[1024];        /* LMDB environment directory */
+    int  require_key;           /* data plane needs a bearer key */
+    char admin_listen[128];     /* "host:port" of the admin listener */
+    char admin_key_env[128];    /* env var holding the bootstrap admin key */
+    int64_t max_body_bytes;
+    int64_t max_header_bytes;
+    int  max_headers;
+    int  header_timeout_s;
+    int  idle_timeout_s;
+    int  connect_timeout_ms;    /* default upstream connect timeout */
+    int  first_byte_timeout_s;  /* default upstream first-byte timeout */
+    int  total_timeout_s;       /* default upstream total timeout */
+    int  shutdown_grace_s;
+    int64_t map_size_mb;        /* LMDB map size */
+    char log_level[16];         /* debug | info | warn | error */
+    char log_access[1024];      /* "stdout", "off" or a file path */
+    char seed[1024];            /* seed file, "" = none */
+} config_t;
+
+/* Loads and validates FILE into *out. On failure returns -1 and writes one
+ * clear message naming the offending key into err. */
+int config_load(const char *file, config_t *out, char *err, size_t errlen);
+
+/* Fills *out with every option's default. */
+void config_defaults(config_t *out);
+
+#endif

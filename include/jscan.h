@@ -1,0 +1,36 @@
+/* jscan.h - one-pass JSON validation that also finds the top-level "model" and "stream" fields. */
+#ifndef TURNOUT_JSCAN_H
+#define TURNOUT_JSCAN_H
+
+#include <stddef.h>
+
+typedef enum {
+    JSCAN_OK = 0,
+    JSCAN_INVALID,        /* not well-formed JSON */
+    JSCAN_NOT_OBJECT,     /* valid JSON, but the top level is not an object */
+} jscan_status_t;
+
+/* What the scan learned about a request body. Offsets index the body. */
+typedef struct jscan {
+    int    has_model;     /* a top-level "model" key was seen */
+    int    model_is_string;
+    size_t model_off;     /* first byte of the model value (its opening quote) */
+    size_t model_len;     /* length of the value including both quotes */
+    int    stream;        /* top-level "stream": true */
+    size_t error_off;     /* where validation failed */
+} jscan_t;
+
+/* Validates BODY (LEN bytes) as one JSON value (RFC 8259, nesting up to 64
+ * levels) and fills *out. Nothing is allocated; the body is not modified. */
+jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out);
+
+/* Decodes the JSON string value at BODY[off..off+len) (quotes included) into
+ * DST (NUL-terminated, at most DSTLEN-1 bytes). Returns the decoded length or
+ * -1 if it does not fit or contains an escaped NUL. */
+long jscan_string(const char *body, size_t off, size_t len, char *dst, size_t dstlen);
+
+/* Appends S as a JSON string literal (with quotes and escapes) to DST of
+ * capacity CAP; returns the length written or -1 if it does not fit. */
+long jscan_quote(const char *s, char *dst, size_t cap);
+
+#endif

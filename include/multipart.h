@@ -1,0 +1,16 @@
+/* multipart.h - finds a named text field in a multipart/form-data body. */
+#ifndef TURNOUT_MULTIPART_H
+#define TURNOUT_MULTIPART_H
+
+#include <stddef.h>
+
+/* Extracts the boundary parameter of a multipart Content-Type value into
+ * OUT (capacity CAP). Returns its length or -1. */
+long multipart_boundary(const char *content_type, char *out, size_t cap);
+
+/* Finds the value of form field NAME in BODY: sets *off and *len to the
+ * value's bytes. Returns 0, or -1 if absent or the body is malformed. */
+int multipart_field(const char *body, size_t blen, const char *boundary, const char *name,
+                    size_t *off, size_t *len);
+
+#endif

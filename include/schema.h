@@ -1,0 +1,36 @@
+/* schema.h - validation and normalisation of the store's records (providers, routes, routers). */
+#ifndef TURNOUT_SCHEMA_H
+#define TURNOUT_SCHEMA_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+/* Endpoint kinds of SPEC 1.3, in table order. */
+typedef enum {
+    EP_CHAT = 0, EP_COMPLETIONS, EP_EMBEDDINGS, EP_AUDIO_SPEECH,
+    EP_AUDIO_TRANSCRIPTION, EP_IMAGE_GENERATION, EP__COUNT
+} endpoint_t;
+
+/* Name of an endpoint kind ("chat", ...). */
+const char *schema_endpoint_name(endpoint_t ep);
+/* Kind for NAME, or -1. */
+int schema_endpoint_parse(const char *name);
+
+/* Validates provider record P in place: rejects unknown or ill-typed fields
+ * (the message names the field) and fills defaults. Returns 0 or -1. */
+int schema_provider_normalise(cJSON *p, char *err, size_t errlen);
+
+/* Same for a route record. Targets' providers are not checked here; the
+ * caller checks them against the store. */
+int schema_route_normalise(cJSON *r, char *err, size_t errlen);
+
+/* Same for a router record. */
+int schema_router_normalise(cJSON *r, char *err, size_t errlen);
+
+/* Writes a random (v4) UUID, 37 bytes with the NUL. */
+void schema_uuid(char out[37]);
+
+/* Writes the current UTC time as RFC 3339 ("2026-11-23T05:00:00Z"). */
+void schema_now(char out[32]);
+
+#endif

@@ -1,0 +1,70 @@
+/* worker.h - one thread, one event loop: its listener, curl multi, store reader and stats. */
+#ifndef TURNOUT_WORKER_H
+#define TURNOUT_WORKER_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "store.h"
+
+struct evhtp;
+struct gateway;
+
+/* Per-worker counters, merged only when read. */
+typedef struct worker_stats {
+    uint64_t requests;
+    uint64_t upstream_attempts;
+    uint64_t failovers;
+    uint64_t errors;
+} worker_stats_t;
+
+typedef struct worker {
+    int id;
+    pthread_t thread;
+    struct gateway *gw;            /* borrowed: process-wide state */
+    const config_t *cfg;           /* borrowed, immutable */
+    struct event_base *base;       /* owned */
+    struct evhtp *htp;             /* owned: listener bound with SO_REUSEPORT */
+    CURLM *multi;                  /* owned: upstream connections of this worker */
+    struct event *curl_timer;      /* owned: libcurl's timeout */
+    struct event *stop_ev;         /* owned: asks the loop to drain and exit */
+    store_reader_t *reader;        /* owned: LMDB read transaction */
+    uint64_t req_seq;              /* request id sequence */
+    uint64_t rng;                  /* xorshift state for ids */
+    int in_flight;                 /* requests being served */
+    int stopping;
+    worker_stats_t stats;
+} worker_t;
+
+/* Process-wide state shared read-only by workers (after start-up). */
+typedef struct gateway {
+    config_t cfg;
+    store_t *store;
+    int nworkers;
+    worker_t *workers;
+    int access_fd;                 /* -1 = off */
+    const char *admin_key;         /* bootstrap admin key (from env) or NULL */
+    volatile int ready;
+} gateway_t;
+
+/* Creates the worker's loop, listener and multi handle. Returns 0 or -1
+ * with a message in err. */
+int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen);
+
+/* Thread entry: runs the loop until worker_stop. */
+void *worker_main(void *arg);
+
+/* Thread-safe: asks the worker to stop accepting, finish in-flight requests
+ * (up to the grace period) and leave its loop. */
+void worker_stop(worker_t *w);
+
+/* Frees what worker_init created; safe after a failed init. */
+void worker_free(worker_t *w);
+
+/* curl multi plumbing used by the proxy: called after any socket action. */
+void worker_check_multi(worker_t *w);
+
+#endif

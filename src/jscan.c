@@ -1,0 +1,290 @@
+/* jscan.c - validating JSON scanner: checks a whole body without building a tree.
+ *
+ * The gateway forwards the client's bytes unchanged except the model value,
+ * so it never needs a parsed document; it needs to know the body is valid
+ * JSON and where "model" sits. One pass, no allocation. */
+#include "jscan.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+typedef struct scanner {
+    const unsigned char *p, *end, *start;
+    int depth;
+} scanner_t;
+
+static void skip_ws(scanner_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Length of a valid UTF-8 sequence starting at p, 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
+    else return 0;
+    if ((size_t)(end - p) < n) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return n;
+}
+
+static int scan_string(scanner_t *s)
+{
+    if (s->p >= s->end || *s->p != '"') return -1;
+    s->p++;
+    while (s->p < s->end) {
+        unsigned char c = *s->p;
+        if (c == '"') { s->p++; return 0; }
+        if (c < 0x20) return -1;
+        if (c == '\\') {
+            if (++s->p >= s->end) return -1;
+            c = *s->p;
+            if (c == 'u') {
+                if (s->end - s->p < 5) return -1;
+                for (int i = 1; i <= 4; i++)
+                    if (hexval(s->p[i]) < 0) return -1;
+                s->p += 5;
+                continue;
+            }
+            if (!strchr("\"\\/bfnrt", c)) return -1;
+            s->p++;
+            continue;
+        }
+        if (c < 0x80) { s->p++; continue; }
+        size_t n = utf8_len(s->p, s->end);
+        if (n == 0) return -1;
+        s->p += n;
+    }
+    return -1;
+}
+
+static int scan_number(scanner_t *s)
+{
+    const unsigned char *p = s->p, *e = s->end;
+    if (p < e && *p == '-') p++;
+    if (p >= e) return -1;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9') while (p < e && *p >= '0' && *p <= '9') p++;
+    else return -1;
+    if (p < e && *p == '.') {
+        p++;
+        if (p >= e || *p < '0' || *p > '9') return -1;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        if (p >= e || *p < '0' || *p > '9') return -1;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    s->p = p;
+    return 0;
+}
+
+static int scan_literal(scanner_t *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0) return -1;
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(scanner_t *s, jscan_t *out, int top);
+
+static int scan_array(scanner_t *s, jscan_t *out)
+{
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ']') { s->p++; return 0; }
+    for (;;) {
+        if (scan_value(s, out, 0) < 0) return -1;
+        skip_ws(s);
+        if (s->p >= s->end) return -1;
+        if (*s->p == ']') { s->p++; return 0; }
+        if (*s->p != ',') return -1;
+        s->p++;
+    }
+}
+
+/* Objects at the top level record "model" and "stream"; the key is compared
+ * as raw bytes, so an escaped spelling of "model" is not recognised (no
+ * client writes one, and an upstream would see the same bytes). */
+static int scan_object(scanner_t *s, jscan_t *out, int top)
+{
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '}') { s->p++; return 0; }
+    for (;;) {
+        const unsigned char *k;
+        size_t klen;
+        skip_ws(s);
+        k = s->p;
+        if (scan_string(s) < 0) return -1;
+        klen = (size_t)(s->p - k);
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') return -1;
+        s->p++;
+        skip_ws(s);
+        const unsigned char *v = s->p;
+        if (scan_value(s, out, 0) < 0) return -1;
+        if (top && klen == 7 && memcmp(k, "\"model\"", 7) == 0) {
+            out->has_model = 1;
+            out->model_is_string = (*v == '"');
+            out->model_off = (size_t)(v - s->start);
+            out->model_len = (size_t)(s->p - v);
+        } else if (top && klen == 8 && memcmp(k, "\"stream\"", 8) == 0) {
+            out->stream = (*v == 't');
+        }
+        skip_ws(s);
+        if (s->p >= s->end) return -1;
+        if (*s->p == '}') { s->p++; return 0; }
+        if (*s->p != ',') return -1;
+        s->p++;
+    }
+}
+
+static int scan_value(scanner_t *s, jscan_t *out, int top)
+{
+    int rc;
+    skip_ws(s);
+    if (s->p >= s->end) return -1;
+    switch (*s->p) {
+    case '{':
+    case '[':
+        if (++s->depth > MAX_DEPTH) return -1;
+        rc = *s->p == '{' ? scan_object(s, out, top) : scan_array(s, out);
+        s->depth--;
+        return rc;
+    case '"': return scan_string(s);
+    case 't': return scan_literal(s, "true");
+    case 'f': return scan_literal(s, "false");
+    case 'n': return scan_literal(s, "null");
+    default:  return scan_number(s);
+    }
+}
+
+jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out)
+{
+    scanner_t s = { (const unsigned char *)body, (const unsigned char *)body + len,
+                    (const unsigned char *)body, 0 };
+    memset(out, 0, sizeof(*out));
+    skip_ws(&s);
+    int is_object = s.p < s.end && *s.p == '{';
+    if (scan_value(&s, out, 1) < 0) {
+        out->error_off = (size_t)(s.p - s.start);
+        return JSCAN_INVALID;
+    }
+    skip_ws(&s);
+    if (s.p != s.end) {
+        out->error_off = (size_t)(s.p - s.start);
+        return JSCAN_INVALID;
+    }
+    return is_object ? JSCAN_OK : JSCAN_NOT_OBJECT;
+}
+
+static size_t put_utf8(uint32_t cp, char *d)
+{
+    if (cp < 0x80) { d[0] = (char)cp; return 1; }
+    if (cp < 0x800) { d[0] = (char)(0xC0 | (cp >> 6)); d[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        d[0] = (char)(0xE0 | (cp >> 12)); d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        d[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    d[0] = (char)(0xF0 | (cp >> 18)); d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    d[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); d[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static uint32_t hex4(const char *p)
+{
+    return (uint32_t)(hexval((unsigned char)p[0]) << 12 | hexval((unsigned char)p[1]) << 8 |
+                      hexval((unsigned char)p[2]) << 4 | hexval((unsigned char)p[3]));
+}
+
+long jscan_string(const char *body, size_t off, size_t len, char *dst, size_t dstlen)
+{
+    const char *p = body + off + 1, *e = body + off + len - 1; /* inside the quotes */
+    size_t n = 0;
+    while (p < e) {
+        char tmp[4];
+        size_t k = 1;
+        if (*p != '\\') {
+            tmp[0] = *p++;
+        } else {
+            char c = p[1];
+            p += 2;
+            switch (c) {
+            case 'b': tmp[0] = '\b'; break;
+            case 'f': tmp[0] = '\f'; break;
+            case 'n': tmp[0] = '\n'; break;
+            case 'r': tmp[0] = '\r'; break;
+            case 't': tmp[0] = '\t'; break;
+            case 'u': {
+                uint32_t cp = hex4(p);
+                p += 4;
+                if (cp >= 0xD800 && cp <= 0xDBFF && e - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+                    uint32_t lo = hex4(p + 2);
+                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        p += 6;
+                    }
+                }
+                if (cp == 0) return -1;
+                k = put_utf8(cp, tmp);
+                break;
+            }
+            default: tmp[0] = c; break;
+            }
+        }
+        if (n + k >= dstlen) return -1;
+        memcpy(dst + n, tmp, k);
+        n += k;
+    }
+    dst[n] = '\0';
+    return (long)n;
+}
+
+long jscan_quote(const char *s, char *dst, size_t cap)
+{
+    size_t n = 0;
+    if (cap < 3) return -1;
+    dst[n++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        size_t k;
+        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; k = 2; }
+        else if (c < 0x20) { k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c); }
+        else { esc[0] = (char)c; k = 1; }
+        if (n + k + 1 >= cap) return -1;
+        memcpy(dst + n, esc, k);
+        n += k;
+    }
+    dst[n++] = '"';
+    dst[n] = '\0';
+    return (long)n;
+}

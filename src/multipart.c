@@ -1,0 +1,65 @@
+/* multipart.c - just enough multipart/form-data parsing to read and replace the model field. */
+#include "multipart.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+long multipart_boundary(const char *ct, char *out, size_t cap)
+{
+    const char *p = strcasestr(ct, "boundary=");
+    size_t n = 0;
+    if (p == NULL)
+        return -1;
+    p += 9;
+    if (*p == '"') {
+        p++;
+        while (p[n] && p[n] != '"')
+            n++;
+    } else {
+        while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
+            n++;
+    }
+    if (n == 0 || n > 70 || n + 1 > cap)   /* RFC 2046: 1-70 characters */
+        return -1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return (long)n;
+}
+
+static const char *find(const char *h, size_t hl, const char *n, size_t nl)
+{
+    return memmem(h, hl, n, nl);
+}
+
+int multipart_field(const char *body, size_t blen, const char *boundary, const char *name,
+                    size_t *off, size_t *len)
+{
+    char delim[80], want[160];
+    size_t dl = (size_t)snprintf(delim, sizeof(delim), "--%s", boundary);
+    size_t wl = (size_t)snprintf(want, sizeof(want), "name=\"%s\"", name);
+    const char *end = body + blen, *p = find(body, blen, delim, dl);
+
+    while (p != NULL) {
+        const char *hdr = p + dl, *hend, *next;
+        if (end - hdr >= 2 && hdr[0] == '-' && hdr[1] == '-')
+            return -1;                          /* closing delimiter */
+        hend = find(hdr, (size_t)(end - hdr), "\r\n\r\n", 4);
+        if (hend == NULL)
+            return -1;
+        next = find(hend + 4, (size_t)(end - hend - 4), delim, dl);
+        if (next == NULL || next - 2 < hend + 4 || next[-2] != '\r' || next[-1] != '\n')
+            return -1;
+        /* Match name="model" exactly, not filename="model" or name="models". */
+        for (const char *q = find(hdr, (size_t)(hend - hdr), want, wl); q != NULL;
+             q = find(q + 1, (size_t)(hend - q - 1), want, wl)) {
+            if (q == hdr || q[-1] == ' ' || q[-1] == ';' || q[-1] == '\t') {
+                *off = (size_t)(hend + 4 - body);
+                *len = (size_t)(next - 2 - (hend + 4));
+                return 0;
+            }
+        }
+        p = next;
+    }
+    return -1;
+}

@@ -1,0 +1,380 @@
+/* schema.c - field-by-field validation of providers, routes and routers, with defaults.
+ *
+ * Field names and ranges follow SPEC 3 and the hosted products in shared/seeds.
+ * Every record that enters the store (seed import now, admin API later) goes
+ * through here, so the data plane can trust what it reads. */
+#include "schema.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static const char *const endpoint_names[EP__COUNT] = {
+    "chat", "completions", "embeddings", "audio_speech", "audio_transcription", "image_generation",
+};
+
+const char *schema_endpoint_name(endpoint_t ep)
+{
+    return (unsigned)ep < EP__COUNT ? endpoint_names[ep] : "?";
+}
+
+int schema_endpoint_parse(const char *name)
+{
+    for (int i = 0; i < EP__COUNT; i++)
+        if (strcmp(endpoint_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+typedef enum { F_STR, F_BOOL, F_INT, F_NUM, F_ARRAY, F_OBJECT, F_ANY } ftype_t;
+
+/* One allowed field of a record. */
+typedef struct field {
+    const char *name;
+    ftype_t type;
+    double min, max;      /* for numbers; for strings the length bounds */
+} field_t;
+
+static const char *const type_names[] = {
+    "a string", "true or false", "an integer", "a number", "an array", "an object", "a value",
+};
+
+/* Checks every member of OBJ against FIELDS. PATH prefixes field names in
+ * messages ("targets[1].model"). */
+static int check_fields(const cJSON *obj, const field_t *fields, size_t n, const char *path,
+                        char *err, size_t errlen)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, obj) {
+        const field_t *f = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(fields[i].name, m->string) == 0)
+                f = &fields[i];
+        if (f == NULL) {
+            snprintf(err, errlen, "%s%s: unknown field", path, m->string);
+            return -1;
+        }
+        if (cJSON_IsNull(m))
+            continue;
+        int ok = 1;
+        switch (f->type) {
+        case F_STR:
+            ok = cJSON_IsString(m) && strlen(m->valuestring) >= f->min &&
+                 strlen(m->valuestring) <= f->max;
+            if (cJSON_IsString(m) && !ok) {
+                snprintf(err, errlen, "%s%s: length must be %g-%g characters", path, m->string,
+                         f->min, f->max);
+                return -1;
+            }
+            break;
+        case F_BOOL: ok = cJSON_IsBool(m); break;
+        case F_INT:
+        case F_NUM:
+            ok = cJSON_IsNumber(m) &&
+                 (f->type == F_NUM || m->valuedouble == (double)(long long)m->valuedouble);
+            if (ok && (m->valuedouble < f->min || m->valuedouble > f->max)) {
+                snprintf(err, errlen, "%s%s: must be between %g and %g", path, m->string,
+                         f->min, f->max);
+                return -1;
+            }
+            break;
+        case F_ARRAY: ok = cJSON_IsArray(m); break;
+        case F_OBJECT: ok = cJSON_IsObject(m); break;
+        case F_ANY: break;
+        }
+        if (!ok) {
+            snprintf(err, errlen, "%s%s: must be %s", path, m->string, type_names[f->type]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void set_default(cJSON *obj, const char *name, cJSON *v)
+{
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (cur == NULL)
+        cJSON_AddItemToObject(obj, name, v);
+    else if (cJSON_IsNull(cur))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, name, v);
+    else
+        cJSON_Delete(v);
+}
+
+static int is_slug(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+              *s == '.' || (*s >= 'A' && *s <= 'Z')))
+            return 0;
+    return 1;
+}
+
+static int require(const cJSON *obj, const char *name, const char *path, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (v == NULL || cJSON_IsNull(v)) {
+        snprintf(err, errlen, "%s%s: required", path, name);
+        return -1;
+    }
+    return 0;
+}
+
+static void stamp(cJSON *obj)
+{
+    char id[37], now[32];
+    schema_uuid(id);
+    schema_now(now);
+    set_default(obj, "id", cJSON_CreateString(id));
+    set_default(obj, "created_at", cJSON_CreateString(now));
+    set_default(obj, "updated_at", cJSON_CreateString(now));
+}
+
+static const field_t timeout_fields[] = {
+    { "connect_ms", F_INT, 1, 600000 },
+    { "first_byte_s", F_INT, 1, 1800 },
+    { "idle_s", F_INT, 1, 3600 },
+    { "total_s", F_INT, 1, 3600 },
+};
+
+static int check_timeouts(const cJSON *obj, char *err, size_t errlen)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "timeouts");
+    if (t == NULL || cJSON_IsNull(t))
+        return 0;
+    return check_fields(t, timeout_fields, sizeof(timeout_fields) / sizeof(timeout_fields[0]),
+                        "timeouts.", err, errlen);
+}
+
+int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
+{
+    static const field_t fields[] = {
+        { "id", F_STR, 36, 36 }, { "name", F_STR, 1, 64 }, { "base_url", F_STR, 8, 2048 },
+        { "api_key_env", F_STR, 1, 128 }, { "protocol", F_STR, 1, 32 },
+        { "headers", F_OBJECT, 0, 0 }, { "models", F_ARRAY, 0, 0 },
+        { "max_in_flight", F_INT, 1, 10000 }, { "timeouts", F_OBJECT, 0, 0 },
+        { "enabled", F_BOOL, 0, 0 }, { "region", F_STR, 1, 64 }, { "eu_owned", F_BOOL, 0, 0 },
+        { "data_collection", F_STR, 1, 16 }, { "description", F_STR, 0, 1000 },
+        { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+    };
+    static const field_t model_fields[] = {
+        { "name", F_STR, 1, 255 }, { "bare_alias", F_BOOL, 0, 0 },
+        { "input_price", F_NUM, 0, 1e9 }, { "output_price", F_NUM, 0, 1e9 },
+        { "enabled", F_BOOL, 0, 0 },
+    };
+    char path[64];
+    const cJSON *v, *models;
+    cJSON *m;
+    int i = 0;
+
+    if (!cJSON_IsObject(p)) {
+        snprintf(err, errlen, "provider: must be an object");
+        return -1;
+    }
+    if (check_fields(p, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
+        require(p, "name", "", err, errlen) < 0 || require(p, "base_url", "", err, errlen) < 0 ||
+        check_timeouts(p, err, errlen) < 0)
+        return -1;
+    v = cJSON_GetObjectItemCaseSensitive(p, "name");
+    if (!is_slug(v->valuestring)) {
+        snprintf(err, errlen, "name: must be a slug (letters, digits, '-', '_', '.')");
+        return -1;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(p, "base_url");
+    if (strncmp(v->valuestring, "http://", 7) != 0 && strncmp(v->valuestring, "https://", 8) != 0) {
+        snprintf(err, errlen, "base_url: must start with http:// or https://");
+        return -1;
+    }
+    size_t bl = strlen(v->valuestring);
+    if (v->valuestring[bl - 1] == '/')
+        v->valuestring[bl - 1] = '\0';     /* one spelling, so joins never double the slash */
+    v = cJSON_GetObjectItemCaseSensitive(p, "protocol");
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "openai") != 0) {
+        snprintf(err, errlen, "protocol: only \"openai\" is supported");
+        return -1;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(p, "data_collection");
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "allow") != 0 && strcmp(v->valuestring, "deny") != 0) {
+        snprintf(err, errlen, "data_collection: must be \"allow\" or \"deny\"");
+        return -1;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(p, "headers");
+    cJSON_ArrayForEach(m, v) {
+        if (!cJSON_IsString(m)) {
+            snprintf(err, errlen, "headers.%s: must be a string", m->string);
+            return -1;
+        }
+    }
+    set_default(p, "protocol", cJSON_CreateString("openai"));
+    set_default(p, "enabled", cJSON_CreateTrue());
+    set_default(p, "models", cJSON_CreateArray());
+    models = cJSON_GetObjectItemCaseSensitive(p, "models");
+    cJSON_ArrayForEach(m, models) {
+        snprintf(path, sizeof(path), "models[%d].", i);
+        if (!cJSON_IsObject(m)) {
+            snprintf(err, errlen, "models[%d]: must be an object", i);
+            return -1;
+        }
+        if (check_fields(m, model_fields, sizeof(model_fields) / sizeof(model_fields[0]), path,
+                         err, errlen) < 0 ||
+            require(m, "name", path, err, errlen) < 0)
+            return -1;
+        set_default(m, "bare_alias", cJSON_CreateFalse());
+        set_default(m, "enabled", cJSON_CreateTrue());
+        i++;
+    }
+    stamp(p);
+    return 0;
+}
+
+static int one_of(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
+int schema_route_normalise(cJSON *r, char *err, size_t errlen)
+{
+    static const field_t fields[] = {
+        { "id", F_STR, 36, 36 }, { "name", F_STR, 1, 255 }, { "description", F_STR, 0, 1000 },
+        { "endpoint", F_STR, 1, 32 }, { "router", F_STR, 1, 64 }, { "scope", F_STR, 1, 300 },
+        { "priority", F_INT, -1000000, 1000000 }, { "strategy", F_STR, 1, 32 },
+        { "targets", F_ARRAY, 0, 0 }, { "retry", F_OBJECT, 0, 0 },
+        { "max_in_flight", F_INT, 1, 10000 }, { "timeouts", F_OBJECT, 0, 0 },
+        { "provider", F_OBJECT, 0, 0 }, { "enabled", F_BOOL, 0, 0 },
+        { "primary_model", F_STR, 1, 255 }, { "fallback_model", F_STR, 1, 255 },
+        { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+    };
+    static const field_t target_fields[] = {
+        { "provider", F_STR, 1, 64 }, { "model", F_STR, 1, 255 }, { "weight", F_NUM, 0, 1e6 },
+        { "order", F_INT, 0, 1000000 }, { "enabled", F_BOOL, 0, 0 },
+        { "max_in_flight", F_INT, 1, 10000 },
+    };
+    static const field_t retry_fields[] = {
+        { "max_429_retries", F_INT, 0, 10 }, { "retry_after_cap_s", F_NUM, 0, 180 },
+    };
+    static const char *const strategies[] = { "direct", "fallback", "weighted", "round_robin", "ab", NULL };
+    char path[64];
+    const cJSON *v, *targets;
+    cJSON *t;
+    int i = 0;
+
+    if (!cJSON_IsObject(r)) {
+        snprintf(err, errlen, "route: must be an object");
+        return -1;
+    }
+    if (check_fields(r, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
+        require(r, "name", "", err, errlen) < 0 || check_timeouts(r, err, errlen) < 0)
+        return -1;
+    v = cJSON_GetObjectItemCaseSensitive(r, "retry");
+    if (v != NULL && !cJSON_IsNull(v) &&
+        check_fields(v, retry_fields, 2, "retry.", err, errlen) < 0)
+        return -1;
+    set_default(r, "endpoint", cJSON_CreateString("chat"));
+    v = cJSON_GetObjectItemCaseSensitive(r, "endpoint");
+    if (schema_endpoint_parse(v->valuestring) < 0) {
+        snprintf(err, errlen, "endpoint: must be one of chat, completions, embeddings, "
+                              "audio_speech, audio_transcription, image_generation");
+        return -1;
+    }
+    set_default(r, "strategy", cJSON_CreateString("fallback"));
+    v = cJSON_GetObjectItemCaseSensitive(r, "strategy");
+    if (!one_of(v->valuestring, strategies)) {
+        snprintf(err, errlen, "strategy: must be one of direct, fallback, weighted, round_robin, ab");
+        return -1;
+    }
+    set_default(r, "scope", cJSON_CreateString("global"));
+    v = cJSON_GetObjectItemCaseSensitive(r, "scope");
+    if (strcmp(v->valuestring, "global") != 0 && strncmp(v->valuestring, "tenant:", 7) != 0 &&
+        strncmp(v->valuestring, "key:", 4) != 0) {
+        snprintf(err, errlen, "scope: must be \"global\", \"tenant:ID\" or \"key:ID\"");
+        return -1;
+    }
+    set_default(r, "priority", cJSON_CreateNumber(0));
+    set_default(r, "enabled", cJSON_CreateTrue());
+    if (require(r, "targets", "", err, errlen) < 0)
+        return -1;
+    targets = cJSON_GetObjectItemCaseSensitive(r, "targets");
+    if (cJSON_GetArraySize(targets) == 0) {
+        snprintf(err, errlen, "targets: at least one target is required");
+        return -1;
+    }
+    if (cJSON_GetArraySize(targets) > 64) {
+        snprintf(err, errlen, "targets: at most 64 targets");
+        return -1;
+    }
+    cJSON_ArrayForEach(t, targets) {
+        snprintf(path, sizeof(path), "targets[%d].", i);
+        if (!cJSON_IsObject(t)) {
+            snprintf(err, errlen, "targets[%d]: must be an object", i);
+            return -1;
+        }
+        if (check_fields(t, target_fields, sizeof(target_fields) / sizeof(target_fields[0]),
+                         path, err, errlen) < 0 ||
+            require(t, "provider", path, err, errlen) < 0 || require(t, "model", path, err, errlen) < 0)
+            return -1;
+        set_default(t, "weight", cJSON_CreateNumber(1));
+        set_default(t, "order", cJSON_CreateNumber(i));
+        set_default(t, "enabled", cJSON_CreateTrue());
+        i++;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(r, "strategy");
+    if (strcmp(v->valuestring, "direct") == 0 && i != 1) {
+        snprintf(err, errlen, "targets: strategy \"direct\" takes exactly one target");
+        return -1;
+    }
+    stamp(r);
+    return 0;
+}
+
+int schema_router_normalise(cJSON *r, char *err, size_t errlen)
+{
+    static const field_t fields[] = {
+        { "id", F_STR, 36, 36 }, { "slug", F_STR, 1, 64 }, { "name", F_STR, 1, 255 },
+        { "description", F_STR, 0, 1000 }, { "active", F_BOOL, 0, 0 },
+        { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+    };
+    if (!cJSON_IsObject(r)) {
+        snprintf(err, errlen, "router: must be an object");
+        return -1;
+    }
+    if (check_fields(r, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
+        require(r, "slug", "", err, errlen) < 0)
+        return -1;
+    if (!is_slug(cJSON_GetObjectItemCaseSensitive(r, "slug")->valuestring)) {
+        snprintf(err, errlen, "slug: must be a slug (letters, digits, '-', '_', '.')");
+        return -1;
+    }
+    set_default(r, "active", cJSON_CreateTrue());
+    stamp(r);
+    return 0;
+}
+
+void schema_uuid(char out[37])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        struct timespec ts;               /* never expected; still unique enough per process */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (unsigned char)((ts.tv_nsec >> (i % 8)) ^ (ts.tv_sec >> i) ^ i * 131);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+}
+
+void schema_now(char out[32])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

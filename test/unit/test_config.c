@@ -1,0 +1,47 @@
+/* test_config.c - the option table: defaults, bounds, unknown keys named in errors. */
+#include "../../src/config.c"
+#include "unit.h"
+
+static int load(const char *json, config_t *c, char *err)
+{
+    char path[] = "/tmp/turnout-config-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fputs(json, f);
+    fclose(f);
+    int rc = config_load(path, c, err, 512);
+    unlink(path);
+    return rc;
+}
+
+int main(void)
+{
+    config_t c;
+    char err[512];
+
+    CHECK(load("{}", &c, err) == 0);
+    CHECK_STR(c.listen_host, "127.0.0.1");
+    CHECK(c.listen_port == 8080 && c.max_body_bytes == 10485760 && c.require_key == 1);
+    CHECK(c.workers >= 1);
+
+    CHECK(load("{\"listen\":\"0.0.0.0:9000\",\"workers\":3,\"limits\":{\"max_body_bytes\":4096},"
+               "\"require_key\":false,\"seed\":\"s.json\"}", &c, err) == 0);
+    CHECK_STR(c.listen_host, "0.0.0.0");
+    CHECK(c.listen_port == 9000 && c.workers == 3 && c.max_body_bytes == 4096 && !c.require_key);
+    CHECK_STR(c.seed, "/tmp/s.json");     /* relative to the config file */
+
+    CHECK(load("{\"bogus\":1}", &c, err) < 0 && strstr(err, "bogus") != NULL);
+    CHECK(load("{\"limits\":{\"max_bodyy\":1}}", &c, err) < 0 && strstr(err, "limits.max_bodyy") != NULL);
+    CHECK(load("{\"workers\":-1}", &c, err) < 0 && strstr(err, "workers") != NULL);
+    CHECK(load("{\"limits\":{\"max_body_bytes\":0}}", &c, err) < 0 && strstr(err, "limits.max_body_bytes") != NULL);
+    CHECK(load("{\"workers\":1.5}", &c, err) < 0 && strstr(err, "workers") != NULL);
+    CHECK(load("{\"require_key\":1}", &c, err) < 0 && strstr(err, "require_key") != NULL);
+    CHECK(load("{\"listen\":\"nope\"}", &c, err) < 0 && strstr(err, "listen") != NULL);
+    CHECK(load("{\"listen\":\"h:70000\"}", &c, err) < 0 && strstr(err, "listen") != NULL);
+    CHECK(load("{\"log\":{\"level\":\"loud\"}}", &c, err) < 0 && strstr(err, "log.level") != NULL);
+    CHECK(load("{\"limits\":5}", &c, err) < 0 && strstr(err, "limits") != NULL);
+    CHECK(load("[1]", &c, err) < 0);
+    CHECK(load("{\"a\":", &c, err) < 0);
+    CHECK(config_load("/nonexistent/x.json", &c, err, sizeof(err)) < 0 && strstr(err, "/nonexistent") != NULL);
+    DONE();
+}

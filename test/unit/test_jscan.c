@@ -1,0 +1,64 @@
+/* test_jscan.c - the validating scanner: valid and invalid bodies, model and stream extraction. */
+#include "../../src/jscan.c"
+#include "unit.h"
+
+static jscan_status_t scan(const char *s, jscan_t *j)
+{
+    return jscan_body(s, strlen(s), j);
+}
+
+int main(void)
+{
+    jscan_t j;
+    char buf[64];
+    const char *body = "{ \"messages\" : [{\"model\":\"inner\"}],\n \"model\":  \"fast\" , \"stream\":true}";
+
+    CHECK(scan(body, &j) == JSCAN_OK);
+    CHECK(j.has_model && j.model_is_string && j.stream);
+    CHECK(strncmp(body + j.model_off, "\"fast\"", j.model_len) == 0 && j.model_len == 6);
+    CHECK(jscan_string(body, j.model_off, j.model_len, buf, sizeof(buf)) == 4);
+    CHECK_STR(buf, "fast");
+
+    CHECK(scan("{\"model\":5}", &j) == JSCAN_OK && j.has_model && !j.model_is_string);
+    CHECK(scan("{\"stream\":false,\"x\":null}", &j) == JSCAN_OK && !j.has_model && !j.stream);
+    CHECK(scan("[1,2]", &j) == JSCAN_NOT_OBJECT);
+    CHECK(scan("\"str\"", &j) == JSCAN_NOT_OBJECT);
+
+    /* malformed */
+    static const char *const bad[] = {
+        "", "{", "{\"a\":}", "{\"a\":1,}", "{\"a\" 1}", "{'a':1}", "{\"a\":01}", "{\"a\":1.}",
+        "{\"a\":tru}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12G4\"}", "{} {}",
+        "{\"a\":[1,2}", "{\"a\":\"\xC0\xAF\"}", "{\"a\":\"\xED\xA0\x80\"}", "{\"a\":-}", "{\"a\":1e}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int ok = scan(bad[i], &j) == JSCAN_INVALID;
+        CHECK(ok);
+        if (!ok)
+            fprintf(stderr, "  accepted: %s\n", bad[i]);
+    }
+    /* valid edge cases */
+    CHECK(scan(" {\"a\":[-0.5e+3,true,false,null,{},[]],\"b\":\"\\u00e9\xC3\xA9\\n\"} ", &j) == JSCAN_OK);
+
+    /* nesting is bounded */
+    char deep[300];
+    memset(deep, '[', 200);
+    deep[0] = '{'; deep[1] = '"'; deep[2] = 'a'; deep[3] = '"'; deep[4] = ':';
+    memset(deep + 200, ']', 95);
+    deep[295] = '\0';
+    CHECK(scan(deep, &j) == JSCAN_INVALID);
+
+    /* escapes decode; a surrogate pair becomes one code point */
+    const char *esc = "{\"model\":\"a\\\"b\\u00e9\\ud83d\\ude00\"}";
+    CHECK(scan(esc, &j) == JSCAN_OK);
+    CHECK(jscan_string(esc, j.model_off, j.model_len, buf, sizeof(buf)) == 3 + 2 + 4);
+    CHECK_STR(buf, "a\"b\xC3\xA9\xF0\x9F\x98\x80");
+    const char *nul = "{\"model\":\"a\\u0000\"}";
+    CHECK(scan(nul, &j) == JSCAN_OK && jscan_string(nul, j.model_off, j.model_len, buf, sizeof(buf)) < 0);
+    CHECK(jscan_string(esc, j.model_off, j.model_len, buf, 4) < 0);
+
+    /* quoting round-trips */
+    CHECK(jscan_quote("a\"b\\c\n", buf, sizeof(buf)) == 15);
+    CHECK_STR(buf, "\"a\\\"b\\\\c\\u000a\"");
+    CHECK(jscan_quote("abc", buf, 4) < 0);
+    DONE();
+}

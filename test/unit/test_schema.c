@@ -1,0 +1,56 @@
+/* test_schema.c - record validation: defaults filled, bad fields named. */
+#include "../../src/schema.c"
+#include "unit.h"
+
+static int route(const char *json, char *err)
+{
+    cJSON *r = cJSON_Parse(json);
+    int rc = schema_route_normalise(r, err, 256);
+    cJSON_Delete(r);
+    return rc;
+}
+
+int main(void)
+{
+    char err[256], id[37];
+    cJSON *r = cJSON_Parse("{\"name\":\"fast\",\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}");
+    CHECK(schema_route_normalise(r, err, sizeof(err)) == 0);
+    CHECK_STR(cJSON_GetObjectItem(r, "endpoint")->valuestring, "chat");
+    CHECK_STR(cJSON_GetObjectItem(r, "strategy")->valuestring, "fallback");
+    CHECK_STR(cJSON_GetObjectItem(r, "scope")->valuestring, "global");
+    CHECK(strlen(cJSON_GetObjectItem(r, "id")->valuestring) == 36);
+    CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "targets"), 0), "order")->valueint == 0);
+    cJSON_Delete(r);
+
+    CHECK(route("{\"targets\":[]}", err) < 0 && strstr(err, "name") != NULL);
+    CHECK(route("{\"name\":\"x\",\"targets\":[]}", err) < 0 && strstr(err, "targets") != NULL);
+    CHECK(route("{\"name\":\"x\",\"nope\":1,\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}", err) < 0 &&
+          strstr(err, "nope") != NULL);
+    CHECK(route("{\"name\":\"x\",\"endpoint\":\"chatty\",\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}", err) < 0 &&
+          strstr(err, "endpoint") != NULL);
+    CHECK(route("{\"name\":\"x\",\"retry\":{\"max_429_retries\":11},\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}", err) < 0 &&
+          strstr(err, "retry.max_429_retries") != NULL);
+    CHECK(route("{\"name\":\"x\",\"max_in_flight\":0,\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}", err) < 0 &&
+          strstr(err, "max_in_flight") != NULL);
+    CHECK(route("{\"name\":\"x\",\"timeouts\":{\"total_s\":3601},\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}", err) < 0 &&
+          strstr(err, "timeouts.total_s") != NULL);
+    CHECK(route("{\"name\":\"x\",\"targets\":[{\"provider\":\"p\"}]}", err) < 0 && strstr(err, "targets[0].model") != NULL);
+
+    cJSON *p = cJSON_Parse("{\"name\":\"mock\",\"base_url\":\"http://h:1/v1/\",\"models\":[{\"name\":\"m\"}]}");
+    CHECK(schema_provider_normalise(p, err, sizeof(err)) == 0);
+    CHECK_STR(cJSON_GetObjectItem(p, "base_url")->valuestring, "http://h:1/v1");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(p, "models"), 0), "bare_alias")));
+    cJSON_Delete(p);
+    p = cJSON_Parse("{\"name\":\"bad name\",\"base_url\":\"http://h\"}");
+    CHECK(schema_provider_normalise(p, err, sizeof(err)) < 0 && strstr(err, "name") != NULL);
+    cJSON_Delete(p);
+    p = cJSON_Parse("{\"name\":\"x\",\"base_url\":\"ftp://h\"}");
+    CHECK(schema_provider_normalise(p, err, sizeof(err)) < 0 && strstr(err, "base_url") != NULL);
+    cJSON_Delete(p);
+
+    schema_uuid(id);
+    CHECK(strlen(id) == 36 && id[14] == '4' && id[8] == '-');
+    CHECK(schema_endpoint_parse("audio_transcription") == EP_AUDIO_TRANSCRIPTION);
+    CHECK(schema_endpoint_parse("x") == -1);
+    DONE();
+}
