@@ -1,0 +1,60 @@
+# turnout - plain Makefile. `make`, `make SANITIZER=address,undefined`, `make test`, `make run`, `make clean`.
+VERSION   := 0.1.0
+BUILD     ?= build
+DEPS      := $(BUILD)/deps
+CC        ?= cc
+SANITIZER ?=
+
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow \
+             -MMD -MP -Iinclude -I$(DEPS)/include -DTURNOUT_VERSION='"$(VERSION)"' -pthread
+LDLIBS    := $(DEPS)/lib/libevhtp.a -levent -levent_pthreads -lcurl -lcjson -llmdb -pthread
+ifneq ($(SANITIZER),)
+CFLAGS    += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS   += -fsanitize=$(SANITIZER)
+endif
+
+OBJDIR    := $(BUILD)/obj$(if $(SANITIZER),-san)
+LIB_SRC   := src/config.c src/jscan.c src/multipart.c src/schema.c src/store.c src/resolve.c \
+             src/proxy.c src/worker.c
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o)
+UNIT_SRC  := $(wildcard test/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
+
+.PHONY: all deps test unit integration run clean
+all: $(BUILD)/turnout $(BUILD)/mockllm
+
+deps: $(DEPS)/.stamp
+$(DEPS)/.stamp: scripts/install-deps.sh $(wildcard scripts/patches/*.patch)
+	bash scripts/install-deps.sh
+
+$(OBJDIR)/%.o: src/%.c $(DEPS)/.stamp
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/turnout: $(LIB_OBJ) $(OBJDIR)/main.o
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/mockllm: src/mockllm.c $(DEPS)/.stamp
+	$(CC) $(CFLAGS) $(LDFLAGS) $< -levent -lcjson -o $@
+
+# Unit tests include the module under test; each is its own program.
+$(BUILD)/unit/%: test/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) $< $(filter-out $(OBJDIR)/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) $(LDLIBS) -o $@
+
+# `make test` builds everything under ASan+UBSan and runs the unit and integration suites.
+test:
+	bash scripts/install-deps.sh
+	$(MAKE) BUILD=build/san SANITIZER=address,undefined CFLAGS="-O1 -g" all unit-bins
+	bash scripts/run-tests.sh build/san
+
+unit-bins: $(UNIT_BIN)
+
+run: all
+	bash scripts/run-demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/turnout $(BUILD)/mockllm $(BUILD)/unit $(BUILD)/san
+
+-include $(wildcard $(OBJDIR)/*.d)

@@ -1,0 +1,177 @@
+/* main.c - turnout's entry point: command line, start-up, signals, shutdown. */
+#include "config.h"
+#include "store.h"
+#include "worker.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: turnout [-t] -c FILE\n"
+            "  -c, --config FILE  run with the JSON config FILE\n"
+            "  -t, --test         check the config (and the seed file it names) and exit\n"
+            "  -v, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "Signals: TERM/INT drain and exit 0; HUP re-reads the config.\n");
+}
+
+static void log_line(const char *level, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "turnout: [%s] ", level);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+}
+
+static int open_access_log(const char *target)
+{
+    if (strcmp(target, "off") == 0)
+        return -1;
+    if (strcmp(target, "stdout") == 0)
+        return STDOUT_FILENO;
+    if (strcmp(target, "stderr") == 0)
+        return STDERR_FILENO;
+    return open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = NULL;
+    int test_only = 0, rc = 1, started = 0;
+    char err[1024];
+    gateway_t gw;
+    sigset_t sigs;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (++i == argc) {
+                usage(stderr);
+                return 2;
+            }
+            file = argv[i];
+        } else if (strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--test") == 0) {
+            test_only = 1;
+        } else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("turnout %s\n", TURNOUT_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "turnout: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (file == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    memset(&gw, 0, sizeof(gw));
+    if (config_load(file, &gw.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "turnout: config %s: %s\n", file, err);
+        return 1;
+    }
+    if (test_only) {
+        printf("turnout: config %s is valid\n", file);
+        return 0;
+    }
+
+    gw.store = store_open(gw.cfg.data_dir, (size_t)gw.cfg.map_size_mb, err, sizeof(err));
+    if (gw.store == NULL) {
+        log_line("error", "%s", err);
+        return 1;
+    }
+    if (gw.cfg.seed[0] != '\0' && store_is_empty(gw.store)) {
+        if (store_import_seed(gw.store, gw.cfg.seed, err, sizeof(err)) < 0) {
+            log_line("error", "%s", err);
+            store_close(gw.store);
+            return 1;
+        }
+        log_line("info", "imported seed %s into the empty store", gw.cfg.seed);
+    }
+    gw.admin_key = getenv(gw.cfg.admin_key_env);
+    gw.access_fd = open_access_log(gw.cfg.log_access);
+    if (gw.access_fd < 0 && strcmp(gw.cfg.log_access, "off") != 0) {
+        log_line("error", "log.access: cannot open %s", gw.cfg.log_access);
+        store_close(gw.store);
+        return 1;
+    }
+
+    /* Signals are taken by this thread with sigwait; workers never see them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || evthread_use_pthreads() != 0) {
+        log_line("error", "%s", "cannot initialise libcurl or libevent threading");
+        goto out;
+    }
+    gw.nworkers = gw.cfg.workers;
+    gw.workers = calloc((size_t)gw.nworkers, sizeof(worker_t));
+    if (gw.workers == NULL)
+        goto out;
+    for (int i = 0; i < gw.nworkers; i++) {
+        if (worker_init(&gw.workers[i], &gw, i, err, sizeof(err)) < 0) {
+            log_line("error", "%s", err);
+            worker_free(&gw.workers[i]);
+            goto out;
+        }
+        started = i + 1;
+    }
+    started = 0;
+    for (int i = 0; i < gw.nworkers; i++) {
+        if (pthread_create(&gw.workers[i].thread, NULL, worker_main, &gw.workers[i]) != 0) {
+            log_line("error", "%s", "cannot start a worker thread");
+            break;
+        }
+        started++;
+    }
+    if (started == gw.nworkers) {
+        char what[160];
+        snprintf(what, sizeof(what), "%s:%d with %d workers", gw.cfg.listen_host,
+                 gw.cfg.listen_port, gw.nworkers);
+        log_line("info", "listening on %s", what);
+        gw.ready = 1;
+        rc = 0;
+        for (;;) {
+            int sig = 0;
+            if (sigwait(&sigs, &sig) != 0)
+                continue;
+            if (sig == SIGHUP) {
+                log_line("warn", "%s", "SIGHUP: config reload is not implemented yet; keeping the running config");
+                continue;
+            }
+            log_line("info", "%s: draining in-flight requests, then exiting", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+    }
+    gw.ready = 0;
+    for (int i = 0; i < started; i++)
+        worker_stop(&gw.workers[i]);
+    for (int i = 0; i < started; i++)
+        pthread_join(gw.workers[i].thread, NULL);
+    if (started != gw.nworkers)
+        rc = 1;
+out:
+    if (gw.workers != NULL) {
+        for (int i = 0; i < gw.nworkers; i++)
+            worker_free(&gw.workers[i]);
+        free(gw.workers);
+    }
+    curl_global_cleanup();
+    store_close(gw.store);
+    libevent_global_shutdown();
+    return rc;
+}

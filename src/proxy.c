@@ -1,0 +1,887 @@
+/* proxy.c - the data plane: one request from headers to the access-log line.
+ *
+ * Lifecycle of a request (req_t):
+ *   on_headers hook   allocate req_t, check limits (413), note the content type
+ *   on_read hook      count body bytes; drain them once the request is refused
+ *   on_request (gencb) body complete: dispatch by path, parse the few fields
+ *                     needed, resolve, start the first attempt
+ *   curl callbacks    capture status and headers, buffer or relay the body
+ *   transfer done     success -> reply; failover-able failure -> next candidate
+ *   on_request_fini   client done or gone: abort any transfer, log, free
+ * The req_t is reachable from evhtp through the request's fini hook argument
+ * and from curl through CURLOPT_PRIVATE. */
+#include "proxy.h"
+#include "jscan.h"
+#include "multipart.h"
+#include "resolve.h"
+
+#include <evhtp/evhtp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_MODEL 512
+#define ATTEMPT_LOG 2048
+
+typedef struct req {
+    worker_t *w;
+    evhtp_request_t *req;        /* NULL once the client is gone */
+    int refused;                 /* a reply was sent before the body completed */
+    int replied;
+    uint64_t body_bytes;
+    endpoint_t ep;
+    char model[MAX_MODEL];       /* as asked by the client */
+    int stream;
+    char request_id[64];
+    const char *body;            /* borrowed from req->buffer_in */
+    size_t body_len;
+    size_t model_off, model_len; /* where the model value sits in the body */
+    int multipart;
+    char content_type[256];
+    resolution_t res;
+    int resolved;
+    int cand;                    /* index of the candidate being tried */
+    int attempts;
+    char attempt_log[ATTEMPT_LOG];
+    size_t attempt_log_len;
+    int last_timeout;
+    /* the current attempt */
+    CURL *easy;
+    struct curl_slist *up_headers;
+    char *up_body;               /* the body sent upstream (model spliced in) */
+    long status;
+    evhtp_headers_t *resp_headers;
+    struct evbuffer *resp;       /* buffered non-streaming response */
+    int relaying;                /* chunked relay to the client has started */
+    struct timespec t0;
+    double ttfb_ms;
+    int final_status;
+    uint64_t bytes_out;
+} req_t;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double since_ms(const req_t *r)
+{
+    return now_ms() - (r->t0.tv_sec * 1e3 + r->t0.tv_nsec / 1e6);
+}
+
+static void add_header(evhtp_request_t *req, const char *k, const char *v)
+{
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, 1));
+}
+
+static void add_std_headers(req_t *r)
+{
+    char n[16];
+    evhtp_request_t *req = r->req;
+    add_header(req, "x-request-id", r->request_id);
+    if (r->res.route != NULL)
+        add_header(req, "x-turnout-route", r->res.route);
+    if (r->attempts > 0 && r->cand < r->res.ncand) {
+        add_header(req, "x-turnout-provider", r->res.cand[r->cand].provider);
+        add_header(req, "x-turnout-model", r->res.cand[r->cand].model);
+    }
+    snprintf(n, sizeof(n), "%d", r->attempts);
+    add_header(req, "x-turnout-attempts", n);
+}
+
+/* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null). */
+static void reply_error(req_t *r, int status, const char *type, const char *code,
+                        const char *param, const char *fmt, ...)
+{
+    char msg[1024], qmsg[2200], qparam[128];
+    va_list ap;
+    evhtp_request_t *req = r->req;
+    if (req == NULL || r->replied)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (jscan_quote(msg, qmsg, sizeof(qmsg)) < 0)
+        snprintf(qmsg, sizeof(qmsg), "\"error\"");
+    if (param == NULL || jscan_quote(param, qparam, sizeof(qparam)) < 0)
+        snprintf(qparam, sizeof(qparam), "null");
+    evbuffer_add_printf(req->buffer_out,
+                        "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":%s,\"code\":\"%s\"}}\n",
+                        qmsg, type, qparam, code);
+    add_header(req, "Content-Type", "application/json");
+    add_std_headers(r);
+    r->replied = 1;
+    r->final_status = status;
+    r->bytes_out = evbuffer_get_length(req->buffer_out);
+    r->w->stats.errors++;
+    evhtp_send_reply(req, (evhtp_res)status);
+}
+
+/* --- request ids ------------------------------------------------------- */
+
+static uint64_t next_rand(worker_t *w)
+{
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+static void set_request_id(req_t *r)
+{
+    const char *id = evhtp_kv_find(r->req->headers_in, "x-request-id");
+    size_t n = id ? strlen(id) : 0;
+    int ok = n > 0 && n < sizeof(r->request_id);
+    for (size_t i = 0; ok && i < n; i++)  /* echo only what is safe to put in a header */
+        ok = id[i] > 0x20 && id[i] < 0x7f;
+    if (ok)
+        memcpy(r->request_id, id, n + 1);
+    else
+        snprintf(r->request_id, sizeof(r->request_id), "req_%016llx",
+                 (unsigned long long)next_rand(r->w));
+}
+
+/* --- access log -------------------------------------------------------- */
+
+static void access_log(req_t *r)
+{
+    char line[4096], qmodel[MAX_MODEL * 2 + 8];
+    const candidate_t *c = (r->attempts > 0 && r->cand < r->res.ncand) ? &r->res.cand[r->cand] : NULL;
+    int fd = r->w->gw->access_fd;
+    int n;
+    if (fd < 0)
+        return;
+    if (jscan_quote(r->model, qmodel, sizeof(qmodel)) < 0)
+        snprintf(qmodel, sizeof(qmodel), "null");
+    n = snprintf(line, sizeof(line),
+                 "{\"request_id\":\"%s\",\"worker\":%d,\"endpoint\":\"%s\",\"model\":%s,"
+                 "\"route\":%s%s%s,\"provider\":%s%s%s,\"upstream_model\":%s%s%s,\"attempts\":%d,"
+                 "\"status\":%d,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f}\n",
+                 r->request_id, r->w->id, schema_endpoint_name(r->ep), qmodel,
+                 r->res.route ? "\"" : "", r->res.route ? r->res.route : "null", r->res.route ? "\"" : "",
+                 c ? "\"" : "", c ? c->provider : "null", c ? "\"" : "",
+                 c ? "\"" : "", c ? c->model : "null", c ? "\"" : "",
+                 r->attempts, r->final_status, (unsigned long long)r->bytes_out, r->ttfb_ms,
+                 since_ms(r));
+    if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0) {
+        /* the access log is best effort; a full disk must not stop serving */
+    }
+}
+
+/* --- upstream attempt -------------------------------------------------- */
+
+static void end_attempt(req_t *r)
+{
+    if (r->easy != NULL) {
+        curl_multi_remove_handle(r->w->multi, r->easy);
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+    }
+    curl_slist_free_all(r->up_headers);
+    r->up_headers = NULL;
+    free(r->up_body);
+    r->up_body = NULL;
+    if (r->resp_headers != NULL) {
+        evhtp_kvs_free(r->resp_headers);
+        r->resp_headers = NULL;
+    }
+    if (r->resp != NULL)
+        evbuffer_drain(r->resp, evbuffer_get_length(r->resp));
+}
+
+static int failover_status(long s)
+{
+    return s >= 500 || s == 429 || s == 401 || s == 403;
+}
+
+static const char *const hop_by_hop[] = {
+    "connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
+    "upgrade", "proxy-authenticate", "proxy-authorization", "date", "server", NULL,
+};
+
+static size_t on_up_header(char *buf, size_t size, size_t n, void *arg)
+{
+    req_t *r = arg;
+    size_t len = size * n, k, v;
+    char name[128], value[1024];
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        /* a new status line (after 100 Continue or a redirect) starts afresh */
+        if (r->resp_headers != NULL)
+            evhtp_kvs_free(r->resp_headers);
+        r->resp_headers = evhtp_kvs_new();
+        return len;
+    }
+    for (k = 0; k < len && buf[k] != ':'; k++)
+        ;
+    if (k == 0 || k >= len || k >= sizeof(name) || r->resp_headers == NULL)
+        return len;
+    memcpy(name, buf, k);
+    name[k] = '\0';
+    for (const char *const *h = hop_by_hop; *h; h++)
+        if (strcasecmp(name, *h) == 0)
+            return len;
+    k++;
+    while (k < len && (buf[k] == ' ' || buf[k] == '\t'))
+        k++;
+    v = len - k;
+    while (v > 0 && (buf[k + v - 1] == '\r' || buf[k + v - 1] == '\n' || buf[k + v - 1] == ' '))
+        v--;
+    if (v >= sizeof(value))
+        return len;
+    memcpy(value, buf + k, v);
+    value[v] = '\0';
+    evhtp_headers_add_header(r->resp_headers, evhtp_header_new(name, value, 1, 1));
+    return len;
+}
+
+static int is_event_stream(req_t *r)
+{
+    const char *ct = r->resp_headers ? evhtp_kv_find(r->resp_headers, "content-type") : NULL;
+    return ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0;
+}
+
+/* Moves the upstream's headers and ours onto the client reply. */
+static void commit_headers(req_t *r)
+{
+    if (r->resp_headers != NULL) {
+        evhtp_kvs_add_kvs(r->req->headers_out, r->resp_headers);
+        evhtp_kvs_free(r->resp_headers);   /* the kvs now belong to headers_out */
+        r->resp_headers = NULL;
+    }
+    add_std_headers(r);
+}
+
+static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
+{
+    req_t *r = arg;
+    size_t len = size * n;
+    if (r->status == 0)
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (r->ttfb_ms == 0)
+        r->ttfb_ms = since_ms(r);
+    if (failover_status(r->status) && r->cand + 1 < r->res.ncand)
+        return len;                       /* discarded: the next candidate answers */
+    if (r->req == NULL)
+        return 0;                         /* client gone: abort the transfer */
+    if (!r->relaying && r->status < 300 && is_event_stream(r)) {
+        /* Streams are relayed event by event; the commit point is here. */
+        commit_headers(r);
+        r->relaying = 1;
+        r->replied = 1;
+        r->final_status = (int)r->status;
+        evhtp_send_reply_chunk_start(r->req, (evhtp_res)r->status);
+    }
+    if (r->relaying) {
+        struct evbuffer *chunk = evbuffer_new();
+        if (chunk == NULL)
+            return 0;
+        evbuffer_add(chunk, buf, len);
+        evhtp_send_reply_chunk(r->req, chunk);
+        evbuffer_free(chunk);
+        r->bytes_out += len;
+        return len;
+    }
+    if (evbuffer_add(r->resp, buf, len) < 0)
+        return 0;
+    return len;
+}
+
+static int start_attempt(req_t *r);
+
+static void log_attempt(req_t *r, const char *outcome)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    int n = snprintf(r->attempt_log + r->attempt_log_len, ATTEMPT_LOG - r->attempt_log_len,
+                     "%s%s/%s: %s (%.0f ms)", r->attempt_log_len ? "; " : "", c->provider, c->model,
+                     outcome, since_ms(r));
+    if (n > 0 && r->attempt_log_len + (size_t)n < ATTEMPT_LOG)
+        r->attempt_log_len += (size_t)n;
+}
+
+/* Every candidate failed: 429 when all of them were rate limited, else 502/504. */
+static void reply_exhausted(req_t *r, int all_429)
+{
+    if (all_429) {
+        add_header(r->req, "Retry-After", "1");
+        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
+                    "every upstream for model '%s' is rate limited: %s", r->model, r->attempt_log);
+    } else if (r->last_timeout) {
+        reply_error(r, 504, "upstream_error", "upstream_timeout", NULL,
+                    "every upstream for model '%s' failed, the last by timing out: %s", r->model,
+                    r->attempt_log);
+    } else {
+        reply_error(r, 502, "upstream_error", "upstream_error", NULL,
+                    "every upstream for model '%s' failed: %s", r->model, r->attempt_log);
+    }
+}
+
+static void finish_reply(req_t *r)
+{
+    if (r->relaying) {
+        evhtp_send_reply_chunk_end(r->req);
+        return;
+    }
+    commit_headers(r);
+    r->bytes_out = evbuffer_get_length(r->resp);
+    evbuffer_add_buffer(r->req->buffer_out, r->resp);
+    r->replied = 1;
+    r->final_status = (int)r->status;
+    evhtp_send_reply(r->req, (evhtp_res)r->status);
+}
+
+/* Ends a relayed stream that broke: an SSE error event, and never [DONE]. */
+static void abort_stream(req_t *r, const char *why)
+{
+    struct evbuffer *ev = evbuffer_new();
+    if (ev != NULL) {
+        evbuffer_add_printf(ev, "event: error\ndata: {\"error\":{\"message\":\"upstream stream "
+                                "failed: %s\",\"type\":\"upstream_error\",\"param\":null,"
+                                "\"code\":\"upstream_stream_error\"}}\n\n", why);
+        evhtp_send_reply_chunk(r->req, ev);
+        evbuffer_free(ev);
+    }
+    evhtp_send_reply_chunk_end(r->req);
+}
+
+void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
+{
+    req_t *r = NULL;
+    char outcome[160];
+    (void)w;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    if (r == NULL)
+        return;
+    if (r->status == 0)
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
+
+    if (result != CURLE_OK) {
+        snprintf(outcome, sizeof(outcome), "%s", curl_easy_strerror(result));
+        r->last_timeout = result == CURLE_OPERATION_TIMEDOUT;
+    } else {
+        snprintf(outcome, sizeof(outcome), "HTTP %ld", r->status);
+        r->last_timeout = 0;
+    }
+    log_attempt(r, outcome);
+
+    if (r->relaying) {
+        if (result != CURLE_OK)
+            abort_stream(r, curl_easy_strerror(result));
+        else
+            finish_reply(r);
+        end_attempt(r);
+        return;
+    }
+    if (result == CURLE_OK && !(failover_status(r->status) && r->cand + 1 < r->res.ncand)) {
+        finish_reply(r);               /* success, a caller error, or the last word */
+        end_attempt(r);
+        return;
+    }
+    end_attempt(r);
+    /* connection error, timeout, 5xx, 429, 401/403: the next candidate */
+    while (++r->cand < r->res.ncand) {
+        w->stats.failovers++;
+        if (start_attempt(r) == 0)
+            return;
+    }
+    r->cand = r->res.ncand - 1;
+    reply_exhausted(r, 0);
+}
+
+/* Builds the upstream body: the client's bytes with the model value replaced. */
+static int build_body(req_t *r, const char *model, size_t *len)
+{
+    char quoted[MAX_MODEL * 6 + 3];
+    const char *val = quoted;
+    long ql;
+    if (r->multipart) {
+        val = model;
+        ql = (long)strlen(model);
+    } else if ((ql = jscan_quote(model, quoted, sizeof(quoted))) < 0) {
+        return -1;
+    }
+    *len = r->body_len - r->model_len + (size_t)ql;
+    r->up_body = malloc(*len ? *len : 1);
+    if (r->up_body == NULL)
+        return -1;
+    memcpy(r->up_body, r->body, r->model_off);
+    memcpy(r->up_body + r->model_off, val, (size_t)ql);
+    memcpy(r->up_body + r->model_off + ql, r->body + r->model_off + r->model_len,
+           r->body_len - r->model_off - r->model_len);
+    return 0;
+}
+
+static const char *const upstream_paths[EP__COUNT] = {
+    "/chat/completions", "/completions", "/embeddings", "/audio/speech",
+    "/audio/transcriptions", "/images/generations",
+};
+
+static int start_attempt(req_t *r)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    const config_t *cfg = r->w->cfg;
+    char url[2300], hdr[1200];
+    const char *key = c->api_key_env ? getenv(c->api_key_env) : NULL;
+    const cJSON *h;
+    size_t blen = 0;
+
+    if (build_body(r, c->model, &blen) < 0)
+        return -1;
+    snprintf(url, sizeof(url), "%s%s", c->base_url, upstream_paths[r->ep]);
+    if ((r->easy = curl_easy_init()) == NULL)
+        return -1;
+    if (key != NULL && *key != '\0') {
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", key);
+        r->up_headers = curl_slist_append(r->up_headers, hdr);
+    }
+    snprintf(hdr, sizeof(hdr), "Content-Type: %s",
+             r->content_type[0] ? r->content_type : "application/json");
+    r->up_headers = curl_slist_append(r->up_headers, hdr);
+    snprintf(hdr, sizeof(hdr), "x-request-id: %s", r->request_id);
+    r->up_headers = curl_slist_append(r->up_headers, hdr);
+    r->up_headers = curl_slist_append(r->up_headers, "Expect:");
+    cJSON_ArrayForEach(h, c->headers) {
+        if (cJSON_IsString(h)) {
+            snprintf(hdr, sizeof(hdr), "%s: %s", h->string, h->valuestring);
+            r->up_headers = curl_slist_append(r->up_headers, hdr);
+        }
+    }
+    if (r->resp == NULL && (r->resp = evbuffer_new()) == NULL)
+        return -1;
+    r->status = 0;
+    r->attempts++;
+    r->w->stats.upstream_attempts++;
+    curl_easy_setopt(r->easy, CURLOPT_URL, url);
+    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->up_body);
+    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->up_headers);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_up_header);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_up_data);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT, (long)cfg->total_timeout_s);
+    curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "turnout/" TURNOUT_VERSION);
+    if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
+        end_attempt(r);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- intake ------------------------------------------------------------ */
+
+typedef struct route_path {
+    const char *path;
+    endpoint_t ep;
+} route_path_t;
+
+static const route_path_t data_paths[] = {
+    { "/v1/chat/completions", EP_CHAT },
+    { "/v1/completions", EP_COMPLETIONS },
+    { "/v1/embeddings", EP_EMBEDDINGS },
+    { "/v1/audio/speech", EP_AUDIO_SPEECH },
+    { "/v1/audio/transcriptions", EP_AUDIO_TRANSCRIPTION },
+    { "/v1/images/generations", EP_IMAGE_GENERATION },
+};
+
+static req_t *req_of(evhtp_request_t *req)
+{
+    return req->hooks != NULL ? req->hooks->on_request_fini_arg : NULL;
+}
+
+static int authorised(req_t *r)
+{
+    const char *auth, *admin = r->w->gw->admin_key;
+    size_t a, b;
+    unsigned diff = 0;
+    if (!r->w->cfg->require_key)
+        return 1;
+    auth = evhtp_kv_find(r->req->headers_in, "authorization");
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || admin == NULL || *admin == '\0')
+        return 0;
+    auth += 7;
+    a = strlen(auth);
+    b = strlen(admin);
+    /* constant time in the key's length: no early exit on the first mismatch */
+    for (size_t i = 0; i < b; i++)
+        diff |= (unsigned char)admin[i] ^ (unsigned char)(i < a ? auth[i] : 0);
+    return diff == 0 && a == b;
+}
+
+typedef struct models_list {
+    cJSON *data;
+} models_list_t;
+
+static void add_model(cJSON *data, const char *id, const char *owner)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", 0);
+    cJSON_AddStringToObject(m, "owned_by", owner);
+    cJSON_AddItemToArray(data, m);
+}
+
+static void on_list_route(const cJSON *rec, void *arg)
+{
+    models_list_t *l = arg;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(rec, "name");
+    const cJSON *scope = cJSON_GetObjectItemCaseSensitive(rec, "scope");
+    const cJSON *router = cJSON_GetObjectItemCaseSensitive(rec, "router");
+    if (cJSON_IsString(name) && cJSON_IsString(scope) && strcmp(scope->valuestring, "global") == 0 &&
+        !cJSON_IsString(router))
+        add_model(l->data, name->valuestring, "turnout");
+}
+
+static void on_list_provider(const cJSON *p, void *arg)
+{
+    models_list_t *l = arg;
+    const cJSON *m, *pn = cJSON_GetObjectItemCaseSensitive(p, "name");
+    char id[512];
+    if (!cJSON_IsString(pn) || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "enabled")))
+        return;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models")) {
+        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(m, "name");
+        if (!cJSON_IsString(mn) || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
+            continue;
+        snprintf(id, sizeof(id), "%s/%s", pn->valuestring, mn->valuestring);
+        add_model(l->data, id, pn->valuestring);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "bare_alias")))
+            add_model(l->data, mn->valuestring, pn->valuestring);
+    }
+}
+
+static void reply_json(req_t *r, int status, const char *text)
+{
+    evbuffer_add(r->req->buffer_out, text, strlen(text));
+    add_header(r->req, "Content-Type", "application/json");
+    add_std_headers(r);
+    r->replied = 1;
+    r->final_status = status;
+    r->bytes_out = strlen(text);
+    evhtp_send_reply(r->req, (evhtp_res)status);
+}
+
+static void serve_models(req_t *r, const char *router)
+{
+    models_list_t l;
+    cJSON *root = cJSON_CreateObject();
+    char *text;
+    cJSON_AddStringToObject(root, "object", "list");
+    l.data = cJSON_AddArrayToObject(root, "data");
+    if (*router == '\0') {
+        store_each(r->w->reader, "routes", on_list_route, &l);
+        store_each(r->w->reader, "providers", on_list_provider, &l);
+    } else {
+        cJSON *rt = store_get_router(r->w->reader, router);
+        if (rt == NULL || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"))) {
+            cJSON_Delete(rt);
+            cJSON_Delete(root);
+            reply_error(r, 404, "invalid_request_error", "router_not_found", NULL,
+                        "router '%s' does not exist or is not active", router);
+            return;
+        }
+        cJSON_Delete(rt);
+    }
+    text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (text == NULL) {
+        reply_error(r, 500, "server_error", "internal_error", NULL, "out of memory");
+        return;
+    }
+    reply_json(r, 200, text);
+    free(text);
+}
+
+/* Reads model (and stream) from a JSON or multipart body. Returns 0, or -1
+ * after replying with the error. */
+static int parse_body(req_t *r)
+{
+    jscan_t js;
+    long n;
+    if (r->multipart) {
+        char boundary[80];
+        size_t off, len;
+        if (multipart_boundary(r->content_type, boundary, sizeof(boundary)) < 0) {
+            reply_error(r, 400, "invalid_request_error", "invalid_multipart", NULL,
+                        "multipart/form-data needs a boundary parameter of 1-70 characters");
+            return -1;
+        }
+        if (multipart_field(r->body, r->body_len, boundary, "model", &off, &len) < 0) {
+            reply_error(r, 400, "invalid_request_error", "missing_model", "model",
+                        "the form has no 'model' field (or the multipart body is malformed)");
+            return -1;
+        }
+        if (len == 0 || len >= sizeof(r->model) || memchr(r->body + off, '\0', len) != NULL) {
+            reply_error(r, 400, "invalid_request_error", "invalid_model", "model",
+                        "'model' must be a non-empty string of at most %zu bytes", sizeof(r->model) - 1);
+            return -1;
+        }
+        memcpy(r->model, r->body + off, len);
+        r->model[len] = '\0';
+        r->model_off = off;
+        r->model_len = len;
+        return 0;
+    }
+    switch (jscan_body(r->body, r->body_len, &js)) {
+    case JSCAN_INVALID:
+        reply_error(r, 400, "invalid_request_error", "invalid_json", NULL,
+                    "the request body is not valid JSON (error at byte %zu)", js.error_off);
+        return -1;
+    case JSCAN_NOT_OBJECT:
+        reply_error(r, 400, "invalid_request_error", "missing_model", "model",
+                    "the request body must be a JSON object with a 'model' field");
+        return -1;
+    case JSCAN_OK:
+        break;
+    }
+    if (!js.has_model) {
+        reply_error(r, 400, "invalid_request_error", "missing_model", "model",
+                    "you must provide a model parameter");
+        return -1;
+    }
+    if (!js.model_is_string ||
+        (n = jscan_string(r->body, js.model_off, js.model_len, r->model, sizeof(r->model))) <= 0) {
+        reply_error(r, 400, "invalid_request_error", "invalid_model", "model",
+                    "'model' must be a non-empty string of at most %zu bytes", sizeof(r->model) - 1);
+        return -1;
+    }
+    r->model_off = js.model_off;
+    r->model_len = js.model_len;
+    r->stream = js.stream;
+    return 0;
+}
+
+static int content_type_ok(req_t *r)
+{
+    const char *ct = r->content_type;
+    if (r->ep == EP_AUDIO_TRANSCRIPTION) {
+        r->multipart = 1;
+        return strncasecmp(ct, "multipart/form-data", 19) == 0;
+    }
+    if (*ct == '\0')
+        return 1;                          /* curl -d without -H: treat as JSON */
+    return strncasecmp(ct, "application/json", 16) == 0 && (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
+}
+
+static void serve_data(req_t *r, endpoint_t ep, const char *router)
+{
+    struct evbuffer *in = r->req->buffer_in;
+    r->ep = ep;
+    if (!content_type_ok(r)) {
+        reply_error(r, 415, "invalid_request_error", "unsupported_media_type", NULL,
+                    "Content-Type '%s' is not supported here; use %s", r->content_type,
+                    r->multipart ? "multipart/form-data" : "application/json");
+        return;
+    }
+    r->body_len = evbuffer_get_length(in);
+    r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
+    if (parse_body(r) < 0)
+        return;
+    resolve_model(r->w->reader, ep, r->model, router, &r->res);
+    r->resolved = 1;
+    switch (r->res.status) {
+    case RESOLVE_OK:
+        break;
+    case RESOLVE_NOT_FOUND:
+        reply_error(r, 404, "invalid_request_error", "model_not_found", "model",
+                    "the model '%s' does not exist or you do not have access to it", r->model);
+        return;
+    case RESOLVE_WRONG_ENDPOINT:
+        reply_error(r, 400, "invalid_request_error", "wrong_endpoint", "model",
+                    "route '%s' serves the %s endpoint, not %s", r->model,
+                    cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "endpoint")->valuestring,
+                    schema_endpoint_name(ep));
+        return;
+    case RESOLVE_DISABLED:
+        reply_error(r, 503, "server_error", "route_disabled", "model",
+                    "route '%s' is disabled and has no fallback target", r->model);
+        return;
+    case RESOLVE_NO_ROUTER:
+        reply_error(r, 404, "invalid_request_error", "router_not_found", NULL,
+                    "router '%s' does not exist or is not active", router);
+        return;
+    }
+    if (r->res.ncand == 0) {
+        reply_error(r, 503, "server_error", "no_upstream", "model",
+                    "model '%s' has no enabled upstream target", r->model);
+        return;
+    }
+    for (r->cand = 0; r->cand < r->res.ncand; r->cand++)
+        if (start_attempt(r) == 0)
+            return;
+    r->cand = r->res.ncand - 1;
+    reply_exhausted(r, 0);
+}
+
+static const char *method_name(htp_method m)
+{
+    return m == htp_method_GET ? "GET" : m == htp_method_POST ? "POST" : m == htp_method_HEAD ? "HEAD" : "other";
+}
+
+/* The request is complete (headers and body): dispatch by path. */
+static void on_request(evhtp_request_t *req, void *arg)
+{
+    worker_t *w = arg;
+    req_t *r = req_of(req);
+    const char *path = req->uri && req->uri->path ? req->uri->path->full : NULL;
+    htp_method m = evhtp_request_get_method(req);
+    char router[128] = "";
+
+    if (r == NULL || r->refused)
+        return;                            /* answered already (413) */
+    w->stats.requests++;
+    if (path == NULL) {
+        reply_error(r, 400, "invalid_request_error", "bad_request", NULL, "missing request path");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+        int ok = path[1] == 'h' || (w->gw->ready && !w->stopping);
+        if (m != htp_method_GET && m != htp_method_HEAD) {
+            add_header(req, "Allow", "GET, HEAD");
+            reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
+                        "%s is not allowed on %s", method_name(m), path);
+            return;
+        }
+        reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
+        return;
+    }
+    if (strncmp(path, "/router/", 8) == 0) {
+        const char *slug = path + 8, *end = strchr(slug, '/');
+        if (end == NULL || end == slug || (size_t)(end - slug) >= sizeof(router)) {
+            reply_error(r, 404, "invalid_request_error", "not_found", NULL, "no such path: %s", path);
+            return;
+        }
+        memcpy(router, slug, (size_t)(end - slug));
+        router[end - slug] = '\0';
+        path = end;
+    }
+    if (!authorised(r)) {
+        add_header(req, "WWW-Authenticate", "Bearer");
+        reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL,
+                    "a valid API key is required: send 'Authorization: Bearer KEY'");
+        return;
+    }
+    if (strcmp(path, "/v1/models") == 0) {
+        if (m != htp_method_GET && m != htp_method_HEAD) {
+            add_header(req, "Allow", "GET, HEAD");
+            reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
+                        "%s is not allowed on /v1/models; use GET", method_name(m));
+            return;
+        }
+        serve_models(r, router);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]); i++) {
+        if (strcmp(path, data_paths[i].path) != 0)
+            continue;
+        if (m != htp_method_POST) {
+            add_header(req, "Allow", "POST");
+            reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
+                        "%s is not allowed on %s; use POST", method_name(m), path);
+            return;
+        }
+        serve_data(r, data_paths[i].ep, router);
+        return;
+    }
+    reply_error(r, 404, "invalid_request_error", "not_found", NULL, "no such path: %s", path);
+}
+
+static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
+{
+    req_t *r = arg;
+    r->body_bytes += evbuffer_get_length(buf);
+    if (r->refused) {
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return EVHTP_RES_OK;
+    }
+    if (r->body_bytes > (uint64_t)r->w->cfg->max_body_bytes) {
+        /* a chunked body has no length up front: refuse when it crosses */
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+        reply_error(r, 413, "invalid_request_error", "request_too_large", NULL,
+                    "the request body exceeds the limit of %lld bytes",
+                    (long long)r->w->cfg->max_body_bytes);
+        r->refused = 1;
+    }
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_fini(evhtp_request_t *req, void *arg)
+{
+    req_t *r = arg;
+    (void)req;
+    r->req = NULL;
+    if (r->easy != NULL) {
+        log_attempt(r, "client closed the connection");
+        if (!r->replied)
+            r->final_status = 499;         /* nginx's code for "client went away" */
+    }
+    end_attempt(r);
+    access_log(r);
+    if (r->resolved)
+        resolve_free(&r->res);
+    if (r->resp != NULL)
+        evbuffer_free(r->resp);
+    r->w->in_flight--;
+    free(r);
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
+{
+    worker_t *w = arg;
+    req_t *r = calloc(1, sizeof(*r));
+    const char *ct;
+    (void)hdrs;
+    if (r == NULL)
+        return EVHTP_RES_FATAL;
+    r->w = w;
+    r->req = req;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    w->in_flight++;
+    evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, r);
+    evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)on_read, r);
+    set_request_id(r);
+    ct = evhtp_kv_find(req->headers_in, "content-type");
+    if (ct != NULL)
+        snprintf(r->content_type, sizeof(r->content_type), "%s", ct);
+    if (req->conn->parser != NULL &&
+        evhtp_request_content_len(req) > (uint64_t)w->cfg->max_body_bytes) {
+        /* DESIGN.md: answer 413 now, close after it, drain what still comes */
+        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+        evhtp_kv_t *expect = evhtp_kvs_find_kv(req->headers_in, "expect");
+        if (expect != NULL)               /* so no "100 Continue" invites the body */
+            evhtp_kv_rm_and_free(req->headers_in, expect);
+        reply_error(r, 413, "invalid_request_error", "request_too_large", NULL,
+                    "the request body of %llu bytes exceeds the limit of %lld bytes",
+                    (unsigned long long)evhtp_request_content_len(req),
+                    (long long)w->cfg->max_body_bytes);
+        r->refused = 1;
+    }
+    return EVHTP_RES_OK;
+}
+
+static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
+{
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, arg);
+    return EVHTP_RES_OK;
+}
+
+void proxy_install(worker_t *w)
+{
+    evhtp_set_gencb(w->htp, on_request, w);
+    evhtp_set_post_accept_cb(w->htp, on_accept, w);
+}
