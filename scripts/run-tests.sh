@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the unit tests and the integration suite against the binaries in BUILD_DIR
+# (default build/san, the ASan+UBSan build made by `make test`). Ends with one
+# "N passed, N failed" line and exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+build=${1:-build/san}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+passed=0 failed=0
+
+for t in "$build"/unit/test_*; do
+    [ -x "$t" ] || continue
+    if out=$("$t" 2>&1); then
+        passed=$((passed + 1)); echo "ok   unit/$(basename "$t")"
+    else
+        failed=$((failed + 1)); echo "FAIL unit/$(basename "$t")"; echo "$out" | tail -30
+    fi
+done
+echo "unit: $passed passed, $failed failed"
+
+ipass=0 ifail=0
+if /usr/bin/python3 test/integration/run.py --build-dir "$build" | tee "$build/integration.log"; then :; fi
+line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$build/integration.log" | tail -1)
+if [ -n "$line" ]; then
+    ipass=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')
+    ifail=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+else
+    ifail=1; echo "FAIL integration: the runner did not finish"
+fi
+passed=$((passed + ipass)); failed=$((failed + ifail))
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
