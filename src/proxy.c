@@ -15,6 +15,7 @@
 #include "multipart.h"
 #include "resolve.h"
 
+#include <event2/bufferevent.h>
 #include <evhtp/evhtp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,6 +50,8 @@ typedef struct req {
     char attempt_log[ATTEMPT_LOG];
     size_t attempt_log_len;
     int last_timeout;
+    int n429;                    /* attempts answered 429 */
+    char retry_after[16];        /* the last 429's Retry-After */
     /* the current attempt */
     CURL *easy;
     struct curl_slist *up_headers;
@@ -73,6 +76,17 @@ static double now_ms(void)
 static double since_ms(const req_t *r)
 {
     return now_ms() - (r->t0.tv_sec * 1e3 + r->t0.tv_nsec / 1e6);
+}
+
+/* evhtp arms one read timeout per connection at accept. It must not fire
+ * while the client waits for a slow upstream or reads a long stream, so it is
+ * cleared when the first attempt starts and restored (as the keep-alive idle
+ * timeout) when the reply ends. */
+static void client_read_timeout(req_t *r, int on)
+{
+    struct timeval idle = { r->w->cfg->idle_timeout_s, 0 };
+    if (r->req != NULL && r->req->conn != NULL && r->req->conn->bev != NULL)
+        bufferevent_set_timeouts(r->req->conn->bev, on ? &idle : NULL, NULL);
 }
 
 static void add_header(evhtp_request_t *req, const char *k, const char *v)
@@ -120,6 +134,8 @@ static void reply_error(req_t *r, int status, const char *type, const char *code
     r->final_status = status;
     r->bytes_out = evbuffer_get_length(req->buffer_out);
     r->w->stats.errors++;
+    if (r->attempts > 0)
+        client_read_timeout(r, 1);
     evhtp_send_reply(req, (evhtp_res)status);
 }
 
@@ -266,8 +282,8 @@ static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->ttfb_ms == 0)
         r->ttfb_ms = since_ms(r);
-    if (failover_status(r->status) && r->cand + 1 < r->res.ncand)
-        return len;                       /* discarded: the next candidate answers */
+    if (failover_status(r->status))
+        return len;                       /* discarded: the attempt failed */
     if (r->req == NULL)
         return 0;                         /* client gone: abort the transfer */
     if (!r->relaying && r->status < 300 && is_event_stream(r)) {
@@ -309,7 +325,7 @@ static void log_attempt(req_t *r, const char *outcome)
 static void reply_exhausted(req_t *r, int all_429)
 {
     if (all_429) {
-        add_header(r->req, "Retry-After", "1");
+        add_header(r->req, "Retry-After", r->retry_after[0] ? r->retry_after : "1");
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "every upstream for model '%s' is rate limited: %s", r->model, r->attempt_log);
     } else if (r->last_timeout) {
@@ -324,6 +340,7 @@ static void reply_exhausted(req_t *r, int all_429)
 
 static void finish_reply(req_t *r)
 {
+    client_read_timeout(r, 1);
     if (r->relaying) {
         evhtp_send_reply_chunk_end(r->req);
         return;
@@ -347,6 +364,7 @@ static void abort_stream(req_t *r, const char *why)
         evhtp_send_reply_chunk(r->req, ev);
         evbuffer_free(ev);
     }
+    client_read_timeout(r, 1);
     evhtp_send_reply_chunk_end(r->req);
 }
 
@@ -378,10 +396,16 @@ void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
         end_attempt(r);
         return;
     }
-    if (result == CURLE_OK && !(failover_status(r->status) && r->cand + 1 < r->res.ncand)) {
-        finish_reply(r);               /* success, a caller error, or the last word */
+    if (result == CURLE_OK && !failover_status(r->status)) {
+        finish_reply(r);               /* success, or the caller's own error */
         end_attempt(r);
         return;
+    }
+    if (result == CURLE_OK && r->status == 429) {
+        const char *ra = r->resp_headers ? evhtp_kv_find(r->resp_headers, "retry-after") : NULL;
+        r->n429++;
+        if (ra != NULL)
+            snprintf(r->retry_after, sizeof(r->retry_after), "%.15s", ra);
     }
     end_attempt(r);
     /* connection error, timeout, 5xx, 429, 401/403: the next candidate */
@@ -391,7 +415,7 @@ void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
             return;
     }
     r->cand = r->res.ncand - 1;
-    reply_exhausted(r, 0);
+    reply_exhausted(r, r->n429 == r->attempts);
 }
 
 /* Builds the upstream body: the client's bytes with the model value replaced. */
@@ -719,6 +743,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
                     "model '%s' has no enabled upstream target", r->model);
         return;
     }
+    client_read_timeout(r, 0);
     for (r->cand = 0; r->cand < r->res.ncand; r->cand++)
         if (start_attempt(r) == 0)
             return;
