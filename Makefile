@@ -1,17 +1,18 @@
 # turnout - plain Makefile. `make`, `make SANITIZER=address,undefined`, `make test`, `make run`, `make clean`.
 VERSION   := 0.1.0
 BUILD     ?= build
-DEPS      := $(BUILD)/deps
+DEPS      := build/deps
 CC        ?= cc
 SANITIZER ?=
 
-CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow \
-             -MMD -MP -Iinclude -I$(DEPS)/include -DTURNOUT_VERSION='"$(VERSION)"' -pthread
+OPT       ?= -O2 -g
+# CFLAGS/LDFLAGS from the command line are added to ours, never replace them.
+override CFLAGS  := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow \
+             -MMD -MP -Iinclude -I$(DEPS)/include -DTURNOUT_VERSION='"$(VERSION)"' -pthread $(CFLAGS)
 LDLIBS    := $(DEPS)/lib/libevhtp.a -levent -levent_pthreads -lcurl -lcjson -llmdb -pthread
 ifneq ($(SANITIZER),)
-CFLAGS    += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
-LDFLAGS   += -fsanitize=$(SANITIZER)
+override CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+override LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 OBJDIR    := $(BUILD)/obj$(if $(SANITIZER),-san)
@@ -21,7 +22,7 @@ LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o)
 UNIT_SRC  := $(wildcard test/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps test unit integration run clean
+.PHONY: all deps test unit-bins run clean
 all: $(BUILD)/turnout $(BUILD)/mockllm
 
 deps: $(DEPS)/.stamp
@@ -46,7 +47,7 @@ $(BUILD)/unit/%: test/unit/%.c $(LIB_OBJ)
 # `make test` builds everything under ASan+UBSan and runs the unit and integration suites.
 test:
 	bash scripts/install-deps.sh
-	$(MAKE) BUILD=build/san SANITIZER=address,undefined CFLAGS="-O1 -g" all unit-bins
+	$(MAKE) BUILD=build/san SANITIZER=address,undefined OPT="-O1 -g" all unit-bins
 	bash scripts/run-tests.sh build/san
 
 unit-bins: $(UNIT_BIN)

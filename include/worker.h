@@ -36,6 +36,7 @@ typedef struct worker {
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */
     int stopping;
+    struct conn_ref *conns;        /* open client connections, closed at exit */
     worker_stats_t stats;
 } worker_t;
 
@@ -63,6 +64,11 @@ void worker_stop(worker_t *w);
 
 /* Frees what worker_init created; safe after a failed init. */
 void worker_free(worker_t *w);
+
+/* Remembers client connection CONN so the worker can close it when it
+ * exits (idle keep-alive connections would otherwise outlive the loop). */
+struct evhtp_connection;
+void worker_track_connection(worker_t *w, struct evhtp_connection *conn);
 
 /* curl multi plumbing used by the proxy: called after any socket action. */
 void worker_check_multi(worker_t *w);

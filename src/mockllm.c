@@ -6,6 +6,7 @@
  * tests read at GET /_mock/log (path, model, body hash, headers). */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -185,7 +186,13 @@ static void stream_next(pending_t *p)
     struct timeval tv = { o.stream_interval_ms / 1000, (o.stream_interval_ms % 1000) * 1000 };
     if (o.close_after >= 0 && p->sent >= o.close_after) {
         struct evhttp_connection *c = evhttp_request_get_connection(p->req);
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(c);
         evbuffer_free(b);
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+            struct timeval again = { 0, 5000 };   /* let the events sent so far reach the client */
+            event_add(p->timer, &again);
+            return;
+        }
         evhttp_connection_set_closecb(c, NULL, NULL);
         pending_free(p);
         evhttp_connection_free(c);      /* abrupt: no [DONE], no last chunk */

@@ -901,6 +901,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *a
 
 static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
 {
+    worker_track_connection(arg, conn);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, arg);
     return EVHTP_RES_OK;
 }

@@ -158,10 +158,49 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
     return 0;
 }
 
+/* One open client connection; unlinked by its fini hook. */
+typedef struct conn_ref {
+    worker_t *w;
+    evhtp_connection_t *conn;
+    struct conn_ref *prev, *next;
+} conn_ref_t;
+
+static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
+{
+    conn_ref_t *ref = arg;
+    (void)conn;
+    if (ref->prev != NULL)
+        ref->prev->next = ref->next;
+    else
+        ref->w->conns = ref->next;
+    if (ref->next != NULL)
+        ref->next->prev = ref->prev;
+    free(ref);
+    return EVHTP_RES_OK;
+}
+
+void worker_track_connection(worker_t *w, evhtp_connection_t *conn)
+{
+    conn_ref_t *ref = calloc(1, sizeof(*ref));
+    if (ref == NULL)
+        return;
+    ref->w = w;
+    ref->conn = conn;
+    ref->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = ref;
+    w->conns = ref;
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, ref);
+}
+
 void *worker_main(void *arg)
 {
     worker_t *w = arg;
     event_base_dispatch(w->base);
+    /* Whatever is still open (idle keep-alive, or past the grace period) is
+     * closed here, on the worker's own thread; each fini hook unlinks it. */
+    while (w->conns != NULL)
+        evhtp_connection_free(w->conns->conn);
     return NULL;
 }
 

@@ -1,0 +1,188 @@
+"""harness.py - starts the real build/turnout and build/mockllm on free loopback ports for the tests."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("TURNOUT_BUILD", "build")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def deep_merge(a, b):
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=10):
+    """One request on a new connection: (status, lower-cased headers, body bytes)."""
+    headers = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
+
+
+class Proc:
+    """A started process whose stderr goes to a file; stopped by PID."""
+
+    def __init__(self, argv, workdir, name, env=None):
+        self.err_path = os.path.join(workdir, name + ".err")
+        self.out_path = os.path.join(workdir, name + ".out")
+        self.proc = subprocess.Popen(argv, stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"),
+                                     env=env, start_new_session=True)
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self):
+        text = ""
+        for p in (self.out_path, self.err_path):
+            if os.path.exists(p):
+                text += open(p, "rb").read().decode("utf-8", "replace")
+        return text
+
+
+class Mock(Proc):
+    def __init__(self, workdir, *flags, name="mock"):
+        port_file = os.path.join(workdir, name + ".port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        super().__init__([os.path.join(BUILD, "mockllm"), "--port", "0", "--port-file", port_file,
+                          "--name", name, *flags], workdir, "mockllm-" + name)
+        deadline = time.time() + 5
+        while not os.path.exists(port_file):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("mockllm did not start: " + self.output())
+            time.sleep(0.02)
+        self.port = int(open(port_file).read())
+        self.base_url = "http://127.0.0.1:%d/v1" % self.port
+
+    def log(self):
+        return json.loads(http_request(self.port, "GET", "/_mock/log")[2])
+
+    def clear(self):
+        http_request(self.port, "DELETE", "/_mock/log")
+
+    def stats(self):
+        return json.loads(http_request(self.port, "GET", "/_mock/stats")[2])
+
+
+class Turnout(Proc):
+    def __init__(self, workdir, seed, config=None, env=None, name="turnout"):
+        self.port = free_port()
+        cfg = {
+            "listen": "127.0.0.1:%d" % self.port, "workers": 2, "data_dir": os.path.join(workdir, name + "-data"),
+            "require_key": False,
+            "admin": {"listen": "127.0.0.1:%d" % free_port(), "key_env": "TURNOUT_ADMIN_KEY"},
+            "limits": {"max_body_bytes": 1048576, "max_header_bytes": 65536, "max_headers": 100,
+                       "header_timeout_s": 10, "idle_timeout_s": 60},
+            "log": {"level": "info", "access": "stdout"}, "seed": name + "-seed.json",
+        }
+        cfg = deep_merge(cfg, config or {})
+        with open(os.path.join(workdir, name + "-seed.json"), "w") as f:
+            json.dump(seed, f)
+        self.config_path = os.path.join(workdir, name + ".json")
+        with open(self.config_path, "w") as f:
+            json.dump(cfg, f)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        super().__init__([os.path.join(BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
+        deadline = time.time() + 10
+        while True:
+            try:
+                if http_request(self.port, "GET", "/healthz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("turnout did not start: " + self.output())
+            time.sleep(0.05)
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        return http_request(self.port, method, path, body, headers, timeout)
+
+    def chat(self, model, **extra):
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        body.update(extra)
+        return self.request("POST", "/v1/chat/completions", body)
+
+
+def check_config(workdir, cfg):
+    path = os.path.join(workdir, "check-%d.json" % time.monotonic_ns())
+    with open(path, "w") as f:
+        f.write(cfg if isinstance(cfg, str) else json.dumps(cfg))
+    p = subprocess.run([os.path.join(BUILD, "turnout"), "-t", "-c", path], capture_output=True, timeout=10)
+    return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def seed_for(*mocks, routes=None, models=None):
+    """A seed with one provider per mock (named after the mock) and ROUTES."""
+    providers = []
+    for m in mocks:
+        providers.append({"name": m.name, "base_url": m.base_url, "api_key_env": "MOCK_API_KEY",
+                          "models": models or [{"name": "mock-small", "bare_alias": True}, {"name": "mock-large"}]})
+    return {"providers": providers, "routes": routes or [], "routers": []}
+
+
+class Env:
+    """Per-test scratch: a temp dir and everything started in it, stopped at the end."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="turnout-it-")
+        self.procs = []
+
+    def mock(self, *flags, name="mock"):
+        m = Mock(self.dir, *flags, name=name)
+        m.name = name
+        self.procs.append(m)
+        return m
+
+    def turnout(self, seed, config=None, env=None, name="turnout"):
+        t = Turnout(self.dir, seed, config, env, name)
+        self.procs.append(t)
+        return t
+
+    def output(self):
+        return "\n".join("== %s\n%s" % (type(p).__name__, p.output()[-3000:]) for p in self.procs)
+
+    def close(self):
+        """Stops everything; returns what went wrong on the way out (a non-zero
+        exit of turnout, or a sanitizer report from any process)."""
+        problems = []
+        for p in reversed(self.procs):
+            rc = p.stop()
+            out = p.output()
+            if isinstance(p, Turnout) and rc != 0 and not getattr(p, "expect_exit", False):
+                problems.append("turnout exited %s" % rc)
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in out:
+                    problems.append("%s reported: %s" % (type(p).__name__, marker))
+        self.procs = []
+        return problems

@@ -1,0 +1,71 @@
+"""run.py - runs every test_* function of test/integration/test_*.py against the real binaries.
+
+Each test gets a fresh Env (temp dir, processes stopped by PID afterwards) and
+a time bound. Ends with 'integration: N passed, N failed'; exits 1 on failure."""
+import argparse
+import importlib.util
+import os
+import signal
+import sys
+import time
+import traceback
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+
+
+class Timeout(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise Timeout("test took longer than its bound")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("-k", default="")
+    ap.add_argument("--bound", type=int, default=60)
+    args = ap.parse_args()
+    os.environ["TURNOUT_BUILD"] = os.path.abspath(args.build_dir)
+    import harness
+    harness.BUILD = os.environ["TURNOUT_BUILD"]
+    signal.signal(signal.SIGALRM, on_alarm)
+    passed = failed = 0
+    for fn in sorted(os.listdir(here)):
+        if not (fn.startswith("test_") and fn.endswith(".py")):
+            continue
+        spec = importlib.util.spec_from_file_location(fn[:-3], os.path.join(here, fn))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name in sorted(n for n in dir(mod) if n.startswith("test_")):
+            full = "%s.%s" % (fn[:-3], name)
+            if args.k not in full:
+                continue
+            env = harness.Env()
+            t0 = time.time()
+            signal.alarm(args.bound)
+            try:
+                getattr(mod, name)(env)
+                signal.alarm(0)
+                problems = env.close()
+                if problems:
+                    raise AssertionError("; ".join(problems))
+                passed += 1
+                print("ok   %s (%.2fs)" % (full, time.time() - t0), flush=True)
+            except BaseException as e:  # noqa: B902 - a failing test must not stop the run
+                signal.alarm(0)
+                failed += 1
+                print("FAIL %s: %s" % (full, e), flush=True)
+                traceback.print_exc(limit=4)
+                env.close()
+                print(env.output()[-4000:], flush=True)
+                if isinstance(e, KeyboardInterrupt):
+                    break
+    print("integration: %d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
