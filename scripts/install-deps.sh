@@ -40,7 +40,9 @@ if [ ! -s "$tarball" ]; then
     mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
              grep -v security | head -1 | awk '{print $2}' || true)
     mirror=${mirror:-http://deb.debian.org/debian}
-    echo "deb-src $mirror bookworm main" > "$aptdir/etc/sources.list"
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    if [ -f "$keyring" ]; then signed="[signed-by=$keyring] "; else signed=""; fi
+    echo "deb-src $signed$mirror bookworm main" > "$aptdir/etc/sources.list"
     aptopts=(-o "Dir::Etc::SourceList=$aptdir/etc/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
              -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir/cache"
              -o "Dir::State::Status=/var/lib/dpkg/status" -o "APT::Sandbox::User=root")
