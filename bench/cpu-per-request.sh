@@ -15,7 +15,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-"$build/mockllm" --port 0 --port-file "$tmp/mock.port" >/dev/null &
+taskset -c 1 "$build/mockllm" --no-log --port 0 --port-file "$tmp/mock.port" >/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$tmp/mock.port" ] && break; sleep 0.1; done
 mport=$(cat "$tmp/mock.port")

@@ -36,13 +36,15 @@ typedef struct opts {
     int close_after;        /* -1 = never */
     const char *port_file;
     const char *name;
+    int no_log;             /* benchmarks: keep no request log */
 } opts_t;
 
 /* One request being answered (delayed or streaming). */
 typedef struct pending {
     struct evhttp_request *req;
     struct event *timer;
-    cJSON *entry;            /* borrowed: its log entry */
+    cJSON *entry;            /* its log entry: borrowed from the log, or owned */
+    int owns_entry;          /* the entry is not in the log (--no-log, or the log is full) */
     char model[256];
     int stream;
     int sent;                /* events sent so far */
@@ -50,7 +52,7 @@ typedef struct pending {
     struct pending *next, *prev;
 } pending_t;
 
-static opts_t o = { "127.0.0.1", 0, 0, NULL, -1, 0, 5, 0, -1, NULL, "mockllm" };
+static opts_t o = { "127.0.0.1", 0, 0, NULL, -1, 0, 5, 0, -1, NULL, "mockllm", 0 };
 static struct event_base *base;
 static cJSON *reqlog;
 static long seq, in_flight, max_in_flight;
@@ -154,6 +156,8 @@ static void pending_free(pending_t *p)
     if (p->next) p->next->prev = p->prev;
     if (p->timer)
         event_free(p->timer);
+    if (p->owns_entry)
+        cJSON_Delete(p->entry);
     free(p);
     in_flight--;
 }
@@ -371,7 +375,10 @@ static void on_request(struct evhttp_request *req, void *arg)
             cJSON_AddNullToObject(entry, "model");
             cJSON_AddItemToObject(entry, "headers", hdrs);
             cJSON_AddNumberToObject(entry, "body_len", (double)len);
-            cJSON_AddItemToArray(reqlog, entry);
+            if (!o.no_log && cJSON_GetArraySize(reqlog) < LOG_MAX)
+                cJSON_AddItemToArray(reqlog, entry);
+            else
+                cJSON_Delete(entry);
             send_error(req, 400, "invalid_json", "mockllm: the body is not valid JSON");
             return;
         }
@@ -413,18 +420,20 @@ static void on_request(struct evhttp_request *req, void *arg)
         cJSON_AddStringToObject(hdrs, lname, kv->value);
     }
     cJSON_AddItemToObject(entry, "headers", hdrs);
-    if (cJSON_GetArraySize(reqlog) < LOG_MAX)
+    int logged = !o.no_log && cJSON_GetArraySize(reqlog) < LOG_MAX;
+    if (logged)
         cJSON_AddItemToArray(reqlog, entry);
-    else
-        cJSON_Delete(entry), entry = NULL;
 
     if (!is_endpoint) {
+        if (!logged)
+            cJSON_Delete(entry);
         send_error(req, 404, "not_found", "mockllm: no such path");
         return;
     }
     pending_t *p = calloc(1, sizeof(*p));
     p->req = req;
-    p->entry = entry ? entry : cJSON_CreateObject();   /* past the log cap: a throwaway */
+    p->entry = entry;
+    p->owns_entry = !logged;
     p->stream = stream;
     snprintf(p->model, sizeof(p->model), "%s", model);
     if (o.status != 0 && !(o.status >= 200 && o.status < 300) && (o.fail_first < 0 || seq <= o.fail_first))
@@ -457,7 +466,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: mockllm [--host H] [--port N] [--status CODE] [--retry-after S] [--fail-first N]\n"
                "               [--delay-ms MS] [--stream-events N] [--stream-interval-ms T]\n"
-               "               [--close-after K] [--port-file FILE] [--name NAME]\n");
+               "               [--close-after K] [--port-file FILE] [--name NAME] [--no-log]\n");
 }
 
 int main(int argc, char **argv)
@@ -467,7 +476,7 @@ int main(int argc, char **argv)
         { "retry-after", 1, 0, 'r' }, { "fail-first", 1, 0, 'f' }, { "delay-ms", 1, 0, 'd' },
         { "stream-events", 1, 0, 'e' }, { "stream-interval-ms", 1, 0, 'i' },
         { "close-after", 1, 0, 'c' }, { "port-file", 1, 0, 'P' }, { "name", 1, 0, 'n' },
-        { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+        { "no-log", 0, 0, 'L' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -483,6 +492,7 @@ int main(int argc, char **argv)
         case 'c': o.close_after = atoi(optarg); break;
         case 'P': o.port_file = optarg; break;
         case 'n': o.name = optarg; break;
+        case 'L': o.no_log = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
