@@ -37,6 +37,8 @@ typedef struct worker {
     int in_flight;                 /* requests being served */
     int stopping;
     struct conn_ref *conns;        /* open client connections, closed at exit */
+    CURL *easy_pool[64];           /* reset easy handles kept for reuse */
+    int neasy;
     worker_stats_t stats;
 } worker_t;
 
@@ -69,6 +71,11 @@ void worker_free(worker_t *w);
  * exits (idle keep-alive connections would otherwise outlive the loop). */
 struct evhtp_connection;
 void worker_track_connection(worker_t *w, struct evhtp_connection *conn);
+
+/* An easy handle for a new attempt: a pooled one (reset) or a new one. */
+CURL *worker_easy_get(worker_t *w);
+/* Returns EASY (already removed from the multi) to the pool, or frees it. */
+void worker_easy_put(worker_t *w, CURL *easy);
 
 /* curl multi plumbing used by the proxy: called after any socket action. */
 void worker_check_multi(worker_t *w);

@@ -197,7 +197,7 @@ static void end_attempt(req_t *r)
 {
     if (r->easy != NULL) {
         curl_multi_remove_handle(r->w->multi, r->easy);
-        curl_easy_cleanup(r->easy);
+        worker_easy_put(r->w, r->easy);
         r->easy = NULL;
     }
     curl_slist_free_all(r->up_headers);
@@ -458,7 +458,7 @@ static int start_attempt(req_t *r)
     if (build_body(r, c->model, &blen) < 0)
         return -1;
     snprintf(url, sizeof(url), "%s%s", c->base_url, upstream_paths[r->ep]);
-    if ((r->easy = curl_easy_init()) == NULL)
+    if ((r->easy = worker_easy_get(r->w)) == NULL)
         return -1;
     if (key != NULL && *key != '\0') {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", key);

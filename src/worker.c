@@ -158,6 +158,26 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
     return 0;
 }
 
+/* curl_easy_init allocates and initialises several kilobytes; a worker
+ * keeps the handles of finished attempts and resets them for the next. */
+CURL *worker_easy_get(worker_t *w)
+{
+    if (w->neasy > 0) {
+        CURL *e = w->easy_pool[--w->neasy];
+        curl_easy_reset(e);
+        return e;
+    }
+    return curl_easy_init();
+}
+
+void worker_easy_put(worker_t *w, CURL *easy)
+{
+    if (w->neasy < (int)(sizeof(w->easy_pool) / sizeof(w->easy_pool[0])))
+        w->easy_pool[w->neasy++] = easy;
+    else
+        curl_easy_cleanup(easy);
+}
+
 /* One open client connection; unlinked by its fini hook. */
 typedef struct conn_ref {
     worker_t *w;
@@ -214,6 +234,8 @@ void worker_free(worker_t *w)
 {
     if (w->htp != NULL)
         evhtp_free(w->htp);
+    while (w->neasy > 0)
+        curl_easy_cleanup(w->easy_pool[--w->neasy]);
     if (w->multi != NULL)
         curl_multi_cleanup(w->multi);
     if (w->curl_timer != NULL)
