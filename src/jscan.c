@@ -52,11 +52,30 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/* Bytes that need no attention inside a string: printable ASCII except the
+ * quote and the backslash. Most of a chat body is such runs. */
+static const unsigned char plain[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),                                            /* 0x00-0x1F: control */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x20-0x2F: '"' */
+    R16(1),                                                    /* 0x30-0x3F */
+    R16(1),                                                    /* 0x40-0x4F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,            /* 0x50-0x5F: '\\' */
+    R16(1), R16(1),                                            /* 0x60-0x7F */
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xFF: UTF-8 */
+#undef R16
+};
+
 static int scan_string(scanner_t *s)
 {
     if (s->p >= s->end || *s->p != '"') return -1;
     s->p++;
     while (s->p < s->end) {
+        const unsigned char *p = s->p, *e = s->end;
+        while (p < e && plain[*p])
+            p++;
+        s->p = p;
+        if (p >= e) break;
         unsigned char c = *s->p;
         if (c == '"') { s->p++; return 0; }
         if (c < 0x20) return -1;
