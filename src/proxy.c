@@ -42,6 +42,8 @@ typedef struct req {
     size_t body_len;
     size_t model_off, model_len; /* where the model value sits in the body */
     int multipart;
+    int is_data;                 /* a data-plane endpoint (has a kind and a model) */
+    char path[128];              /* for the access log */
     char content_type[256];
     resolution_t res;
     int resolved;
@@ -156,7 +158,7 @@ static void set_request_id(req_t *r)
     size_t n = id ? strlen(id) : 0;
     int ok = n > 0 && n < sizeof(r->request_id);
     for (size_t i = 0; ok && i < n; i++)  /* echo only what is safe to put in a header */
-        ok = id[i] > 0x20 && id[i] < 0x7f;
+        ok = id[i] > 0x20 && id[i] < 0x7f && id[i] != '"' && id[i] != '\\';
     if (ok)
         memcpy(r->request_id, id, n + 1);
     else
@@ -166,24 +168,32 @@ static void set_request_id(req_t *r)
 
 /* --- access log -------------------------------------------------------- */
 
+/* Writes V as a JSON string (or null) into BUF. */
+static const char *qstr(const char *v, char *buf, size_t cap)
+{
+    if (v == NULL || jscan_quote(v, buf, cap) < 0)
+        return "null";
+    return buf;
+}
+
 static void access_log(req_t *r)
 {
-    char line[4096], qmodel[MAX_MODEL * 2 + 8];
+    char line[4096], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600];
     const candidate_t *c = (r->attempts > 0 && r->cand < r->res.ncand) ? &r->res.cand[r->cand] : NULL;
     int fd = r->w->gw->access_fd;
     int n;
     if (fd < 0)
         return;
-    if (jscan_quote(r->model, qmodel, sizeof(qmodel)) < 0)
-        snprintf(qmodel, sizeof(qmodel), "null");
     n = snprintf(line, sizeof(line),
-                 "{\"request_id\":\"%s\",\"worker\":%d,\"endpoint\":\"%s\",\"model\":%s,"
-                 "\"route\":%s%s%s,\"provider\":%s%s%s,\"upstream_model\":%s%s%s,\"attempts\":%d,"
+                 "{\"request_id\":\"%s\",\"worker\":%d,\"path\":\"%s\",\"endpoint\":%s%s%s,\"model\":%s,"
+                 "\"route\":%s,\"provider\":%s,\"upstream_model\":%s,\"attempts\":%d,"
                  "\"status\":%d,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f}\n",
-                 r->request_id, r->w->id, schema_endpoint_name(r->ep), qmodel,
-                 r->res.route ? "\"" : "", r->res.route ? r->res.route : "null", r->res.route ? "\"" : "",
-                 c ? "\"" : "", c ? c->provider : "null", c ? "\"" : "",
-                 c ? "\"" : "", c ? c->model : "null", c ? "\"" : "",
+                 r->request_id, r->w->id, r->path, r->is_data ? "\"" : "",
+                 r->is_data ? schema_endpoint_name(r->ep) : "null", r->is_data ? "\"" : "",
+                 qstr(r->is_data ? r->model : NULL, qmodel, sizeof(qmodel)),
+                 qstr(r->res.route, qroute, sizeof(qroute)),
+                 qstr(c ? c->provider : NULL, qprov, sizeof(qprov)),
+                 qstr(c ? c->model : NULL, qup, sizeof(qup)),
                  r->attempts, r->final_status, (unsigned long long)r->bytes_out, r->ttfb_ms,
                  since_ms(r));
     if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0) {
@@ -704,6 +714,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
 {
     struct evbuffer *in = r->req->buffer_in;
     r->ep = ep;
+    r->is_data = 1;
     if (!content_type_ok(r)) {
         reply_error(r, 415, "invalid_request_error", "unsupported_media_type", NULL,
                     "Content-Type '%s' is not supported here; use %s", r->content_type,
@@ -768,6 +779,12 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (r == NULL || r->refused)
         return;                            /* answered already (413) */
     w->stats.requests++;
+    if (path != NULL) {
+        size_t i = 0;   /* logged as a JSON string: keep only safe bytes */
+        for (; path[i] && i < sizeof(r->path) - 1; i++)
+            r->path[i] = (path[i] > 0x20 && path[i] < 0x7f && path[i] != '"' && path[i] != '\\') ? path[i] : '?';
+        r->path[i] = '\0';
+    }
     if (path == NULL) {
         reply_error(r, 400, "invalid_request_error", "bad_request", NULL, "missing request path");
         return;

@@ -147,3 +147,6 @@ def test_access_log_line_per_request(env):
     assert ok["route"] == "fast-summariser" and ok["provider"] == "mock" and ok["upstream_model"] == "mock-small"
     assert ok["attempts"] == 1
     assert any(l["status"] == 404 and l["model"] == "nope" for l in lines)
+    assert ok["path"] == "/v1/chat/completions" and ok["endpoint"] == "chat"
+    health = [l for l in lines if l["path"] == "/healthz"]
+    assert health and health[0]["endpoint"] is None and health[0]["model"] is None
