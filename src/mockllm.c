@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@ typedef struct opts {
 typedef struct pending {
     struct evhttp_request *req;
     struct event *timer;
+    struct event *watch;     /* notices the client hanging up while we wait */
     cJSON *entry;            /* its log entry: borrowed from the log, or owned */
     int owns_entry;          /* the entry is not in the log (--no-log, or the log is full) */
     char model[256];
@@ -156,6 +158,8 @@ static void pending_free(pending_t *p)
     if (p->next) p->next->prev = p->prev;
     if (p->timer)
         event_free(p->timer);
+    if (p->watch)
+        event_free(p->watch);
     if (p->owns_entry)
         cJSON_Delete(p->entry);
     free(p);
@@ -171,6 +175,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     answer(arg);
 }
 
+/* evhttp does not read a connection while its request is being answered,
+ * so a client that hangs up during a delay or a stream goes unseen until
+ * the next write. A peek at the socket tells at once. */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    pending_t *p = arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    (void)what;
+    if (n > 0) {                     /* pipelined bytes: not a hang-up */
+        event_del(p->watch);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    struct evhttp_connection *conn = evhttp_request_get_connection(p->req);
+    cJSON_AddTrueToObject(p->entry, "aborted");
+    evhttp_connection_set_closecb(conn, NULL, NULL);
+    pending_free(p);
+    evhttp_connection_free(conn);    /* frees the unfinished request with it */
+}
+
 static void on_conn_close(struct evhttp_connection *c, void *arg)
 {
     (void)c;
@@ -178,6 +204,10 @@ static void on_conn_close(struct evhttp_connection *c, void *arg)
     for (pending_t *p = pendings; p != NULL; p = p->next) {
         if (p == arg) {
             cJSON_AddTrueToObject(p->entry, "aborted");
+            /* libevent detaches an unfinished request from a failed
+             * connection and leaves it to us; ending it frees it. */
+            if (evhttp_request_get_connection(p->req) == NULL)
+                evhttp_send_reply_end(p->req);
             pending_free(p);
             return;
         }
@@ -446,6 +476,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (++in_flight > max_in_flight)
         max_in_flight = in_flight;
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_conn_close, p);
+    p->watch = event_new(base, bufferevent_getfd(evhttp_connection_get_bufferevent(
+                                   evhttp_request_get_connection(req))), EV_READ | EV_PERSIST, on_watch, p);
+    event_add(p->watch, NULL);
     if (o.delay_ms > 0) {
         struct timeval tv = { o.delay_ms / 1000, (o.delay_ms % 1000) * 1000 };
         event_add(p->timer, &tv);

@@ -100,3 +100,48 @@ def fnv(data):
         h ^= b
         h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
     return "%016x" % h
+
+
+def test_client_disconnect_mid_stream_aborts_upstream(env):
+    import socket
+    import time
+    m = env.mock("--stream-events", "50", "--stream-interval-ms", "100")
+    t = env.turnout(seed(m))
+    body = b'{"model":"chat","stream":true}'
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    got = b""
+    while got.count(b"data: ") < 2:
+        got += s.recv(65536)
+    s.close()
+    closed_at = time.time()
+    while time.time() - closed_at < 1.0:
+        if m.log()[0].get("aborted"):
+            break
+        time.sleep(0.02)
+    assert m.log()[0].get("aborted") is True, "the upstream transfer outlived the client by over 1 s"
+    assert m.stats()["in_flight"] == 0
+    assert t.request("GET", "/healthz")[0] == 200
+
+
+def test_client_disconnect_before_first_byte_aborts_upstream(env):
+    import socket
+    import time
+    m = env.mock("--delay-ms", "5000")
+    t = env.turnout(seed(m))
+    body = b'{"model":"chat"}'
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    deadline = time.time() + 2
+    while not m.log() and time.time() < deadline:
+        time.sleep(0.02)
+    s.close()
+    closed_at = time.time()
+    while time.time() - closed_at < 1.0 and not m.log()[0].get("aborted"):
+        time.sleep(0.02)
+    assert m.log()[0].get("aborted") is True, "the upstream request outlived the client by over 1 s"
+    t.stop()
+    lines = [l for l in open(t.out_path) if '"path":"/v1/chat/completions"' in l]
+    assert lines and '"status":499' in lines[0], lines
