@@ -1,5 +1,6 @@
 /* config.c - config file parsing through a declarative option table (name, type, default, bounds). */
 #include "config.h"
+#include "fileio.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -179,28 +180,6 @@ static int check_enums(const config_t *c, char *err, size_t errlen)
     return -1;
 }
 
-static char *read_file(const char *file, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(file, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    } else {
-        snprintf(err, errlen, "%s: cannot read", file);
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 int config_load(const char *file, config_t *c, char *err, size_t errlen)
 {
     char dir[PATH_MAX], name[128];
@@ -212,9 +191,11 @@ int config_load(const char *file, config_t *c, char *err, size_t errlen)
     int rc = -1;
 
     config_defaults(c);
-    text = read_file(file, &len, err, errlen);
-    if (text == NULL)
+    text = file_read(file, &len);
+    if (text == NULL) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
         return -1;
+    }
     slash = strrchr(file, '/');
     if (slash == NULL)
         snprintf(dir, sizeof(dir), ".");

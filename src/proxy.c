@@ -141,6 +141,12 @@ static void reply_error(req_t *r, int status, const char *type, const char *code
     evhtp_send_reply(req, (evhtp_res)status);
 }
 
+static void reply_no_router(req_t *r, const char *router)
+{
+    reply_error(r, 404, "invalid_request_error", "router_not_found", NULL,
+                "router '%s' does not exist or is not active", router);
+}
+
 /* --- request ids ------------------------------------------------------- */
 
 static uint64_t next_rand(worker_t *w)
@@ -623,8 +629,7 @@ static void serve_models(req_t *r, const char *router)
         if (rt == NULL || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"))) {
             cJSON_Delete(rt);
             cJSON_Delete(root);
-            reply_error(r, 404, "invalid_request_error", "router_not_found", NULL,
-                        "router '%s' does not exist or is not active", router);
+            reply_no_router(r, router);
             return;
         }
         cJSON_Delete(rt);
@@ -745,8 +750,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
                     "route '%s' is disabled and has no fallback target", r->model);
         return;
     case RESOLVE_NO_ROUTER:
-        reply_error(r, 404, "invalid_request_error", "router_not_found", NULL,
-                    "router '%s' does not exist or is not active", router);
+        reply_no_router(r, router);
         return;
     }
     if (r->res.ncand == 0) {
@@ -766,6 +770,14 @@ static const char *method_name(htp_method m)
 {
     return m == htp_method_GET ? "GET" : m == htp_method_POST ? "POST" : m == htp_method_HEAD ? "HEAD" : "other";
 }
+
+static void reply_not_allowed(req_t *r, htp_method m, const char *path, const char *allow)
+{
+    add_header(r->req, "Allow", allow);
+    reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
+                "%s is not allowed on %s; use %s", method_name(m), path, allow);
+}
+
 
 /* The request is complete (headers and body): dispatch by path. */
 static void on_request(evhtp_request_t *req, void *arg)
@@ -792,9 +804,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
         int ok = path[1] == 'h' || (w->gw->ready && !w->stopping);
         if (m != htp_method_GET && m != htp_method_HEAD) {
-            add_header(req, "Allow", "GET, HEAD");
-            reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
-                        "%s is not allowed on %s", method_name(m), path);
+            reply_not_allowed(r, m, path, "GET, HEAD");
             return;
         }
         reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
@@ -818,9 +828,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     }
     if (strcmp(path, "/v1/models") == 0) {
         if (m != htp_method_GET && m != htp_method_HEAD) {
-            add_header(req, "Allow", "GET, HEAD");
-            reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
-                        "%s is not allowed on /v1/models; use GET", method_name(m));
+            reply_not_allowed(r, m, path, "GET, HEAD");
             return;
         }
         serve_models(r, router);
@@ -830,9 +838,7 @@ static void on_request(evhtp_request_t *req, void *arg)
         if (strcmp(path, data_paths[i].path) != 0)
             continue;
         if (m != htp_method_POST) {
-            add_header(req, "Allow", "POST");
-            reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL,
-                        "%s is not allowed on %s; use POST", method_name(m), path);
+            reply_not_allowed(r, m, path, "POST");
             return;
         }
         serve_data(r, data_paths[i].ep, router);

@@ -9,6 +9,7 @@
  * A worker keeps one read transaction and renews/resets it around each
  * lookup (DESIGN.md: a read txn held across a loop turn pins old pages). */
 #include "store.h"
+#include "fileio.h"
 #include "schema.h"
 
 #include <errno.h>
@@ -151,25 +152,6 @@ static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
     return cJSON_IsString(v) ? v->valuestring : dflt;
 }
 
-static char *slurp(const char *file, size_t *len)
-{
-    FILE *f = fopen(file, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Checks that every target of route R names a provider of the seed. */
 static int check_targets(const cJSON *r, const cJSON *providers, char *err, size_t errlen)
 {
@@ -194,7 +176,7 @@ static int check_targets(const cJSON *r, const cJSON *providers, char *err, size
 int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
 {
     size_t len = 0;
-    char *text = slurp(file, &len);
+    char *text = file_read(file, &len);
     char msg[384], key[1024];
     cJSON *root = NULL, *rec;
     const cJSON *providers, *routes, *routers;
