@@ -18,10 +18,13 @@ typedef struct config {
     int64_t max_body_bytes;
     int64_t max_header_bytes;
     int  max_headers;
-    int  header_timeout_s;
-    int  idle_timeout_s;
+    int  header_timeout_s;      /* request's first byte -> end of its headers */
+    int  idle_timeout_s;        /* keep-alive idle, and the gap between body reads */
+    int  send_timeout_s;        /* a client that takes no reply bytes for this long is dropped */
+    int  max_connections;       /* client connections per worker */
     int  connect_timeout_ms;    /* default upstream connect timeout */
     int  first_byte_timeout_s;  /* default upstream first-byte timeout */
+    int  idle_gap_s;            /* longest silence inside an upstream response */
     int  total_timeout_s;       /* default upstream total timeout */
     int  shutdown_grace_s;
     int64_t map_size_mb;        /* LMDB map size */

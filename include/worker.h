@@ -36,7 +36,8 @@ typedef struct worker {
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */
     int stopping;
-    struct conn_ref *conns;        /* open client connections, closed at exit */
+    struct client *clients;        /* open client connections (edge.c) */
+    int nclients;
     CURL *easy_pool[64];           /* reset easy handles kept for reuse */
     int neasy;
     worker_stats_t stats;
@@ -66,11 +67,6 @@ void worker_stop(worker_t *w);
 
 /* Frees what worker_init created; safe after a failed init. */
 void worker_free(worker_t *w);
-
-/* Remembers client connection CONN so the worker can close it when it
- * exits (idle keep-alive connections would otherwise outlive the loop). */
-struct evhtp_connection;
-void worker_track_connection(worker_t *w, struct evhtp_connection *conn);
 
 /* An easy handle for a new attempt: a pooled one (reset) or a new one. */
 CURL *worker_easy_get(worker_t *w);

@@ -1,21 +1,33 @@
 /* proxy.c - the data plane: one request from headers to the access-log line.
  *
  * Lifecycle of a request (req_t):
- *   on_headers hook   allocate req_t, check limits (413), note the content type
+ *   on_headers hook   (after edge.c's header checks) allocate req_t, check
+ *                     limits (413), note the content type
  *   on_read hook      count body bytes; drain them once the request is refused
  *   on_request (gencb) body complete: dispatch by path, parse the few fields
  *                     needed, resolve, start the first attempt
- *   curl callbacks    capture status and headers, buffer or relay the body
- *   transfer done     success -> reply; failover-able failure -> next candidate
+ *   curl callbacks    capture status and headers, buffer or relay the body;
+ *                     pause the transfer while the client is behind
+ *   attempt timer     first byte, idle gap inside the response, total deadline
+ *   attempt over      success -> reply; failover-able failure before the first
+ *                     byte reached the client -> next candidate; after it ->
+ *                     an SSE error event ends the stream
  *   on_request_fini   client done or gone: abort any transfer, log, free
  * The req_t is reachable from evhtp through the request's fini hook argument
- * and from curl through CURLOPT_PRIVATE. */
+ * and from curl through CURLOPT_PRIVATE.
+ *
+ * Every failure has its own error code, used in the reply, the SSE error
+ * event and the access log's "error" field: upstream_connect_error,
+ * upstream_connect_timeout, upstream_first_byte_timeout, upstream_idle_timeout,
+ * upstream_total_timeout, upstream_error (5xx, 401/403, reset, truncation). */
 #include "proxy.h"
+#include "edge.h"
 #include "jscan.h"
 #include "multipart.h"
 #include "resolve.h"
 
 #include <event2/bufferevent.h>
+#include <event2/event_struct.h>
 #include <evhtp/evhtp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,7 +63,9 @@ typedef struct req {
     int attempts;
     char attempt_log[ATTEMPT_LOG];
     size_t attempt_log_len;
-    int last_timeout;
+    const char *last_fail;       /* error code of the last failed attempt */
+    const char *error;           /* the error code this request ended with, for the log */
+    double deadline_ms;          /* upstream.total_s after the request started */
     int n429;                    /* attempts answered 429 */
     char retry_after[16];        /* the last 429's Retry-After */
     /* the current attempt */
@@ -62,6 +76,11 @@ typedef struct req {
     evhtp_headers_t *resp_headers;
     struct evbuffer *resp;       /* buffered non-streaming response */
     int relaying;                /* chunked relay to the client has started */
+    int paused;                  /* the transfer waits for the client to drain */
+    int got_first_byte;          /* the current attempt has a response */
+    double attempt_ms;           /* when the current attempt started */
+    double last_data_ms;         /* when its last bytes arrived */
+    struct event timer;          /* the current attempt's timeouts */
     struct timespec t0;
     double ttfb_ms;
     int final_status;
@@ -80,17 +99,6 @@ static double since_ms(const req_t *r)
     return now_ms() - (r->t0.tv_sec * 1e3 + r->t0.tv_nsec / 1e6);
 }
 
-/* evhtp arms one read timeout per connection at accept. It must not fire
- * while the client waits for a slow upstream or reads a long stream, so it is
- * cleared when the first attempt starts and restored (as the keep-alive idle
- * timeout) when the reply ends. */
-static void client_read_timeout(req_t *r, int on)
-{
-    struct timeval idle = { r->w->cfg->idle_timeout_s, 0 };
-    if (r->req != NULL && r->req->conn != NULL && r->req->conn->bev != NULL)
-        bufferevent_set_timeouts(r->req->conn->bev, on ? &idle : NULL, NULL);
-}
-
 static void add_header(evhtp_request_t *req, const char *k, const char *v)
 {
     evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, 1));
@@ -100,6 +108,8 @@ static void add_std_headers(req_t *r)
 {
     char n[16];
     evhtp_request_t *req = r->req;
+    if (r->w->stopping)   /* draining: this connection ends with its reply */
+        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     add_header(req, "x-request-id", r->request_id);
     if (r->res.route != NULL)
         add_header(req, "x-turnout-route", r->res.route);
@@ -135,9 +145,8 @@ static void reply_error(req_t *r, int status, const char *type, const char *code
     r->replied = 1;
     r->final_status = status;
     r->bytes_out = evbuffer_get_length(req->buffer_out);
+    r->error = code;
     r->w->stats.errors++;
-    if (r->attempts > 0)
-        client_read_timeout(r, 1);
     evhtp_send_reply(req, (evhtp_res)status);
 }
 
@@ -193,14 +202,15 @@ static void access_log(req_t *r)
     n = snprintf(line, sizeof(line),
                  "{\"request_id\":\"%s\",\"worker\":%d,\"path\":\"%s\",\"endpoint\":%s%s%s,\"model\":%s,"
                  "\"route\":%s,\"provider\":%s,\"upstream_model\":%s,\"attempts\":%d,"
-                 "\"status\":%d,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f}\n",
+                 "\"status\":%d,\"error\":%s%s%s,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f}\n",
                  r->request_id, r->w->id, r->path, r->is_data ? "\"" : "",
                  r->is_data ? schema_endpoint_name(r->ep) : "null", r->is_data ? "\"" : "",
                  qstr(r->is_data ? r->model : NULL, qmodel, sizeof(qmodel)),
                  qstr(r->res.route, qroute, sizeof(qroute)),
                  qstr(c ? c->provider : NULL, qprov, sizeof(qprov)),
                  qstr(c ? c->model : NULL, qup, sizeof(qup)),
-                 r->attempts, r->final_status, (unsigned long long)r->bytes_out, r->ttfb_ms,
+                 r->attempts, r->final_status, r->error ? "\"" : "", r->error ? r->error : "null",
+                 r->error ? "\"" : "", (unsigned long long)r->bytes_out, r->ttfb_ms,
                  since_ms(r));
     if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0) {
         /* the access log is best effort; a full disk must not stop serving */
@@ -211,6 +221,10 @@ static void access_log(req_t *r)
 
 static void end_attempt(req_t *r)
 {
+    event_del(&r->timer);
+    r->paused = 0;
+    if (r->req != NULL && r->req->conn != NULL)
+        evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, NULL, NULL);
     if (r->easy != NULL) {
         curl_multi_remove_handle(r->w->multi, r->easy);
         worker_easy_put(r->w, r->easy);
@@ -243,6 +257,11 @@ static size_t on_up_header(char *buf, size_t size, size_t n, void *arg)
     req_t *r = arg;
     size_t len = size * n, k, v;
     char name[128], value[1024];
+    if (!r->got_first_byte) {
+        r->got_first_byte = 1;
+        r->ttfb_ms = since_ms(r);
+    }
+    r->last_data_ms = now_ms();
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         /* a new status line (after 100 Continue or a redirect) starts afresh */
         if (r->resp_headers != NULL)
@@ -290,14 +309,28 @@ static void commit_headers(req_t *r)
     add_std_headers(r);
 }
 
+/* The client's output has drained to the low watermark: resume a paused
+ * transfer (connection on_write hook, set only while paused). */
+static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
+{
+    req_t *r = arg;
+    if (!r->paused || r->easy == NULL ||
+        evbuffer_get_length(bufferevent_get_output(conn->bev)) >= PROXY_SEND_HIGH_WATER)
+        return EVHTP_RES_OK;
+    r->paused = 0;
+    r->last_data_ms = now_ms();           /* the upstream was silent because we paused it */
+    evhtp_connection_set_hook(conn, evhtp_hook_on_write, NULL, NULL);
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);   /* may deliver held data at once */
+    return EVHTP_RES_OK;
+}
+
 static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
 {
     req_t *r = arg;
     size_t len = size * n;
     if (r->status == 0)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
-    if (r->ttfb_ms == 0)
-        r->ttfb_ms = since_ms(r);
+    r->last_data_ms = now_ms();
     if (failover_status(r->status))
         return len;                       /* discarded: the attempt failed */
     if (r->req == NULL)
@@ -311,11 +344,18 @@ static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
         evhtp_send_reply_chunk_start(r->req, (evhtp_res)r->status);
     }
     if (r->relaying) {
-        struct evbuffer *chunk = evbuffer_new();
-        if (chunk == NULL)
+        struct evbuffer *out = bufferevent_get_output(r->req->conn->bev), *chunk;
+        if (evbuffer_get_length(out) >= PROXY_SEND_HIGH_WATER) {
+            /* the client is behind: curl keeps these bytes and hands them
+             * over again when on_client_drained resumes the transfer */
+            r->paused = 1;
+            evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, (evhtp_hook)on_client_drained, r);
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if ((chunk = evbuffer_new()) == NULL)
             return 0;
-        evbuffer_add(chunk, buf, len);
-        evhtp_send_reply_chunk(r->req, chunk);
+        evbuffer_add_reference(chunk, buf, len, NULL, NULL);
+        evhtp_send_reply_chunk(r->req, chunk);  /* copies: curl reuses buf */
         evbuffer_free(chunk);
         r->bytes_out += len;
         return len;
@@ -337,15 +377,21 @@ static void log_attempt(req_t *r, const char *outcome)
         r->attempt_log_len += (size_t)n;
 }
 
-/* Every candidate failed: 429 when all of them were rate limited, else 502/504. */
+static int is_timeout(const char *code)
+{
+    return code != NULL && strstr(code, "timeout") != NULL;
+}
+
+/* Every candidate failed: 429 when all of them were rate limited, 504 when
+ * the last failure was a timeout (with that timeout's code), else 502. */
 static void reply_exhausted(req_t *r, int all_429)
 {
     if (all_429) {
         add_header(r->req, "Retry-After", r->retry_after[0] ? r->retry_after : "1");
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "every upstream for model '%s' is rate limited: %s", r->model, r->attempt_log);
-    } else if (r->last_timeout) {
-        reply_error(r, 504, "upstream_error", "upstream_timeout", NULL,
+    } else if (is_timeout(r->last_fail)) {
+        reply_error(r, 504, "upstream_error", r->last_fail, NULL,
                     "every upstream for model '%s' failed, the last by timing out: %s", r->model,
                     r->attempt_log);
     } else {
@@ -356,7 +402,6 @@ static void reply_exhausted(req_t *r, int all_429)
 
 static void finish_reply(req_t *r)
 {
-    client_read_timeout(r, 1);
     if (r->relaying) {
         evhtp_send_reply_chunk_end(r->req);
         return;
@@ -370,68 +415,145 @@ static void finish_reply(req_t *r)
 }
 
 /* Ends a relayed stream that broke: an SSE error event, and never [DONE]. */
-static void abort_stream(req_t *r, const char *why)
+static void abort_stream(req_t *r, const char *code, const char *why)
 {
     struct evbuffer *ev = evbuffer_new();
+    char q[300];
+    r->error = code;
     if (ev != NULL) {
-        evbuffer_add_printf(ev, "event: error\ndata: {\"error\":{\"message\":\"upstream stream "
-                                "failed: %s\",\"type\":\"upstream_error\",\"param\":null,"
-                                "\"code\":\"upstream_stream_error\"}}\n\n", why);
+        if (jscan_quote(why, q, sizeof(q)) < 0)
+            snprintf(q, sizeof(q), "\"upstream stream failed\"");
+        evbuffer_add_printf(ev, "event: error\ndata: {\"error\":{\"message\":%s,\"type\":\"upstream_error\","
+                                "\"param\":null,\"code\":\"%s\"}}\n\n", q, code);
         evhtp_send_reply_chunk(r->req, ev);
         evbuffer_free(ev);
     }
-    client_read_timeout(r, 1);
     evhtp_send_reply_chunk_end(r->req);
 }
 
-void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
+/* The error code of a failed transfer (curl's result, or our timer's). */
+static const char *fail_code(req_t *r, CURLcode result)
 {
-    req_t *r = NULL;
-    char outcome[160];
-    (void)w;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-    if (r == NULL)
-        return;
-    if (r->status == 0)
-        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_off_t connect_us = 0;
+    switch (result) {
+    case CURLE_OPERATION_TIMEDOUT:
+        curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+        return connect_us == 0 ? "upstream_connect_timeout" : "upstream_total_timeout";
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return "upstream_connect_error";
+    default:
+        return "upstream_error";
+    }
+}
 
-    if (result != CURLE_OK) {
-        snprintf(outcome, sizeof(outcome), "%s", curl_easy_strerror(result));
-        r->last_timeout = result == CURLE_OPERATION_TIMEDOUT;
+/* One attempt is over: curl finished it (RESULT), or our timer ended it
+ * (TIMEOUT names which limit). Replies, fails over, or ends the stream. */
+static void attempt_over(req_t *r, CURLcode result, const char *timeout)
+{
+    char outcome[160];
+    const char *code = NULL;
+
+    if (r->status == 0)
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (timeout != NULL) {
+        code = timeout;
+        snprintf(outcome, sizeof(outcome), "%s", timeout);
+    } else if (result != CURLE_OK) {
+        code = fail_code(r, result);
+        snprintf(outcome, sizeof(outcome), "%s (%s)", code, curl_easy_strerror(result));
     } else {
         snprintf(outcome, sizeof(outcome), "HTTP %ld", r->status);
-        r->last_timeout = 0;
+        if (failover_status(r->status))
+            code = "upstream_error";
     }
     log_attempt(r, outcome);
 
-    if (r->relaying) {
-        if (result != CURLE_OK)
-            abort_stream(r, curl_easy_strerror(result));
+    if (r->relaying) {                    /* past the commit point: no failover */
+        if (code != NULL)
+            abort_stream(r, code, outcome);
         else
             finish_reply(r);
         end_attempt(r);
         return;
     }
-    if (result == CURLE_OK && !failover_status(r->status)) {
-        finish_reply(r);               /* success, or the caller's own error */
+    if (code == NULL) {
+        finish_reply(r);                  /* success, or the caller's own error */
         end_attempt(r);
         return;
     }
-    if (result == CURLE_OK && r->status == 429) {
+    r->last_fail = code;
+    if (timeout == NULL && result == CURLE_OK && r->status == 429) {
         const char *ra = r->resp_headers ? evhtp_kv_find(r->resp_headers, "retry-after") : NULL;
         r->n429++;
         if (ra != NULL)
             snprintf(r->retry_after, sizeof(r->retry_after), "%.15s", ra);
     }
     end_attempt(r);
-    /* connection error, timeout, 5xx, 429, 401/403: the next candidate */
-    while (++r->cand < r->res.ncand) {
-        w->stats.failovers++;
+    /* connection error, timeout, 5xx, 429, 401/403: the next candidate,
+     * unless the request's total time is spent */
+    while (++r->cand < r->res.ncand && now_ms() < r->deadline_ms) {
+        r->w->stats.failovers++;
         if (start_attempt(r) == 0)
             return;
     }
+    if (r->cand < r->res.ncand)
+        r->last_fail = "upstream_total_timeout";
     r->cand = r->res.ncand - 1;
     reply_exhausted(r, r->n429 == r->attempts);
+}
+
+void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
+{
+    req_t *r = NULL;
+    (void)w;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    if (r != NULL)
+        attempt_over(r, result, NULL);
+}
+
+/* The attempt's timer: fires at the nearest of its limits and re-arms
+ * itself for the next one, so bytes arriving cost no timer operation. */
+static void arm_attempt_timer(req_t *r, double now)
+{
+    const config_t *cfg = r->w->cfg;
+    double next = r->deadline_ms, wait;
+    struct timeval tv;
+    if (!r->got_first_byte) {
+        if (r->attempt_ms + cfg->first_byte_timeout_s * 1000.0 < next)
+            next = r->attempt_ms + cfg->first_byte_timeout_s * 1000.0;
+    } else if (!r->paused && r->last_data_ms + cfg->idle_gap_s * 1000.0 < next) {
+        next = r->last_data_ms + cfg->idle_gap_s * 1000.0;
+    }
+    wait = next - now;
+    if (wait < 1)
+        wait = 1;
+    tv.tv_sec = (time_t)(wait / 1000);
+    tv.tv_usec = (suseconds_t)((wait - tv.tv_sec * 1000.0) * 1000);
+    event_add(&r->timer, &tv);
+}
+
+static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
+{
+    req_t *r = arg;
+    const config_t *cfg = r->w->cfg;
+    double now = now_ms();
+    const char *code = NULL;
+    (void)fd;
+    (void)what;
+    if (r->easy == NULL)
+        return;
+    if (now >= r->deadline_ms)
+        code = "upstream_total_timeout";
+    else if (!r->got_first_byte && now >= r->attempt_ms + cfg->first_byte_timeout_s * 1000.0)
+        code = "upstream_first_byte_timeout";
+    else if (r->got_first_byte && !r->paused && now >= r->last_data_ms + cfg->idle_gap_s * 1000.0)
+        code = "upstream_idle_timeout";
+    if (code == NULL) {
+        arm_attempt_timer(r, now);
+        return;
+    }
+    attempt_over(r, CURLE_OK, code);
 }
 
 /* Builds the upstream body: the client's bytes with the model value replaced. */
@@ -495,6 +617,8 @@ static int start_attempt(req_t *r)
     if (r->resp == NULL && (r->resp = evbuffer_new()) == NULL)
         return -1;
     r->status = 0;
+    r->got_first_byte = 0;
+    r->attempt_ms = r->last_data_ms = now_ms();
     r->attempts++;
     r->w->stats.upstream_attempts++;
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
@@ -511,12 +635,15 @@ static int start_attempt(req_t *r)
     curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_up_data);
     curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT, (long)cfg->total_timeout_s);
+    /* the attempt timer enforces first byte, idle gap and the total; curl's
+     * own limit is only a backstop behind it */
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)(r->deadline_ms - r->attempt_ms) + 5000L);
     curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "turnout/" TURNOUT_VERSION);
     if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
         end_attempt(r);
         return -1;
     }
+    arm_attempt_timer(r, r->attempt_ms);
     return 0;
 }
 
@@ -758,7 +885,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
                     "model '%s' has no enabled upstream target", r->model);
         return;
     }
-    client_read_timeout(r, 0);
+    r->deadline_ms = now_ms() + r->w->cfg->total_timeout_s * 1000.0;
     for (r->cand = 0; r->cand < r->res.ncand; r->cand++)
         if (start_attempt(r) == 0)
             return;
@@ -779,6 +906,11 @@ static void reply_not_allowed(req_t *r, htp_method m, const char *path, const ch
 }
 
 
+static int is_health_path(const char *path)
+{
+    return path != NULL && (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0);
+}
+
 /* The request is complete (headers and body): dispatch by path. */
 static void on_request(evhtp_request_t *req, void *arg)
 {
@@ -788,8 +920,9 @@ static void on_request(evhtp_request_t *req, void *arg)
     htp_method m = evhtp_request_get_method(req);
     char router[128] = "";
 
+    edge_request_complete(edge_client(req));
     if (r == NULL || r->refused)
-        return;                            /* answered already (413) */
+        return;                            /* answered already (413, 503) */
     w->stats.requests++;
     if (path != NULL) {
         size_t i = 0;   /* logged as a JSON string: keep only safe bytes */
@@ -801,7 +934,7 @@ static void on_request(evhtp_request_t *req, void *arg)
         reply_error(r, 400, "invalid_request_error", "bad_request", NULL, "missing request path");
         return;
     }
-    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+    if (is_health_path(path)) {
         int ok = path[1] == 'h' || (w->gw->ready && !w->stopping);
         if (m != htp_method_GET && m != htp_method_HEAD) {
             reply_not_allowed(r, m, path, "GET, HEAD");
@@ -851,6 +984,7 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 {
     req_t *r = arg;
     r->body_bytes += evbuffer_get_length(buf);
+    edge_body_read(edge_client(req));
     if (r->refused) {
         evbuffer_drain(buf, evbuffer_get_length(buf));
         return EVHTP_RES_OK;
@@ -870,35 +1004,44 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)
 {
     req_t *r = arg;
-    (void)req;
-    r->req = NULL;
     if (r->easy != NULL) {
         log_attempt(r, "client closed the connection");
-        if (!r->replied)
+        if (!r->replied) {
             r->final_status = 499;         /* nginx's code for "client went away" */
+            r->error = "client_closed";
+        } else if (r->relaying) {
+            r->error = "client_closed";
+        }
+    } else if (!r->replied && req->status >= 400) {
+        r->final_status = req->status;     /* the edge answered it (408, 4xx) */
+        r->error = "client_error";
     }
     end_attempt(r);
+    r->req = NULL;
     access_log(r);
     if (r->resolved)
         resolve_free(&r->res);
     if (r->resp != NULL)
         evbuffer_free(r->resp);
     r->w->in_flight--;
+    edge_request_done(edge_client(req));
     free(r);
     return EVHTP_RES_OK;
 }
 
-static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
+evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     worker_t *w = arg;
     req_t *r = calloc(1, sizeof(*r));
-    const char *ct;
+    client_t *cl = edge_client(req);
+    const char *ct, *path = req->uri && req->uri->path ? req->uri->path->full : NULL;
     (void)hdrs;
     if (r == NULL)
         return EVHTP_RES_FATAL;
     r->w = w;
     r->req = req;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    evtimer_assign(&r->timer, w->base, on_attempt_timer, r);
     w->in_flight++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, r);
     evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)on_read, r);
@@ -906,6 +1049,19 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *a
     ct = evhtp_kv_find(req->headers_in, "content-type");
     if (ct != NULL)
         snprintf(r->content_type, sizeof(r->content_type), "%s", ct);
+    if (cl != NULL && cl->over_limit) {
+        /* past limits.max_connections: health checks are still answered,
+         * everything else is turned away; either way the connection closes */
+        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+        if (!is_health_path(path)) {
+            add_header(req, "Retry-After", "1");
+            reply_error(r, 503, "server_error", "too_many_connections", NULL,
+                        "this gateway worker is at its limit of %d client connections; retry shortly",
+                        w->cfg->max_connections);
+            r->refused = 1;
+            return EVHTP_RES_OK;
+        }
+    }
     if (req->conn->parser != NULL &&
         evhtp_request_content_len(req) > (uint64_t)w->cfg->max_body_bytes) {
         /* DESIGN.md: answer 413 now, close after it, drain what still comes */
@@ -922,15 +1078,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *a
     return EVHTP_RES_OK;
 }
 
-static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
-{
-    worker_track_connection(arg, conn);
-    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, arg);
-    return EVHTP_RES_OK;
-}
-
 void proxy_install(worker_t *w)
 {
     evhtp_set_gencb(w->htp, on_request, w);
-    evhtp_set_post_accept_cb(w->htp, on_accept, w);
 }

@@ -5,6 +5,7 @@
  * timer, and finished transfers are collected after every socket action,
  * never inside a curl callback. */
 #include "worker.h"
+#include "edge.h"
 #include "proxy.h"
 
 #include <evhtp/evhtp.h>
@@ -119,6 +120,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     clock_gettime(CLOCK_MONOTONIC, &now);
     w->stopping = (int)(now.tv_sec + w->cfg->shutdown_grace_s);
     evhtp_unbind_socket(w->htp);
+    edge_close_idle(w);
     event_free(w->stop_ev);
     w->stop_ev = evtimer_new(w->base, on_drain_tick, w);
     on_drain_tick(-1, 0, w);
@@ -126,7 +128,6 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 
 int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
 {
-    struct timeval rto = { gw->cfg.idle_timeout_s, 0 };
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->gw = gw;
@@ -148,7 +149,7 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
     curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
     evhtp_enable_flag(w->htp, EVHTP_FLAG_ENABLE_REUSEPORT | EVHTP_FLAG_ENABLE_NODELAY);
     evhtp_disable_flag(w->htp, EVHTP_FLAG_ENABLE_100_CONT);
-    evhtp_set_timeouts(w->htp, &rto, NULL);
+    edge_install(w);
     proxy_install(w);
     if (evhtp_bind_socket(w->htp, w->cfg->listen_host, (uint16_t)w->cfg->listen_port, 1024) < 0) {
         snprintf(err, errlen, "listen %s:%d: cannot bind (in use, or a bad address)",
@@ -178,49 +179,13 @@ void worker_easy_put(worker_t *w, CURL *easy)
         curl_easy_cleanup(easy);
 }
 
-/* One open client connection; unlinked by its fini hook. */
-typedef struct conn_ref {
-    worker_t *w;
-    evhtp_connection_t *conn;
-    struct conn_ref *prev, *next;
-} conn_ref_t;
-
-static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
-{
-    conn_ref_t *ref = arg;
-    (void)conn;
-    if (ref->prev != NULL)
-        ref->prev->next = ref->next;
-    else
-        ref->w->conns = ref->next;
-    if (ref->next != NULL)
-        ref->next->prev = ref->prev;
-    free(ref);
-    return EVHTP_RES_OK;
-}
-
-void worker_track_connection(worker_t *w, evhtp_connection_t *conn)
-{
-    conn_ref_t *ref = calloc(1, sizeof(*ref));
-    if (ref == NULL)
-        return;
-    ref->w = w;
-    ref->conn = conn;
-    ref->next = w->conns;
-    if (w->conns != NULL)
-        w->conns->prev = ref;
-    w->conns = ref;
-    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, ref);
-}
-
 void *worker_main(void *arg)
 {
     worker_t *w = arg;
     event_base_dispatch(w->base);
     /* Whatever is still open (idle keep-alive, or past the grace period) is
-     * closed here, on the worker's own thread; each fini hook unlinks it. */
-    while (w->conns != NULL)
-        evhtp_connection_free(w->conns->conn);
+     * closed here, on the worker's own thread. */
+    edge_close_all(w);
     return NULL;
 }
 

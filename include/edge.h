@@ -1,0 +1,57 @@
+/* edge.h - client connections at the HTTP edge: limits, client-side timeouts, and answers to malformed requests. */
+#ifndef TURNOUT_EDGE_H
+#define TURNOUT_EDGE_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <evhtp/evhtp.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+/* What a client connection is doing, which decides its timeout. */
+typedef enum {
+    CLIENT_IDLE,      /* between requests: idle_timeout_s (header_timeout_s before the first), silent close */
+    CLIENT_HEADERS,   /* a request has begun: header_timeout_s from its first byte, then 408 */
+    CLIENT_BODY,      /* reading the body: idle_timeout_s between reads, then 408 */
+    CLIENT_BUSY,      /* the request is complete and being answered: no read timeout */
+} client_phase_t;
+
+typedef struct client {
+    worker_t *w;
+    evhtp_connection_t *conn;
+    struct event timer;          /* the current phase's timeout */
+    client_phase_t phase;
+    double since;                /* monotonic ms: phase start, or last body read */
+    int over_limit;              /* accepted past limits.max_connections */
+    int closed_status;           /* the status sent when the edge closed it (408, 4xx), else 0 */
+    /* header checks of the request being read */
+    int nheaders;
+    int64_t header_bytes;
+    int content_lengths;
+    int transfer_encoding;
+    const char *error;           /* why a header check failed, for the 4xx body */
+    struct client *prev, *next;
+} client_t;
+
+/* Installs the accept hook, the per-header checks, the parse-error answers
+ * and the client timeouts on the worker's evhtp. */
+void edge_install(worker_t *w);
+
+/* The client a request arrived on (never NULL for a live request). */
+client_t *edge_client(evhtp_request_t *req);
+
+/* Phase changes reported by the data plane. */
+void edge_body_read(client_t *cl);             /* some body bytes arrived */
+void edge_request_complete(client_t *cl);      /* headers and body are in */
+void edge_request_done(client_t *cl);          /* the request was freed; keep-alive may follow */
+
+/* Stopping: closes connections that are idle between requests. */
+void edge_close_idle(worker_t *w);
+/* Loop exit: frees every connection still open. */
+void edge_close_all(worker_t *w);
+
+/* Monotonic milliseconds. */
+double edge_now_ms(void);
+
+#endif
