@@ -44,9 +44,11 @@ $(BUILD)/unit/%: test/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) $< $(filter-out $(OBJDIR)/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) $(LDLIBS) -o $@
 
-# `make test` builds everything under ASan+UBSan and runs the unit and integration suites.
+# `make test` builds everything under ASan+UBSan and runs the unit and integration suites
+# (plus the optimised build, which the memory tests measure).
 test:
 	bash scripts/install-deps.sh
+	$(MAKE) all
 	$(MAKE) BUILD=build/san SANITIZER=address,undefined OPT="-O1 -g" all unit-bins
 	bash scripts/run-tests.sh build/san
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the unit tests and the integration suite against the binaries in BUILD_DIR
-# (default build/san, the ASan+UBSan build made by `make test`). Ends with one
+# (default build/san, the ASan+UBSan build made by `make test`); memory figures
+# are measured on the optimised build in RELEASE_BUILD (default build). Ends with one
 # "N passed, N failed" line and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ done
 echo "unit: $passed passed, $failed failed"
 
 ipass=0 ifail=0
-if /usr/bin/python3 test/integration/run.py --build-dir "$build" | tee "$build/integration.log"; then :; fi
+if /usr/bin/python3 test/integration/run.py --build-dir "$build" --release-dir "${RELEASE_BUILD:-build}" | tee "$build/integration.log"; then :; fi
 line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$build/integration.log" | tail -1)
 if [ -n "$line" ]; then
     ipass=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')

@@ -1,8 +1,12 @@
 /* mockllm.c - a mock OpenAI-compatible provider on libevent, for turnout's tests and benchmarks.
  *
  * Behaviour is chosen per instance by flags (a fixed status, 429 with
- * Retry-After, a delay before headers, SSE streams of N events T ms apart,
- * closing after K events). Every request is recorded in an in-memory log that
+ * Retry-After, a delay before headers, SSE streams of N events T ms apart and
+ * of a chosen size, closing, resetting or going silent after K events). Each
+ * event carries the wall-clock time it was written ("sent_ms") so tests can
+ * measure relay latency; with no interval the next event is written only
+ * when the previous one has left the socket buffer, so a slow reader slows
+ * the stream down instead of growing the mock's memory. Every request is recorded in an in-memory log that
  * tests read at GET /_mock/log (path, model, body hash, headers). */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -35,6 +39,9 @@ typedef struct opts {
     int stream_events;
     int stream_interval_ms;
     int close_after;        /* -1 = never */
+    int reset_after;        /* -1 = never: after K events, close with a TCP reset */
+    int stall_after;        /* -1 = never: after K events, send nothing more */
+    int event_bytes;        /* pad each event's content to about this many bytes */
     const char *port_file;
     const char *name;
     int no_log;             /* benchmarks: keep no request log */
@@ -54,7 +61,7 @@ typedef struct pending {
     struct pending *next, *prev;
 } pending_t;
 
-static opts_t o = { "127.0.0.1", 0, 0, NULL, -1, 0, 5, 0, -1, NULL, "mockllm", 0 };
+static opts_t o = { "127.0.0.1", 0, 0, NULL, -1, 0, 5, 0, -1, -1, -1, 0, NULL, "mockllm", 0 };
 static struct event_base *base;
 static cJSON *reqlog;
 static long seq, in_flight, max_in_flight;
@@ -214,36 +221,75 @@ static void on_conn_close(struct evhttp_connection *c, void *arg)
     }
 }
 
-static void stream_next(pending_t *p)
+static void stream_next(pending_t *p);
+
+static void on_chunk_sent(struct evhttp_connection *c, void *arg)
 {
-    struct evbuffer *b = evbuffer_new();
-    struct timeval tv = { o.stream_interval_ms / 1000, (o.stream_interval_ms % 1000) * 1000 };
-    if (o.close_after >= 0 && p->sent >= o.close_after) {
-        struct evhttp_connection *c = evhttp_request_get_connection(p->req);
-        struct bufferevent *bev = evhttp_connection_get_bufferevent(c);
-        evbuffer_free(b);
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-            struct timeval again = { 0, 5000 };   /* let the events sent so far reach the client */
-            event_add(p->timer, &again);
-            return;
-        }
-        evhttp_connection_set_closecb(c, NULL, NULL);
-        pending_free(p);
-        evhttp_connection_free(c);      /* abrupt: no [DONE], no last chunk */
+    (void)c;
+    stream_next(arg);
+}
+
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Ends the stream abruptly once what was sent has reached the client:
+ * RESET sends a TCP reset, otherwise a plain close (no last chunk, so the
+ * chunked body is truncated). */
+static void stream_cut(pending_t *p, int reset)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(p->req);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        struct timeval again = { 0, 5000 };
+        event_add(p->timer, &again);
         return;
     }
+    if (reset) {
+        struct linger lg = { 1, 0 };
+        setsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    evhttp_connection_set_closecb(c, NULL, NULL);
+    pending_free(p);
+    evhttp_connection_free(c);
+}
+
+static void stream_next(pending_t *p)
+{
+    struct evbuffer *b;
+    struct timeval tv = { o.stream_interval_ms / 1000, (o.stream_interval_ms % 1000) * 1000 };
+    if (o.close_after >= 0 && p->sent >= o.close_after) {
+        stream_cut(p, 0);
+        return;
+    }
+    if (o.reset_after >= 0 && p->sent >= o.reset_after) {
+        stream_cut(p, 1);
+        return;
+    }
+    if (o.stall_after >= 0 && p->sent >= o.stall_after)
+        return;                          /* silent until the client gives up */
+    b = evbuffer_new();
     if (p->sent < o.stream_events) {
+        int pad = o.event_bytes > 300 ? o.event_bytes - 300 : 0;
         evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
                                "\"created\":%ld,\"model\":\"%s\",\"system_fingerprint\":\"%s\",\"choices\":"
-                               "[{\"index\":0,\"delta\":{\"content\":\"tok%d \"},\"finish_reason\":null}],"
-                               "\"event_index\":%d}\n\n", (long)time(NULL), p->model, o.name, p->sent + 1, p->sent);
+                               "[{\"index\":0,\"delta\":{\"content\":\"tok%d ", (long)time(NULL), p->model,
+                            o.name, p->sent + 1);
+        for (; pad > 0; pad -= 64)
+            evbuffer_add(b, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", pad < 64 ? (size_t)pad : 64);
+        evbuffer_add_printf(b, "\"},\"finish_reason\":null}],\"event_index\":%d,\"sent_ms\":%.3f}\n\n",
+                            p->sent, wall_ms());
         p->sent++;
-        evhttp_send_reply_chunk(p->req, b);
-        evbuffer_free(b);
-        if (o.stream_interval_ms > 0)
+        if (o.stream_interval_ms > 0) {
+            evhttp_send_reply_chunk(p->req, b);
             event_add(p->timer, &tv);
-        else
-            event_active(p->timer, 0, 0);
+        } else {
+            evhttp_send_reply_chunk_with_cb(p->req, b, on_chunk_sent, p);
+        }
+        evbuffer_free(b);
         return;
     }
     evbuffer_add_printf(b, "data: [DONE]\n\n");
@@ -499,7 +545,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: mockllm [--host H] [--port N] [--status CODE] [--retry-after S] [--fail-first N]\n"
                "               [--delay-ms MS] [--stream-events N] [--stream-interval-ms T]\n"
-               "               [--close-after K] [--port-file FILE] [--name NAME] [--no-log]\n");
+               "               [--close-after K] [--reset-after K] [--stall-after K] [--event-bytes N]\n"
+               "               [--port-file FILE] [--name NAME] [--no-log]\n");
 }
 
 int main(int argc, char **argv)
@@ -508,7 +555,8 @@ int main(int argc, char **argv)
         { "host", 1, 0, 'H' }, { "port", 1, 0, 'p' }, { "status", 1, 0, 's' },
         { "retry-after", 1, 0, 'r' }, { "fail-first", 1, 0, 'f' }, { "delay-ms", 1, 0, 'd' },
         { "stream-events", 1, 0, 'e' }, { "stream-interval-ms", 1, 0, 'i' },
-        { "close-after", 1, 0, 'c' }, { "port-file", 1, 0, 'P' }, { "name", 1, 0, 'n' },
+        { "close-after", 1, 0, 'c' }, { "reset-after", 1, 0, 'R' }, { "stall-after", 1, 0, 'S' },
+        { "event-bytes", 1, 0, 'b' }, { "port-file", 1, 0, 'P' }, { "name", 1, 0, 'n' },
         { "no-log", 0, 0, 'L' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -523,6 +571,9 @@ int main(int argc, char **argv)
         case 'e': o.stream_events = atoi(optarg); break;
         case 'i': o.stream_interval_ms = atoi(optarg); break;
         case 'c': o.close_after = atoi(optarg); break;
+        case 'R': o.reset_after = atoi(optarg); break;
+        case 'S': o.stall_after = atoi(optarg); break;
+        case 'b': o.event_bytes = atoi(optarg); break;
         case 'P': o.port_file = optarg; break;
         case 'n': o.name = optarg; break;
         case 'L': o.no_log = 1; break;

@@ -247,6 +247,8 @@ static int failover_status(long s)
     return s >= 500 || s == 429 || s == 401 || s == 403;
 }
 
+static void arm_attempt_timer(req_t *r, double now);
+
 static const char *const hop_by_hop[] = {
     "connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
     "upgrade", "proxy-authenticate", "proxy-authorization", "date", "server", NULL,
@@ -257,11 +259,12 @@ static size_t on_up_header(char *buf, size_t size, size_t n, void *arg)
     req_t *r = arg;
     size_t len = size * n, k, v;
     char name[128], value[1024];
+    r->last_data_ms = now_ms();
     if (!r->got_first_byte) {
         r->got_first_byte = 1;
         r->ttfb_ms = since_ms(r);
+        arm_attempt_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
     }
-    r->last_data_ms = now_ms();
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         /* a new status line (after 100 Continue or a redirect) starts afresh */
         if (r->resp_headers != NULL)
@@ -319,6 +322,7 @@ static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
         return EVHTP_RES_OK;
     r->paused = 0;
     r->last_data_ms = now_ms();           /* the upstream was silent because we paused it */
+    arm_attempt_timer(r, r->last_data_ms);
     evhtp_connection_set_hook(conn, evhtp_hook_on_write, NULL, NULL);
     curl_easy_pause(r->easy, CURLPAUSE_CONT);   /* may deliver held data at once */
     return EVHTP_RES_OK;
@@ -344,7 +348,8 @@ static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
         evhtp_send_reply_chunk_start(r->req, (evhtp_res)r->status);
     }
     if (r->relaying) {
-        struct evbuffer *out = bufferevent_get_output(r->req->conn->bev), *chunk;
+        struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
+        int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
         if (evbuffer_get_length(out) >= PROXY_SEND_HIGH_WATER) {
             /* the client is behind: curl keeps these bytes and hands them
              * over again when on_client_drained resumes the transfer */
@@ -352,11 +357,11 @@ static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
             evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, (evhtp_hook)on_client_drained, r);
             return CURL_WRITEFUNC_PAUSE;
         }
-        if ((chunk = evbuffer_new()) == NULL)
+        /* straight into the socket's output (what evhtp_send_reply_chunk
+         * does, without a temporary buffer); curl reuses BUF, so copy */
+        if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add(out, buf, len) < 0 ||
+            (chunked && evbuffer_add(out, "\r\n", 2) < 0))
             return 0;
-        evbuffer_add_reference(chunk, buf, len, NULL, NULL);
-        evhtp_send_reply_chunk(r->req, chunk);  /* copies: curl reuses buf */
-        evbuffer_free(chunk);
         r->bytes_out += len;
         return len;
     }

@@ -9,6 +9,10 @@ import tempfile
 import time
 
 BUILD = os.environ.get("TURNOUT_BUILD", "build")
+# The optimised build, for the few tests that measure memory (a sanitizer's
+# shadow memory and quarantine would swamp the figure). The behaviour itself
+# is tested under the sanitizers everywhere else.
+RELEASE_BUILD = os.environ.get("TURNOUT_RELEASE_BUILD", "build")
 
 
 def free_port():
@@ -24,6 +28,51 @@ def deep_merge(a, b):
     for k, v in b.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def raw_exchange(port, data, timeout=5, pause_after_send=0):
+    """Sends DATA on a new connection and reads until the server closes it (or
+    TIMEOUT): returns (bytes, closed_by_server)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                return out, True
+            if not chunk:
+                return out, True
+            out += chunk
+        return out, False
+    finally:
+        s.close()
+
+
+def status_of(raw):
+    """The status code of a raw HTTP response, or 0."""
+    if not raw.startswith(b"HTTP/1."):
+        return 0
+    return int(raw.split(b" ", 2)[1])
+
+
+def chat_request(body, version="1.1", extra=b""):
+    """A raw POST /v1/chat/completions with a JSON BODY (dict)."""
+    data = json.dumps(body).encode()
+    return (b"POST /v1/chat/completions HTTP/%s\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n" % (version.encode(), len(data), extra)) + data
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def http_request(port, method, path, body=None, headers=None, timeout=10):
@@ -95,7 +144,7 @@ class Mock(Proc):
 
 
 class Turnout(Proc):
-    def __init__(self, workdir, seed, config=None, env=None, name="turnout"):
+    def __init__(self, workdir, seed, config=None, env=None, name="turnout", build=None):
         self.port = free_port()
         cfg = {
             "listen": "127.0.0.1:%d" % self.port, "workers": 2, "data_dir": os.path.join(workdir, name + "-data"),
@@ -113,7 +162,7 @@ class Turnout(Proc):
             json.dump(cfg, f)
         full_env = dict(os.environ)
         full_env.update(env or {})
-        super().__init__([os.path.join(BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
+        super().__init__([os.path.join(build or BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
         deadline = time.time() + 10
         while True:
             try:
@@ -164,8 +213,8 @@ class Env:
         self.procs.append(m)
         return m
 
-    def turnout(self, seed, config=None, env=None, name="turnout"):
-        t = Turnout(self.dir, seed, config, env, name)
+    def turnout(self, seed, config=None, env=None, name="turnout", build=None):
+        t = Turnout(self.dir, seed, config, env, name, build)
         self.procs.append(t)
         return t
 

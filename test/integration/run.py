@@ -26,11 +26,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("-k", default="")
-    ap.add_argument("--bound", type=int, default=60)
+    ap.add_argument("--release-dir", default="build", help="optimised build, for memory figures")
+    ap.add_argument("--bound", type=int, default=60, help="seconds per test (a test may set fn.bound)")
     args = ap.parse_args()
     os.environ["TURNOUT_BUILD"] = os.path.abspath(args.build_dir)
     import harness
     harness.BUILD = os.environ["TURNOUT_BUILD"]
+    harness.RELEASE_BUILD = os.path.abspath(args.release_dir)
     signal.signal(signal.SIGALRM, on_alarm)
     passed = failed = 0
     for fn in sorted(os.listdir(here)):
@@ -45,9 +47,10 @@ def main():
                 continue
             env = harness.Env()
             t0 = time.time()
-            signal.alarm(args.bound)
+            fn_ = getattr(mod, name)
+            signal.alarm(getattr(fn_, "bound", args.bound))
             try:
-                getattr(mod, name)(env)
+                fn_(env)
                 signal.alarm(0)
                 problems = env.close()
                 if problems:
