@@ -35,7 +35,8 @@ typedef struct worker {
     uint64_t req_seq;              /* request id sequence */
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */
-    int stopping;
+    int stopping;                  /* draining after SIGTERM */
+    double stop_deadline_ms;       /* monotonic: the grace period ends */
     struct client *clients;        /* open client connections (edge.c) */
     int nclients;
     CURL *easy_pool[64];           /* reset easy handles kept for reuse */

@@ -41,7 +41,7 @@ static const option_t options[] = {
     { "limits.header_timeout_s", OPT_INT, OFF(header_timeout_s), 10, NULL, 1, 3600, 0 },
     { "limits.idle_timeout_s",  OPT_INT,  OFF(idle_timeout_s), 60, NULL, 1, 86400, 0 },
     { "limits.send_timeout_s",  OPT_INT,  OFF(send_timeout_s), 60, NULL, 1, 86400, 0 },
-    { "limits.max_connections", OPT_INT,  OFF(max_connections), 10000, NULL, 1, 1000000, 0 },
+    { "limits.max_connections", OPT_INT,  OFF(max_connections), 4096, NULL, 1, 1000000, 0 },
     { "limits.shutdown_grace_s", OPT_INT, OFF(shutdown_grace_s), 30, NULL, 0, 3600, 0 },
     { "upstream.connect_ms",    OPT_INT,  OFF(connect_timeout_ms), 5000, NULL, 1, 600000, 0 },
     { "upstream.first_byte_s",  OPT_INT,  OFF(first_byte_timeout_s), 120, NULL, 1, 1800, 0 },

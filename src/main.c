@@ -8,6 +8,7 @@
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,27 @@ static int open_access_log(const char *target)
     if (strcmp(target, "stderr") == 0)
         return STDERR_FILENO;
     return open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
+/* Every client connection and upstream connection is a descriptor: take the
+ * hard limit, and say so when even that cannot hold max_connections. */
+static void raise_fd_limit(const config_t *cfg)
+{
+    struct rlimit rl;
+    uint64_t want = (uint64_t)cfg->workers * (uint64_t)cfg->max_connections * 2 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "the open-file limit (%llu) is below what %d workers x %d connections "
+                 "(client and upstream) may need (%llu); raise LimitNOFILE or lower limits.max_connections",
+                 (unsigned long long)rl.rlim_cur, cfg->workers, cfg->max_connections, (unsigned long long)want);
+        log_line("warn", "%s", msg);
+    }
 }
 
 int main(int argc, char **argv)
@@ -105,6 +127,8 @@ int main(int argc, char **argv)
         store_close(gw.store);
         return 1;
     }
+
+    raise_fd_limit(&gw.cfg);
 
     /* Signals are taken by this thread with sigwait; workers never see them. */
     sigemptyset(&sigs);

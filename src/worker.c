@@ -97,12 +97,10 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     worker_t *w = arg;
-    struct timespec now;
     static const struct timeval tick = { 0, 50000 };
     (void)fd;
     (void)what;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (w->in_flight <= 0 || now.tv_sec >= (time_t)w->stopping) {
+    if (w->in_flight <= 0 || edge_now_ms() >= w->stop_deadline_ms) {
         event_base_loopexit(w->base, NULL);
         return;
     }
@@ -112,13 +110,12 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     worker_t *w = arg;
-    struct timespec now;
     (void)fd;
     (void)what;
     if (w->stopping)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    w->stopping = (int)(now.tv_sec + w->cfg->shutdown_grace_s);
+    w->stopping = 1;
+    w->stop_deadline_ms = edge_now_ms() + w->cfg->shutdown_grace_s * 1000.0;
     evhtp_unbind_socket(w->htp);
     edge_close_idle(w);
     event_free(w->stop_ev);
