@@ -121,6 +121,7 @@ def test_client_disconnect_mid_stream_aborts_upstream(env):
             break
         time.sleep(0.02)
     assert m.log()[0].get("aborted") is True, "the upstream transfer outlived the client by over 1 s"
+    print("    mid-stream hang-up seen by the provider after %.0f ms" % ((time.time() - closed_at) * 1000))
     assert m.stats()["in_flight"] == 0
     assert t.request("GET", "/healthz")[0] == 200
 
@@ -142,6 +143,7 @@ def test_client_disconnect_before_first_byte_aborts_upstream(env):
     while time.time() - closed_at < 1.0 and not m.log()[0].get("aborted"):
         time.sleep(0.02)
     assert m.log()[0].get("aborted") is True, "the upstream request outlived the client by over 1 s"
+    print("    pre-first-byte hang-up seen by the provider after %.0f ms" % ((time.time() - closed_at) * 1000))
     t.stop()
     lines = [l for l in open(t.out_path) if '"path":"/v1/chat/completions"' in l]
     assert lines and '"status":499' in lines[0], lines

@@ -34,6 +34,7 @@ def test_malformed_framing_is_answered(env):
     m, t = start(env)
     assert_refused(t.port, b"NOT A REQUEST\r\n\r\n", 400, "bad_request")
     assert_refused(t.port, b"GET / HTTP/9.9x\r\n\r\n", 400, "bad_request")
+    assert_refused(t.port, b"GET /healthz HTTP/1.1\nHost: t\n\n", 400, "bad_request")   # bare LF
     assert_refused(t.port, post(b"Content-Length: 1x\r\n"), 400, "bad_request")
     assert_refused(t.port, post(b"Content-Length: -13\r\n"), 400, "bad_request")
     e = assert_refused(t.port, post(b"Content-Length: 13\r\nContent-Length: 13\r\n"), 400, "bad_request")

@@ -58,6 +58,7 @@ def test_events_reach_the_client_as_they_are_sent(env):
     lags = [recv - sent for recv, sent in marks]
     # each event within 20 ms of the mock writing it (no added buffering)
     assert max(lags) < 20, "relay lag per event (ms): %s" % ["%.1f" % x for x in lags]
+    print("    relay lag per event: median %.2f ms, max %.2f ms" % (sorted(lags)[len(lags) // 2], max(lags)))
     # and spread over ~2 s as sent, not delivered in a burst at the end
     assert marks[-1][0] - marks[0][0] > 1500
 
@@ -197,3 +198,16 @@ def test_http10_client_gets_an_unchunked_stream(env):
     assert b"transfer-encoding" not in head.lower(), head
     assert len(marks) == 5 and body.endswith(b"data: [DONE]\n\n"), body[-200:]
     assert body.startswith(b"data: {"), body[:50]   # no chunk-size lines
+
+
+def test_http10_client_gets_a_plain_reply(env):
+    m = env.mock()
+    t = env.turnout(stream_route(m))
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(chat_request({"model": "s", "messages": []}, "1.0"))
+    data, _ = read_all(s, timeout=5)
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") and b"transfer-encoding" not in head.lower(), head
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    assert len(body) == length and json.loads(body)["object"] == "chat.completion"
