@@ -177,6 +177,19 @@ class Turnout(Proc):
     def request(self, method, path, body=None, headers=None, timeout=10):
         return http_request(self.port, method, path, body, headers, timeout)
 
+    def access_log(self, path=None, count=1, timeout=3):
+        """The access-log lines (for PATH, if given), waiting up to TIMEOUT for
+        COUNT of them: a line is written when the request is freed, which is
+        after the client has its reply."""
+        deadline = time.time() + timeout
+        while True:
+            with open(self.out_path) as f:
+                lines = [json.loads(line) for line in f if line.startswith("{")]
+            lines = [e for e in lines if path is None or e.get("path") == path]
+            if len(lines) >= count or time.time() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def chat(self, model, **extra):
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
         body.update(extra)

@@ -147,8 +147,7 @@ def assert_cut_stream(env, mock_flags, expect_code, config=None):
     assert payload["error"]["code"] == expect_code, payload
     assert data.endswith(b"0\r\n\r\n"), "the chunked reply must end cleanly after the error event"
     assert good.log() == [], "the fallback target must receive nothing after the commit point"
-    log = [json.loads(line) for line in open(t.out_path) if line.startswith("{")]
-    chat = [e for e in log if e.get("endpoint") == "chat"]
+    chat = t.access_log("/v1/chat/completions")
     assert chat and chat[-1]["error"] == expect_code and chat[-1]["status"] == 200, chat
 
 
