@@ -46,6 +46,12 @@ void edge_body_read(client_t *cl);             /* some body bytes arrived */
 void edge_request_complete(client_t *cl);      /* headers and body are in */
 void edge_request_done(client_t *cl);          /* the request was freed; keep-alive may follow */
 
+/* Writes a complete OpenAI-shaped error response with Connection: close
+ * straight to CONN's output (for requests evhtp cannot answer through the
+ * request: parse failures, timeouts). MESSAGE must need no JSON escaping.
+ * Does nothing when the request has been answered already. */
+void edge_write_error(evhtp_connection_t *conn, int status, const char *message);
+
 /* Stopping: closes connections that are idle between requests. */
 void edge_close_idle(worker_t *w);
 /* Loop exit: frees every connection still open. */

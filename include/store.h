@@ -38,4 +38,38 @@ cJSON *store_get_router(store_reader_t *r, const char *slug);
 typedef void (*store_each_fn)(const cJSON *rec, void *arg);
 void store_each(store_reader_t *r, const char *table, store_each_fn fn, void *arg);
 
+
+
+/* --- admin writes and reads (the admin thread; each write is one durable
+ * transaction: committed and synced before it returns) --- */
+
+typedef enum { STORE_PROVIDERS, STORE_ROUTES, STORE_ROUTERS } store_table_t;
+
+/* Results of admin calls, numerically the HTTP status the admin API answers. */
+enum {
+    STORE_OK = 200, STORE_CREATED = 201, STORE_INVALID = 400, STORE_NOT_FOUND = 404,
+    STORE_CONFLICT = 409, STORE_FULL = 507, STORE_FAILED = 500,
+};
+
+/* Writes REC (already normalised by schema.c, carrying its id): a create when
+ * OLD_ID is NULL, else a replacement of the record with that id (its name may
+ * change). Checks uniqueness (409), references (targets' providers and the
+ * router must exist: 400; a renamed provider or router must not be in use:
+ * 409). Returns a STORE_* status with a message in err. */
+int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id, char *err, size_t errlen);
+
+/* Deletes the record with ID; a provider or router still used by a route is
+ * not deleted (409). */
+int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen);
+
+/* The record with ID (parsed copy), or NULL. */
+cJSON *store_find(store_t *s, store_table_t t, const char *id);
+
+/* Appends to OUT up to LIMIT records whose key sorts after AFTER (NULL: from
+ * the first) and for which KEEP (may be NULL) returns 1. When more remain,
+ * writes the last returned key to NEXT (up to 512 bytes) and sets *NEXT_LEN;
+ * else *NEXT_LEN = 0. Returns 0 or -1. */
+typedef int (*store_keep_fn)(const cJSON *rec, void *arg);
+int store_list(store_t *s, store_table_t t, const void *after, size_t after_len, int limit,
+               store_keep_fn keep, void *arg, cJSON *out, char *next, size_t *next_len);
 #endif

@@ -61,6 +61,7 @@ static const char *status_code_name(int status)
 {
     switch (status) {
     case 408: return "request_timeout";
+    case 411: return "length_required";
     case 413: return "request_too_large";
     case 414: return "uri_too_long";
     case 431: return "headers_too_large";
@@ -74,6 +75,7 @@ static const char *reason_phrase(int status)
 {
     switch (status) {
     case 408: return "Request Timeout";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
@@ -83,13 +85,10 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* Writes a complete error response straight to the connection (the request,
- * if any, never got far enough for evhtp to reply through it). */
-static void write_error(client_t *cl, int status, const char *message)
+void edge_write_error(evhtp_connection_t *conn, int status, const char *message)
 {
     char body[700];
-    struct bufferevent *bev = cl->conn->bev;
-    evhtp_request_t *req = cl->conn->request;
+    evhtp_request_t *req = conn->request;
     int n;
     if (req != NULL) {
         if (req->flags & EVHTP_REQ_FLAG_FINISHED)
@@ -101,9 +100,14 @@ static void write_error(client_t *cl, int status, const char *message)
                  "\"code\":\"%s\"}}\n", message, status_code_name(status));
     if (n < 0 || (size_t)n >= sizeof(body))
         return;
-    evbuffer_add_printf(bufferevent_get_output(bev),
+    evbuffer_add_printf(bufferevent_get_output(conn->bev),
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                         "Connection: close\r\n\r\n%s", status, reason_phrase(status), n, body);
+}
+
+static void write_error(client_t *cl, int status, const char *message)
+{
+    edge_write_error(cl->conn, status, message);
 }
 
 static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg)

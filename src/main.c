@@ -1,4 +1,5 @@
 /* main.c - turnout's entry point: command line, start-up, signals, shutdown. */
+#include "admin.h"
 #include "config.h"
 #include "store.h"
 #include "worker.h"
@@ -67,7 +68,7 @@ static void raise_fd_limit(const config_t *cfg)
 int main(int argc, char **argv)
 {
     const char *file = NULL;
-    int test_only = 0, rc = 1, started = 0;
+    int test_only = 0, rc = 1, started = 0, started_admin = 0;
     char err[1024];
     gateway_t gw;
     sigset_t sigs;
@@ -162,11 +163,16 @@ int main(int argc, char **argv)
         }
         started++;
     }
-    if (started == gw.nworkers) {
+    if (started == gw.nworkers && admin_start(&gw, err, sizeof(err)) < 0) {
+        log_line("error", "%s", err);
+        started_admin = -1;
+    }
+    if (started == gw.nworkers && started_admin == 0) {
         char what[160];
         snprintf(what, sizeof(what), "%s:%d with %d workers", gw.cfg.listen_host,
                  gw.cfg.listen_port, gw.nworkers);
         log_line("info", "listening on %s", what);
+        log_line("info", "admin API on %s", gw.cfg.admin_listen);
         gw.ready = 1;
         rc = 0;
         for (;;) {
@@ -182,11 +188,12 @@ int main(int argc, char **argv)
         }
     }
     gw.ready = 0;
+    admin_stop();
     for (int i = 0; i < started; i++)
         worker_stop(&gw.workers[i]);
     for (int i = 0; i < started; i++)
         pthread_join(gw.workers[i].thread, NULL);
-    if (started != gw.nworkers)
+    if (started != gw.nworkers || started_admin != 0)
         rc = 1;
 out:
     if (gw.workers != NULL) {

@@ -21,6 +21,7 @@
  * upstream_connect_timeout, upstream_first_byte_timeout, upstream_idle_timeout,
  * upstream_total_timeout, upstream_error (5xx, 401/403, reset, truncation). */
 #include "proxy.h"
+#include "auth.h"
 #include "edge.h"
 #include "jscan.h"
 #include "multipart.h"
@@ -675,21 +676,8 @@ static req_t *req_of(evhtp_request_t *req)
 
 static int authorised(req_t *r)
 {
-    const char *auth, *admin = r->w->gw->admin_key;
-    size_t a, b;
-    unsigned diff = 0;
-    if (!r->w->cfg->require_key)
-        return 1;
-    auth = evhtp_kv_find(r->req->headers_in, "authorization");
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || admin == NULL || *admin == '\0')
-        return 0;
-    auth += 7;
-    a = strlen(auth);
-    b = strlen(admin);
-    /* constant time in the key's length: no early exit on the first mismatch */
-    for (size_t i = 0; i < b; i++)
-        diff |= (unsigned char)admin[i] ^ (unsigned char)(i < a ? auth[i] : 0);
-    return diff == 0 && a == b;
+    return !r->w->cfg->require_key ||
+           auth_bearer_matches(evhtp_kv_find(r->req->headers_in, "authorization"), r->w->gw->admin_key);
 }
 
 typedef struct models_list {

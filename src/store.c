@@ -378,3 +378,316 @@ void store_each(store_reader_t *r, const char *table, store_each_fn fn, void *ar
     }
     mdb_txn_reset(r->txn);
 }
+
+/* --- admin writes ------------------------------------------------------ */
+
+static MDB_dbi table_dbi(store_t *s, store_table_t t)
+{
+    return t == STORE_PROVIDERS ? s->providers : t == STORE_ROUTES ? s->routes : s->routers;
+}
+
+/* The field a table is keyed by. */
+static const char *table_key_field(store_table_t t)
+{
+    return t == STORE_PROVIDERS ? "name" : t == STORE_ROUTES ? "id" : "slug";
+}
+
+static const char *table_noun(store_table_t t)
+{
+    return t == STORE_PROVIDERS ? "provider" : t == STORE_ROUTES ? "route" : "router";
+}
+
+/* Finds the record with ID inside TXN: routes by key, the others by a scan
+ * (providers and routers are few). Returns a parsed copy or NULL. */
+static cJSON *find_in(store_t *s, MDB_txn *txn, store_table_t t, const char *id)
+{
+    MDB_val k, v;
+    MDB_cursor *c;
+    cJSON *out = NULL;
+    int rc;
+    if (t == STORE_ROUTES) {
+        k.mv_data = (void *)id;
+        k.mv_size = strlen(id);
+        return mdb_get(txn, s->routes, &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
+    }
+    if (mdb_cursor_open(txn, table_dbi(s, t), &c) != 0)
+        return NULL;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && out == NULL;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        if (rec != NULL && strcmp(str_or(rec, "id", ""), id) == 0)
+            out = rec;
+        else
+            cJSON_Delete(rec);
+    }
+    mdb_cursor_close(c);
+    return out;
+}
+
+/* The name of a route using provider or router NAME, or NULL. */
+static int route_using(store_t *s, MDB_txn *txn, store_table_t t, const char *name, char *route, size_t cap)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, found = 0;
+    if (mdb_cursor_open(txn, s->routes, &c) != 0)
+        return 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *r = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        const cJSON *tg;
+        if (r == NULL)
+            continue;
+        if (t == STORE_ROUTERS) {
+            found = strcmp(str_or(r, "router", ""), name) == 0;
+        } else {
+            cJSON_ArrayForEach(tg, cJSON_GetObjectItemCaseSensitive(r, "targets"))
+                if (strcmp(str_or(tg, "provider", ""), name) == 0)
+                    found = 1;
+        }
+        if (found)
+            snprintf(route, cap, "%s", str_or(r, "name", ""));
+        cJSON_Delete(r);
+    }
+    mdb_cursor_close(c);
+    return found;
+}
+
+static int commit_status(int rc, char *err, size_t errlen)
+{
+    if (rc == 0)
+        return STORE_OK;
+    if (rc == MDB_MAP_FULL) {
+        snprintf(err, errlen, "the store is full (store.map_size_mb); nothing was written: raise the map size "
+                              "and restart, or delete unused records");
+        return STORE_FULL;
+    }
+    snprintf(err, errlen, "store write failed: %s", mdb_strerror(rc));
+    return STORE_FAILED;
+}
+
+/* Checks a route's references and name inside TXN; SELF is its own id. */
+static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, size_t *klen, char *err,
+                       size_t errlen)
+{
+    const char *router = str_or(rec, "router", "");
+    const cJSON *tg;
+    MDB_val k, v;
+    int i = 0;
+    cJSON_ArrayForEach(tg, cJSON_GetObjectItemCaseSensitive(rec, "targets")) {
+        const char *pn = str_or(tg, "provider", "");
+        k.mv_data = (void *)pn;
+        k.mv_size = strlen(pn);
+        if (mdb_get(txn, s->providers, &k, &v) != 0) {
+            snprintf(err, errlen, "targets[%d].provider: no provider named \"%s\"", i, pn);
+            return STORE_INVALID;
+        }
+        i++;
+    }
+    if (*router != '\0') {
+        k.mv_data = (void *)router;
+        k.mv_size = strlen(router);
+        if (mdb_get(txn, s->routers, &k, &v) != 0) {
+            snprintf(err, errlen, "router: no router \"%s\"", router);
+            return STORE_INVALID;
+        }
+    }
+    *klen = name_key(key, 1024, str_or(rec, "scope", "global"), router, str_or(rec, "name", ""));
+    if (*klen == 0) {
+        snprintf(err, errlen, "name: too long");
+        return STORE_INVALID;
+    }
+    k.mv_data = key;
+    k.mv_size = *klen;
+    if (mdb_get(txn, s->route_names, &k, &v) == 0 &&
+        (v.mv_size != strlen(str_or(rec, "id", "")) || memcmp(v.mv_data, str_or(rec, "id", ""), v.mv_size) != 0)) {
+        snprintf(err, errlen, "name: a route named \"%s\" already exists in this scope and router",
+                 str_or(rec, "name", ""));
+        return STORE_CONFLICT;
+    }
+    return STORE_OK;
+}
+
+int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi = table_dbi(s, t);
+    cJSON *old = NULL;
+    const char *key = str_or(rec, table_key_field(t), "");
+    char nkey[1024], okey[1024], user[256];
+    size_t nklen = 0, oklen = 0;
+    MDB_val k, v;
+    int rc, st = STORE_OK;
+
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return commit_status(rc, err, errlen);
+    if (old_id != NULL && (old = find_in(s, txn, t, old_id)) == NULL) {
+        snprintf(err, errlen, "no %s with id %s", table_noun(t), old_id);
+        st = STORE_NOT_FOUND;
+        goto out;
+    }
+    if (t == STORE_ROUTES) {
+        if ((st = check_route(s, txn, rec, nkey, &nklen, err, errlen)) != STORE_OK)
+            goto out;
+        if (old != NULL)
+            oklen = name_key(okey, sizeof(okey), str_or(old, "scope", "global"), str_or(old, "router", ""),
+                             str_or(old, "name", ""));
+    } else {
+        const char *old_key = old != NULL ? str_or(old, table_key_field(t), "") : NULL;
+        if (old_key == NULL || strcmp(old_key, key) != 0) {
+            k.mv_data = (void *)key;
+            k.mv_size = strlen(key);
+            if (mdb_get(txn, dbi, &k, &v) == 0) {
+                snprintf(err, errlen, "%s: a %s \"%s\" already exists", table_key_field(t), table_noun(t), key);
+                st = STORE_CONFLICT;
+                goto out;
+            }
+            if (old_key != NULL && route_using(s, txn, t, old_key, user, sizeof(user))) {
+                snprintf(err, errlen, "%s: cannot rename %s \"%s\" while route \"%s\" uses it", table_key_field(t),
+                         table_noun(t), old_key, user);
+                st = STORE_CONFLICT;
+                goto out;
+            }
+            if (old_key != NULL) {
+                k.mv_data = (void *)old_key;
+                k.mv_size = strlen(old_key);
+                if ((rc = mdb_del(txn, dbi, &k, NULL)) != 0)
+                    goto dberr;
+            }
+        }
+    }
+    if (oklen > 0) {
+        k.mv_data = okey;
+        k.mv_size = oklen;
+        if ((rc = mdb_del(txn, s->route_names, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+            goto dberr;
+    }
+    if (nklen > 0) {
+        k.mv_data = nkey;
+        k.mv_size = nklen;
+        v.mv_data = (void *)key;
+        v.mv_size = strlen(key);
+        if ((rc = mdb_put(txn, s->route_names, &k, &v, 0)) != 0)
+            goto dberr;
+    }
+    if ((rc = put_json(txn, dbi, key, strlen(key), rec)) != 0)
+        goto dberr;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    st = rc == 0 ? (old_id == NULL ? STORE_CREATED : STORE_OK) : commit_status(rc, err, errlen);
+    goto out;
+dberr:
+    st = commit_status(rc, err, errlen);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    cJSON_Delete(old);
+    return st;
+}
+
+int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    cJSON *old;
+    char user[256], nkey[1024];
+    const char *key;
+    MDB_val k;
+    int rc, st;
+
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return commit_status(rc, err, errlen);
+    if ((old = find_in(s, txn, t, id)) == NULL) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "no %s with id %s", table_noun(t), id);
+        return STORE_NOT_FOUND;
+    }
+    key = str_or(old, table_key_field(t), "");
+    if (t != STORE_ROUTES && route_using(s, txn, t, key, user, sizeof(user))) {
+        snprintf(err, errlen, "%s \"%s\" is used by route \"%s\"; change or delete the route first",
+                 table_noun(t), key, user);
+        st = STORE_CONFLICT;
+        goto out;
+    }
+    if (t == STORE_ROUTES) {
+        k.mv_size = name_key(nkey, sizeof(nkey), str_or(old, "scope", "global"), str_or(old, "router", ""),
+                             str_or(old, "name", ""));
+        k.mv_data = nkey;
+        if ((rc = mdb_del(txn, s->route_names, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
+            st = commit_status(rc, err, errlen);
+            goto out;
+        }
+    }
+    k.mv_data = (void *)key;
+    k.mv_size = strlen(key);
+    if ((rc = mdb_del(txn, table_dbi(s, t), &k, NULL)) != 0) {
+        st = commit_status(rc, err, errlen);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    st = commit_status(rc, err, errlen);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    cJSON_Delete(old);
+    return st;
+}
+
+cJSON *store_find(store_t *s, store_table_t t, const char *id)
+{
+    MDB_txn *txn;
+    cJSON *out;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return NULL;
+    out = find_in(s, txn, t, id);
+    mdb_txn_abort(txn);
+    return out;
+}
+
+int store_list(store_t *s, store_table_t t, const void *after, size_t after_len, int limit,
+               store_keep_fn keep, void *arg, cJSON *out, char *next, size_t *next_len)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, n = 0;
+    *next_len = 0;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    if (mdb_cursor_open(txn, table_dbi(s, t), &c) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    if (after != NULL) {
+        k.mv_data = (void *)after;
+        k.mv_size = after_len;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == after_len && memcmp(k.mv_data, after, after_len) == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    } else {
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    }
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        if (rec == NULL)
+            continue;
+        if (keep != NULL && !keep(rec, arg)) {
+            cJSON_Delete(rec);
+            continue;
+        }
+        if (n == limit) {          /* one more exists: the page ends at the previous key */
+            cJSON_Delete(rec);
+            break;
+        }
+        cJSON_AddItemToArray(out, rec);
+        n++;
+        if (k.mv_size <= 512) {
+            memcpy(next, k.mv_data, k.mv_size);
+            *next_len = k.mv_size;
+        }
+    }
+    if (rc != 0)
+        *next_len = 0;             /* the table ended: no next page */
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return 0;
+}

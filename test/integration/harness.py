@@ -13,6 +13,7 @@ BUILD = os.environ.get("TURNOUT_BUILD", "build")
 # shadow memory and quarantine would swamp the figure). The behaviour itself
 # is tested under the sanitizers everywhere else.
 RELEASE_BUILD = os.environ.get("TURNOUT_RELEASE_BUILD", "build")
+ADMIN_KEY = "test-admin-key-0123456789"
 
 
 def free_port():
@@ -146,10 +147,11 @@ class Mock(Proc):
 class Turnout(Proc):
     def __init__(self, workdir, seed, config=None, env=None, name="turnout", build=None):
         self.port = free_port()
+        self.admin_port = free_port()
         cfg = {
             "listen": "127.0.0.1:%d" % self.port, "workers": 2, "data_dir": os.path.join(workdir, name + "-data"),
             "require_key": False,
-            "admin": {"listen": "127.0.0.1:%d" % free_port(), "key_env": "TURNOUT_ADMIN_KEY"},
+            "admin": {"listen": "127.0.0.1:%d" % self.admin_port, "key_env": "TURNOUT_ADMIN_KEY"},
             "limits": {"max_body_bytes": 1048576, "max_header_bytes": 65536, "max_headers": 100,
                        "header_timeout_s": 10, "idle_timeout_s": 60},
             "log": {"level": "info", "access": "stdout"}, "seed": name + "-seed.json",
@@ -161,7 +163,9 @@ class Turnout(Proc):
         with open(self.config_path, "w") as f:
             json.dump(cfg, f)
         full_env = dict(os.environ)
+        full_env["TURNOUT_ADMIN_KEY"] = ADMIN_KEY
         full_env.update(env or {})
+        self.admin_key = full_env.get("TURNOUT_ADMIN_KEY")
         super().__init__([os.path.join(build or BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
         deadline = time.time() + 10
         while True:
@@ -176,6 +180,15 @@ class Turnout(Proc):
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         return http_request(self.port, method, path, body, headers, timeout)
+
+    def admin(self, method, path, body=None, key=None, timeout=10):
+        """One admin API call: (status, decoded JSON or raw bytes)."""
+        headers = {"Authorization": "Bearer " + (key if key is not None else self.admin_key)}
+        st, h, data = http_request(self.admin_port, method, path, body, headers, timeout)
+        try:
+            return st, json.loads(data)
+        except ValueError:
+            return st, data
 
     def access_log(self, path=None, count=1, timeout=3):
         """The access-log lines (for PATH, if given), waiting up to TIMEOUT for
