@@ -35,8 +35,15 @@
 
 #define ADMIN_MAX_BODY (1 << 20)
 
+/* An open admin connection, freed with the loop if still open at exit. */
+typedef struct admin_conn {
+    evhtp_connection_t *conn;
+    struct admin_conn *prev, *next;
+} admin_conn_t;
+
 typedef struct admin {
     gateway_t *gw;
+    admin_conn_t *conns;
     pthread_t thread;
     int running;
     struct event_base *base;
@@ -474,8 +481,31 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
                                                  : "malformed HTTP request");
 }
 
+static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
+{
+    admin_conn_t *c = arg;
+    (void)conn;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        admin.conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    free(c);
+    return EVHTP_RES_OK;
+}
+
 static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
 {
+    admin_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return EVHTP_RES_FATAL;
+    c->conn = conn;
+    c->next = admin.conns;
+    if (admin.conns != NULL)
+        admin.conns->prev = c;
+    admin.conns = c;
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, c);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, arg);
     return EVHTP_RES_OK;
 }
@@ -492,6 +522,8 @@ static void *admin_main(void *arg)
 {
     (void)arg;
     event_base_dispatch(admin.base);
+    while (admin.conns != NULL)     /* keep-alive connections still open */
+        evhtp_connection_free(admin.conns->conn);
     return NULL;
 }
 
@@ -540,8 +572,10 @@ void admin_stop(void)
         pthread_join(admin.thread, NULL);
         admin.running = 0;
     }
-    if (admin.htp != NULL)
+    if (admin.htp != NULL) {
+        evhtp_unbind_socket(admin.htp);   /* evhtp_free leaves the listener */
         evhtp_free(admin.htp);
+    }
     if (admin.stop_ev != NULL)
         event_free(admin.stop_ev);
     if (admin.base != NULL)

@@ -259,5 +259,4 @@ class Env:
             for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
                 if marker in out:
                     problems.append("%s reported: %s" % (type(p).__name__, marker))
-        self.procs = []
-        return problems
+        return problems   # procs are kept (stopped) so a failing test can still print their output

@@ -207,3 +207,28 @@ def test_acknowledged_writes_survive_sigkill(env):
     missing = [i for i in acked if i not in present]
     assert not missing, "%d of %d acknowledged writes lost" % (len(missing), len(acked))
     print("    %d acknowledged writes before SIGKILL, all present after restart" % len(acked))
+
+
+def test_full_store_answers_507_and_data_plane_keeps_serving(env):
+    m = env.mock()
+    t = env.turnout(seed_for(m, routes=[{"name": "r", "targets": [{"provider": "mock", "model": "mock-small"}]}]),
+                    config={"store": {"map_size_mb": 1}})
+    status, i = None, 0
+    while i < 5000:
+        status, body = t.admin("POST", "/v1/model-routes", route("fill-%d" % i, description="x" * 1000))
+        if status != 201:
+            break
+        i += 1
+    assert status == 507, (i, status, body)
+    assert body["error"]["code"] == "store_full" and "map_size_mb" in body["error"]["message"]
+    st, page = t.admin("GET", "/v1/model-routes?limit=1000")
+    assert st == 200 and len(page["data"]) == i + 1      # nothing half-written
+    assert t.chat("r")[0] == 200
+    # the way out: a larger map on restart, with everything still there
+    t.stop()
+    t2 = env.turnout(seed_for(m), name="bigger",
+                     config={"store": {"map_size_mb": 4}, "data_dir": os.path.join(env.dir, "turnout-data")})
+    st, rec = t2.admin("POST", "/v1/model-routes", route("after-resize"))
+    assert st == 201, rec
+    assert t2.chat("fill-0")[0] == 200
+    print("    map of 1 MB full after %d routes: 507, data plane still 200; 4 MB on restart takes writes" % i)
