@@ -1,4 +1,4 @@
-/* store.c - LMDB environment, seed import and the workers' read path.
+/* store.c - LMDB environment, the workers' read path, and the one write path shared by the admin API and the seed import.
  *
  * Records are stored as normalised JSON (schema.c). Tables:
  *   meta         "schema_version" -> "1"
@@ -150,147 +150,6 @@ static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
-/* Checks that every target of route R names a provider of the seed. */
-static int check_targets(const cJSON *r, const cJSON *providers, char *err, size_t errlen)
-{
-    const cJSON *t;
-    int i = 0;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(r, "targets")) {
-        const char *pn = str_or(t, "provider", "");
-        const cJSON *p;
-        int found = 0;
-        cJSON_ArrayForEach(p, providers)
-            if (strcmp(str_or(p, "name", ""), pn) == 0)
-                found = 1;
-        if (!found) {
-            snprintf(err, errlen, "targets[%d].provider: no provider named \"%s\"", i, pn);
-            return -1;
-        }
-        i++;
-    }
-    return 0;
-}
-
-int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
-{
-    size_t len = 0;
-    char *text = file_read(file, &len);
-    char msg[384], key[1024];
-    cJSON *root = NULL, *rec;
-    const cJSON *providers, *routes, *routers;
-    MDB_txn *txn = NULL;
-    int rc = -1, i, mrc;
-
-    if (text == NULL) {
-        snprintf(err, errlen, "seed %s: %s", file, strerror(errno));
-        return -1;
-    }
-    root = cJSON_ParseWithLength(text, len);
-    if (!cJSON_IsObject(root)) {
-        snprintf(err, errlen, "seed %s: not a JSON object", file);
-        goto out;
-    }
-    cJSON_ArrayForEach(rec, root) {
-        if (strcmp(rec->string, "providers") != 0 && strcmp(rec->string, "routes") != 0 &&
-            strcmp(rec->string, "routers") != 0) {
-            snprintf(err, errlen, "seed %s: %s: unknown field", file, rec->string);
-            goto out;
-        }
-        if (!cJSON_IsArray(rec)) {
-            snprintf(err, errlen, "seed %s: %s: must be an array", file, rec->string);
-            goto out;
-        }
-    }
-    providers = cJSON_GetObjectItemCaseSensitive(root, "providers");
-    routes = cJSON_GetObjectItemCaseSensitive(root, "routes");
-    routers = cJSON_GetObjectItemCaseSensitive(root, "routers");
-    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        snprintf(err, errlen, "seed %s: %s", file, mdb_strerror(mrc));
-        goto out;
-    }
-    i = 0;
-    cJSON_ArrayForEach(rec, providers) {
-        const char *name;
-        MDB_val k, v;
-        if (schema_provider_normalise(rec, msg, sizeof(msg)) < 0) {
-            snprintf(err, errlen, "seed %s: providers[%d].%s", file, i, msg);
-            goto out;
-        }
-        name = str_or(rec, "name", "");
-        k.mv_data = (void *)name;
-        k.mv_size = strlen(name);
-        if (mdb_get(txn, s->providers, &k, &v) == 0) {
-            snprintf(err, errlen, "seed %s: providers[%d].name: duplicate provider \"%s\"", file, i, name);
-            goto out;
-        }
-        if ((mrc = put_json(txn, s->providers, name, strlen(name), rec)) != 0)
-            goto dberr;
-        i++;
-    }
-    i = 0;
-    cJSON_ArrayForEach(rec, routers) {
-        const char *slug;
-        if (schema_router_normalise(rec, msg, sizeof(msg)) < 0) {
-            snprintf(err, errlen, "seed %s: routers[%d].%s", file, i, msg);
-            goto out;
-        }
-        slug = str_or(rec, "slug", "");
-        if ((mrc = put_json(txn, s->routers, slug, strlen(slug), rec)) != 0)
-            goto dberr;
-        i++;
-    }
-    i = 0;
-    cJSON_ArrayForEach(rec, routes) {
-        const char *id;
-        MDB_val k, v;
-        size_t kl;
-        if (schema_route_normalise(rec, msg, sizeof(msg)) < 0 ||
-            check_targets(rec, providers, msg, sizeof(msg)) < 0) {
-            snprintf(err, errlen, "seed %s: routes[%d].%s", file, i, msg);
-            goto out;
-        }
-        const char *router = str_or(rec, "router", "");
-        if (*router != '\0') {
-            k.mv_data = (void *)router;
-            k.mv_size = strlen(router);
-            if (mdb_get(txn, s->routers, &k, &v) != 0) {
-                snprintf(err, errlen, "seed %s: routes[%d].router: no router \"%s\"", file, i, router);
-                goto out;
-            }
-        }
-        kl = name_key(key, sizeof(key), str_or(rec, "scope", "global"), router,
-                      str_or(rec, "name", ""));
-        k.mv_data = key;
-        k.mv_size = kl;
-        if (mdb_get(txn, s->route_names, &k, &v) == 0) {
-            snprintf(err, errlen, "seed %s: routes[%d].name: duplicate route \"%s\" in this scope and router",
-                     file, i, str_or(rec, "name", ""));
-            goto out;
-        }
-        id = str_or(rec, "id", "");
-        v.mv_data = (void *)id;
-        v.mv_size = strlen(id);
-        if ((mrc = mdb_put(txn, s->route_names, &k, &v, 0)) != 0 ||
-            (mrc = put_json(txn, s->routes, id, strlen(id), rec)) != 0)
-            goto dberr;
-        i++;
-    }
-    mrc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (mrc != 0)
-        goto dberr;
-    rc = 0;
-    goto out;
-dberr:
-    snprintf(err, errlen, "seed %s: store write failed: %s", file, mdb_strerror(mrc));
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    cJSON_Delete(root);
-    free(text);
-    return rc;
 }
 
 store_reader_t *store_reader_new(store_t *s)
@@ -507,9 +366,12 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
     return STORE_OK;
 }
 
-int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id, char *err, size_t errlen)
+/* Writes REC inside TXN (see store_put); the seed import and the admin API
+ * share it, so both check the same things. Returns STORE_OK or an error
+ * status; an LMDB failure is returned as -(its code) for the caller. */
+static int put_in(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, const char *old_id, char *err,
+                  size_t errlen)
 {
-    MDB_txn *txn;
     MDB_dbi dbi = table_dbi(s, t);
     cJSON *old = NULL;
     const char *key = str_or(rec, table_key_field(t), "");
@@ -518,12 +380,9 @@ int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id,
     MDB_val k, v;
     int rc, st = STORE_OK;
 
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
-        return commit_status(rc, err, errlen);
     if (old_id != NULL && (old = find_in(s, txn, t, old_id)) == NULL) {
         snprintf(err, errlen, "no %s with id %s", table_noun(t), old_id);
-        st = STORE_NOT_FOUND;
-        goto out;
+        return STORE_NOT_FOUND;
     }
     if (t == STORE_ROUTES) {
         if ((st = check_route(s, txn, rec, nkey, &nklen, err, errlen)) != STORE_OK)
@@ -571,17 +430,28 @@ int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id,
     }
     if ((rc = put_json(txn, dbi, key, strlen(key), rec)) != 0)
         goto dberr;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    st = rc == 0 ? (old_id == NULL ? STORE_CREATED : STORE_OK) : commit_status(rc, err, errlen);
     goto out;
 dberr:
-    st = commit_status(rc, err, errlen);
+    st = -rc;
 out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
     cJSON_Delete(old);
     return st;
+}
+
+int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc, st;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return commit_status(rc, err, errlen);
+    st = put_in(s, txn, t, rec, old_id, err, errlen);
+    if (st != STORE_OK) {
+        mdb_txn_abort(txn);
+        return st < 0 ? commit_status(-st, err, errlen) : st;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return commit_status(rc, err, errlen);
+    return old_id == NULL ? STORE_CREATED : STORE_OK;
 }
 
 int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen)
@@ -690,4 +560,86 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
     mdb_cursor_close(c);
     mdb_txn_abort(txn);
     return 0;
+}
+
+/* --- seed import ------------------------------------------------------- */
+
+/* One seed section: each record normalised and written as the admin API
+ * would write it. Returns 0, or -1 with the message in err. */
+static int import_section(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *recs, const char *file,
+                          const char *section, int (*normalise)(cJSON *, char *, size_t), char *err,
+                          size_t errlen)
+{
+    char msg[512];
+    cJSON *rec;
+    int i = 0, st;
+    cJSON_ArrayForEach(rec, recs) {
+        if (normalise(rec, msg, sizeof(msg)) < 0) {
+            snprintf(err, errlen, "seed %s: %s[%d].%s", file, section, i, msg);
+            return -1;
+        }
+        if ((st = put_in(s, txn, t, rec, NULL, msg, sizeof(msg))) != STORE_OK) {
+            if (st < 0)
+                commit_status(-st, msg, sizeof(msg));
+            snprintf(err, errlen, "seed %s: %s[%d].%s", file, section, i, msg);
+            return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *text = file_read(file, &len);
+    cJSON *root = NULL, *rec;
+    MDB_txn *txn = NULL;
+    int rc = -1, mrc;
+
+    if (text == NULL) {
+        snprintf(err, errlen, "seed %s: %s", file, strerror(errno));
+        return -1;
+    }
+    root = cJSON_ParseWithLength(text, len);
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "seed %s: not a JSON object", file);
+        goto out;
+    }
+    cJSON_ArrayForEach(rec, root) {
+        if (strcmp(rec->string, "providers") != 0 && strcmp(rec->string, "routes") != 0 &&
+            strcmp(rec->string, "routers") != 0) {
+            snprintf(err, errlen, "seed %s: %s: unknown field", file, rec->string);
+            goto out;
+        }
+        if (!cJSON_IsArray(rec)) {
+            snprintf(err, errlen, "seed %s: %s: must be an array", file, rec->string);
+            goto out;
+        }
+    }
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        snprintf(err, errlen, "seed %s: %s", file, mdb_strerror(mrc));
+        goto out;
+    }
+    /* providers and routers first: routes refer to them */
+    if (import_section(s, txn, STORE_PROVIDERS, cJSON_GetObjectItemCaseSensitive(root, "providers"), file,
+                       "providers", schema_provider_normalise, err, errlen) < 0 ||
+        import_section(s, txn, STORE_ROUTERS, cJSON_GetObjectItemCaseSensitive(root, "routers"), file,
+                       "routers", schema_router_normalise, err, errlen) < 0 ||
+        import_section(s, txn, STORE_ROUTES, cJSON_GetObjectItemCaseSensitive(root, "routes"), file,
+                       "routes", schema_route_normalise, err, errlen) < 0)
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (mrc != 0) {
+        snprintf(err, errlen, "seed %s: store write failed: %s", file, mdb_strerror(mrc));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    cJSON_Delete(root);
+    free(text);
+    return rc;
 }

@@ -50,3 +50,23 @@ def test_bad_seed_refuses_to_start(env):
         assert False, "turnout started with a broken seed"
     except RuntimeError as e:
         assert "routes[0].targets[0].provider" in str(e), e
+
+
+def test_seed_goes_through_the_admin_checks(env):
+    """The seed import and the admin API share one write path: same ranges, same conflicts."""
+    m = env.mock()
+    p = {"name": "p", "base_url": m.base_url, "models": [{"name": "x"}]}
+    r = {"name": "r", "targets": [{"provider": "p", "model": "x"}]}
+    bad = [
+        ({"providers": [p, dict(p)]}, 'providers[1].name: a provider "p" already exists'),
+        ({"providers": [p], "routes": [r, dict(r)]}, 'routes[1].name: a route named "r" already exists'),
+        ({"providers": [p], "routes": [dict(r, router="nowhere")]}, 'routes[0].router: no router "nowhere"'),
+        ({"providers": [p], "routes": [dict(r, retry={"max_429_retries": 11})]}, "routes[0].retry.max_429_retries"),
+        ({"routers": [{"slug": "a"}, {"slug": "a"}]}, 'routers[1].slug: a router "a" already exists'),
+    ]
+    for i, (seed, want) in enumerate(bad):
+        try:
+            env.turnout(dict({"providers": [], "routes": [], "routers": []}, **seed), name="t%d" % i)
+            assert False, "turnout started with a broken seed: %s" % want
+        except RuntimeError as e:
+            assert want in str(e), (want, str(e)[-400:])
