@@ -376,7 +376,8 @@ static void serve_patch(evhtp_request_t *req, const collection_t *col, const cha
     merge_patch(rec, patch);
     cJSON_Delete(patch);
     schema_now(now);
-    cJSON_ReplaceItemInObjectCaseSensitive(rec, "updated_at", cJSON_CreateString(now));
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, "updated_at");
+    cJSON_AddStringToObject(rec, "updated_at", now);
     if (col->normalise(rec, err, sizeof(err)) < 0) {
         reply_error(req, 400, "%s", err);
     } else {
