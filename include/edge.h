@@ -24,7 +24,6 @@ typedef struct client {
     client_phase_t phase;
     double since;                /* monotonic ms: phase start, or last body read */
     int over_limit;              /* accepted past limits.max_connections */
-    int closed_status;           /* the status sent when the edge closed it (408, 4xx), else 0 */
     /* header checks of the request being read */
     int nheaders;
     int64_t header_bytes;
@@ -59,5 +58,8 @@ void edge_close_all(worker_t *w);
 
 /* Monotonic milliseconds. */
 double edge_now_ms(void);
+
+/* Adds (or re-arms) timer EV to fire after MS milliseconds. */
+void edge_timer_after(struct event *ev, double ms);
 
 #endif

@@ -323,21 +323,28 @@ static void reply_written(evhtp_request_t *req, int st, const char *err, const c
         reply_error(req, st, "%s", err);
 }
 
-static void serve_create(evhtp_request_t *req, const collection_t *col)
+/* Validates REC as a whole, stores it (a create when OLD_ID is NULL) and
+ * answers with the stored record or the error; frees REC. */
+static void validate_and_store(evhtp_request_t *req, const collection_t *col, cJSON *rec, const char *old_id)
 {
     char err[512];
+    if (col->normalise(rec, err, sizeof(err)) < 0) {
+        reply_error(req, 400, "%s", err);
+    } else {
+        int st = store_put(admin.gw->store, col->table, rec, old_id, err, sizeof(err));
+        reply_written(req, st, err, rec);
+    }
+    cJSON_Delete(rec);
+}
+
+static void serve_create(evhtp_request_t *req, const collection_t *col)
+{
     cJSON *rec = body_object(req);
     if (rec == NULL || reject_server_fields(req, rec) < 0) {
         cJSON_Delete(rec);
         return;
     }
-    if (col->normalise(rec, err, sizeof(err)) < 0) {
-        reply_error(req, 400, "%s", err);
-    } else {
-        int st = store_put(admin.gw->store, col->table, rec, NULL, err, sizeof(err));
-        reply_written(req, st, err, rec);
-    }
-    cJSON_Delete(rec);
+    validate_and_store(req, col, rec, NULL);
 }
 
 /* RFC 7386: null removes, objects merge, anything else replaces. */
@@ -362,7 +369,7 @@ static void merge_patch(cJSON *target, const cJSON *patch)
 
 static void serve_patch(evhtp_request_t *req, const collection_t *col, const char *id)
 {
-    char err[512], now[32];
+    char now[32];
     cJSON *patch = body_object(req), *rec;
     if (patch == NULL || reject_server_fields(req, patch) < 0) {
         cJSON_Delete(patch);
@@ -378,13 +385,7 @@ static void serve_patch(evhtp_request_t *req, const collection_t *col, const cha
     schema_now(now);
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "updated_at");
     cJSON_AddStringToObject(rec, "updated_at", now);
-    if (col->normalise(rec, err, sizeof(err)) < 0) {
-        reply_error(req, 400, "%s", err);
-    } else {
-        int st = store_put(admin.gw->store, col->table, rec, id, err, sizeof(err));
-        reply_written(req, st, err, rec);
-    }
-    cJSON_Delete(rec);
+    validate_and_store(req, col, rec, id);
 }
 
 static void serve_delete(evhtp_request_t *req, const collection_t *col, const char *id)

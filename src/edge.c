@@ -43,18 +43,22 @@ client_t *edge_client(evhtp_request_t *req)
     return req != NULL ? client_of(req->conn) : NULL;
 }
 
-static void arm(client_t *cl, client_phase_t phase, double after_ms)
+void edge_timer_after(struct event *ev, double ms)
 {
     struct timeval tv;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms - tv.tv_sec * 1000.0) * 1000);
+    event_add(ev, &tv);
+}
+
+static void arm(client_t *cl, client_phase_t phase, double after_ms)
+{
     cl->phase = phase;
     cl->since = edge_now_ms();
-    if (phase == CLIENT_BUSY) {
+    if (phase == CLIENT_BUSY)
         event_del(&cl->timer);
-        return;
-    }
-    tv.tv_sec = (time_t)(after_ms / 1000);
-    tv.tv_usec = (suseconds_t)((after_ms - tv.tv_sec * 1000.0) * 1000);
-    event_add(&cl->timer, &tv);
+    else
+        edge_timer_after(&cl->timer, after_ms);
 }
 
 static const char *status_code_name(int status)
@@ -105,11 +109,6 @@ void edge_write_error(evhtp_connection_t *conn, int status, const char *message)
                         "Connection: close\r\n\r\n%s", status, reason_phrase(status), n, body);
 }
 
-static void write_error(client_t *cl, int status, const char *message)
-{
-    edge_write_error(cl->conn, status, message);
-}
-
 static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg)
 {
     client_t *cl = client_of(conn);
@@ -125,7 +124,7 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
         default:  msg = "malformed HTTP request"; break;
         }
     }
-    write_error(cl, status, msg);
+    edge_write_error(conn, status, msg);
     cl->phase = CLIENT_BUSY;
     event_del(&cl->timer);
     /* evhtp closes the connection once this is sent */
@@ -156,11 +155,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     left = limit_ms - (edge_now_ms() - cl->since);
     if (left > 1) {                       /* body bytes came since: wait the rest */
-        struct timeval tv = { (time_t)(left / 1000), (suseconds_t)((left - (long)(left / 1000) * 1000.0) * 1000) };
-        event_add(&cl->timer, &tv);
+        edge_timer_after(&cl->timer, left);
         return;
     }
-    write_error(cl, 408, msg);
+    edge_write_error(cl->conn, 408, msg);
     cl->phase = CLIENT_BUSY;
     evhtp_connection_close_after_write(cl->conn);
 }

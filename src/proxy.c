@@ -524,7 +524,6 @@ static void arm_attempt_timer(req_t *r, double now)
 {
     const config_t *cfg = r->w->cfg;
     double next = r->deadline_ms, wait;
-    struct timeval tv;
     if (!r->got_first_byte) {
         if (r->attempt_ms + cfg->first_byte_timeout_s * 1000.0 < next)
             next = r->attempt_ms + cfg->first_byte_timeout_s * 1000.0;
@@ -534,9 +533,7 @@ static void arm_attempt_timer(req_t *r, double now)
     wait = next - now;
     if (wait < 1)
         wait = 1;
-    tv.tv_sec = (time_t)(wait / 1000);
-    tv.tv_usec = (suseconds_t)((wait - tv.tv_sec * 1000.0) * 1000);
-    event_add(&r->timer, &tv);
+    edge_timer_after(&r->timer, wait);
 }
 
 static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
