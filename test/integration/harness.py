@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,11 +18,21 @@ ADMIN_KEY = "test-admin-key-0123456789"
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port that binds now, taken below the kernel's ephemeral range: a port
+    from bind(0) is released before the server binds it, and in between any
+    outgoing connection (a proxied request, curl) may take it as its source."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(200):
+        port = random.randrange(10000, max(low, 10001))
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port below %d" % low)
 
 
 def deep_merge(a, b):
