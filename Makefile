@@ -9,7 +9,7 @@ OPT       ?= -O2 -g
 # CFLAGS/LDFLAGS from the command line are added to ours, never replace them.
 override CFLAGS  := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow \
              -MMD -MP -Iinclude -I$(DEPS)/include -DTURNOUT_VERSION='"$(VERSION)"' -pthread $(CFLAGS)
-LDLIBS    := $(DEPS)/lib/libevhtp.a -levent -levent_pthreads -lcurl -lcjson -llmdb -pthread
+LDLIBS    := $(DEPS)/lib/libevhtp.a -levent -levent_pthreads -lcurl -lcrypto -lcjson -llmdb -pthread
 ifneq ($(SANITIZER),)
 override CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 override LDFLAGS += -fsanitize=$(SANITIZER)

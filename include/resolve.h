@@ -19,7 +19,8 @@ typedef enum {
 typedef struct candidate {
     const char *provider;     /* provider name */
     const char *base_url;     /* "http://host:port/v1", no trailing slash */
-    const char *api_key_env;  /* env var holding the provider key, or NULL */
+    const char *api_key;      /* the provider key stored in the store, or NULL */
+    const char *api_key_env;  /* else the env var holding it, or NULL */
     const cJSON *headers;     /* extra upstream headers (object) or NULL */
     const char *model;        /* upstream model name (after mapping) */
 } candidate_t;
@@ -36,11 +37,13 @@ typedef struct resolution {
     cJSON *recs[RESOLVE_MAX_CANDIDATES];   /* provider records the candidates borrow from */
 } resolution_t;
 
-/* Resolves MODEL for endpoint EP within ROUTER ("" = none), SPEC 2 steps
- * 1, 2, 4 and 5 (glob pools and scopes come with the resolver issue).
- * Always call resolve_free afterwards. */
+/* Resolves MODEL for endpoint EP within ROUTER ("" = none) for the caller
+ * with KEY_ID and TENANT ("" for none), SPEC 2 steps 1, 2, 4 and 5 (glob
+ * pools come with the resolver issue). Route names are looked up in the
+ * scopes key:KEY_ID, tenant:TENANT, global, in that order. Always call
+ * resolve_free afterwards. */
 void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const char *router,
-                   resolution_t *out);
+                   const char *key_id, const char *tenant, resolution_t *out);
 
 void resolve_free(resolution_t *res);
 

@@ -1,4 +1,4 @@
-/* schema.h - validation and normalisation of the store's records (providers, routes, routers). */
+/* schema.h - validation and normalisation of the store's records (providers, routes, routers, keys). */
 #ifndef TURNOUT_SCHEMA_H
 #define TURNOUT_SCHEMA_H
 
@@ -26,6 +26,13 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen);
 
 /* Same for a router record. */
 int schema_router_normalise(cJSON *r, char *err, size_t errlen);
+
+/* Same for a key record (the secret itself is never part of it: only its
+ * SHA-256 in secret_hash). */
+int schema_key_normalise(cJSON *k, char *err, size_t errlen);
+
+/* 1 when S is a UUID in 8-4-4-4-12 hex form. */
+int schema_is_uuid(const char *s);
 
 /* Writes a random (v4) UUID, 37 bytes with the NUL. */
 void schema_uuid(char out[37]);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 typedef struct store store_t;
+
+typedef enum { STORE_PROVIDERS, STORE_ROUTES, STORE_ROUTERS, STORE_KEYS, STORE__TABLES } store_table_t;
 typedef struct store_reader store_reader_t;
 
 /* Opens (creating if needed) the environment in DIR. Returns NULL and a
@@ -16,8 +18,12 @@ void store_close(store_t *s);
 /* 1 when the store holds no provider and no route. */
 int store_is_empty(store_t *s);
 
-/* Validates and imports the seed file FILE in one write transaction.
- * Returns 0, or -1 with a message naming the record and field. */
+/* Validates and imports the seed file FILE (sections providers, routers,
+ * routes, keys) in one write transaction. A record replaces the stored one
+ * with its id, else the one with its name (provider name, router slug,
+ * route scope + router + name, key secret hash); others are created and
+ * nothing is deleted. Returns 0, or -1 with a message naming the record and
+ * field. */
 int store_import_seed(store_t *s, const char *file, char *err, size_t errlen);
 
 /* A per-worker read handle: one read transaction, reset between lookups so it
@@ -32,18 +38,15 @@ cJSON *store_get_provider(store_reader_t *r, const char *name);
 cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name);
 /* Router by slug. */
 cJSON *store_get_router(store_reader_t *r, const char *slug);
+/* Key by the SHA-256 (64 lowercase hex digits) of its secret. */
+cJSON *store_get_key(store_reader_t *r, const char *hash_hex);
 
-/* Calls FN for every record of a table ("providers", "routes", "routers"),
- * each parsed; FN borrows the record. */
+/* Calls FN for every record of table T, each parsed; FN borrows the record. */
 typedef void (*store_each_fn)(const cJSON *rec, void *arg);
-void store_each(store_reader_t *r, const char *table, store_each_fn fn, void *arg);
-
-
+void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg);
 
 /* --- admin writes and reads (the admin thread; each write is one durable
  * transaction: committed and synced before it returns) --- */
-
-typedef enum { STORE_PROVIDERS, STORE_ROUTES, STORE_ROUTERS } store_table_t;
 
 /* Results of admin calls, numerically the HTTP status the admin API answers. */
 enum {
@@ -53,10 +56,11 @@ enum {
 
 /* Writes REC (already normalised by schema.c, carrying its id): a create when
  * OLD_ID is NULL, else a replacement of the record with that id (its name may
- * change). Checks uniqueness (409), references (targets' providers and the
+ * change). A route's primary_model / fallback_model are expanded into REC's
+ * targets when it has none. Checks uniqueness (409), references (targets' providers and the
  * router must exist: 400; a renamed provider or router must not be in use:
  * 409). Returns a STORE_* status with a message in err. */
-int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id, char *err, size_t errlen);
+int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char *err, size_t errlen);
 
 /* Deletes the record with ID; a provider or router still used by a route is
  * not deleted (409). */
@@ -64,6 +68,13 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
 
 /* The record with ID (parsed copy), or NULL. */
 cJSON *store_find(store_t *s, store_table_t t, const char *id);
+
+/* The route named NAME in SCOPE and ROUTER ("" = none), or NULL. */
+cJSON *store_find_route(store_t *s, const char *scope, const char *router, const char *name);
+
+/* The whole store in the seed format (providers, routers, routes, keys),
+ * provider api_key values left out; NULL on failure. */
+cJSON *store_export(store_t *s);
 
 /* Appends to OUT up to LIMIT records whose key sorts after AFTER (NULL: from
  * the first) and for which KEEP (may be NULL) returns 1. When more remain,

@@ -1,21 +1,31 @@
-/* admin.c - the admin API: CRUD of providers, routes and routers on its own listener and thread.
+/* admin.c - the admin API: CRUD of providers, routes, routers and keys on its own listener and thread.
  *
  * One thread with its own event loop serves admin.listen, so a write's fsync
  * never stalls a data-plane worker. Every write is one LMDB transaction,
  * committed and synced before the 2xx; workers read the store on every
  * request, so the next request on any worker sees the change.
  *
- *   /v1/model-routes, /v1/providers, /v1/routers
+ *   /v1/model-routes, /v1/providers, /v1/routers, /v1/keys
  *     GET    list: limit (1-1000, default 100), cursor (opaque, from
  *            next_cursor), for routes also endpoint, router, scope,
- *            include_disabled (default false)
- *     POST   create -> 201 with the stored record (id, created_at, updated_at)
+ *            include_disabled (default false), for keys tenant
+ *     POST   create -> 201 with the stored record (id, created_at,
+ *            updated_at); a key's secret is in this reply only. A route
+ *            that re-creates an existing 1:1 enablement folds into it: 200
+ *            with the existing row (updated with the fields given).
  *   .../{id}
  *     GET    one record
  *     PATCH  JSON merge patch (RFC 7386): fields replace, null removes,
  *            objects merge; the result is validated as a whole
  *     DELETE -> {"id", "object", "deleted": true}
- * Errors are OpenAI-shaped with the offending field in "param". */
+ * Errors are OpenAI-shaped with the offending field in "param".
+ *
+ * Callers: the bootstrap admin key and stored keys of role admin may do
+ * everything. A tenant_admin key sees and changes only its tenant's routes
+ * (scope tenant:T, or key:K for a key K of T) and keys, and reads providers
+ * and routers; anything else of another tenant is answered 404, as if it
+ * did not exist. A user key is for the data plane only (403). Reads never
+ * show a provider's api_key (only its last 4 characters) or a key's hash. */
 #include "admin.h"
 #include "auth.h"
 #include "edge.h"
@@ -49,6 +59,7 @@ typedef struct admin {
     struct event_base *base;
     evhtp_t *htp;
     struct event *stop_ev;
+    store_reader_t *reader;    /* for key lookups */
 } admin_t;
 
 static admin_t admin;
@@ -64,7 +75,16 @@ static const collection_t collections[] = {
     { "/v1/model-routes", "model_route", STORE_ROUTES, schema_route_normalise },
     { "/v1/providers", "provider", STORE_PROVIDERS, schema_provider_normalise },
     { "/v1/routers", "router", STORE_ROUTERS, schema_router_normalise },
+    { "/v1/keys", "key", STORE_KEYS, schema_key_normalise },
 };
+
+typedef enum { ROLE_ADMIN, ROLE_TENANT_ADMIN, ROLE_USER } role_t;
+
+/* Who is calling: the role and, for a tenant_admin, its tenant. */
+typedef struct caller {
+    role_t role;
+    char tenant[132];
+} caller_t;
 
 /* --- replies ----------------------------------------------------------- */
 
@@ -92,6 +112,7 @@ static const char *code_for(int status)
     switch (status) {
     case 400: return "invalid_value";
     case 401: return "invalid_api_key";
+    case 403: return "permission_denied";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 409: return "conflict";
@@ -114,7 +135,7 @@ static void reply_error(evhtp_request_t *req, int status, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     colon = strstr(msg, ": ");
-    if ((status == 400 || status == 409) && colon != NULL && (size_t)(colon - msg) < sizeof(param) &&
+    if ((status == 400 || status == 403 || status == 409) && colon != NULL && (size_t)(colon - msg) < sizeof(param) &&
         strcspn(msg, " ") >= (size_t)(colon - msg)) {
         memcpy(param, msg, (size_t)(colon - msg));
         param[colon - msg] = '\0';
@@ -178,29 +199,125 @@ static void unescape(char *s)
     *o = '\0';
 }
 
+/* --- who may see what ------------------------------------------------- */
+
+static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+/* 1 when route scope SCOPE belongs to TENANT: tenant:TENANT, or key:K for
+ * a key K of TENANT. */
+static int scope_in_tenant(const char *scope, const char *tenant)
+{
+    if (strncmp(scope, "tenant:", 7) == 0)
+        return strcmp(scope + 7, tenant) == 0;
+    if (strncmp(scope, "key:", 4) == 0) {
+        cJSON *k = store_find(admin.gw->store, STORE_KEYS, scope + 4);
+        int mine = k != NULL && strcmp(str_or(k, "tenant", ""), tenant) == 0;
+        cJSON_Delete(k);
+        return mine;
+    }
+    return 0;
+}
+
+/* 1 when WHO may see REC of table T. */
+static int visible(const caller_t *who, store_table_t t, const cJSON *rec)
+{
+    if (who->role == ROLE_ADMIN)
+        return 1;
+    switch (t) {
+    case STORE_ROUTES: return scope_in_tenant(str_or(rec, "scope", "global"), who->tenant);
+    case STORE_KEYS: return strcmp(str_or(rec, "tenant", ""), who->tenant) == 0;
+    default: return 1;     /* providers and routers are readable, not writable */
+    }
+}
+
+/* Checks that WHO may write REC (the record as it would be stored); replies
+ * 403 and returns -1 if not. */
+static int may_write(evhtp_request_t *req, const caller_t *who, const collection_t *col, const cJSON *rec)
+{
+    if (who->role == ROLE_ADMIN)
+        return 0;
+    if (col->table == STORE_PROVIDERS || col->table == STORE_ROUTERS) {
+        reply_error(req, 403, "a tenant_admin key may read %ss but not change them", col->object);
+        return -1;
+    }
+    if (col->table == STORE_ROUTES && !visible(who, STORE_ROUTES, rec)) {
+        reply_error(req, 403, "scope: a tenant_admin key writes routes in scope tenant:%s (or key:ID of its "
+                              "tenant's keys) only", who->tenant);
+        return -1;
+    }
+    if (col->table == STORE_KEYS && (!visible(who, STORE_KEYS, rec) || strcmp(str_or(rec, "role", ""), "admin") == 0)) {
+        reply_error(req, 403, "role: a tenant_admin key manages user and tenant_admin keys of tenant %s only",
+                    who->tenant);
+        return -1;
+    }
+    return 0;
+}
+
+/* A copy of REC as the API shows it: never a provider's api_key (its last
+ * 4 characters at most) nor a key's hash. */
+static cJSON *public_view(store_table_t t, const cJSON *rec)
+{
+    cJSON *out = cJSON_Duplicate(rec, 1);
+    const char *key = str_or(rec, "api_key", NULL);
+    if (out == NULL)
+        return NULL;
+    if (t == STORE_PROVIDERS && key != NULL) {
+        size_t n = strlen(key);
+        cJSON_DeleteItemFromObjectCaseSensitive(out, "api_key");
+        cJSON_AddStringToObject(out, "api_key_last4", n > 8 ? key + n - 4 : "");
+    }
+    if (t == STORE_KEYS)
+        cJSON_DeleteItemFromObjectCaseSensitive(out, "secret_hash");
+    return out;
+}
+
+static void reply_record(evhtp_request_t *req, int status, store_table_t t, const cJSON *rec)
+{
+    cJSON *view = public_view(t, rec);
+    reply_json(req, status, view);
+    cJSON_Delete(view);
+}
+
+/* The record with ID if WHO may see it, else NULL after replying 404. */
+static cJSON *find_visible(evhtp_request_t *req, const caller_t *who, const collection_t *col, const char *id)
+{
+    cJSON *rec = store_find(admin.gw->store, col->table, id);
+    if (rec != NULL && !visible(who, col->table, rec)) {
+        cJSON_Delete(rec);
+        rec = NULL;                /* another tenant's: as if absent, so ids do not leak */
+    }
+    if (rec == NULL)
+        reply_error(req, 404, "no %s with id %s", col->object, id);
+    return rec;
+}
+
 /* --- list -------------------------------------------------------------- */
 
-typedef struct route_filter {
-    char endpoint[40], router[72], scope[310];
+typedef struct list_filter {
+    const caller_t *who;
+    store_table_t table;
+    char endpoint[40], router[72], scope[310], tenant[132];
     int include_disabled;
-} route_filter_t;
+} list_filter_t;
 
-static int keep_route(const cJSON *rec, void *arg)
+static int keep_record(const cJSON *rec, void *arg)
 {
-    const route_filter_t *f = arg;
-    const cJSON *v;
+    const list_filter_t *f = arg;
+    if (!visible(f->who, f->table, rec))
+        return 0;
+    if (f->table == STORE_KEYS)
+        return !f->tenant[0] || strcmp(str_or(rec, "tenant", ""), f->tenant) == 0;
+    if (f->table != STORE_ROUTES)
+        return 1;
     if (!f->include_disabled && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rec, "enabled")))
         return 0;
-    v = cJSON_GetObjectItemCaseSensitive(rec, "endpoint");
-    if (f->endpoint[0] && !(cJSON_IsString(v) && strcmp(v->valuestring, f->endpoint) == 0))
-        return 0;
-    v = cJSON_GetObjectItemCaseSensitive(rec, "router");
-    if (f->router[0] && !(cJSON_IsString(v) && strcmp(v->valuestring, f->router) == 0))
-        return 0;
-    v = cJSON_GetObjectItemCaseSensitive(rec, "scope");
-    if (f->scope[0] && !(cJSON_IsString(v) && strcmp(v->valuestring, f->scope) == 0))
-        return 0;
-    return 1;
+    return (!f->endpoint[0] || strcmp(str_or(rec, "endpoint", ""), f->endpoint) == 0) &&
+           (!f->router[0] || strcmp(str_or(rec, "router", ""), f->router) == 0) &&
+           (!f->scope[0] || strcmp(str_or(rec, "scope", ""), f->scope) == 0);
 }
 
 /* Copies a filter value, refusing one longer than any stored value can be. */
@@ -220,16 +337,18 @@ static int hexval(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static void serve_list(evhtp_request_t *req, const collection_t *col)
+static void serve_list(evhtp_request_t *req, const caller_t *who, const collection_t *col)
 {
-    route_filter_t f;
+    list_filter_t f;
     char key[512], next[512], hex[1025], value[1100];
     size_t klen = 0, nlen = 0;
-    int limit = 100, have_cursor = 0;
+    int limit = 100, have_cursor = 0, routes = col->table == STORE_ROUTES;
     evhtp_kv_t *kv;
-    cJSON *root, *data;
+    cJSON *root, *data, *rec, *next_rec;
 
     memset(&f, 0, sizeof(f));
+    f.who = who;
+    f.table = col->table;
     if (req->uri != NULL && req->uri->query != NULL) {
         TAILQ_FOREACH(kv, req->uri->query, next) {
             snprintf(value, sizeof(value), "%s", kv->val ? kv->val : "");
@@ -258,16 +377,19 @@ static void serve_list(evhtp_request_t *req, const collection_t *col)
                 }
                 klen = n / 2;
                 have_cursor = 1;
-            } else if (col->table == STORE_ROUTES && strcmp(kv->key, "endpoint") == 0) {
+            } else if (routes && strcmp(kv->key, "endpoint") == 0) {
                 if (copy_param(req, kv->key, value, f.endpoint, sizeof(f.endpoint)) < 0)
                     return;
-            } else if (col->table == STORE_ROUTES && strcmp(kv->key, "router") == 0) {
+            } else if (routes && strcmp(kv->key, "router") == 0) {
                 if (copy_param(req, kv->key, value, f.router, sizeof(f.router)) < 0)
                     return;
-            } else if (col->table == STORE_ROUTES && strcmp(kv->key, "scope") == 0) {
+            } else if (routes && strcmp(kv->key, "scope") == 0) {
                 if (copy_param(req, kv->key, value, f.scope, sizeof(f.scope)) < 0)
                     return;
-            } else if (col->table == STORE_ROUTES && strcmp(kv->key, "include_disabled") == 0) {
+            } else if (col->table == STORE_KEYS && strcmp(kv->key, "tenant") == 0) {
+                if (copy_param(req, kv->key, value, f.tenant, sizeof(f.tenant)) < 0)
+                    return;
+            } else if (routes && strcmp(kv->key, "include_disabled") == 0) {
                 if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
                     reply_error(req, 400, "include_disabled: must be true or false");
                     return;
@@ -282,11 +404,15 @@ static void serve_list(evhtp_request_t *req, const collection_t *col)
     root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "object", "list");
     data = cJSON_AddArrayToObject(root, "data");
-    if (store_list(admin.gw->store, col->table, have_cursor ? key : NULL, klen, limit,
-                   col->table == STORE_ROUTES ? keep_route : NULL, &f, data, next, &nlen) < 0) {
+    if (store_list(admin.gw->store, col->table, have_cursor ? key : NULL, klen, limit, keep_record, &f, data,
+                   next, &nlen) < 0) {
         cJSON_Delete(root);
         reply_error(req, 500, "the store could not be read");
         return;
+    }
+    for (rec = data->child; rec != NULL; rec = next_rec) {   /* secrets out */
+        next_rec = rec->next;
+        cJSON_ReplaceItemViaPointer(data, rec, public_view(col->table, rec));
     }
     cJSON_AddBoolToObject(root, "has_more", nlen > 0);
     if (nlen > 0) {
@@ -302,49 +428,53 @@ static void serve_list(evhtp_request_t *req, const collection_t *col)
 
 /* --- writes ------------------------------------------------------------ */
 
-/* Fields the server owns: a client may not set them. */
-static int reject_server_fields(evhtp_request_t *req, const cJSON *body)
+/* Fields the server owns or derives: a client may not set them. */
+static int reject_server_fields(evhtp_request_t *req, const collection_t *col, const cJSON *body)
 {
     static const char *const owned[] = { "id", "created_at", "updated_at", NULL };
+    static const char *const key_owned[] = { "secret", "secret_hash", "secret_hint", "last_used_at", NULL };
     for (const char *const *f = owned; *f; f++) {
         if (cJSON_GetObjectItemCaseSensitive(body, *f) != NULL) {
             reply_error(req, 400, "%s: set by the server, not by the client", *f);
             return -1;
         }
     }
+    for (const char *const *f = key_owned; col->table == STORE_KEYS && *f; f++) {
+        if (cJSON_GetObjectItemCaseSensitive(body, *f) != NULL) {
+            reply_error(req, 400, "%s: set by the server; a key's secret is generated at creation", *f);
+            return -1;
+        }
+    }
+    if (col->table == STORE_PROVIDERS && cJSON_GetObjectItemCaseSensitive(body, "api_key_last4") != NULL) {
+        reply_error(req, 400, "api_key_last4: shown by the server; set api_key to change the key");
+        return -1;
+    }
     return 0;
 }
 
-static void reply_written(evhtp_request_t *req, int st, const char *err, const cJSON *rec)
-{
-    if (st == STORE_OK || st == STORE_CREATED)
-        reply_json(req, st, rec);
-    else
-        reply_error(req, st, "%s", err);
-}
-
-/* Validates REC as a whole, stores it (a create when OLD_ID is NULL) and
- * answers with the stored record or the error; frees REC. */
-static void validate_and_store(evhtp_request_t *req, const collection_t *col, cJSON *rec, const char *old_id)
+/* Validates REC as a whole, checks WHO may write it, stores it (a create
+ * when OLD_ID is NULL) and answers with the stored record or the error;
+ * frees REC. SECRET, for a new key, is added to the reply (only there). */
+static void validate_and_store(evhtp_request_t *req, const caller_t *who, const collection_t *col, cJSON *rec,
+                               const char *old_id, const char *secret)
 {
     char err[512];
+    int st;
     if (col->normalise(rec, err, sizeof(err)) < 0) {
         reply_error(req, 400, "%s", err);
-    } else {
-        int st = store_put(admin.gw->store, col->table, rec, old_id, err, sizeof(err));
-        reply_written(req, st, err, rec);
+    } else if (may_write(req, who, col, rec) == 0) {
+        st = store_put(admin.gw->store, col->table, rec, old_id, err, sizeof(err));
+        if (st != STORE_OK && st != STORE_CREATED) {
+            reply_error(req, st, "%s", err);
+        } else {
+            cJSON *view = public_view(col->table, rec);
+            if (secret != NULL)
+                cJSON_AddStringToObject(view, "secret", secret);
+            reply_json(req, st, view);
+            cJSON_Delete(view);
+        }
     }
     cJSON_Delete(rec);
-}
-
-static void serve_create(evhtp_request_t *req, const collection_t *col)
-{
-    cJSON *rec = body_object(req);
-    if (rec == NULL || reject_server_fields(req, rec) < 0) {
-        cJSON_Delete(rec);
-        return;
-    }
-    validate_and_store(req, col, rec, NULL);
 }
 
 /* RFC 7386: null removes, objects merge, anything else replaces. */
@@ -367,32 +497,162 @@ static void merge_patch(cJSON *target, const cJSON *patch)
     }
 }
 
-static void serve_patch(evhtp_request_t *req, const collection_t *col, const char *id)
+/* A route's targets and its primary_model / fallback_model say the same
+ * thing: a change to one side drops the other from the stored record (the
+ * store re-expands the shorthand). */
+static void settle_shorthand(cJSON *rec, const cJSON *patch)
+{
+    if (cJSON_GetObjectItemCaseSensitive(patch, "primary_model") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(patch, "fallback_model") != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "targets");
+    } else if (cJSON_GetObjectItemCaseSensitive(patch, "targets") != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "primary_model");
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "fallback_model");
+    }
+}
+
+static void set_updated_now(cJSON *rec)
 {
     char now[32];
-    cJSON *patch = body_object(req), *rec;
-    if (patch == NULL || reject_server_fields(req, patch) < 0) {
-        cJSON_Delete(patch);
-        return;
-    }
-    if ((rec = store_find(admin.gw->store, col->table, id)) == NULL) {
-        cJSON_Delete(patch);
-        reply_error(req, 404, "no %s with id %s", col->object, id);
-        return;
-    }
-    merge_patch(rec, patch);
-    cJSON_Delete(patch);
     schema_now(now);
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "updated_at");
     cJSON_AddStringToObject(rec, "updated_at", now);
-    validate_and_store(req, col, rec, id);
 }
 
-static void serve_delete(evhtp_request_t *req, const collection_t *col, const char *id)
+/* The single target of a 1:1 enablement (a route whose only target's model
+ * is the route's name), or NULL. */
+static const cJSON *enablement_target(const cJSON *rec)
+{
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(rec, "targets");
+    const cJSON *t = cJSON_GetArrayItem(targets, 0);
+    if (cJSON_GetArraySize(targets) != 1 || strcmp(str_or(t, "model", ""), str_or(rec, "name", "\1")) != 0)
+        return NULL;
+    return t;
+}
+
+/* Barndoor's idempotent create: REC (normalised and expanded, refused as a
+ * duplicate name) re-creates the 1:1 enablement OLD of the same provider
+ * and model, so BODY folds into OLD: 200 with OLD, updated with the fields
+ * BODY gives. Returns 0 when it answered, -1 when REC is a real conflict. */
+static int fold_enablement(evhtp_request_t *req, const caller_t *who, const collection_t *col, const cJSON *rec,
+                           const cJSON *body)
+{
+    cJSON *old = store_find_route(admin.gw->store, str_or(rec, "scope", "global"), str_or(rec, "router", ""),
+                                  str_or(rec, "name", ""));
+    const cJSON *a = enablement_target(rec), *b = enablement_target(old);
+    cJSON *merged, *before;
+    char err[512];
+    if (a == NULL || b == NULL || strcmp(str_or(a, "provider", ""), str_or(b, "provider", "\1")) != 0 ||
+        !visible(who, STORE_ROUTES, old)) {
+        cJSON_Delete(old);
+        return -1;
+    }
+    merged = cJSON_Duplicate(old, 1);
+    before = cJSON_Duplicate(old, 1);
+    merge_patch(merged, body);
+    settle_shorthand(merged, body);
+    if (col->normalise(merged, err, sizeof(err)) == 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(before, "updated_at");
+        cJSON_DeleteItemFromObjectCaseSensitive(merged, "updated_at");
+        if (cJSON_Compare(before, merged, 1)) {   /* nothing new: the row as it is */
+            reply_record(req, 200, STORE_ROUTES, old);
+            cJSON_Delete(merged);
+            merged = NULL;
+        }
+    }
+    cJSON_Delete(before);
+    if (merged != NULL) {
+        set_updated_now(merged);
+        validate_and_store(req, who, col, merged, str_or(old, "id", ""), NULL);
+    }
+    cJSON_Delete(old);
+    return 0;
+}
+
+static void serve_create(evhtp_request_t *req, const caller_t *who, const collection_t *col)
+{
+    char secret[AUTH_SECRET_LEN + 1], hash[65], hint[16], err[512];
+    cJSON *body = body_object(req), *rec;
+    int st;
+    if (body == NULL || reject_server_fields(req, col, body) < 0) {
+        cJSON_Delete(body);
+        return;
+    }
+    if (col->table == STORE_ROUTES && cJSON_GetObjectItemCaseSensitive(body, "targets") != NULL &&
+        (cJSON_GetObjectItemCaseSensitive(body, "primary_model") != NULL ||
+         cJSON_GetObjectItemCaseSensitive(body, "fallback_model") != NULL)) {
+        reply_error(req, 400, "targets: give either targets or primary_model/fallback_model, not both");
+        cJSON_Delete(body);
+        return;
+    }
+    rec = cJSON_Duplicate(body, 1);
+    if (who->role == ROLE_TENANT_ADMIN) {    /* its own tenant unless it says otherwise */
+        char scope[160];
+        snprintf(scope, sizeof(scope), "tenant:%s", who->tenant);
+        if (col->table == STORE_ROUTES && cJSON_GetObjectItemCaseSensitive(rec, "scope") == NULL)
+            cJSON_AddStringToObject(rec, "scope", scope);
+        if (col->table == STORE_KEYS && cJSON_GetObjectItemCaseSensitive(rec, "tenant") == NULL)
+            cJSON_AddStringToObject(rec, "tenant", who->tenant);
+    }
+    if (col->table == STORE_KEYS) {
+        auth_new_secret(secret);
+        auth_hash(secret, strlen(secret), hash);
+        snprintf(hint, sizeof(hint), "tk-...%s", secret + AUTH_SECRET_LEN - 4);
+        cJSON_AddStringToObject(rec, "secret_hash", hash);
+        cJSON_AddStringToObject(rec, "secret_hint", hint);
+        validate_and_store(req, who, col, rec, NULL, secret);
+        cJSON_Delete(body);
+        return;
+    }
+    if (col->table != STORE_ROUTES) {
+        validate_and_store(req, who, col, rec, NULL, NULL);
+        cJSON_Delete(body);
+        return;
+    }
+    /* routes: a duplicate of a 1:1 enablement folds instead of failing */
+    if (col->normalise(rec, err, sizeof(err)) < 0) {
+        reply_error(req, 400, "%s", err);
+    } else if (may_write(req, who, col, rec) == 0) {
+        st = store_put(admin.gw->store, STORE_ROUTES, rec, NULL, err, sizeof(err));
+        if (st == STORE_CREATED)
+            reply_record(req, st, STORE_ROUTES, rec);
+        else if (st != STORE_CONFLICT || fold_enablement(req, who, col, rec, body) < 0)
+            reply_error(req, st, "%s", err);
+    }
+    cJSON_Delete(rec);
+    cJSON_Delete(body);
+}
+
+static void serve_patch(evhtp_request_t *req, const caller_t *who, const collection_t *col, const char *id)
+{
+    cJSON *patch = body_object(req), *rec;
+    if (patch == NULL || reject_server_fields(req, col, patch) < 0) {
+        cJSON_Delete(patch);
+        return;
+    }
+    if ((rec = find_visible(req, who, col, id)) == NULL) {
+        cJSON_Delete(patch);
+        return;
+    }
+    merge_patch(rec, patch);
+    if (col->table == STORE_ROUTES)
+        settle_shorthand(rec, patch);
+    cJSON_Delete(patch);
+    set_updated_now(rec);
+    validate_and_store(req, who, col, rec, id, NULL);
+}
+
+static void serve_delete(evhtp_request_t *req, const caller_t *who, const collection_t *col, const char *id)
 {
     char err[512];
-    int st = store_delete(admin.gw->store, col->table, id, err, sizeof(err));
-    cJSON *out;
+    cJSON *rec = find_visible(req, who, col, id), *out;
+    int st;
+    if (rec == NULL)
+        return;
+    st = may_write(req, who, col, rec) == 0 ? store_delete(admin.gw->store, col->table, id, err, sizeof(err)) : 0;
+    cJSON_Delete(rec);
+    if (st == 0)
+        return;                               /* refused above */
     if (st != STORE_OK) {
         reply_error(req, st, "%s", err);
         return;
@@ -407,20 +667,45 @@ static void serve_delete(evhtp_request_t *req, const collection_t *col, const ch
 
 /* --- dispatch ---------------------------------------------------------- */
 
+/* Identifies the caller from the Authorization header. Returns 0, or -1
+ * after answering 401. */
+static int identify(evhtp_request_t *req, caller_t *who)
+{
+    const char *h = evhtp_kv_find(req->headers_in, "authorization"), *token = auth_bearer_token(h);
+    cJSON *k;
+    memset(who, 0, sizeof(*who));
+    if (auth_bearer_matches(h, admin.gw->admin_key))
+        return 0;
+    if (token != NULL && (k = auth_find_key(admin.reader, token)) != NULL) {
+        const char *role = str_or(k, "role", "user");
+        who->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : strcmp(role, "tenant_admin") == 0 ? ROLE_TENANT_ADMIN
+                                                                                                 : ROLE_USER;
+        snprintf(who->tenant, sizeof(who->tenant), "%s", str_or(k, "tenant", ""));
+        cJSON_Delete(k);
+        return 0;
+    }
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));
+    reply_error(req, 401, "the admin API needs 'Authorization: Bearer KEY' with an admin or tenant_admin key%s",
+                admin.gw->admin_key == NULL ? " (no bootstrap key is configured: set the env var named by "
+                                              "admin.key_env)"
+                                            : "");
+    return -1;
+}
+
 static void on_request(evhtp_request_t *req, void *arg)
 {
     const char *path = req->uri && req->uri->path ? req->uri->path->full : "";
     htp_method m = evhtp_request_get_method(req);
+    caller_t who;
     (void)arg;
     if (strcmp(path, "/healthz") == 0) {
         reply_text(req, 200, "{\"status\":\"ok\"}\n");
         return;
     }
-    if (!auth_bearer_matches(evhtp_kv_find(req->headers_in, "authorization"), admin.gw->admin_key)) {
-        evhtp_headers_add_header(req->headers_out, evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));
-        reply_error(req, 401, "the admin API needs 'Authorization: Bearer KEY' with the admin key%s",
-                    admin.gw->admin_key == NULL ? " (none is configured: set the env var named by admin.key_env)"
-                                                : "");
+    if (identify(req, &who) < 0)
+        return;
+    if (who.role == ROLE_USER) {
+        reply_error(req, 403, "this key has the user role: it may call the data plane, not the admin API");
         return;
     }
     for (size_t i = 0; i < sizeof(collections) / sizeof(collections[0]); i++) {
@@ -431,9 +716,9 @@ static void on_request(evhtp_request_t *req, void *arg)
             continue;
         if (path[n] == '\0' || path[n + 1] == '\0') {
             if (m == htp_method_GET)
-                serve_list(req, col);
+                serve_list(req, &who, col);
             else if (m == htp_method_POST)
-                serve_create(req, col);
+                serve_create(req, &who, col);
             else
                 reply_not_allowed(req, "GET, POST");
             return;
@@ -444,16 +729,14 @@ static void on_request(evhtp_request_t *req, void *arg)
             return;
         }
         if (m == htp_method_GET) {
-            cJSON *rec = store_find(admin.gw->store, col->table, id);
-            if (rec == NULL)
-                reply_error(req, 404, "no %s with id %s", col->object, id);
-            else
-                reply_json(req, 200, rec);
+            cJSON *rec = find_visible(req, &who, col, id);
+            if (rec != NULL)
+                reply_record(req, 200, col->table, rec);
             cJSON_Delete(rec);
         } else if (m == htp_method_PATCH) {
-            serve_patch(req, col, id);
+            serve_patch(req, &who, col, id);
         } else if (m == htp_method_DELETE) {
-            serve_delete(req, col, id);
+            serve_delete(req, &who, col, id);
         } else {
             reply_not_allowed(req, "GET, PATCH, DELETE");
         }
@@ -543,7 +826,8 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
     }
     memcpy(host, gw->cfg.admin_listen, (size_t)(colon - gw->cfg.admin_listen));
     host[colon - gw->cfg.admin_listen] = '\0';
-    if ((admin.base = event_base_new()) == NULL || (admin.htp = evhtp_new(admin.base, NULL)) == NULL ||
+    if ((admin.reader = store_reader_new(gw->store)) == NULL || (admin.base = event_base_new()) == NULL ||
+        (admin.htp = evhtp_new(admin.base, NULL)) == NULL ||
         (admin.stop_ev = event_new(admin.base, -1, 0, on_stop, NULL)) == NULL) {
         snprintf(err, errlen, "admin: out of resources");
         admin_stop();
@@ -582,5 +866,6 @@ void admin_stop(void)
         event_free(admin.stop_ev);
     if (admin.base != NULL)
         event_base_free(admin.base);
+    store_reader_free(admin.reader);
     memset(&admin, 0, sizeof(admin));
 }

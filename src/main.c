@@ -19,6 +19,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: turnout [-t] -c FILE\n"
+            "       turnout export -c FILE        print the store as a seed (provider api_key values left out)\n"
+            "       turnout import -c FILE SEED   load SEED into the store, validated, in one transaction\n"
             "  -c, --config FILE  run with the JSON config FILE\n"
             "  -t, --test         check the config (and the seed file it names) and exit\n"
             "  -v, --version      print the version and exit\n"
@@ -65,14 +67,49 @@ static void raise_fd_limit(const config_t *cfg)
     }
 }
 
+/* `turnout export` and `turnout import`: the store of config FILE, opened
+ * beside a running gateway if there is one (LMDB allows many processes). */
+static int store_command(const char *cmd, const config_t *cfg, const char *seed)
+{
+    char err[1024];
+    store_t *s = store_open(cfg->data_dir, (size_t)cfg->map_size_mb, err, sizeof(err));
+    int rc = 1;
+    if (s == NULL) {
+        log_line("error", "%s", err);
+        return 1;
+    }
+    if (strcmp(cmd, "export") == 0) {
+        cJSON *all = store_export(s);
+        char *text = all != NULL ? cJSON_Print(all) : NULL;
+        if (text != NULL && printf("%s\n", text) > 0 && fflush(stdout) == 0)
+            rc = 0;
+        else
+            log_line("error", "%s", "export failed (out of memory, or stdout closed)");
+        free(text);
+        cJSON_Delete(all);
+    } else if (store_import_seed(s, seed, err, sizeof(err)) < 0) {
+        log_line("error", "%s", err);
+    } else {
+        log_line("info", "imported %s", seed);
+        rc = 0;
+    }
+    store_close(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    const char *file = NULL;
+    const char *file = NULL, *cmd = NULL, *seed = NULL;
     int test_only = 0, rc = 1, started = 0, started_admin = 0;
     char err[1024];
     gateway_t gw;
     sigset_t sigs;
 
+    if (argc > 1 && (strcmp(argv[1], "export") == 0 || strcmp(argv[1], "import") == 0)) {
+        cmd = argv[1];
+        argv++;
+        argc--;
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
             if (++i == argc) {
@@ -88,13 +125,15 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
+        } else if (cmd != NULL && strcmp(cmd, "import") == 0 && seed == NULL && argv[i][0] != '-') {
+            seed = argv[i];
         } else {
             fprintf(stderr, "turnout: unknown argument '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
-    if (file == NULL) {
+    if (file == NULL || (cmd != NULL && (test_only || (strcmp(cmd, "import") == 0) != (seed != NULL)))) {
         usage(stderr);
         return 2;
     }
@@ -103,6 +142,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "turnout: config %s: %s\n", file, err);
         return 1;
     }
+    if (cmd != NULL)
+        return store_command(cmd, &gw.cfg, seed);
     if (test_only) {
         printf("turnout: config %s is valid\n", file);
         return 0;

@@ -58,6 +58,9 @@ typedef struct req {
     int is_data;                 /* a data-plane endpoint (has a kind and a model) */
     char path[128];              /* for the access log */
     char content_type[256];
+    char key_id[40];             /* the caller's key id, "" for none */
+    char tenant[132];            /* the caller's tenant, "" for none */
+    cJSON *key_rec;              /* the caller's stored key, or NULL */
     resolution_t res;
     int resolved;
     int cand;                    /* index of the candidate being tried */
@@ -194,17 +197,20 @@ static const char *qstr(const char *v, char *buf, size_t cap)
 
 static void access_log(req_t *r)
 {
-    char line[4096], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600];
+    char line[4400], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600], qtenant[280];
     const candidate_t *c = (r->attempts > 0 && r->cand < r->res.ncand) ? &r->res.cand[r->cand] : NULL;
     int fd = r->w->gw->access_fd;
     int n;
     if (fd < 0)
         return;
     n = snprintf(line, sizeof(line),
-                 "{\"request_id\":\"%s\",\"worker\":%d,\"path\":\"%s\",\"endpoint\":%s%s%s,\"model\":%s,"
+                 "{\"request_id\":\"%s\",\"worker\":%d,\"key_id\":%s%s%s,\"tenant\":%s,\"path\":\"%s\","
+                 "\"endpoint\":%s%s%s,\"model\":%s,"
                  "\"route\":%s,\"provider\":%s,\"upstream_model\":%s,\"attempts\":%d,"
                  "\"status\":%d,\"error\":%s%s%s,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f}\n",
-                 r->request_id, r->w->id, r->path, r->is_data ? "\"" : "",
+                 r->request_id, r->w->id, r->key_id[0] ? "\"" : "", r->key_id[0] ? r->key_id : "null",
+                 r->key_id[0] ? "\"" : "", qstr(r->tenant[0] ? r->tenant : NULL, qtenant, sizeof(qtenant)),
+                 r->path, r->is_data ? "\"" : "",
                  r->is_data ? schema_endpoint_name(r->ep) : "null", r->is_data ? "\"" : "",
                  qstr(r->is_data ? r->model : NULL, qmodel, sizeof(qmodel)),
                  qstr(r->res.route, qroute, sizeof(qroute)),
@@ -592,7 +598,7 @@ static int start_attempt(req_t *r)
     const candidate_t *c = &r->res.cand[r->cand];
     const config_t *cfg = r->w->cfg;
     char url[2300], hdr[1200];
-    const char *key = c->api_key_env ? getenv(c->api_key_env) : NULL;
+    const char *key = c->api_key != NULL ? c->api_key : c->api_key_env ? getenv(c->api_key_env) : NULL;
     const cJSON *h;
     size_t blen = 0;
 
@@ -671,10 +677,43 @@ static req_t *req_of(evhtp_request_t *req)
     return req->hooks != NULL ? req->hooks->on_request_fini_arg : NULL;
 }
 
+/* Finds the caller's key: the bootstrap admin key, or a stored enabled key
+ * of any role. Returns 0 when the request may go on (a key was found, or
+ * none is required). */
 static int authorised(req_t *r)
 {
-    return !r->w->cfg->require_key ||
-           auth_bearer_matches(evhtp_kv_find(r->req->headers_in, "authorization"), r->w->gw->admin_key);
+    const char *h = evhtp_kv_find(r->req->headers_in, "authorization"), *token = auth_bearer_token(h);
+    if (token == NULL)
+        return !r->w->cfg->require_key;
+    if (auth_bearer_matches(h, r->w->gw->admin_key)) {
+        snprintf(r->key_id, sizeof(r->key_id), "bootstrap");
+        return 1;
+    }
+    if ((r->key_rec = auth_find_key(r->w->reader, token)) != NULL) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r->key_rec, "id");
+        const cJSON *tenant = cJSON_GetObjectItemCaseSensitive(r->key_rec, "tenant");
+        if (cJSON_IsString(id))
+            snprintf(r->key_id, sizeof(r->key_id), "%s", id->valuestring);
+        if (cJSON_IsString(tenant))
+            snprintf(r->tenant, sizeof(r->tenant), "%s", tenant->valuestring);
+        return 1;
+    }
+    return !r->w->cfg->require_key;
+}
+
+/* 1 when the caller's key may use the resolved route: a key with
+ * allowed_routes reaches only those routes, by name. */
+static int route_allowed(const req_t *r)
+{
+    const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(r->key_rec, "allowed_routes"), *a;
+    if (cJSON_GetArraySize(allowed) == 0)
+        return 1;
+    if (r->res.route == NULL)
+        return 0;
+    cJSON_ArrayForEach(a, allowed)
+        if (cJSON_IsString(a) && strcmp(a->valuestring, r->res.route) == 0)
+            return 1;
+    return 0;
 }
 
 typedef struct models_list {
@@ -739,8 +778,8 @@ static void serve_models(req_t *r, const char *router)
     cJSON_AddStringToObject(root, "object", "list");
     l.data = cJSON_AddArrayToObject(root, "data");
     if (*router == '\0') {
-        store_each(r->w->reader, "routes", on_list_route, &l);
-        store_each(r->w->reader, "providers", on_list_provider, &l);
+        store_each(r->w->reader, STORE_ROUTES, on_list_route, &l);
+        store_each(r->w->reader, STORE_PROVIDERS, on_list_provider, &l);
     } else {
         cJSON *rt = store_get_router(r->w->reader, router);
         if (rt == NULL || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"))) {
@@ -847,8 +886,10 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
     r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (parse_body(r) < 0)
         return;
-    resolve_model(r->w->reader, ep, r->model, router, &r->res);
+    resolve_model(r->w->reader, ep, r->model, router, r->key_id, r->tenant, &r->res);
     r->resolved = 1;
+    if (r->res.status != RESOLVE_NO_ROUTER && !route_allowed(r))
+        r->res.status = RESOLVE_NOT_FOUND;   /* as if absent: a key does not learn other routes */
     switch (r->res.status) {
     case RESOLVE_OK:
         break;
@@ -1013,6 +1054,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
         resolve_free(&r->res);
     if (r->resp != NULL)
         evbuffer_free(r->resp);
+    cJSON_Delete(r->key_rec);
     r->w->in_flight--;
     edge_request_done(edge_client(req));
     free(r);

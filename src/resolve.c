@@ -1,6 +1,7 @@
 /* resolve.c - resolution order of SPEC 2: route::NAME, exact name, PROVIDER/MODEL, bare alias. */
 #include "resolve.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ static void add_candidate(resolution_t *res, cJSON *p, const char *model)
     c = &res->cand[res->ncand++];
     c->provider = str(p, "name");
     c->base_url = str(p, "base_url");
+    c->api_key = str(p, "api_key");
     c->api_key_env = str(p, "api_key_env");
     c->headers = cJSON_GetObjectItemCaseSensitive(p, "headers");
     c->model = model;
@@ -103,12 +105,28 @@ static void route_candidates(store_reader_t *r, resolution_t *res)
         res->status = RESOLVE_DISABLED;
 }
 
-/* Looks the route NAME up and fills RES; returns 1 if a route was found. */
+/* The caller, for scoped lookups. */
+typedef struct caller {
+    const char *key_id, *tenant;   /* "" for none */
+} caller_t;
+
+/* Looks the route NAME up, most specific scope first (the caller's key,
+ * its tenant, global), and fills RES; returns 1 if a route was found. */
 static int try_route(store_reader_t *r, endpoint_t ep, const char *name, const char *router,
-                     resolution_t *res)
+                     const caller_t *who, resolution_t *res)
 {
+    char scope[200];
     const char *kind;
-    res->route_rec = store_get_route(r, "global", router, name);
+    if (*who->key_id) {
+        snprintf(scope, sizeof(scope), "key:%s", who->key_id);
+        res->route_rec = store_get_route(r, scope, router, name);
+    }
+    if (res->route_rec == NULL && *who->tenant) {
+        snprintf(scope, sizeof(scope), "tenant:%s", who->tenant);
+        res->route_rec = store_get_route(r, scope, router, name);
+    }
+    if (res->route_rec == NULL)
+        res->route_rec = store_get_route(r, "global", router, name);
     if (res->route_rec == NULL)
         return 0;
     res->route = str(res->route_rec, "name");
@@ -141,8 +159,9 @@ static void on_provider(const cJSON *p, void *arg)
 }
 
 void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const char *router,
-                   resolution_t *res)
+                   const char *key_id, const char *tenant, resolution_t *res)
 {
+    const caller_t who = { key_id, tenant };
     const char *slash;
     memset(res, 0, sizeof(*res));
     res->status = RESOLVE_OK;
@@ -158,12 +177,12 @@ void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const ch
     }
     if (strncmp(model, "route::", 7) == 0) {
         res->rule = "route";
-        if (!try_route(r, ep, model + 7, router, res))
+        if (!try_route(r, ep, model + 7, router, &who, res))
             res->status = RESOLVE_NOT_FOUND;
         return;
     }
     res->rule = "exact";
-    if (try_route(r, ep, model, router, res))
+    if (try_route(r, ep, model, router, &who, res))
         return;
     if (*router != '\0') {           /* a router serves only its own routes */
         res->status = RESOLVE_NOT_FOUND;
@@ -186,7 +205,7 @@ void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const ch
         }
     }
     alias_scan_t a = { res, model };
-    store_each(r, "providers", on_provider, &a);
+    store_each(r, STORE_PROVIDERS, on_provider, &a);
     if (res->ncand > 0) {
         res->rule = "bare_alias";
         return;

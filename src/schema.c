@@ -123,14 +123,31 @@ static int require(const cJSON *obj, const char *name, const char *path, char *e
     return 0;
 }
 
-static void stamp(cJSON *obj)
+int schema_is_uuid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        int hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F');
+        if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-' : !hex)
+            return 0;
+    }
+    return s[36] == '\0';
+}
+
+/* Fills id, created_at and updated_at where absent; a given id must be a UUID. */
+static int stamp(cJSON *obj, char *err, size_t errlen)
 {
     char id[37], now[32];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    if (cJSON_IsString(v) && !schema_is_uuid(v->valuestring)) {
+        snprintf(err, errlen, "id: must be a UUID (8-4-4-4-12 hex digits)");
+        return -1;
+    }
     schema_uuid(id);
     schema_now(now);
     set_default(obj, "id", cJSON_CreateString(id));
     set_default(obj, "created_at", cJSON_CreateString(now));
     set_default(obj, "updated_at", cJSON_CreateString(now));
+    return 0;
 }
 
 static const field_t timeout_fields[] = {
@@ -152,8 +169,8 @@ static int check_timeouts(const cJSON *obj, char *err, size_t errlen)
 int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
 {
     static const field_t fields[] = {
-        { "id", F_STR, 36, 36 }, { "name", F_STR, 1, 64 }, { "base_url", F_STR, 8, 2048 },
-        { "api_key_env", F_STR, 1, 128 }, { "protocol", F_STR, 1, 32 },
+        { "id", F_STR, 1, 64 }, { "name", F_STR, 1, 64 }, { "base_url", F_STR, 8, 2048 },
+        { "api_key_env", F_STR, 1, 128 }, { "api_key", F_STR, 1, 4096 }, { "protocol", F_STR, 1, 32 },
         { "headers", F_OBJECT, 0, 0 }, { "models", F_ARRAY, 0, 0 },
         { "max_in_flight", F_INT, 1, 10000 }, { "timeouts", F_OBJECT, 0, 0 },
         { "enabled", F_BOOL, 0, 0 }, { "region", F_STR, 1, 64 }, { "eu_owned", F_BOOL, 0, 0 },
@@ -226,8 +243,7 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
         set_default(m, "enabled", cJSON_CreateTrue());
         i++;
     }
-    stamp(p);
-    return 0;
+    return stamp(p, err, errlen);
 }
 
 static int one_of(const char *s, const char *const *list)
@@ -241,7 +257,7 @@ static int one_of(const char *s, const char *const *list)
 int schema_route_normalise(cJSON *r, char *err, size_t errlen)
 {
     static const field_t fields[] = {
-        { "id", F_STR, 36, 36 }, { "name", F_STR, 1, 255 }, { "description", F_STR, 0, 1000 },
+        { "id", F_STR, 1, 64 }, { "name", F_STR, 1, 255 }, { "description", F_STR, 0, 1000 },
         { "endpoint", F_STR, 1, 32 }, { "router", F_STR, 1, 64 }, { "scope", F_STR, 1, 300 },
         { "priority", F_INT, -1000000, 1000000 }, { "strategy", F_STR, 1, 32 },
         { "targets", F_ARRAY, 0, 0 }, { "retry", F_OBJECT, 0, 0 },
@@ -297,9 +313,22 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     }
     set_default(r, "priority", cJSON_CreateNumber(0));
     set_default(r, "enabled", cJSON_CreateTrue());
+    /* TruLayer's shorthand: primary_model (and fallback_model) stand for the
+     * targets, which the store expands against its providers (store.c). */
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "primary_model")))
+        cJSON_DeleteItemFromObjectCaseSensitive(r, "primary_model");
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "fallback_model")))
+        cJSON_DeleteItemFromObjectCaseSensitive(r, "fallback_model");
+    v = cJSON_GetObjectItemCaseSensitive(r, "primary_model");
+    if (cJSON_GetObjectItemCaseSensitive(r, "fallback_model") != NULL && v == NULL) {
+        snprintf(err, errlen, "fallback_model: needs primary_model");
+        return -1;
+    }
+    targets = cJSON_GetObjectItemCaseSensitive(r, "targets");
+    if (v != NULL && targets == NULL)
+        return stamp(r, err, errlen);
     if (require(r, "targets", "", err, errlen) < 0)
         return -1;
-    targets = cJSON_GetObjectItemCaseSensitive(r, "targets");
     if (cJSON_GetArraySize(targets) == 0) {
         snprintf(err, errlen, "targets: at least one target is required");
         return -1;
@@ -328,14 +357,13 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
         snprintf(err, errlen, "targets: strategy \"direct\" takes exactly one target");
         return -1;
     }
-    stamp(r);
-    return 0;
+    return stamp(r, err, errlen);
 }
 
 int schema_router_normalise(cJSON *r, char *err, size_t errlen)
 {
     static const field_t fields[] = {
-        { "id", F_STR, 36, 36 }, { "slug", F_STR, 1, 64 }, { "name", F_STR, 1, 255 },
+        { "id", F_STR, 1, 64 }, { "slug", F_STR, 1, 64 }, { "name", F_STR, 1, 255 },
         { "description", F_STR, 0, 1000 }, { "active", F_BOOL, 0, 0 },
         { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
     };
@@ -351,8 +379,62 @@ int schema_router_normalise(cJSON *r, char *err, size_t errlen)
         return -1;
     }
     set_default(r, "active", cJSON_CreateTrue());
-    stamp(r);
-    return 0;
+    return stamp(r, err, errlen);
+}
+
+int schema_key_normalise(cJSON *k, char *err, size_t errlen)
+{
+    static const field_t fields[] = {
+        { "id", F_STR, 1, 64 }, { "name", F_STR, 0, 255 }, { "description", F_STR, 0, 1000 },
+        { "role", F_STR, 1, 16 }, { "tenant", F_STR, 1, 128 }, { "enabled", F_BOOL, 0, 0 },
+        { "allowed_routes", F_ARRAY, 0, 0 }, { "secret_hash", F_STR, 64, 64 },
+        { "secret_hint", F_STR, 0, 16 }, { "last_used_at", F_STR, 1, 64 },
+        { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+    };
+    static const char *const roles[] = { "admin", "tenant_admin", "user", NULL };
+    const cJSON *v, *tenant;
+    int i = 0;
+
+    if (!cJSON_IsObject(k)) {
+        snprintf(err, errlen, "key: must be an object");
+        return -1;
+    }
+    if (check_fields(k, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
+        require(k, "secret_hash", "", err, errlen) < 0)
+        return -1;
+    for (const char *h = cJSON_GetObjectItemCaseSensitive(k, "secret_hash")->valuestring; *h; h++)
+        if (!((*h >= '0' && *h <= '9') || (*h >= 'a' && *h <= 'f'))) {
+            snprintf(err, errlen, "secret_hash: must be 64 lowercase hex digits (SHA-256)");
+            return -1;
+        }
+    set_default(k, "role", cJSON_CreateString("user"));
+    set_default(k, "enabled", cJSON_CreateTrue());
+    v = cJSON_GetObjectItemCaseSensitive(k, "role");
+    if (!one_of(v->valuestring, roles)) {
+        snprintf(err, errlen, "role: must be one of admin, tenant_admin, user");
+        return -1;
+    }
+    tenant = cJSON_GetObjectItemCaseSensitive(k, "tenant");
+    if (cJSON_IsString(tenant) && !is_slug(tenant->valuestring)) {
+        snprintf(err, errlen, "tenant: must be a slug (letters, digits, '-', '_', '.')");
+        return -1;
+    }
+    if (strcmp(v->valuestring, "tenant_admin") == 0 && !cJSON_IsString(tenant)) {
+        snprintf(err, errlen, "tenant: required for a tenant_admin key");
+        return -1;
+    }
+    if (strcmp(v->valuestring, "admin") == 0 && cJSON_IsString(tenant)) {
+        snprintf(err, errlen, "tenant: an admin key belongs to no tenant");
+        return -1;
+    }
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(k, "allowed_routes")) {
+        if (!cJSON_IsString(v) || v->valuestring[0] == '\0' || strlen(v->valuestring) > 255) {
+            snprintf(err, errlen, "allowed_routes[%d]: must be a route name (1-255 characters)", i);
+            return -1;
+        }
+        i++;
+    }
+    return stamp(k, err, errlen);
 }
 
 void schema_uuid(char out[37])

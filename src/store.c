@@ -1,11 +1,14 @@
 /* store.c - LMDB environment, the workers' read path, and the one write path shared by the admin API and the seed import.
  *
  * Records are stored as normalised JSON (schema.c). Tables:
- *   meta         "schema_version" -> "1"
+ *   meta         "schema_version" -> "2"
  *   providers    name -> provider JSON
  *   routes       id -> route JSON
  *   route_names  scope NUL router NUL name -> id
  *   routers      slug -> router JSON
+ *   keys         SHA-256 of the secret (hex) -> key JSON (never the secret)
+ *   key_ids      id -> SHA-256 hex
+ * Version 1 stores (no keys tables) are upgraded in place when opened.
  * A worker keeps one read transaction and renews/resets it around each
  * lookup (DESIGN.md: a read txn held across a loop turn pins old pages). */
 #include "store.h"
@@ -19,12 +22,23 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION "2"
 #define MAX_READERS 512
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, providers, routes, route_names, routers;
+    MDB_dbi meta, route_names, key_ids;
+    MDB_dbi tbl[STORE__TABLES];   /* by store_table_t */
+};
+
+/* Per table: its LMDB name, the field it is keyed by, and a noun for messages. */
+static const struct {
+    const char *name, *key_field, *noun;
+} tables[STORE__TABLES] = {
+    [STORE_PROVIDERS] = { "providers", "name", "provider" },
+    [STORE_ROUTES] = { "routes", "id", "route" },
+    [STORE_ROUTERS] = { "routers", "slug", "router" },
+    [STORE_KEYS] = { "keys", "secret_hash", "key" },
 };
 
 struct store_reader {
@@ -62,19 +76,27 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
         goto fail;
     }
     mdb_reader_check(s->env, &dead);   /* free reader slots left by a crashed process */
+    if (dead > 0)
+        fprintf(stderr, "turnout: store: cleared %d stale reader slot%s left by a dead process\n", dead,
+                dead == 1 ? "" : "s");
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
         (rc = open_dbi(txn, "meta", &s->meta)) != 0 ||
-        (rc = open_dbi(txn, "providers", &s->providers)) != 0 ||
-        (rc = open_dbi(txn, "routes", &s->routes)) != 0 ||
         (rc = open_dbi(txn, "route_names", &s->route_names)) != 0 ||
-        (rc = open_dbi(txn, "routers", &s->routers)) != 0) {
+        (rc = open_dbi(txn, "key_ids", &s->key_ids)) != 0) {
         snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
         goto fail;
+    }
+    for (int t = 0; t < STORE__TABLES; t++) {
+        if ((rc = open_dbi(txn, tables[t].name, &s->tbl[t])) != 0) {
+            snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
+            goto fail;
+        }
     }
     k.mv_data = "schema_version";
     k.mv_size = strlen("schema_version");
     rc = mdb_get(txn, s->meta, &k, &v);
-    if (rc == MDB_NOTFOUND) {
+    /* version 1 lacked the keys tables, which were just created */
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data == '1')) {
         v.mv_data = SCHEMA_VERSION;
         v.mv_size = strlen(SCHEMA_VERSION);
         rc = mdb_put(txn, s->meta, &k, &v, 0);
@@ -112,7 +134,7 @@ int store_is_empty(store_t *s)
     MDB_stat a, b;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
         return 0;
-    int empty = mdb_stat(txn, s->providers, &a) == 0 && mdb_stat(txn, s->routes, &b) == 0 &&
+    int empty = mdb_stat(txn, s->tbl[STORE_PROVIDERS], &a) == 0 && mdb_stat(txn, s->tbl[STORE_ROUTES], &b) == 0 &&
                 a.ms_entries == 0 && b.ms_entries == 0;
     mdb_txn_abort(txn);
     return empty;
@@ -189,12 +211,17 @@ static cJSON *get_json(store_reader_t *r, MDB_dbi dbi, const void *key, size_t k
 
 cJSON *store_get_provider(store_reader_t *r, const char *name)
 {
-    return get_json(r, r->s->providers, name, strlen(name));
+    return get_json(r, r->s->tbl[STORE_PROVIDERS], name, strlen(name));
 }
 
 cJSON *store_get_router(store_reader_t *r, const char *slug)
 {
-    return get_json(r, r->s->routers, slug, strlen(slug));
+    return get_json(r, r->s->tbl[STORE_ROUTERS], slug, strlen(slug));
+}
+
+cJSON *store_get_key(store_reader_t *r, const char *hash_hex)
+{
+    return get_json(r, r->s->tbl[STORE_KEYS], hash_hex, strlen(hash_hex));
 }
 
 cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name)
@@ -208,17 +235,15 @@ cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router,
     /* The id and the record are read in the same snapshot, so a concurrent
      * delete never leaves a dangling id between the two gets. */
     if (mdb_get(r->txn, r->s->route_names, &k, &id) == 0 &&
-        mdb_get(r->txn, r->s->routes, &id, &v) == 0)
+        mdb_get(r->txn, r->s->tbl[STORE_ROUTES], &id, &v) == 0)
         out = cJSON_ParseWithLength(v.mv_data, v.mv_size);
     mdb_txn_reset(r->txn);
     return out;
 }
 
-void store_each(store_reader_t *r, const char *table, store_each_fn fn, void *arg)
+void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
 {
-    MDB_dbi dbi = strcmp(table, "providers") == 0 ? r->s->providers
-                : strcmp(table, "routes") == 0    ? r->s->routes
-                                                  : r->s->routers;
+    MDB_dbi dbi = r->s->tbl[t];
     MDB_cursor *c;
     MDB_val k, v;
     if (mdb_txn_renew(r->txn) != 0)
@@ -240,36 +265,23 @@ void store_each(store_reader_t *r, const char *table, store_each_fn fn, void *ar
 
 /* --- admin writes ------------------------------------------------------ */
 
-static MDB_dbi table_dbi(store_t *s, store_table_t t)
-{
-    return t == STORE_PROVIDERS ? s->providers : t == STORE_ROUTES ? s->routes : s->routers;
-}
-
-/* The field a table is keyed by. */
-static const char *table_key_field(store_table_t t)
-{
-    return t == STORE_PROVIDERS ? "name" : t == STORE_ROUTES ? "id" : "slug";
-}
-
-static const char *table_noun(store_table_t t)
-{
-    return t == STORE_PROVIDERS ? "provider" : t == STORE_ROUTES ? "route" : "router";
-}
-
-/* Finds the record with ID inside TXN: routes by key, the others by a scan
- * (providers and routers are few). Returns a parsed copy or NULL. */
+/* Finds the record with ID inside TXN: routes by key, keys through key_ids,
+ * the others by a scan (providers and routers are few). Returns a parsed
+ * copy or NULL. */
 static cJSON *find_in(store_t *s, MDB_txn *txn, store_table_t t, const char *id)
 {
     MDB_val k, v;
     MDB_cursor *c;
     cJSON *out = NULL;
     int rc;
-    if (t == STORE_ROUTES) {
+    if (t == STORE_ROUTES || t == STORE_KEYS) {
         k.mv_data = (void *)id;
         k.mv_size = strlen(id);
-        return mdb_get(txn, s->routes, &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
+        if (t == STORE_KEYS && mdb_get(txn, s->key_ids, &k, &k) != 0)
+            return NULL;
+        return mdb_get(txn, s->tbl[t], &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
     }
-    if (mdb_cursor_open(txn, table_dbi(s, t), &c) != 0)
+    if (mdb_cursor_open(txn, s->tbl[t], &c) != 0)
         return NULL;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && out == NULL;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -289,7 +301,7 @@ static int route_using(store_t *s, MDB_txn *txn, store_table_t t, const char *na
     MDB_cursor *c;
     MDB_val k, v;
     int rc, found = 0;
-    if (mdb_cursor_open(txn, s->routes, &c) != 0)
+    if (t == STORE_KEYS || mdb_cursor_open(txn, s->tbl[STORE_ROUTES], &c) != 0)
         return 0;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         cJSON *r = cJSON_ParseWithLength(v.mv_data, v.mv_size);
@@ -336,7 +348,7 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
         const char *pn = str_or(tg, "provider", "");
         k.mv_data = (void *)pn;
         k.mv_size = strlen(pn);
-        if (mdb_get(txn, s->providers, &k, &v) != 0) {
+        if (mdb_get(txn, s->tbl[STORE_PROVIDERS], &k, &v) != 0) {
             snprintf(err, errlen, "targets[%d].provider: no provider named \"%s\"", i, pn);
             return STORE_INVALID;
         }
@@ -345,7 +357,7 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
     if (*router != '\0') {
         k.mv_data = (void *)router;
         k.mv_size = strlen(router);
-        if (mdb_get(txn, s->routers, &k, &v) != 0) {
+        if (mdb_get(txn, s->tbl[STORE_ROUTERS], &k, &v) != 0) {
             snprintf(err, errlen, "router: no router \"%s\"", router);
             return STORE_INVALID;
         }
@@ -366,66 +378,155 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
     return STORE_OK;
 }
 
+/* Finds which provider serves shorthand model SPEC ("PROVIDER/MODEL", or a
+ * model some provider lists) and writes the target for it into TG. */
+static int shorthand_target(store_t *s, MDB_txn *txn, const char *field, const char *spec, cJSON *tg,
+                            char *err, size_t errlen)
+{
+    const char *slash = strchr(spec, '/');
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc;
+
+    if (slash != NULL && slash != spec && slash[1] != '\0') {
+        k.mv_data = (void *)spec;
+        k.mv_size = (size_t)(slash - spec);
+        if (mdb_get(txn, s->tbl[STORE_PROVIDERS], &k, &v) == 0) {
+            char name[128];
+            snprintf(name, sizeof(name), "%.*s", (int)k.mv_size, spec);
+            cJSON_AddStringToObject(tg, "provider", name);
+            cJSON_AddStringToObject(tg, "model", slash + 1);
+            return 0;
+        }
+    }
+    /* a bare model: the first provider, in name order, that lists it enabled */
+    if (mdb_cursor_open(txn, s->tbl[STORE_PROVIDERS], &c) != 0)
+        return -1;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *p = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        const cJSON *m;
+        int found = 0;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models"))
+            if (strcmp(str_or(m, "name", ""), spec) == 0 &&
+                !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
+                found = 1;
+        if (found && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "enabled"))) {
+            cJSON_AddStringToObject(tg, "provider", str_or(p, "name", ""));
+            cJSON_AddStringToObject(tg, "model", spec);
+            cJSON_Delete(p);
+            mdb_cursor_close(c);
+            return 0;
+        }
+        cJSON_Delete(p);
+    }
+    mdb_cursor_close(c);
+    snprintf(err, errlen, "%s: no enabled provider lists the model \"%s\"; write it as PROVIDER/MODEL", field,
+             spec);
+    return -1;
+}
+
+/* Expands TruLayer's primary_model / fallback_model into REC's targets when
+ * REC has no targets of its own (the shorthand fields stay, to be echoed). */
+static int expand_shorthand(store_t *s, MDB_txn *txn, cJSON *rec, char *err, size_t errlen)
+{
+    static const char *const fields[] = { "primary_model", "fallback_model" };
+    cJSON *targets;
+    if (cJSON_GetObjectItemCaseSensitive(rec, "targets") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(rec, "primary_model") == NULL)
+        return 0;
+    targets = cJSON_AddArrayToObject(rec, "targets");
+    for (int i = 0; i < 2; i++) {
+        const char *spec = str_or(rec, fields[i], NULL);
+        cJSON *tg;
+        if (spec == NULL)
+            continue;
+        tg = cJSON_CreateObject();
+        cJSON_AddItemToArray(targets, tg);
+        if (shorthand_target(s, txn, fields[i], spec, tg, err, errlen) < 0)
+            return -1;
+        cJSON_AddNumberToObject(tg, "weight", 1);
+        cJSON_AddNumberToObject(tg, "order", i);
+        cJSON_AddTrueToObject(tg, "enabled");
+    }
+    if (strcmp(str_or(rec, "strategy", ""), "direct") == 0 && cJSON_GetArraySize(targets) != 1) {
+        snprintf(err, errlen, "fallback_model: strategy \"direct\" takes no fallback");
+        return -1;
+    }
+    return 0;
+}
+
+static int del_key(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t len)
+{
+    MDB_val k = { len, (void *)key };
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, const char *val)
+{
+    MDB_val k = { klen, (void *)key }, v = { strlen(val), (void *)val };
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
 /* Writes REC inside TXN (see store_put); the seed import and the admin API
- * share it, so both check the same things. Returns STORE_OK or an error
- * status; an LMDB failure is returned as -(its code) for the caller. */
-static int put_in(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, const char *old_id, char *err,
+ * share it, so both check the same things. Route shorthand is expanded into
+ * REC here, against the providers of this transaction. Returns STORE_OK or
+ * an error status; an LMDB failure is returned as -(its code). */
+static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const char *old_id, char *err,
                   size_t errlen)
 {
-    MDB_dbi dbi = table_dbi(s, t);
+    MDB_dbi dbi = s->tbl[t];
     cJSON *old = NULL;
-    const char *key = str_or(rec, table_key_field(t), "");
+    const char *key, *old_key = NULL;
     char nkey[1024], okey[1024], user[256];
     size_t nklen = 0, oklen = 0;
     MDB_val k, v;
-    int rc, st = STORE_OK;
+    int rc = 0, st = STORE_OK;
 
     if (old_id != NULL && (old = find_in(s, txn, t, old_id)) == NULL) {
-        snprintf(err, errlen, "no %s with id %s", table_noun(t), old_id);
+        snprintf(err, errlen, "no %s with id %s", tables[t].noun, old_id);
         return STORE_NOT_FOUND;
     }
+    if (t == STORE_ROUTES && expand_shorthand(s, txn, rec, err, errlen) < 0)
+        return cJSON_Delete(old), STORE_INVALID;
+    key = str_or(rec, tables[t].key_field, "");
+    if (old != NULL)
+        old_key = str_or(old, tables[t].key_field, "");
     if (t == STORE_ROUTES) {
         if ((st = check_route(s, txn, rec, nkey, &nklen, err, errlen)) != STORE_OK)
             goto out;
         if (old != NULL)
             oklen = name_key(okey, sizeof(okey), str_or(old, "scope", "global"), str_or(old, "router", ""),
                              str_or(old, "name", ""));
-    } else {
-        const char *old_key = old != NULL ? str_or(old, table_key_field(t), "") : NULL;
-        if (old_key == NULL || strcmp(old_key, key) != 0) {
-            k.mv_data = (void *)key;
-            k.mv_size = strlen(key);
-            if (mdb_get(txn, dbi, &k, &v) == 0) {
-                snprintf(err, errlen, "%s: a %s \"%s\" already exists", table_key_field(t), table_noun(t), key);
-                st = STORE_CONFLICT;
-                goto out;
-            }
-            if (old_key != NULL && route_using(s, txn, t, old_key, user, sizeof(user))) {
-                snprintf(err, errlen, "%s: cannot rename %s \"%s\" while route \"%s\" uses it", table_key_field(t),
-                         table_noun(t), old_key, user);
-                st = STORE_CONFLICT;
-                goto out;
-            }
-            if (old_key != NULL) {
-                k.mv_data = (void *)old_key;
-                k.mv_size = strlen(old_key);
-                if ((rc = mdb_del(txn, dbi, &k, NULL)) != 0)
-                    goto dberr;
-            }
+    } else if (old_key == NULL || strcmp(old_key, key) != 0) {
+        k.mv_data = (void *)key;
+        k.mv_size = strlen(key);
+        if (mdb_get(txn, dbi, &k, &v) == 0) {
+            snprintf(err, errlen, "%s: a %s \"%s\" already exists", tables[t].key_field, tables[t].noun,
+                     t == STORE_KEYS ? "with this secret" : key);
+            st = STORE_CONFLICT;
+            goto out;
+        }
+        if (old_key != NULL && route_using(s, txn, t, old_key, user, sizeof(user))) {
+            snprintf(err, errlen, "%s: cannot rename %s \"%s\" while route \"%s\" uses it", tables[t].key_field,
+                     tables[t].noun, old_key, user);
+            st = STORE_CONFLICT;
+            goto out;
         }
     }
-    if (oklen > 0) {
-        k.mv_data = okey;
-        k.mv_size = oklen;
-        if ((rc = mdb_del(txn, s->route_names, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+    /* the old record goes when its key changes (a rename, or an import that
+     * replaces a route under another id) */
+    if (old_key != NULL && strcmp(old_key, key) != 0 && (rc = del_key(txn, dbi, old_key, strlen(old_key))) != 0)
+        goto dberr;
+    if (oklen > 0 && (rc = del_key(txn, s->route_names, okey, oklen)) != 0)
+        goto dberr;
+    if (nklen > 0 && (rc = put_str(txn, s->route_names, nkey, nklen, key)) != 0)
+        goto dberr;
+    if (t == STORE_KEYS) {
+        const char *id = str_or(rec, "id", ""), *oid = old != NULL ? str_or(old, "id", "") : "";
+        if (*oid && strcmp(oid, id) != 0 && (rc = del_key(txn, s->key_ids, oid, strlen(oid))) != 0)
             goto dberr;
-    }
-    if (nklen > 0) {
-        k.mv_data = nkey;
-        k.mv_size = nklen;
-        v.mv_data = (void *)key;
-        v.mv_size = strlen(key);
-        if ((rc = mdb_put(txn, s->route_names, &k, &v, 0)) != 0)
+        if ((rc = put_str(txn, s->key_ids, id, strlen(id), key)) != 0)
             goto dberr;
     }
     if ((rc = put_json(txn, dbi, key, strlen(key), rec)) != 0)
@@ -438,7 +539,7 @@ out:
     return st;
 }
 
-int store_put(store_t *s, store_table_t t, const cJSON *rec, const char *old_id, char *err, size_t errlen)
+int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc, st;
@@ -460,35 +561,29 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
     cJSON *old;
     char user[256], nkey[1024];
     const char *key;
-    MDB_val k;
     int rc, st;
 
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         return commit_status(rc, err, errlen);
     if ((old = find_in(s, txn, t, id)) == NULL) {
         mdb_txn_abort(txn);
-        snprintf(err, errlen, "no %s with id %s", table_noun(t), id);
+        snprintf(err, errlen, "no %s with id %s", tables[t].noun, id);
         return STORE_NOT_FOUND;
     }
-    key = str_or(old, table_key_field(t), "");
+    key = str_or(old, tables[t].key_field, "");
     if (t != STORE_ROUTES && route_using(s, txn, t, key, user, sizeof(user))) {
         snprintf(err, errlen, "%s \"%s\" is used by route \"%s\"; change or delete the route first",
-                 table_noun(t), key, user);
+                 tables[t].noun, key, user);
         st = STORE_CONFLICT;
         goto out;
     }
-    if (t == STORE_ROUTES) {
-        k.mv_size = name_key(nkey, sizeof(nkey), str_or(old, "scope", "global"), str_or(old, "router", ""),
-                             str_or(old, "name", ""));
-        k.mv_data = nkey;
-        if ((rc = mdb_del(txn, s->route_names, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
-            st = commit_status(rc, err, errlen);
-            goto out;
-        }
-    }
-    k.mv_data = (void *)key;
-    k.mv_size = strlen(key);
-    if ((rc = mdb_del(txn, table_dbi(s, t), &k, NULL)) != 0) {
+    if (t == STORE_ROUTES)
+        rc = del_key(txn, s->route_names, nkey,
+                     name_key(nkey, sizeof(nkey), str_or(old, "scope", "global"), str_or(old, "router", ""),
+                              str_or(old, "name", "")));
+    if (t == STORE_KEYS)
+        rc = del_key(txn, s->key_ids, id, strlen(id));
+    if (rc != 0 || (rc = del_key(txn, s->tbl[t], key, strlen(key))) != 0) {
         st = commit_status(rc, err, errlen);
         goto out;
     }
@@ -513,6 +608,28 @@ cJSON *store_find(store_t *s, store_table_t t, const char *id)
     return out;
 }
 
+/* The route named NAME in SCOPE and ROUTER inside TXN, or NULL. */
+static cJSON *route_by_name(store_t *s, MDB_txn *txn, const char *scope, const char *router, const char *name)
+{
+    char key[1024];
+    MDB_val k = { name_key(key, sizeof(key), scope, router, name), key }, id, v;
+    if (k.mv_size == 0 || mdb_get(txn, s->route_names, &k, &id) != 0 ||
+        mdb_get(txn, s->tbl[STORE_ROUTES], &id, &v) != 0)
+        return NULL;
+    return cJSON_ParseWithLength(v.mv_data, v.mv_size);
+}
+
+cJSON *store_find_route(store_t *s, const char *scope, const char *router, const char *name)
+{
+    MDB_txn *txn;
+    cJSON *out;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return NULL;
+    out = route_by_name(s, txn, scope, router, name);
+    mdb_txn_abort(txn);
+    return out;
+}
+
 int store_list(store_t *s, store_table_t t, const void *after, size_t after_len, int limit,
                store_keep_fn keep, void *arg, cJSON *out, char *next, size_t *next_len)
 {
@@ -523,7 +640,7 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
     *next_len = 0;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
         return -1;
-    if (mdb_cursor_open(txn, table_dbi(s, t), &c) != 0) {
+    if (mdb_cursor_open(txn, s->tbl[t], &c) != 0) {
         mdb_txn_abort(txn);
         return -1;
     }
@@ -562,26 +679,79 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
     return 0;
 }
 
-/* --- seed import ------------------------------------------------------- */
+/* --- seed import and export ------------------------------------------- */
+
+/* The stored record a seed record replaces: the one with its id, else the
+ * one with its natural key (provider name, router slug, route scope + router
+ * + name, key secret). NULL when it is new. */
+static cJSON *existing_for(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, int has_id)
+{
+    cJSON *old = has_id ? find_in(s, txn, t, str_or(rec, "id", "")) : NULL;
+    MDB_val k, v;
+    if (old != NULL)
+        return old;
+    if (t == STORE_ROUTES)
+        return route_by_name(s, txn, str_or(rec, "scope", "global"), str_or(rec, "router", ""),
+                             str_or(rec, "name", ""));
+    k.mv_data = (void *)str_or(rec, tables[t].key_field, "");
+    k.mv_size = strlen(k.mv_data);
+    return mdb_get(txn, s->tbl[t], &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
+}
+
+/* 1 when the record of table T stored under KEY was written by this import
+ * (TXN) rather than present before it (SNAP): a seed naming the same record
+ * twice is a mistake, not an update. */
+static int written_here(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t t, const char *key)
+{
+    MDB_val k = { strlen(key), (void *)key }, now, before;
+    if (mdb_get(txn, s->tbl[t], &k, &now) != 0)
+        return 0;
+    return mdb_get(snap, s->tbl[t], &k, &before) != 0 || before.mv_size != now.mv_size ||
+           memcmp(before.mv_data, now.mv_data, now.mv_size) != 0;
+}
+
+/* Keeps the stored id and created_at of OLD where the seed gives none. */
+static void inherit(cJSON *rec, const cJSON *old, const char *field, int given)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(old, field);
+    if (!given && cJSON_IsString(v))
+        cJSON_ReplaceItemInObjectCaseSensitive(rec, field, cJSON_CreateString(v->valuestring));
+}
 
 /* One seed section: each record normalised and written as the admin API
- * would write it. Returns 0, or -1 with the message in err. */
-static int import_section(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *recs, const char *file,
-                          const char *section, int (*normalise)(cJSON *, char *, size_t), char *err,
-                          size_t errlen)
+ * would write it, replacing the record it matches (existing_for). Returns 0,
+ * or -1 with the message in err. */
+static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t t, cJSON *recs,
+                          const char *file, int (*normalise)(cJSON *, char *, size_t), char *err, size_t errlen)
 {
     char msg[512];
     cJSON *rec;
     int i = 0, st;
     cJSON_ArrayForEach(rec, recs) {
+        int has_id = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "id"));
+        int has_created = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "created_at"));
+        cJSON *old = NULL;
         if (normalise(rec, msg, sizeof(msg)) < 0) {
-            snprintf(err, errlen, "seed %s: %s[%d].%s", file, section, i, msg);
+            snprintf(err, errlen, "seed %s: %s[%d].%s", file, tables[t].name, i, msg);
             return -1;
         }
-        if ((st = put_in(s, txn, t, rec, NULL, msg, sizeof(msg))) != STORE_OK) {
+        if ((old = existing_for(s, txn, t, rec, has_id)) != NULL) {
+            if (written_here(s, txn, snap, t, str_or(old, tables[t].key_field, ""))) {
+                snprintf(err, errlen, "seed %s: %s[%d]: the same %s as an earlier record of this seed (%s \"%s\")",
+                         file, tables[t].name, i, tables[t].noun, t == STORE_ROUTES ? "name" : tables[t].key_field,
+                         str_or(old, t == STORE_ROUTES ? "name" : tables[t].key_field, ""));
+                cJSON_Delete(old);
+                return -1;
+            }
+            inherit(rec, old, "id", has_id);
+            inherit(rec, old, "created_at", has_created);
+        }
+        st = put_in(s, txn, t, rec, old != NULL ? str_or(old, "id", "") : NULL, msg, sizeof(msg));
+        cJSON_Delete(old);
+        if (st != STORE_OK) {
             if (st < 0)
                 commit_status(-st, msg, sizeof(msg));
-            snprintf(err, errlen, "seed %s: %s[%d].%s", file, section, i, msg);
+            snprintf(err, errlen, "seed %s: %s[%d].%s", file, tables[t].name, i, msg);
             return -1;
         }
         i++;
@@ -591,10 +761,18 @@ static int import_section(store_t *s, MDB_txn *txn, store_table_t t, const cJSON
 
 int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
 {
+    /* providers and routers first: routes refer to them */
+    static const struct {
+        store_table_t t;
+        int (*normalise)(cJSON *, char *, size_t);
+    } order[] = {
+        { STORE_PROVIDERS, schema_provider_normalise }, { STORE_ROUTERS, schema_router_normalise },
+        { STORE_ROUTES, schema_route_normalise }, { STORE_KEYS, schema_key_normalise },
+    };
     size_t len = 0;
     char *text = file_read(file, &len);
     cJSON *root = NULL, *rec;
-    MDB_txn *txn = NULL;
+    MDB_txn *txn = NULL, *snap = NULL;
     int rc = -1, mrc;
 
     if (text == NULL) {
@@ -607,9 +785,12 @@ int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
         goto out;
     }
     cJSON_ArrayForEach(rec, root) {
-        if (strcmp(rec->string, "providers") != 0 && strcmp(rec->string, "routes") != 0 &&
-            strcmp(rec->string, "routers") != 0) {
-            snprintf(err, errlen, "seed %s: %s: unknown field", file, rec->string);
+        int known = 0;
+        for (int t = 0; t < STORE__TABLES; t++)
+            known |= strcmp(rec->string, tables[t].name) == 0;
+        if (!known) {
+            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, keys)", file,
+                     rec->string);
             goto out;
         }
         if (!cJSON_IsArray(rec)) {
@@ -617,29 +798,58 @@ int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
             goto out;
         }
     }
-    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+    /* the snapshot before the import tells updates from duplicates (written_here) */
+    if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap)) != 0 ||
+        (mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         snprintf(err, errlen, "seed %s: %s", file, mdb_strerror(mrc));
         goto out;
     }
-    /* providers and routers first: routes refer to them */
-    if (import_section(s, txn, STORE_PROVIDERS, cJSON_GetObjectItemCaseSensitive(root, "providers"), file,
-                       "providers", schema_provider_normalise, err, errlen) < 0 ||
-        import_section(s, txn, STORE_ROUTERS, cJSON_GetObjectItemCaseSensitive(root, "routers"), file,
-                       "routers", schema_router_normalise, err, errlen) < 0 ||
-        import_section(s, txn, STORE_ROUTES, cJSON_GetObjectItemCaseSensitive(root, "routes"), file,
-                       "routes", schema_route_normalise, err, errlen) < 0)
-        goto out;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (import_section(s, txn, snap, order[i].t,
+                           cJSON_GetObjectItemCaseSensitive(root, tables[order[i].t].name), file,
+                           order[i].normalise, err, errlen) < 0)
+            goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     if (mrc != 0) {
-        snprintf(err, errlen, "seed %s: store write failed: %s", file, mdb_strerror(mrc));
+        commit_status(mrc, err, errlen);
         goto out;
     }
     rc = 0;
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
+    if (snap != NULL)
+        mdb_txn_abort(snap);
     cJSON_Delete(root);
     free(text);
     return rc;
+}
+
+cJSON *store_export(store_t *s)
+{
+    static const store_table_t order[] = { STORE_PROVIDERS, STORE_ROUTERS, STORE_ROUTES, STORE_KEYS };
+    cJSON *root = cJSON_CreateObject();
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    if (root == NULL || mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        cJSON *arr = cJSON_AddArrayToObject(root, tables[order[i]].name);
+        if (mdb_cursor_open(txn, s->tbl[order[i]], &c) != 0)
+            continue;
+        for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+            if (rec == NULL)
+                continue;
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, "api_key");   /* secrets stay in the store */
+            cJSON_AddItemToArray(arr, rec);
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    return root;
 }

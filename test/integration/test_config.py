@@ -58,11 +58,12 @@ def test_seed_goes_through_the_admin_checks(env):
     p = {"name": "p", "base_url": m.base_url, "models": [{"name": "x"}]}
     r = {"name": "r", "targets": [{"provider": "p", "model": "x"}]}
     bad = [
-        ({"providers": [p, dict(p)]}, 'providers[1].name: a provider "p" already exists'),
-        ({"providers": [p], "routes": [r, dict(r)]}, 'routes[1].name: a route named "r" already exists'),
+        ({"providers": [p, dict(p)]}, 'providers[1]: the same provider as an earlier record of this seed (name "p")'),
+        ({"providers": [p], "routes": [r, dict(r)]}, 'routes[1]: the same route as an earlier record of this seed (name "r")'),
         ({"providers": [p], "routes": [dict(r, router="nowhere")]}, 'routes[0].router: no router "nowhere"'),
         ({"providers": [p], "routes": [dict(r, retry={"max_429_retries": 11})]}, "routes[0].retry.max_429_retries"),
-        ({"routers": [{"slug": "a"}, {"slug": "a"}]}, 'routers[1].slug: a router "a" already exists'),
+        ({"routers": [{"slug": "a"}, {"slug": "a"}]}, 'routers[1]: the same router as an earlier record of this seed (slug "a")'),
+        ({"providers": [p], "routes": [dict(r, id="not-a-uuid")]}, "routes[0].id: must be a UUID"),
     ]
     for i, (seed, want) in enumerate(bad):
         try:
