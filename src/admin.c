@@ -591,7 +591,8 @@ static void serve_create(evhtp_request_t *req, const caller_t *who, const collec
         snprintf(scope, sizeof(scope), "tenant:%s", who->tenant);
         if (col->table == STORE_ROUTES && cJSON_GetObjectItemCaseSensitive(rec, "scope") == NULL)
             cJSON_AddStringToObject(rec, "scope", scope);
-        if (col->table == STORE_KEYS && cJSON_GetObjectItemCaseSensitive(rec, "tenant") == NULL)
+        if (col->table == STORE_KEYS && cJSON_GetObjectItemCaseSensitive(rec, "tenant") == NULL &&
+            strcmp(str_or(rec, "role", ""), "admin") != 0)   /* an admin key is refused below, as 403 */
             cJSON_AddStringToObject(rec, "tenant", who->tenant);
     }
     if (col->table == STORE_KEYS) {
