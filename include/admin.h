@@ -1,4 +1,4 @@
-/* admin.h - the admin API: CRUD of providers, routes and routers on its own listener and thread. */
+/* admin.h - the admin API: CRUD of providers, routes, routers and keys on its own listener and thread. */
 #ifndef TURNOUT_ADMIN_H
 #define TURNOUT_ADMIN_H
 
@@ -13,5 +13,14 @@ int admin_start(gateway_t *gw, char *err, size_t errlen);
 /* Stops the admin thread (finishing the call in progress) and frees it.
  * Safe when admin_start failed or never ran. */
 void admin_stop(void);
+
+/* Records that the stored key ID (a UUID) was used; any thread may call it.
+ * The admin thread writes last_used_at soon after (at most one pending
+ * write per key; callers skip keys whose last_used_at is recent). */
+void admin_key_used(const char *id);
+
+/* 1 when a key record's last_used_at is older than the refresh interval
+ * (or absent), so a use should be recorded. */
+int admin_key_use_stale(const char *last_used_at);
 
 #endif

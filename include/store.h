@@ -66,6 +66,10 @@ int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char 
  * not deleted (409). */
 int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen);
 
+/* Sets last_used_at to WHEN on the keys with the N ids IDS (missing ones
+ * are skipped), in one transaction. */
+void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when);
+
 /* The record with ID (parsed copy), or NULL. */
 cJSON *store_find(store_t *s, store_table_t t, const char *id);
 

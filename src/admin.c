@@ -42,8 +42,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define ADMIN_MAX_BODY (1 << 20)
+#define KEY_USE_REFRESH_S 60      /* last_used_at is kept to this precision */
+#define KEY_USE_PENDING 64        /* distinct keys waiting for their write */
 
 /* An open admin connection, freed with the loop if still open at exit. */
 typedef struct admin_conn {
@@ -63,6 +66,13 @@ typedef struct admin {
 } admin_t;
 
 static admin_t admin;
+
+/* Key uses reported by the workers, written by the admin thread. Outside
+ * `admin` because workers may report while the admin thread stops. */
+static pthread_mutex_t used_lock = PTHREAD_MUTEX_INITIALIZER;
+static char used[KEY_USE_PENDING][37];
+static int nused;
+static struct event *used_ev;     /* wakes the admin loop; NULL when it is not running */
 
 typedef struct collection {
     const char *path;          /* "/v1/model-routes" */
@@ -666,6 +676,53 @@ static void serve_delete(evhtp_request_t *req, const caller_t *who, const collec
     cJSON_Delete(out);
 }
 
+/* --- key last use ------------------------------------------------------ */
+
+int admin_key_use_stale(const char *last_used_at)
+{
+    char limit[32];
+    time_t t = time(NULL) - KEY_USE_REFRESH_S;
+    struct tm tm;
+    if (last_used_at == NULL)
+        return 1;
+    gmtime_r(&t, &tm);
+    strftime(limit, sizeof(limit), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return strcmp(last_used_at, limit) < 0;     /* RFC 3339 in UTC sorts as time */
+}
+
+void admin_key_used(const char *id)
+{
+    int known = 0;
+    if (strlen(id) != 36)
+        return;
+    pthread_mutex_lock(&used_lock);
+    for (int i = 0; i < nused && !known; i++)
+        known = strcmp(used[i], id) == 0;
+    if (!known && nused < KEY_USE_PENDING && used_ev != NULL) {
+        memcpy(used[nused++], id, 37);
+        if (nused == 1)
+            event_active(used_ev, EV_READ, 0);
+    }
+    pthread_mutex_unlock(&used_lock);
+}
+
+/* On the admin thread: writes last_used_at of the keys reported used. */
+static void on_keys_used(evutil_socket_t fd, short what, void *arg)
+{
+    char ids[KEY_USE_PENDING][37], now[32];
+    int n;
+    (void)fd;
+    (void)what;
+    (void)arg;
+    pthread_mutex_lock(&used_lock);
+    n = nused;
+    memcpy(ids, used, sizeof(ids[0]) * (size_t)n);
+    nused = 0;
+    pthread_mutex_unlock(&used_lock);
+    schema_now(now);
+    store_touch_keys(admin.gw->store, (const char (*)[37])ids, n, now);
+}
+
 /* --- dispatch ---------------------------------------------------------- */
 
 /* Identifies the caller from the Authorization header. Returns 0, or -1
@@ -682,6 +739,8 @@ static int identify(evhtp_request_t *req, caller_t *who)
         who->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : strcmp(role, "tenant_admin") == 0 ? ROLE_TENANT_ADMIN
                                                                                                  : ROLE_USER;
         snprintf(who->tenant, sizeof(who->tenant), "%s", str_or(k, "tenant", ""));
+        if (admin_key_use_stale(str_or(k, "last_used_at", NULL)))
+            admin_key_used(str_or(k, "id", ""));
         cJSON_Delete(k);
         return 0;
     }
@@ -817,6 +876,7 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
 {
     char host[128];
     const char *colon = strrchr(gw->cfg.admin_listen, ':');
+    struct event *ev = NULL;
     long port;
     memset(&admin, 0, sizeof(admin));
     admin.gw = gw;
@@ -829,11 +889,17 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
     host[colon - gw->cfg.admin_listen] = '\0';
     if ((admin.reader = store_reader_new(gw->store)) == NULL || (admin.base = event_base_new()) == NULL ||
         (admin.htp = evhtp_new(admin.base, NULL)) == NULL ||
+        (ev = event_new(admin.base, -1, 0, on_keys_used, NULL)) == NULL ||
         (admin.stop_ev = event_new(admin.base, -1, 0, on_stop, NULL)) == NULL) {
+        if (ev != NULL)
+            event_free(ev);
         snprintf(err, errlen, "admin: out of resources");
         admin_stop();
         return -1;
     }
+    pthread_mutex_lock(&used_lock);
+    used_ev = ev;
+    pthread_mutex_unlock(&used_lock);
     evhtp_disable_flag(admin.htp, EVHTP_FLAG_ENABLE_100_CONT);
     evhtp_set_gencb(admin.htp, on_request, NULL);
     evhtp_set_post_accept_cb(admin.htp, on_accept, NULL);
@@ -865,6 +931,12 @@ void admin_stop(void)
     }
     if (admin.stop_ev != NULL)
         event_free(admin.stop_ev);
+    pthread_mutex_lock(&used_lock);           /* no worker reports into a freed event */
+    if (used_ev != NULL)
+        event_free(used_ev);
+    used_ev = NULL;
+    nused = 0;
+    pthread_mutex_unlock(&used_lock);
     if (admin.base != NULL)
         event_base_free(admin.base);
     store_reader_free(admin.reader);

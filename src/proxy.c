@@ -21,6 +21,7 @@
  * upstream_connect_timeout, upstream_first_byte_timeout, upstream_idle_timeout,
  * upstream_total_timeout, upstream_error (5xx, 401/403, reset, truncation). */
 #include "proxy.h"
+#include "admin.h"
 #include "auth.h"
 #include "edge.h"
 #include "jscan.h"
@@ -696,6 +697,9 @@ static int authorised(req_t *r)
             snprintf(r->key_id, sizeof(r->key_id), "%s", id->valuestring);
         if (cJSON_IsString(tenant))
             snprintf(r->tenant, sizeof(r->tenant), "%s", tenant->valuestring);
+        if (cJSON_IsString(id) &&
+            admin_key_use_stale(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->key_rec, "last_used_at"))))
+            admin_key_used(id->valuestring);
         return 1;
     }
     return !r->w->cfg->require_key;

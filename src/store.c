@@ -597,6 +597,26 @@ out:
     return st;
 }
 
+void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when)
+{
+    MDB_txn *txn;
+    int changed = 0;
+    if (n == 0 || mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
+        return;
+    for (int i = 0; i < n; i++) {
+        cJSON *k = find_in(s, txn, STORE_KEYS, ids[i]);
+        const char *hash = str_or(k, "secret_hash", NULL);
+        if (hash != NULL) {
+            cJSON_DeleteItemFromObjectCaseSensitive(k, "last_used_at");
+            cJSON_AddStringToObject(k, "last_used_at", when);
+            changed |= put_json(txn, s->tbl[STORE_KEYS], hash, strlen(hash), k) == 0;
+        }
+        cJSON_Delete(k);         /* a key deleted meanwhile is simply skipped */
+    }
+    if (!changed || mdb_txn_commit(txn) != 0)
+        mdb_txn_abort(txn);
+}
+
 cJSON *store_find(store_t *s, store_table_t t, const char *id)
 {
     MDB_txn *txn;

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import time
 
 from harness import seed_for
 
@@ -44,6 +45,19 @@ def test_key_secret_shown_once_and_stored_as_hash(env):
     assert st == 200, h
     line = t.access_log(CHAT)[-1]
     assert line["key_id"] == k["id"] and line["tenant"] == "acme" and line["status"] == 200
+    # its last use is recorded (to the minute: a busy key costs one write a minute)
+    assert "last_used_at" not in got
+    deadline = time.time() + 3
+    while "last_used_at" not in got and time.time() < deadline:
+        time.sleep(0.05)
+        got = t.admin("GET", "/v1/keys/" + k["id"])[1]
+    assert got["last_used_at"] >= k["created_at"], got
+    before = got["updated_at"]
+    for _ in range(5):
+        chat(t, "r", secret)
+    time.sleep(0.3)
+    got = t.admin("GET", "/v1/keys/" + k["id"])[1]
+    assert got["updated_at"] == before and got["last_used_at"] >= k["created_at"]
     for wrong in (secret[:-1] + ("0" if secret[-1] != "0" else "1"), secret + "0", "tk-", None):
         st, h, body = chat(t, "r", wrong)
         assert st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key", (wrong, body)
