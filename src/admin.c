@@ -421,8 +421,12 @@ static void serve_list(evhtp_request_t *req, const caller_t *who, const collecti
         return;
     }
     for (rec = data->child; rec != NULL; rec = next_rec) {   /* secrets out */
+        cJSON *view = public_view(col->table, rec);
         next_rec = rec->next;
-        cJSON_ReplaceItemViaPointer(data, rec, public_view(col->table, rec));
+        if (view == NULL || !cJSON_ReplaceItemViaPointer(data, rec, view)) {
+            cJSON_Delete(view);
+            cJSON_Delete(cJSON_DetachItemViaPointer(data, rec));   /* never shown unfiltered */
+        }
     }
     cJSON_AddBoolToObject(root, "has_more", nlen > 0);
     if (nlen > 0) {
