@@ -1,4 +1,4 @@
-/* jscan.h - one-pass JSON validation that also finds the top-level "model" and "stream" fields. */
+/* jscan.h - one-pass JSON validation that also finds the top-level "model", "stream" and "user" fields. */
 #ifndef TURNOUT_JSCAN_H
 #define TURNOUT_JSCAN_H
 
@@ -17,6 +17,8 @@ typedef struct jscan {
     size_t model_off;     /* first byte of the model value (its opening quote) */
     size_t model_len;     /* length of the value including both quotes */
     int    stream;        /* top-level "stream": true */
+    size_t user_off;      /* a top-level string "user" (quotes included); */
+    size_t user_len;      /*   user_len is 0 when there is none */
     size_t error_off;     /* where validation failed */
 } jscan_t;
 

@@ -1,9 +1,10 @@
-/* resolve.h - turns (endpoint kind, model name, router) into an ordered list of upstream candidates. */
+/* resolve.h - turns (endpoint kind, model name, router, caller) into an ordered list of upstream candidates. */
 #ifndef TURNOUT_RESOLVE_H
 #define TURNOUT_RESOLVE_H
 
 #include "schema.h"
 #include "store.h"
+#include "tally.h"
 
 #define RESOLVE_MAX_CANDIDATES 64
 
@@ -15,6 +16,16 @@ typedef enum {
     RESOLVE_NO_ROUTER,       /* 404 router_not_found */
 } resolve_status_t;
 
+/* What is asked, by whom. Strings are borrowed; "" for none. */
+typedef struct resolve_in {
+    endpoint_t ep;
+    const char *model;
+    const char *router;
+    const char *key_id, *tenant;   /* the caller's key: scopes key:ID, tenant:T */
+    const char *sticky;            /* A/B key: the body's user, x-turnout-ab-key, else the key id */
+    int dry;                       /* a dry-run: no round-robin position is used up */
+} resolve_in_t;
+
 /* One upstream to try. Strings are borrowed from the resolution's records. */
 typedef struct candidate {
     const char *provider;     /* provider name */
@@ -23,28 +34,44 @@ typedef struct candidate {
     const char *api_key_env;  /* else the env var holding it, or NULL */
     const cJSON *headers;     /* extra upstream headers (object) or NULL */
     const char *model;        /* upstream model name (after mapping) */
+    const cJSON *target;      /* the route target it came from, or NULL */
+    const cJSON *prov;        /* the provider record */
 } candidate_t;
+
+/* A target left out, and why: "target_disabled", "provider_disabled",
+ * "provider_missing", "route_disabled" (the first group of a disabled
+ * route), "filtered" (DETAIL names the preference), "no_fallbacks". */
+typedef struct dropped {
+    const char *provider, *model;
+    const char *state, *detail;
+} dropped_t;
 
 /* The result of one resolution; owns the records it read. */
 typedef struct resolution {
     resolve_status_t status;
     const char *route;        /* matched route name, NULL for direct/alias use */
-    const char *rule;         /* which rule matched: "route", "exact", "provider_model", "bare_alias" */
+    const char *rule;         /* "route", "exact", "glob", "provider_model", "bare_alias" */
+    char why[320];            /* how it matched, for people (dry-run) */
+    char variant[128];        /* the A/B variant picked, "" for none */
+    tally_t *variant_tally;   /* its counters, or NULL */
     int ncand;
     candidate_t cand[RESOLVE_MAX_CANDIDATES];
+    int ndropped;
+    dropped_t dropped[RESOLVE_MAX_CANDIDATES];
     cJSON *route_rec;
     int nrec;
     cJSON *recs[RESOLVE_MAX_CANDIDATES];   /* provider records the candidates borrow from */
 } resolution_t;
 
-/* Resolves MODEL for endpoint EP within ROUTER ("" = none) for the caller
- * with KEY_ID and TENANT ("" for none), SPEC 2 steps 1, 2, 4 and 5 (glob
- * pools come with the resolver issue). Route names are looked up in the
- * scopes key:KEY_ID, tenant:TENANT, global, in that order. Always call
- * resolve_free afterwards. */
-void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const char *router,
-                   const char *key_id, const char *tenant, resolution_t *out);
+/* Resolves IN->model as SPEC 2 orders it: route::NAME; an exact route name
+ * (scopes key:ID, tenant:T, global); glob pools by priority; PROVIDER/MODEL;
+ * bare aliases. A route's targets are filtered by its provider preferences
+ * and ordered by its strategy. Always call resolve_free afterwards. */
+void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *out);
 
 void resolve_free(resolution_t *res);
+
+/* The A/B label of a target: its "variant", else "PROVIDER/MODEL". */
+const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap);
 
 #endif

@@ -149,7 +149,7 @@ static int scan_array(scanner_t *s, jscan_t *out)
     }
 }
 
-/* Objects at the top level record "model" and "stream"; the key is compared
+/* Objects at the top level record "model", "stream" and "user"; the key is compared
  * as raw bytes, so an escaped spelling of "model" is not recognised (no
  * client writes one, and an upstream would see the same bytes). */
 static int scan_object(scanner_t *s, jscan_t *out, int top)
@@ -177,6 +177,9 @@ static int scan_object(scanner_t *s, jscan_t *out, int top)
             out->model_len = (size_t)(s->p - v);
         } else if (top && klen == 8 && memcmp(k, "\"stream\"", 8) == 0) {
             out->stream = (*v == 't');
+        } else if (top && klen == 6 && memcmp(k, "\"user\"", 6) == 0 && *v == '"') {
+            out->user_off = (size_t)(v - s->start);
+            out->user_len = (size_t)(s->p - v);
         }
         skip_ws(s);
         if (s->p >= s->end) return -1;

@@ -23,6 +23,7 @@
 #include "proxy.h"
 #include "admin.h"
 #include "auth.h"
+#include "tally.h"
 #include "edge.h"
 #include "jscan.h"
 #include "multipart.h"
@@ -55,6 +56,7 @@ typedef struct req {
     const char *body;            /* borrowed from req->buffer_in */
     size_t body_len;
     size_t model_off, model_len; /* where the model value sits in the body */
+    size_t user_off, user_len;   /* the body's "user" string, if any */
     int multipart;
     int is_data;                 /* a data-plane endpoint (has a kind and a model) */
     char path[128];              /* for the access log */
@@ -124,6 +126,8 @@ static void add_std_headers(req_t *r)
     }
     snprintf(n, sizeof(n), "%d", r->attempts);
     add_header(req, "x-turnout-attempts", n);
+    if (r->res.variant[0])
+        add_header(req, "x-turnout-variant", r->res.variant);
 }
 
 /* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null). */
@@ -269,8 +273,14 @@ static size_t on_up_header(char *buf, size_t size, size_t n, void *arg)
     char name[128], value[1024];
     r->last_data_ms = now_ms();
     if (!r->got_first_byte) {
+        const candidate_t *c = &r->res.cand[r->cand];
+        char lat[600];
+        tally_t *t;
         r->got_first_byte = 1;
         r->ttfb_ms = since_ms(r);
+        snprintf(lat, sizeof(lat), "lat:%s/%s", c->provider, c->model);   /* for sort: latency */
+        if ((t = tally_get(lat)) != NULL)
+            tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
         arm_attempt_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
     }
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
@@ -860,6 +870,8 @@ static int parse_body(req_t *r)
     r->model_off = js.model_off;
     r->model_len = js.model_len;
     r->stream = js.stream;
+    r->user_off = js.user_off;
+    r->user_len = js.user_len;
     return 0;
 }
 
@@ -875,9 +887,22 @@ static int content_type_ok(req_t *r)
     return strncasecmp(ct, "application/json", 16) == 0 && (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
+/* The A/B stickiness key: the body's "user", else the x-turnout-ab-key
+ * header, else the caller's key id; "" for none (a random split). */
+static const char *sticky_key(req_t *r, char *buf, size_t cap)
+{
+    const char *h;
+    if (r->user_len > 0 && jscan_string(r->body, r->user_off, r->user_len, buf, cap) > 0)
+        return buf;
+    if ((h = evhtp_kv_find(r->req->headers_in, "x-turnout-ab-key")) != NULL && *h)
+        return h;
+    return r->key_id;
+}
+
 static void serve_data(req_t *r, endpoint_t ep, const char *router)
 {
     struct evbuffer *in = r->req->buffer_in;
+    char sticky[256];
     r->ep = ep;
     r->is_data = 1;
     if (!content_type_ok(r)) {
@@ -890,7 +915,8 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
     r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (parse_body(r) < 0)
         return;
-    resolve_model(r->w->reader, ep, r->model, router, r->key_id, r->tenant, &r->res);
+    resolve_in_t ask = { ep, r->model, router, r->key_id, r->tenant, sticky_key(r, sticky, sizeof(sticky)), 0 };
+    resolve_model(r->w->reader, &ask, &r->res);
     r->resolved = 1;
     if (r->res.status != RESOLVE_NO_ROUTER && !route_allowed(r))
         r->res.status = RESOLVE_NOT_FOUND;   /* as if absent: a key does not learn other routes */
@@ -1054,6 +1080,13 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     end_attempt(r);
     r->req = NULL;
     access_log(r);
+    if (r->res.variant_tally != NULL) {      /* A/B counts, read by the dry-run */
+        tally_t *t = r->res.variant_tally;
+        atomic_fetch_add_explicit(&t->n, 1, memory_order_relaxed);
+        if (r->final_status >= 500 || r->final_status == 429 || r->error != NULL)
+            atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->total_us, (uint64_t)(since_ms(r) * 1000.0), memory_order_relaxed);
+    }
     if (r->resolved)
         resolve_free(&r->res);
     if (r->resp != NULL)

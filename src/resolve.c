@@ -1,9 +1,19 @@
-/* resolve.c - resolution order of SPEC 2: route::NAME, exact name, PROVIDER/MODEL, bare alias. */
+/* resolve.c - resolution order of SPEC 2, provider preferences, and the routing strategies.
+ *
+ * Nothing is cached: each request reads the store through the worker's
+ * snapshot, so an admin write is seen by the next request. Exact names are
+ * one B-tree lookup per scope; glob pools come from an index ordered by
+ * priority (store_each_glob) so a miss costs one pattern match per pool and
+ * no record parse. Shared state (round-robin positions, A/B counts, observed
+ * latency) lives in the lock-free tally table. */
 #include "resolve.h"
 
+#include <fnmatch.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 static const char *str(const cJSON *obj, const char *name)
 {
@@ -23,13 +33,59 @@ static double num(const cJSON *obj, const char *name, double dflt)
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
+/* 1 when array ARR holds the string S. */
+static int listed(const cJSON *arr, const char *s)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr)
+        if (cJSON_IsString(v) && strcmp(v->valuestring, s) == 0)
+            return 1;
+    return 0;
+}
+
+/* A per-thread xorshift generator, seeded once from the kernel. */
+static double uniform(void)
+{
+    static _Thread_local uint64_t x;
+    while (x == 0 && getrandom(&x, sizeof(x), 0) != (ssize_t)sizeof(x))
+        ;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (double)(x >> 11) / 9007199254740992.0;   /* [0, 1) */
+}
+
+static uint64_t hash64(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (; *b; b++)
+        h = (h ^ (unsigned char)*b) * 1099511628211ULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap)
+{
+    const char *v = str(target, "variant");
+    if (v != NULL)
+        return v;
+    snprintf(buf, cap, "%s/%s", str(target, "provider") ? str(target, "provider") : "?",
+             str(target, "model") ? str(target, "model") : "?");
+    return buf;
+}
+
 /* Keeps provider record P alive in RES and appends a candidate for MODEL. */
-static void add_candidate(resolution_t *res, cJSON *p, const char *model)
+static candidate_t *add_candidate(resolution_t *res, cJSON *p, const char *model, const cJSON *target)
 {
     candidate_t *c;
     if (res->ncand >= RESOLVE_MAX_CANDIDATES || res->nrec >= RESOLVE_MAX_CANDIDATES) {
         cJSON_Delete(p);
-        return;
+        return NULL;
     }
     res->recs[res->nrec++] = p;
     c = &res->cand[res->ncand++];
@@ -39,6 +95,15 @@ static void add_candidate(resolution_t *res, cJSON *p, const char *model)
     c->api_key_env = str(p, "api_key_env");
     c->headers = cJSON_GetObjectItemCaseSensitive(p, "headers");
     c->model = model;
+    c->target = target;
+    c->prov = p;
+    return c;
+}
+
+static void drop(resolution_t *res, const char *provider, const char *model, const char *state, const char *detail)
+{
+    if (res->ndropped < RESOLVE_MAX_CANDIDATES)
+        res->dropped[res->ndropped++] = (dropped_t){ provider, model, state, detail };
 }
 
 static const cJSON *provider_model(const cJSON *p, const char *model)
@@ -51,6 +116,160 @@ static const cJSON *provider_model(const cJSON *p, const char *model)
     }
     return NULL;
 }
+
+/* --- provider preferences ---------------------------------------------- */
+
+/* The preference of route preferences PREFS that provider P fails, or NULL. */
+static const char *filtered_by(const cJSON *prefs, const cJSON *p)
+{
+    const char *name = str(p, "name"), *v;
+    const cJSON *only = cJSON_GetObjectItemCaseSensitive(prefs, "only");
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(prefs, "data_residency");
+    if (cJSON_IsArray(only) && !listed(only, name))
+        return "only";
+    if (listed(cJSON_GetObjectItemCaseSensitive(prefs, "ignore"), name))
+        return "ignore";
+    /* "deny": only providers that do not collect prompts (data_collection "deny") */
+    if ((v = str(prefs, "data_collection")) != NULL && strcmp(v, "deny") == 0 &&
+        (str(p, "data_collection") == NULL || strcmp(str(p, "data_collection"), "deny") != 0))
+        return "data_collection";
+    if (cJSON_IsString(res) && (str(p, "region") == NULL || strcmp(str(p, "region"), res->valuestring) != 0))
+        return "data_residency";
+    if (cJSON_IsArray(res) && (str(p, "region") == NULL || !listed(res, str(p, "region"))))
+        return "data_residency";
+    if (flag(prefs, "eu_owned", 0) && !flag(p, "eu_owned", 0))
+        return "eu_owned";
+    return NULL;
+}
+
+/* Sort keys of one candidate: its place in preferences' order list, then
+ * price or latency, then its place in the route. */
+typedef struct ranked {
+    candidate_t c;
+    double rank, metric;
+    int pos;
+} ranked_t;
+
+static int by_rank(const void *a, const void *b)
+{
+    const ranked_t *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    if (x->metric != y->metric)
+        return x->metric < y->metric ? -1 : 1;
+    return x->pos - y->pos;
+}
+
+static double price_of(const candidate_t *c)
+{
+    const cJSON *m = provider_model(c->prov, c->model);
+    if (m == NULL || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "input_price")))
+        return INFINITY;    /* unpriced models go last */
+    return num(m, "input_price", 0) + num(m, "output_price", 0);
+}
+
+static double latency_of(const candidate_t *c)
+{
+    char name[600];
+    tally_t *t;
+    snprintf(name, sizeof(name), "lat:%s/%s", c->provider, c->model);
+    t = tally_find(name);
+    return t != NULL && t->ewma_us > 0 ? (double)t->ewma_us : INFINITY;   /* unmeasured go last */
+}
+
+/* Reorders the candidates by PREFS: providers named in "order" first, in
+ * that order; then by "sort"; else the route's own order. */
+static void apply_order(resolution_t *res, const cJSON *prefs)
+{
+    const cJSON *order = cJSON_GetObjectItemCaseSensitive(prefs, "order"), *o;
+    const char *sort = str(prefs, "sort");
+    ranked_t rk[RESOLVE_MAX_CANDIDATES];
+    if (!cJSON_IsArray(order) && sort == NULL)
+        return;
+    for (int i = 0; i < res->ncand; i++) {
+        int k = 0;
+        rk[i].c = res->cand[i];
+        rk[i].pos = i;
+        rk[i].rank = cJSON_GetArraySize(order);
+        cJSON_ArrayForEach(o, order) {
+            if (cJSON_IsString(o) && strcmp(o->valuestring, res->cand[i].provider) == 0) {
+                rk[i].rank = k;
+                break;
+            }
+            k++;
+        }
+        rk[i].metric = sort == NULL ? 0 : strcmp(sort, "price") == 0 ? price_of(&res->cand[i]) : latency_of(&res->cand[i]);
+    }
+    qsort(rk, (size_t)res->ncand, sizeof(rk[0]), by_rank);
+    for (int i = 0; i < res->ncand; i++)
+        res->cand[i] = rk[i].c;
+}
+
+/* --- strategies -------------------------------------------------------- */
+
+/* Moves candidate I to the front, the others keeping their order. */
+static void to_front(resolution_t *res, int i)
+{
+    candidate_t c = res->cand[i];
+    memmove(&res->cand[1], &res->cand[0], sizeof(c) * (size_t)i);
+    res->cand[0] = c;
+}
+
+/* Index picked by weight for a point U in [0, 1), or 0 when no weight. */
+static int by_weight(const resolution_t *res, double u)
+{
+    double total = 0, at;
+    for (int i = 0; i < res->ncand; i++)
+        total += num(res->cand[i].target, "weight", 1);
+    if (total <= 0)
+        return 0;
+    at = u * total;
+    for (int i = 0; i < res->ncand; i++) {
+        double w = num(res->cand[i].target, "weight", 1);
+        if (at < w)
+            return i;
+        at -= w;
+    }
+    return res->ncand - 1;
+}
+
+static void apply_strategy(resolution_t *res, const resolve_in_t *in)
+{
+    const char *strategy = str(res->route_rec, "strategy"), *id = str(res->route_rec, "id");
+    char name[200];
+    if (strategy == NULL || res->ncand < 1 || id == NULL)
+        return;
+    if (strcmp(strategy, "weighted") == 0) {
+        to_front(res, by_weight(res, uniform()));
+    } else if (strcmp(strategy, "round_robin") == 0) {
+        tally_t *t;
+        uint64_t n;
+        snprintf(name, sizeof(name), "rr:%s", id);
+        if ((t = tally_get(name)) == NULL) {
+            n = (uint64_t)(uniform() * res->ncand);       /* table full: still spread */
+        } else {
+            n = in->dry ? atomic_load_explicit(&t->n, memory_order_relaxed)
+                        : atomic_fetch_add_explicit(&t->n, 1, memory_order_relaxed);
+        }
+        /* rotate: the next in sequence first, the others after it in turn */
+        for (uint64_t k = n % (uint64_t)res->ncand; k > 0; k--) {
+            candidate_t c = res->cand[0];
+            memmove(&res->cand[0], &res->cand[1], sizeof(c) * (size_t)(res->ncand - 1));
+            res->cand[res->ncand - 1] = c;
+        }
+    } else if (strcmp(strategy, "ab") == 0) {
+        char label[600];
+        const char *sticky = in->sticky != NULL && *in->sticky ? in->sticky : NULL;
+        double u = sticky ? (double)(hash64(id, sticky) >> 11) / 9007199254740992.0 : uniform();
+        to_front(res, by_weight(res, u));
+        snprintf(res->variant, sizeof(res->variant), "%s",
+                 resolve_variant_label(res->cand[0].target, label, sizeof(label)));
+        snprintf(name, sizeof(name), "ab:%s:%s", id, res->variant);
+        res->variant_tally = tally_get(name);
+    }
+}
+
+/* --- routes ------------------------------------------------------------ */
 
 typedef struct tref {
     const cJSON *t;
@@ -66,12 +285,14 @@ static int by_order(const void *a, const void *b)
     return x->pos - y->pos;   /* stable: list position breaks ties */
 }
 
-/* Builds candidates from the route's enabled targets in `order`. A disabled
- * route skips its first target group (the lowest order) so callers land on
- * the fallbacks (TruLayer's incident switch). */
-static void route_candidates(store_reader_t *r, resolution_t *res)
+/* Builds the candidates of the matched route: its usable targets in
+ * `order`, filtered by its provider preferences, ordered by them and by its
+ * strategy. A disabled route skips its first target group (the lowest
+ * order) so callers land on the fallbacks (TruLayer's incident switch). */
+static void route_candidates(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
 {
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(res->route_rec, "targets"), *t;
+    const cJSON *prefs = cJSON_GetObjectItemCaseSensitive(res->route_rec, "provider");
     tref_t refs[RESOLVE_MAX_CANDIDATES];
     int n = 0, enabled = flag(res->route_rec, "enabled", 1);
     double first_order = 0;
@@ -88,56 +309,131 @@ static void route_candidates(store_reader_t *r, resolution_t *res)
     if (n > 0)
         first_order = refs[0].order;
     for (int i = 0; i < n; i++) {
-        const char *pn = str(refs[i].t, "provider"), *model = str(refs[i].t, "model");
+        const char *pn = str(refs[i].t, "provider"), *model = str(refs[i].t, "model"), *why;
         cJSON *p;
-        if (!enabled && refs[i].order == first_order)
+        if (pn == NULL || model == NULL)
             continue;
-        if (!flag(refs[i].t, "enabled", 1) || pn == NULL || model == NULL)
+        if (!enabled && refs[i].order == first_order) {
+            drop(res, pn, model, "route_disabled", NULL);
             continue;
+        }
+        if (!flag(refs[i].t, "enabled", 1)) {
+            drop(res, pn, model, "target_disabled", NULL);
+            continue;
+        }
         p = store_get_provider(r, pn);
         if (p == NULL || !flag(p, "enabled", 1)) {
+            drop(res, pn, model, p == NULL ? "provider_missing" : "provider_disabled", NULL);
             cJSON_Delete(p);
             continue;
         }
-        add_candidate(res, p, model);
+        if (prefs != NULL && (why = filtered_by(prefs, p)) != NULL) {
+            cJSON_Delete(p);
+            drop(res, pn, model, "filtered", why);
+            continue;
+        }
+        add_candidate(res, p, model, refs[i].t);
+    }
+    apply_order(res, prefs);
+    apply_strategy(res, in);
+    if (res->ncand > 1 && !flag(prefs, "allow_fallbacks", 1)) {
+        for (int i = 1; i < res->ncand; i++)
+            drop(res, res->cand[i].provider, res->cand[i].model, "no_fallbacks", "allow_fallbacks");
+        res->ncand = 1;
     }
     if (res->ncand == 0 && !enabled)
         res->status = RESOLVE_DISABLED;
 }
 
-/* The caller, for scoped lookups. */
-typedef struct caller {
-    const char *key_id, *tenant;   /* "" for none */
-} caller_t;
-
-/* Looks the route NAME up, most specific scope first (the caller's key,
- * its tenant, global), and fills RES; returns 1 if a route was found. */
-static int try_route(store_reader_t *r, endpoint_t ep, const char *name, const char *router,
-                     const caller_t *who, resolution_t *res)
+/* Takes route record REC (owned) as the match and builds its candidates;
+ * returns 1. */
+static int use_route(store_reader_t *r, const resolve_in_t *in, cJSON *rec, resolution_t *res)
 {
-    char scope[200];
     const char *kind;
-    if (*who->key_id) {
-        snprintf(scope, sizeof(scope), "key:%s", who->key_id);
-        res->route_rec = store_get_route(r, scope, router, name);
-    }
-    if (res->route_rec == NULL && *who->tenant) {
-        snprintf(scope, sizeof(scope), "tenant:%s", who->tenant);
-        res->route_rec = store_get_route(r, scope, router, name);
-    }
-    if (res->route_rec == NULL)
-        res->route_rec = store_get_route(r, "global", router, name);
-    if (res->route_rec == NULL)
-        return 0;
-    res->route = str(res->route_rec, "name");
-    kind = str(res->route_rec, "endpoint");
-    if (kind != NULL && schema_endpoint_parse(kind) != (int)ep) {
+    res->route_rec = rec;
+    res->route = str(rec, "name");
+    kind = str(rec, "endpoint");
+    if (kind != NULL && schema_endpoint_parse(kind) != (int)in->ep) {
         res->status = RESOLVE_WRONG_ENDPOINT;
         return 1;
     }
-    route_candidates(r, res);
+    route_candidates(r, in, res);
     return 1;
 }
+
+/* Looks the route NAME up, most specific scope first (the caller's key,
+ * its tenant, global); returns 1 if a route was found. */
+static int try_route(store_reader_t *r, const resolve_in_t *in, const char *name, resolution_t *res)
+{
+    char scope[200];
+    cJSON *rec = NULL;
+    if (*in->key_id) {
+        snprintf(scope, sizeof(scope), "key:%s", in->key_id);
+        rec = store_get_route(r, scope, in->router, name);
+    }
+    if (rec == NULL && *in->tenant) {
+        snprintf(scope, sizeof(scope), "tenant:%s", in->tenant);
+        rec = store_get_route(r, scope, in->router, name);
+    }
+    if (rec == NULL) {
+        snprintf(scope, sizeof(scope), "global");
+        rec = store_get_route(r, scope, in->router, name);
+    }
+    if (rec == NULL)
+        return 0;
+    snprintf(res->why, sizeof(res->why), "route \"%.200s\" in scope %.100s", name, scope);
+    return use_route(r, in, rec, res);
+}
+
+/* --- glob pools -------------------------------------------------------- */
+
+typedef struct glob_scan {
+    const resolve_in_t *in;
+    char id[64], pattern[300], scope[200];
+    int tried;
+} glob_scan_t;
+
+static int scope_of_caller(const resolve_in_t *in, const char *scope)
+{
+    if (strcmp(scope, "global") == 0)
+        return 1;
+    if (strncmp(scope, "tenant:", 7) == 0)
+        return *in->tenant && strcmp(scope + 7, in->tenant) == 0;
+    return strncmp(scope, "key:", 4) == 0 && *in->key_id && strcmp(scope + 4, in->key_id) == 0;
+}
+
+static int on_glob(const char *id, const char *scope, const char *endpoint, const char *pattern, void *arg)
+{
+    glob_scan_t *g = arg;
+    if (!scope_of_caller(g->in, scope) || schema_endpoint_parse(endpoint) != (int)g->in->ep)
+        return 0;
+    g->tried++;
+    if (fnmatch(pattern, g->in->model, 0) != 0)
+        return 0;
+    snprintf(g->id, sizeof(g->id), "%s", id);
+    snprintf(g->pattern, sizeof(g->pattern), "%s", pattern);
+    snprintf(g->scope, sizeof(g->scope), "%s", scope);
+    return 1;
+}
+
+/* SPEC 2 step 3: the first pool, by priority, whose pattern matches. Pools
+ * of other endpoint kinds and other callers' scopes are passed over. */
+static int try_globs(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
+{
+    glob_scan_t g;
+    cJSON *rec;
+    memset(&g, 0, sizeof(g));
+    g.in = in;
+    store_each_glob(r, in->router, on_glob, &g);
+    if (!g.id[0] || (rec = store_get_route_by_id(r, g.id)) == NULL)
+        return 0;
+    snprintf(res->why, sizeof(res->why), "pool \"%.120s\" (priority %g, scope %.60s) matched after %d pattern%s",
+             g.pattern, num(rec, "priority", 0), g.scope, g.tried, g.tried == 1 ? "" : "s");
+    res->rule = "glob";
+    return use_route(r, in, rec, res);
+}
+
+/* --- aliases ----------------------------------------------------------- */
 
 typedef struct alias_scan {
     resolution_t *res;
@@ -154,20 +450,18 @@ static void on_provider(const cJSON *p, void *arg)
     if (m != NULL && flag(m, "bare_alias", 0)) {
         cJSON *copy = cJSON_Duplicate(p, 1);
         if (copy != NULL)
-            add_candidate(a->res, copy, str(provider_model(copy, a->model), "name"));
+            add_candidate(a->res, copy, str(provider_model(copy, a->model), "name"), NULL);
     }
 }
 
-void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const char *router,
-                   const char *key_id, const char *tenant, resolution_t *res)
+void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
 {
-    const caller_t who = { key_id, tenant };
-    const char *slash;
+    const char *model = in->model, *slash;
     memset(res, 0, sizeof(*res));
     res->status = RESOLVE_OK;
 
-    if (*router != '\0') {
-        cJSON *rt = store_get_router(r, router);
+    if (*in->router != '\0') {
+        cJSON *rt = store_get_router(r, in->router);
         int active = rt != NULL && flag(rt, "active", 1);
         cJSON_Delete(rt);
         if (!active) {
@@ -177,14 +471,14 @@ void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const ch
     }
     if (strncmp(model, "route::", 7) == 0) {
         res->rule = "route";
-        if (!try_route(r, ep, model + 7, router, &who, res))
+        if (!try_route(r, in, model + 7, res))
             res->status = RESOLVE_NOT_FOUND;
         return;
     }
     res->rule = "exact";
-    if (try_route(r, ep, model, router, &who, res))
+    if (try_route(r, in, model, res) || try_globs(r, in, res))
         return;
-    if (*router != '\0') {           /* a router serves only its own routes */
+    if (*in->router != '\0') {           /* a router serves only its own routes */
         res->status = RESOLVE_NOT_FOUND;
         return;
     }
@@ -198,7 +492,8 @@ void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const ch
             p = store_get_provider(r, pname);
             if (p != NULL && flag(p, "enabled", 1) && provider_model(p, slash + 1) != NULL) {
                 res->rule = "provider_model";
-                add_candidate(res, p, str(provider_model(p, slash + 1), "name"));
+                snprintf(res->why, sizeof(res->why), "provider \"%s\" lists the model", pname);
+                add_candidate(res, p, str(provider_model(p, slash + 1), "name"), NULL);
                 return;
             }
             cJSON_Delete(p);
@@ -208,6 +503,8 @@ void resolve_model(store_reader_t *r, endpoint_t ep, const char *model, const ch
     store_each(r, STORE_PROVIDERS, on_provider, &a);
     if (res->ncand > 0) {
         res->rule = "bare_alias";
+        snprintf(res->why, sizeof(res->why), "%d provider%s list%s the model with bare_alias", res->ncand,
+                 res->ncand == 1 ? "" : "s", res->ncand == 1 ? "s" : "");
         return;
     }
     res->rule = NULL;

@@ -254,6 +254,50 @@ static int one_of(const char *s, const char *const *list)
     return 0;
 }
 
+/* 1 when V is an array of 1-64 character strings. */
+static int string_list(const cJSON *v)
+{
+    const cJSON *e;
+    if (!cJSON_IsArray(v))
+        return 0;
+    cJSON_ArrayForEach(e, v)
+        if (!cJSON_IsString(e) || e->valuestring[0] == '\0' || strlen(e->valuestring) > 64)
+            return 0;
+    return 1;
+}
+
+/* A route's provider preferences (EUrouter / OpenRouter). */
+static int check_prefs(const cJSON *p, const field_t *fields, size_t n, char *err, size_t errlen)
+{
+    static const char *const lists[] = { "order", "only", "ignore", NULL };
+    const cJSON *v;
+    if (check_fields(p, fields, n, "provider.", err, errlen) < 0)
+        return -1;
+    for (const char *const *l = lists; *l; l++) {
+        v = cJSON_GetObjectItemCaseSensitive(p, *l);
+        if (v != NULL && !cJSON_IsNull(v) && !string_list(v)) {
+            snprintf(err, errlen, "provider.%s: must be an array of provider names", *l);
+            return -1;
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(p, "sort");
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "price") != 0 && strcmp(v->valuestring, "latency") != 0) {
+        snprintf(err, errlen, "provider.sort: must be \"price\" or \"latency\"");
+        return -1;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(p, "data_collection");
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "allow") != 0 && strcmp(v->valuestring, "deny") != 0) {
+        snprintf(err, errlen, "provider.data_collection: must be \"allow\" or \"deny\"");
+        return -1;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(p, "data_residency");
+    if (v != NULL && !cJSON_IsNull(v) && !(cJSON_IsString(v) && v->valuestring[0] != '\0') && !string_list(v)) {
+        snprintf(err, errlen, "provider.data_residency: must be a region or an array of regions");
+        return -1;
+    }
+    return 0;
+}
+
 int schema_route_normalise(cJSON *r, char *err, size_t errlen)
 {
     static const field_t fields[] = {
@@ -269,7 +313,12 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     static const field_t target_fields[] = {
         { "provider", F_STR, 1, 64 }, { "model", F_STR, 1, 255 }, { "weight", F_NUM, 0, 1e6 },
         { "order", F_INT, 0, 1000000 }, { "enabled", F_BOOL, 0, 0 },
-        { "max_in_flight", F_INT, 1, 10000 },
+        { "max_in_flight", F_INT, 1, 10000 }, { "variant", F_STR, 1, 64 },
+    };
+    static const field_t pref_fields[] = {
+        { "order", F_ARRAY, 0, 0 }, { "only", F_ARRAY, 0, 0 }, { "ignore", F_ARRAY, 0, 0 },
+        { "allow_fallbacks", F_BOOL, 0, 0 }, { "sort", F_STR, 1, 16 }, { "data_collection", F_STR, 1, 16 },
+        { "data_residency", F_ANY, 0, 0 }, { "eu_owned", F_BOOL, 0, 0 },
     };
     static const field_t retry_fields[] = {
         { "max_429_retries", F_INT, 0, 10 }, { "retry_after_cap_s", F_NUM, 0, 180 },
@@ -290,6 +339,9 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     v = cJSON_GetObjectItemCaseSensitive(r, "retry");
     if (v != NULL && !cJSON_IsNull(v) &&
         check_fields(v, retry_fields, 2, "retry.", err, errlen) < 0)
+        return -1;
+    if ((v = cJSON_GetObjectItemCaseSensitive(r, "provider")) != NULL && !cJSON_IsNull(v) &&
+        check_prefs(v, pref_fields, sizeof(pref_fields) / sizeof(pref_fields[0]), err, errlen) < 0)
         return -1;
     set_default(r, "endpoint", cJSON_CreateString("chat"));
     v = cJSON_GetObjectItemCaseSensitive(r, "endpoint");

@@ -1,14 +1,17 @@
 /* store.c - LMDB environment, the workers' read path, and the one write path shared by the admin API and the seed import.
  *
  * Records are stored as normalised JSON (schema.c). Tables:
- *   meta         "schema_version" -> "2"
+ *   meta         "schema_version" -> "3"
  *   providers    name -> provider JSON
  *   routes       id -> route JSON
  *   route_names  scope NUL router NUL name -> id
+ *   route_globs  router NUL priority (4 bytes, highest first) id -> scope NUL endpoint NUL name
+ *                (routes whose name is a glob pattern: the pools)
  *   routers      slug -> router JSON
  *   keys         SHA-256 of the secret (hex) -> key JSON (never the secret)
  *   key_ids      id -> SHA-256 hex
- * Version 1 stores (no keys tables) are upgraded in place when opened.
+ * Older stores are upgraded in place when opened (1 lacked the keys tables,
+ * 1 and 2 the glob index, which is then built from the routes).
  * A worker keeps one read transaction and renews/resets it around each
  * lookup (DESIGN.md: a read txn held across a loop turn pins old pages). */
 #include "store.h"
@@ -17,17 +20,18 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION "2"
+#define SCHEMA_VERSION "3"
 #define MAX_READERS 512
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, route_names, key_ids;
+    MDB_dbi meta, route_names, route_globs, key_ids;
     MDB_dbi tbl[STORE__TABLES];   /* by store_table_t */
 };
 
@@ -49,6 +53,73 @@ struct store_reader {
 static int open_dbi(MDB_txn *txn, const char *name, MDB_dbi *dbi)
 {
     return mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+}
+
+static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+int store_is_glob(const char *name)
+{
+    return strpbrk(name, "*?[") != NULL;
+}
+
+/* Key of the glob index: router NUL, the priority as 4 big-endian bytes
+ * ordering highest first, the id. */
+static size_t glob_key(char *buf, size_t cap, const cJSON *route)
+{
+    const char *router = str_or(route, "router", ""), *id = str_or(route, "id", "");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(route, "priority");
+    uint32_t rank = 0x7fffffffu - (uint32_t)(int32_t)(cJSON_IsNumber(p) ? p->valuedouble : 0);
+    size_t a = strlen(router), b = strlen(id);
+    if (a + 1 + 4 + b > cap)
+        return 0;
+    memcpy(buf, router, a + 1);
+    buf[a + 1] = (char)(rank >> 24);
+    buf[a + 2] = (char)(rank >> 16);
+    buf[a + 3] = (char)(rank >> 8);
+    buf[a + 4] = (char)rank;
+    memcpy(buf + a + 5, id, b);
+    return a + 5 + b;
+}
+
+/* Adds (ADD) or removes ROUTE's entry in the glob index, if it is a pool. */
+static int index_glob(store_t *s, MDB_txn *txn, const cJSON *route, int add)
+{
+    char key[512], val[640];
+    const char *scope = str_or(route, "scope", "global"), *name = str_or(route, "name", "");
+    const char *ep = str_or(route, "endpoint", "chat");
+    MDB_val k, v;
+    int rc;
+    if (!store_is_glob(name) || (k.mv_size = glob_key(key, sizeof(key), route)) == 0)
+        return 0;
+    k.mv_data = key;
+    if (!add)
+        return (rc = mdb_del(txn, s->route_globs, &k, NULL)) == MDB_NOTFOUND ? 0 : rc;
+    v.mv_size = (size_t)snprintf(val, sizeof(val), "%s%c%s%c%s", scope, '\0', ep, '\0', name);
+    if (v.mv_size >= sizeof(val))
+        return EINVAL;
+    v.mv_data = val;
+    return mdb_put(txn, s->route_globs, &k, &v, 0);
+}
+
+static int index_all_globs(store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->tbl[STORE_ROUTES], &c), err = 0;
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && err == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *r = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        if (r != NULL)
+            err = index_glob(s, txn, r, 1);
+        cJSON_Delete(r);
+    }
+    mdb_cursor_close(c);
+    return err;
 }
 
 store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
@@ -82,6 +153,7 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
         (rc = open_dbi(txn, "meta", &s->meta)) != 0 ||
         (rc = open_dbi(txn, "route_names", &s->route_names)) != 0 ||
+        (rc = open_dbi(txn, "route_globs", &s->route_globs)) != 0 ||
         (rc = open_dbi(txn, "key_ids", &s->key_ids)) != 0) {
         snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
         goto fail;
@@ -95,8 +167,12 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
     k.mv_data = "schema_version";
     k.mv_size = strlen("schema_version");
     rc = mdb_get(txn, s->meta, &k, &v);
-    /* version 1 lacked the keys tables, which were just created */
-    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data == '1')) {
+    /* the tables a version 1 or 2 store lacked were just created */
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && (*(char *)v.mv_data == '1' || *(char *)v.mv_data == '2'))) {
+        if (rc == 0 && (rc = index_all_globs(s, txn)) != 0) {
+            snprintf(err, errlen, "data_dir %s: upgrading the store: %s", dir, mdb_strerror(rc));
+            goto fail;
+        }
         v.mv_data = SCHEMA_VERSION;
         v.mv_size = strlen(SCHEMA_VERSION);
         rc = mdb_put(txn, s->meta, &k, &v, 0);
@@ -168,11 +244,6 @@ static size_t name_key(char *buf, size_t cap, const char *scope, const char *rou
     return a + b + c + 2;
 }
 
-static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
 
 store_reader_t *store_reader_new(store_t *s)
 {
@@ -239,6 +310,49 @@ cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router,
         out = cJSON_ParseWithLength(v.mv_data, v.mv_size);
     mdb_txn_reset(r->txn);
     return out;
+}
+
+void store_each_glob(store_reader_t *r, const char *router, store_glob_fn fn, void *arg)
+{
+    size_t rl = strlen(router) + 1;
+    MDB_cursor *c;
+    MDB_val k = { rl, (void *)router }, v;
+    if (mdb_txn_renew(r->txn) != 0)
+        return;
+    if (mdb_cursor_open(r->txn, r->s->route_globs, &c) == 0) {
+        int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        for (; rc == 0 && k.mv_size > rl + 4 && memcmp(k.mv_data, router, rl) == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            char id[64], fields[3][320];
+            const char *val = v.mv_data, *end = val + v.mv_size;
+            size_t idl = k.mv_size - rl - 4;
+            int nf = 0;
+            if (idl >= sizeof(id))
+                continue;
+            memcpy(id, (char *)k.mv_data + rl + 4, idl);
+            id[idl] = '\0';
+            while (nf < 3 && val <= end) {     /* scope, endpoint, name */
+                const char *nul = memchr(val, '\0', (size_t)(end - val));
+                size_t n = nul != NULL ? (size_t)(nul - val) : (size_t)(end - val);
+                if (n >= sizeof(fields[0]))
+                    break;
+                memcpy(fields[nf], val, n);
+                fields[nf++][n] = '\0';
+                val += n + 1;
+            }
+            if (nf != 3)
+                continue;
+            if (fn(id, fields[0], fields[1], fields[2], arg))
+                break;
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_reset(r->txn);
+}
+
+cJSON *store_get_route_by_id(store_reader_t *r, const char *id)
+{
+    return get_json(r, r->s->tbl[STORE_ROUTES], id, strlen(id));
 }
 
 void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
@@ -518,7 +632,9 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
      * replaces a route under another id) */
     if (old_key != NULL && strcmp(old_key, key) != 0 && (rc = del_key(txn, dbi, old_key, strlen(old_key))) != 0)
         goto dberr;
-    if (oklen > 0 && (rc = del_key(txn, s->route_names, okey, oklen)) != 0)
+    if (oklen > 0 && ((rc = del_key(txn, s->route_names, okey, oklen)) != 0 || (rc = index_glob(s, txn, old, 0)) != 0))
+        goto dberr;
+    if (t == STORE_ROUTES && (rc = index_glob(s, txn, rec, 1)) != 0)
         goto dberr;
     if (nklen > 0 && (rc = put_str(txn, s->route_names, nkey, nklen, key)) != 0)
         goto dberr;
@@ -577,10 +693,11 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
         st = STORE_CONFLICT;
         goto out;
     }
-    if (t == STORE_ROUTES)
-        rc = del_key(txn, s->route_names, nkey,
-                     name_key(nkey, sizeof(nkey), str_or(old, "scope", "global"), str_or(old, "router", ""),
-                              str_or(old, "name", "")));
+    if (t == STORE_ROUTES &&
+        (rc = del_key(txn, s->route_names, nkey,
+                      name_key(nkey, sizeof(nkey), str_or(old, "scope", "global"), str_or(old, "router", ""),
+                               str_or(old, "name", "")))) == 0)
+        rc = index_glob(s, txn, old, 0);
     if (t == STORE_KEYS)
         rc = del_key(txn, s->key_ids, id, strlen(id));
     if (rc != 0 || (rc = del_key(txn, s->tbl[t], key, strlen(key))) != 0) {

@@ -1,0 +1,28 @@
+/* tally.h - process-wide counters shared by all workers without locks: round-robin positions, A/B variant counts, observed latency. */
+#ifndef TURNOUT_TALLY_H
+#define TURNOUT_TALLY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* One named slot. Counters are updated with relaxed atomics: each is exact
+ * on its own, a reader may see one a moment before another. */
+typedef struct tally {
+    _Atomic uint64_t key;          /* hash of the name; 0 = free */
+    _Atomic uint64_t n;            /* round-robin position, or requests */
+    _Atomic uint64_t errors;
+    _Atomic uint64_t total_us;     /* summed latency */
+    _Atomic uint64_t ewma_us;      /* smoothed time to first byte, 0 = none yet */
+} tally_t;
+
+/* The slot for NAME (e.g. "rr:ROUTE-ID"), created on first use. NULL when
+ * the table is full (callers fall back: a random pick, no counts). */
+tally_t *tally_get(const char *name);
+
+/* The slot for NAME if it exists, else NULL (never creates). */
+tally_t *tally_find(const char *name);
+
+/* Folds a time-to-first-byte sample into the slot's moving average. */
+void tally_observe_ttfb(tally_t *t, double ms);
+
+#endif
