@@ -30,6 +30,7 @@
 #include "auth.h"
 #include "edge.h"
 #include "jscan.h"
+#include "resolve.h"
 #include "schema.h"
 #include "store.h"
 
@@ -680,6 +681,157 @@ static void serve_delete(evhtp_request_t *req, const caller_t *who, const collec
     cJSON_Delete(out);
 }
 
+/* --- dry-run ----------------------------------------------------------- */
+
+static void add_str_or_null(cJSON *obj, const char *name, const char *v)
+{
+    if (v != NULL && *v)
+        cJSON_AddStringToObject(obj, name, v);
+    else
+        cJSON_AddNullToObject(obj, name);
+}
+
+/* POST /v1/model-routes/dry-run {model, endpoint?, router?, key_id?,
+ * tenant?, user?}: resolves as a request from that caller would, calling no
+ * provider, and shows the rule, why it matched and every candidate with its
+ * availability. A tenant_admin asks for its own tenant only. */
+static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
+{
+    static const char *const status_code[] = {
+        [RESOLVE_OK] = NULL, [RESOLVE_NOT_FOUND] = "model_not_found", [RESOLVE_WRONG_ENDPOINT] = "wrong_endpoint",
+        [RESOLVE_DISABLED] = "route_disabled", [RESOLVE_NO_ROUTER] = "router_not_found",
+    };
+    static const int status_http[] = {
+        [RESOLVE_OK] = 200, [RESOLVE_NOT_FOUND] = 404, [RESOLVE_WRONG_ENDPOINT] = 400,
+        [RESOLVE_DISABLED] = 503, [RESOLVE_NO_ROUTER] = 404,
+    };
+    cJSON *body = body_object(req), *out, *arr, *key = NULL;
+    const cJSON *m;
+    const char *model, *ep_name, *tenant, *key_id;
+    resolution_t res;
+    resolve_in_t in;
+    char label[600];
+    int ep;
+
+    if (body == NULL)
+        return;
+    cJSON_ArrayForEach(m, body) {
+        static const char *const allowed[] = { "model", "endpoint", "router", "key_id", "tenant", "user", NULL };
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(*a, m->string) == 0;
+        if (!ok || !cJSON_IsString(m)) {
+            reply_error(req, 400, "%s: %s", m->string, ok ? "must be a string" : "unknown field");
+            cJSON_Delete(body);
+            return;
+        }
+    }
+    model = str_or(body, "model", NULL);
+    ep_name = str_or(body, "endpoint", "chat");
+    key_id = str_or(body, "key_id", "");
+    tenant = str_or(body, "tenant", "");
+    if (model == NULL || *model == '\0') {
+        reply_error(req, 400, "model: required");
+        goto out;
+    }
+    if ((ep = schema_endpoint_parse(ep_name)) < 0) {
+        reply_error(req, 400, "endpoint: must be one of chat, completions, embeddings, audio_speech, "
+                              "audio_transcription, image_generation");
+        goto out;
+    }
+    if (*key_id) {          /* a key's own tenant; another tenant's key is as unknown */
+        key = store_find(admin.gw->store, STORE_KEYS, key_id);
+        if (key == NULL || !visible(who, STORE_KEYS, key)) {
+            reply_error(req, 404, "no key with id %s", key_id);
+            goto out;
+        }
+        tenant = str_or(key, "tenant", "");
+    }
+    if (who->role == ROLE_TENANT_ADMIN) {
+        if (*tenant && strcmp(tenant, who->tenant) != 0) {
+            reply_error(req, 403, "tenant: a tenant_admin key dry-runs for tenant %s only", who->tenant);
+            goto out;
+        }
+        tenant = who->tenant;
+    }
+    in = (resolve_in_t){ (endpoint_t)ep, model, str_or(body, "router", ""), key_id, tenant,
+                         *str_or(body, "user", "") ? str_or(body, "user", "") : key_id, 1 };
+    resolve_model(admin.reader, &in, &res);
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "object", "model_route.dry_run");
+    cJSON_AddStringToObject(out, "model", model);
+    cJSON_AddStringToObject(out, "endpoint", ep_name);
+    add_str_or_null(out, "router", in.router);
+    add_str_or_null(out, "key_id", key_id);
+    add_str_or_null(out, "tenant", tenant);
+    cJSON_AddNumberToObject(out, "status", status_http[res.status]);
+    add_str_or_null(out, "code", status_code[res.status]);
+    add_str_or_null(out, "rule", res.rule);
+    add_str_or_null(out, "why", res.why);
+    if (res.route_rec != NULL) {
+        cJSON *rt = cJSON_AddObjectToObject(out, "route");
+        static const char *const fields[] = { "id", "name", "scope", "router", "endpoint", "strategy", "priority",
+                                              "enabled", NULL };
+        for (const char *const *f = fields; *f; f++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(res.route_rec, *f);
+            if (v != NULL)
+                cJSON_AddItemToObject(rt, *f, cJSON_Duplicate(v, 1));
+        }
+    } else {
+        cJSON_AddNullToObject(out, "route");
+    }
+    add_str_or_null(out, "variant", res.variant);
+    arr = cJSON_AddArrayToObject(out, "candidates");
+    for (int i = 0; i < res.ncand; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "provider", res.cand[i].provider);
+        cJSON_AddStringToObject(c, "model", res.cand[i].model);
+        if (res.cand[i].target != NULL)
+            cJSON_AddStringToObject(c, "variant", resolve_variant_label(res.cand[i].target, label, sizeof(label)));
+        cJSON_AddTrueToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", "usable");
+        cJSON_AddItemToArray(arr, c);
+    }
+    for (int i = 0; i < res.ndropped; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "provider", res.dropped[i].provider);
+        cJSON_AddStringToObject(c, "model", res.dropped[i].model);
+        cJSON_AddFalseToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", res.dropped[i].state);
+        add_str_or_null(c, "filter", res.dropped[i].detail);
+        cJSON_AddItemToArray(arr, c);
+    }
+    if (res.route_rec != NULL && strcmp(str_or(res.route_rec, "strategy", ""), "ab") == 0) {
+        const cJSON *t;
+        cJSON *vs = cJSON_AddArrayToObject(out, "variants");
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(res.route_rec, "targets")) {
+            char name[700];
+            const char *lab = resolve_variant_label(t, label, sizeof(label));
+            cJSON *v = cJSON_CreateObject();
+            tally_t *tl;
+            uint64_t n = 0, errs = 0, us = 0;
+            snprintf(name, sizeof(name), "ab:%s:%s", str_or(res.route_rec, "id", ""), lab);
+            if ((tl = tally_find(name)) != NULL) {
+                n = atomic_load_explicit(&tl->n, memory_order_relaxed);
+                errs = atomic_load_explicit(&tl->errors, memory_order_relaxed);
+                us = atomic_load_explicit(&tl->total_us, memory_order_relaxed);
+            }
+            cJSON_AddStringToObject(v, "variant", lab);
+            cJSON_AddNumberToObject(v, "weight", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "weight")));
+            cJSON_AddNumberToObject(v, "requests", (double)n);
+            cJSON_AddNumberToObject(v, "errors", (double)errs);
+            cJSON_AddNumberToObject(v, "mean_latency_ms", n ? (double)us / 1000.0 / (double)n : 0);
+            cJSON_AddItemToArray(vs, v);
+        }
+    }
+    resolve_free(&res);
+    reply_json(req, 200, out);
+    cJSON_Delete(out);
+out:
+    cJSON_Delete(key);
+    cJSON_Delete(body);
+}
+
 /* --- key last use ------------------------------------------------------ */
 
 int admin_key_use_stale(const char *last_used_at)
@@ -770,6 +922,13 @@ static void on_request(evhtp_request_t *req, void *arg)
         return;
     if (who.role == ROLE_USER) {
         reply_error(req, 403, "this key has the user role: it may call the data plane, not the admin API");
+        return;
+    }
+    if (strcmp(path, "/v1/model-routes/dry-run") == 0) {
+        if (m == htp_method_POST)
+            serve_dry_run(req, &who);
+        else
+            reply_not_allowed(req, "POST");
         return;
     }
     for (size_t i = 0; i < sizeof(collections) / sizeof(collections[0]); i++) {

@@ -730,29 +730,50 @@ static int route_allowed(const req_t *r)
     return 0;
 }
 
+/* GET /v1/models: what the caller may name. */
 typedef struct models_list {
     cJSON *data;
+    cJSON *seen;                 /* names listed so far (a set) */
+    const req_t *r;
+    const char *router;
 } models_list_t;
 
-static void add_model(cJSON *data, const char *id, const char *owner)
+static void add_model(models_list_t *l, const char *id, const char *owner)
 {
-    cJSON *m = cJSON_CreateObject();
+    cJSON *m;
+    if (cJSON_GetObjectItemCaseSensitive(l->seen, id) != NULL)
+        return;                  /* a name in several scopes, or a bare alias on several providers */
+    cJSON_AddItemToObject(l->seen, id, cJSON_CreateTrue());
+    m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "id", id);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", owner);
-    cJSON_AddItemToArray(data, m);
+    cJSON_AddItemToArray(l->data, m);
 }
 
+/* A route is listed when the caller's scopes and router reach it, it is a
+ * name rather than a pool pattern, and the key's allowed_routes (if any)
+ * name it. */
 static void on_list_route(const cJSON *rec, void *arg)
 {
     models_list_t *l = arg;
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(rec, "name");
-    const cJSON *scope = cJSON_GetObjectItemCaseSensitive(rec, "scope");
-    const cJSON *router = cJSON_GetObjectItemCaseSensitive(rec, "router");
-    if (cJSON_IsString(name) && cJSON_IsString(scope) && strcmp(scope->valuestring, "global") == 0 &&
-        !cJSON_IsString(router))
-        add_model(l->data, name->valuestring, "turnout");
+    const req_t *r = l->r;
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "name"));
+    const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "scope"));
+    const char *router = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "router"));
+    const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(r->key_rec, "allowed_routes"), *a;
+    int ok = cJSON_GetArraySize(allowed) == 0;
+    if (name == NULL || scope == NULL || store_is_glob(name) || strcmp(router ? router : "", l->router) != 0)
+        return;
+    if (!(strcmp(scope, "global") == 0 ||
+          (strncmp(scope, "tenant:", 7) == 0 && r->tenant[0] && strcmp(scope + 7, r->tenant) == 0) ||
+          (strncmp(scope, "key:", 4) == 0 && r->key_id[0] && strcmp(scope + 4, r->key_id) == 0)))
+        return;
+    cJSON_ArrayForEach(a, allowed)
+        ok |= cJSON_IsString(a) && strcmp(a->valuestring, name) == 0;
+    if (ok)
+        add_model(l, name, "turnout");
 }
 
 static void on_list_provider(const cJSON *p, void *arg)
@@ -767,9 +788,9 @@ static void on_list_provider(const cJSON *p, void *arg)
         if (!cJSON_IsString(mn) || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
             continue;
         snprintf(id, sizeof(id), "%s/%s", pn->valuestring, mn->valuestring);
-        add_model(l->data, id, pn->valuestring);
+        add_model(l, id, pn->valuestring);
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "bare_alias")))
-            add_model(l->data, mn->valuestring, pn->valuestring);
+            add_model(l, mn->valuestring, pn->valuestring);
     }
 }
 
@@ -786,26 +807,30 @@ static void reply_json(req_t *r, int status, const char *text)
 
 static void serve_models(req_t *r, const char *router)
 {
-    models_list_t l;
+    models_list_t l = { NULL, cJSON_CreateObject(), r, router };
     cJSON *root = cJSON_CreateObject();
     char *text;
     cJSON_AddStringToObject(root, "object", "list");
     l.data = cJSON_AddArrayToObject(root, "data");
-    if (*router == '\0') {
-        store_each(r->w->reader, STORE_ROUTES, on_list_route, &l);
-        store_each(r->w->reader, STORE_PROVIDERS, on_list_provider, &l);
-    } else {
+    if (*router != '\0') {
         cJSON *rt = store_get_router(r->w->reader, router);
         if (rt == NULL || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"))) {
             cJSON_Delete(rt);
             cJSON_Delete(root);
+            cJSON_Delete(l.seen);
             reply_no_router(r, router);
             return;
         }
         cJSON_Delete(rt);
     }
+    store_each(r->w->reader, STORE_ROUTES, on_list_route, &l);
+    /* PROVIDER/MODEL names and bare aliases: outside routers, for keys not
+     * limited to named routes */
+    if (*router == '\0' && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r->key_rec, "allowed_routes")) == 0)
+        store_each(r->w->reader, STORE_PROVIDERS, on_list_provider, &l);
     text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
+    cJSON_Delete(l.seen);
     if (text == NULL) {
         reply_error(r, 500, "server_error", "internal_error", NULL, "out of memory");
         return;

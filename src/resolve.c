@@ -174,7 +174,8 @@ static double latency_of(const candidate_t *c)
     tally_t *t;
     snprintf(name, sizeof(name), "lat:%s/%s", c->provider, c->model);
     t = tally_find(name);
-    return t != NULL && t->ewma_us > 0 ? (double)t->ewma_us : INFINITY;   /* unmeasured go last */
+    /* unmeasured targets go first, so each is measured once */
+    return t != NULL ? (double)atomic_load_explicit(&t->ewma_us, memory_order_relaxed) : 0;
 }
 
 /* Reorders the candidates by PREFS: providers named in "order" first, in
