@@ -44,6 +44,10 @@ $(BUILD)/unit/%: test/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) $< $(filter-out $(OBJDIR)/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) $(LDLIBS) -o $@
 
+# Resolution micro-benchmark (bench/resolve.sh runs it).
+$(BUILD)/bench_resolve: bench/resolve.c $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB_OBJ) $(LDLIBS) -o $@
+
 # `make test` builds everything under ASan+UBSan and runs the unit and integration suites
 # (plus the optimised build, which the memory tests measure).
 test:

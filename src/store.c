@@ -585,7 +585,7 @@ static int put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, cons
 /* Writes REC inside TXN (see store_put); the seed import and the admin API
  * share it, so both check the same things. Route shorthand is expanded into
  * REC here, against the providers of this transaction. Returns STORE_OK or
- * an error status; an LMDB failure is returned as -(its code). */
+ * an error status (an LMDB failure as commit_status maps it). */
 static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const char *old_id, char *err,
                   size_t errlen)
 {
@@ -649,7 +649,7 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
         goto dberr;
     goto out;
 dberr:
-    st = -rc;
+    st = commit_status(rc, err, errlen);   /* 507 for a full map, else 500 */
 out:
     cJSON_Delete(old);
     return st;
@@ -664,7 +664,7 @@ int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char 
     st = put_in(s, txn, t, rec, old_id, err, errlen);
     if (st != STORE_OK) {
         mdb_txn_abort(txn);
-        return st < 0 ? commit_status(-st, err, errlen) : st;
+        return st;
     }
     if ((rc = mdb_txn_commit(txn)) != 0)
         return commit_status(rc, err, errlen);
@@ -886,8 +886,6 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
         st = put_in(s, txn, t, rec, old != NULL ? str_or(old, "id", "") : NULL, msg, sizeof(msg));
         cJSON_Delete(old);
         if (st != STORE_OK) {
-            if (st < 0)
-                commit_status(-st, msg, sizeof(msg));
             snprintf(err, errlen, "seed %s: %s[%d].%s", file, tables[t].name, i, msg);
             return -1;
         }

@@ -1,0 +1,120 @@
+/* bench/resolve.c - the cost of resolving a model name against a store of N routes.
+ *
+ * usage: bench_resolve DIR N [POOLS]
+ * Builds a store in DIR (which must not exist) with N exact routes and POOLS
+ * glob pools (default 1000) through the seed import, then measures:
+ *   open_ms       store_open + store_is_empty on the filled store (start-up)
+ *   exact_us      one resolution of a random existing route name
+ *   glob_miss_us  a name no pool matches: every pattern is tried, then the
+ *                 PROVIDER/MODEL and bare-alias steps, then 404
+ *   glob_last_us  a name only the lowest-priority pool matches
+ * and prints them as one JSON object. */
+#include "resolve.h"
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* Mean microseconds per resolution of the names NAME(i) for i < ITERS. */
+static double timed(store_reader_t *r, int iters, const char *(*name)(int, char *), int want_status)
+{
+    char buf[64];
+    resolution_t res;
+    double t0 = now_us();
+    for (int i = 0; i < iters; i++) {
+        resolve_in_t in = { EP_CHAT, name(i, buf), "", "", "", "", 1 };
+        resolve_model(r, &in, &res);
+        if ((int)res.status != want_status) {
+            fprintf(stderr, "bench_resolve: %s resolved to status %d, expected %d\n", in.model, res.status,
+                    want_status);
+            exit(1);
+        }
+        resolve_free(&res);
+    }
+    return (now_us() - t0) / iters;
+}
+
+static long nroutes;
+
+static const char *random_route(int i, char *buf)
+{
+    (void)i;
+    snprintf(buf, 64, "route-%07ld", random() % nroutes);
+    return buf;
+}
+
+static const char *missing(int i, char *buf)
+{
+    snprintf(buf, 64, "no-such-model-%d", i);
+    return buf;
+}
+
+static const char *last_pool(int i, char *buf)
+{
+    snprintf(buf, 64, "pool-0000-%d", i);
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    char err[512], seed[4096];
+    long pools = argc > 3 ? atol(argv[3]) : 1000;
+    store_t *s;
+    store_reader_t *r;
+    FILE *f;
+    double t0, import_s, open_ms;
+
+    if (argc < 3 || (nroutes = atol(argv[2])) < 1 || pools < 0) {
+        fprintf(stderr, "usage: bench_resolve DIR N [POOLS]\n");
+        return 2;
+    }
+    snprintf(seed, sizeof(seed), "%s.seed.json", argv[1]);
+    if ((f = fopen(seed, "w")) == NULL) {
+        perror(seed);
+        return 1;
+    }
+    fprintf(f, "{\"providers\":[{\"name\":\"p\",\"base_url\":\"http://127.0.0.1:9/v1\","
+               "\"models\":[{\"name\":\"m\",\"bare_alias\":true}]}],\"routes\":[");
+    for (long i = 0; i < nroutes; i++)
+        fprintf(f, "%s{\"name\":\"route-%07ld\",\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}", i ? "," : "", i);
+    for (long i = 0; i < pools; i++)
+        fprintf(f, ",{\"name\":\"pool-%04ld-*\",\"priority\":%ld,\"targets\":[{\"provider\":\"p\",\"model\":\"m\"}]}",
+                i, i);
+    fprintf(f, "]}\n");
+    fclose(f);
+
+    t0 = now_us();
+    if ((s = store_open(argv[1], 8192, err, sizeof(err))) == NULL || store_import_seed(s, seed, err, sizeof(err)) < 0) {
+        fprintf(stderr, "bench_resolve: %s\n", err);
+        return 1;
+    }
+    import_s = (now_us() - t0) / 1e6;
+    store_close(s);
+    remove(seed);
+
+    t0 = now_us();
+    if ((s = store_open(argv[1], 8192, err, sizeof(err))) == NULL || store_is_empty(s)) {
+        fprintf(stderr, "bench_resolve: reopen: %s\n", err);
+        return 1;
+    }
+    open_ms = (now_us() - t0) / 1e3;
+    r = store_reader_new(s);
+    srandom(1);
+    timed(r, 20000, random_route, RESOLVE_OK);            /* warm the page cache */
+    printf("{\"routes\":%ld,\"pools\":%ld,\"import_s\":%.1f,\"open_ms\":%.3f,\"exact_us\":%.2f,"
+           "\"glob_miss_us\":%.2f,\"glob_last_us\":%.2f}\n",
+           nroutes, pools, import_s, open_ms, timed(r, 200000, random_route, RESOLVE_OK),
+           timed(r, 5000, missing, RESOLVE_NOT_FOUND), pools ? timed(r, 5000, last_pool, RESOLVE_OK) : 0.0);
+    store_reader_free(r);
+    store_close(s);
+    return 0;
+}
