@@ -40,6 +40,7 @@ result=$(/usr/bin/python3 - "$small_json" "$big_json" "$startup_ms" <<'PY'
 import json, sys
 small, big, startup = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 out = {"small": small, "big": big, "exact_ratio_big_over_small": round(big["exact_us"] / small["exact_us"], 3),
+       "exact_hot_ratio_big_over_small": round(big["exact_hot_us"] / small["exact_hot_us"], 3),
        "turnout_startup_ms_big_store": startup}
 print(json.dumps(out))
 PY
