@@ -34,6 +34,9 @@ int schema_key_normalise(cJSON *k, char *err, size_t errlen);
 /* 1 when S is a UUID in 8-4-4-4-12 hex form. */
 int schema_is_uuid(const char *s);
 
+/* The string member NAME of OBJ (which may be NULL), or DFLT. */
+const char *schema_str(const cJSON *obj, const char *name, const char *dflt);
+
 /* Writes a random (v4) UUID, 37 bytes with the NUL. */
 void schema_uuid(char out[37]);
 

@@ -212,12 +212,6 @@ static void unescape(char *s)
 
 /* --- who may see what ------------------------------------------------- */
 
-static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
 /* 1 when route scope SCOPE belongs to TENANT: tenant:TENANT, or key:K for
  * a key K of TENANT. */
 static int scope_in_tenant(const char *scope, const char *tenant)
@@ -226,7 +220,7 @@ static int scope_in_tenant(const char *scope, const char *tenant)
         return strcmp(scope + 7, tenant) == 0;
     if (strncmp(scope, "key:", 4) == 0) {
         cJSON *k = store_find(admin.gw->store, STORE_KEYS, scope + 4);
-        int mine = k != NULL && strcmp(str_or(k, "tenant", ""), tenant) == 0;
+        int mine = k != NULL && strcmp(schema_str(k, "tenant", ""), tenant) == 0;
         cJSON_Delete(k);
         return mine;
     }
@@ -239,8 +233,8 @@ static int visible(const caller_t *who, store_table_t t, const cJSON *rec)
     if (who->role == ROLE_ADMIN)
         return 1;
     switch (t) {
-    case STORE_ROUTES: return scope_in_tenant(str_or(rec, "scope", "global"), who->tenant);
-    case STORE_KEYS: return strcmp(str_or(rec, "tenant", ""), who->tenant) == 0;
+    case STORE_ROUTES: return scope_in_tenant(schema_str(rec, "scope", "global"), who->tenant);
+    case STORE_KEYS: return strcmp(schema_str(rec, "tenant", ""), who->tenant) == 0;
     default: return 1;     /* providers and routers are readable, not writable */
     }
 }
@@ -260,7 +254,7 @@ static int may_write(evhtp_request_t *req, const caller_t *who, const collection
                               "tenant's keys) only", who->tenant);
         return -1;
     }
-    if (col->table == STORE_KEYS && (!visible(who, STORE_KEYS, rec) || strcmp(str_or(rec, "role", ""), "admin") == 0)) {
+    if (col->table == STORE_KEYS && (!visible(who, STORE_KEYS, rec) || strcmp(schema_str(rec, "role", ""), "admin") == 0)) {
         reply_error(req, 403, "role: a tenant_admin key manages user and tenant_admin keys of tenant %s only",
                     who->tenant);
         return -1;
@@ -273,7 +267,7 @@ static int may_write(evhtp_request_t *req, const caller_t *who, const collection
 static cJSON *public_view(store_table_t t, const cJSON *rec)
 {
     cJSON *out = cJSON_Duplicate(rec, 1);
-    const char *key = str_or(rec, "api_key", NULL);
+    const char *key = schema_str(rec, "api_key", NULL);
     if (out == NULL)
         return NULL;
     if (t == STORE_PROVIDERS && key != NULL) {
@@ -321,14 +315,14 @@ static int keep_record(const cJSON *rec, void *arg)
     if (!visible(f->who, f->table, rec))
         return 0;
     if (f->table == STORE_KEYS)
-        return !f->tenant[0] || strcmp(str_or(rec, "tenant", ""), f->tenant) == 0;
+        return !f->tenant[0] || strcmp(schema_str(rec, "tenant", ""), f->tenant) == 0;
     if (f->table != STORE_ROUTES)
         return 1;
     if (!f->include_disabled && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rec, "enabled")))
         return 0;
-    return (!f->endpoint[0] || strcmp(str_or(rec, "endpoint", ""), f->endpoint) == 0) &&
-           (!f->router[0] || strcmp(str_or(rec, "router", ""), f->router) == 0) &&
-           (!f->scope[0] || strcmp(str_or(rec, "scope", ""), f->scope) == 0);
+    return (!f->endpoint[0] || strcmp(schema_str(rec, "endpoint", ""), f->endpoint) == 0) &&
+           (!f->router[0] || strcmp(schema_str(rec, "router", ""), f->router) == 0) &&
+           (!f->scope[0] || strcmp(schema_str(rec, "scope", ""), f->scope) == 0);
 }
 
 /* Copies a filter value, refusing one longer than any stored value can be. */
@@ -540,7 +534,7 @@ static const cJSON *enablement_target(const cJSON *rec)
 {
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(rec, "targets");
     const cJSON *t = cJSON_GetArrayItem(targets, 0);
-    if (cJSON_GetArraySize(targets) != 1 || strcmp(str_or(t, "model", ""), str_or(rec, "name", "\1")) != 0)
+    if (cJSON_GetArraySize(targets) != 1 || strcmp(schema_str(t, "model", ""), schema_str(rec, "name", "\1")) != 0)
         return NULL;
     return t;
 }
@@ -552,12 +546,12 @@ static const cJSON *enablement_target(const cJSON *rec)
 static int fold_enablement(evhtp_request_t *req, const caller_t *who, const collection_t *col, const cJSON *rec,
                            const cJSON *body)
 {
-    cJSON *old = store_find_route(admin.gw->store, str_or(rec, "scope", "global"), str_or(rec, "router", ""),
-                                  str_or(rec, "name", ""));
+    cJSON *old = store_find_route(admin.gw->store, schema_str(rec, "scope", "global"), schema_str(rec, "router", ""),
+                                  schema_str(rec, "name", ""));
     const cJSON *a = enablement_target(rec), *b = enablement_target(old);
     cJSON *merged, *before;
     char err[512];
-    if (a == NULL || b == NULL || strcmp(str_or(a, "provider", ""), str_or(b, "provider", "\1")) != 0 ||
+    if (a == NULL || b == NULL || strcmp(schema_str(a, "provider", ""), schema_str(b, "provider", "\1")) != 0 ||
         !visible(who, STORE_ROUTES, old)) {
         cJSON_Delete(old);
         return -1;
@@ -578,7 +572,7 @@ static int fold_enablement(evhtp_request_t *req, const caller_t *who, const coll
     cJSON_Delete(before);
     if (merged != NULL) {
         set_updated_now(merged);
-        validate_and_store(req, who, col, merged, str_or(old, "id", ""), NULL);
+        validate_and_store(req, who, col, merged, schema_str(old, "id", ""), NULL);
     }
     cJSON_Delete(old);
     return 0;
@@ -607,7 +601,7 @@ static void serve_create(evhtp_request_t *req, const caller_t *who, const collec
         if (col->table == STORE_ROUTES && cJSON_GetObjectItemCaseSensitive(rec, "scope") == NULL)
             cJSON_AddStringToObject(rec, "scope", scope);
         if (col->table == STORE_KEYS && cJSON_GetObjectItemCaseSensitive(rec, "tenant") == NULL &&
-            strcmp(str_or(rec, "role", ""), "admin") != 0)   /* an admin key is refused below, as 403 */
+            strcmp(schema_str(rec, "role", ""), "admin") != 0)   /* an admin key is refused below, as 403 */
             cJSON_AddStringToObject(rec, "tenant", who->tenant);
     }
     if (col->table == STORE_KEYS) {
@@ -726,10 +720,10 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
             return;
         }
     }
-    model = str_or(body, "model", NULL);
-    ep_name = str_or(body, "endpoint", "chat");
-    key_id = str_or(body, "key_id", "");
-    tenant = str_or(body, "tenant", "");
+    model = schema_str(body, "model", NULL);
+    ep_name = schema_str(body, "endpoint", "chat");
+    key_id = schema_str(body, "key_id", "");
+    tenant = schema_str(body, "tenant", "");
     if (model == NULL || *model == '\0') {
         reply_error(req, 400, "model: required");
         goto out;
@@ -745,7 +739,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
             reply_error(req, 404, "no key with id %s", key_id);
             goto out;
         }
-        tenant = str_or(key, "tenant", "");
+        tenant = schema_str(key, "tenant", "");
     }
     if (who->role == ROLE_TENANT_ADMIN) {
         if (*tenant && strcmp(tenant, who->tenant) != 0) {
@@ -754,8 +748,8 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         }
         tenant = who->tenant;
     }
-    in = (resolve_in_t){ (endpoint_t)ep, model, str_or(body, "router", ""), key_id, tenant,
-                         *str_or(body, "user", "") ? str_or(body, "user", "") : key_id, 1 };
+    in = (resolve_in_t){ (endpoint_t)ep, model, schema_str(body, "router", ""), key_id, tenant,
+                         *schema_str(body, "user", "") ? schema_str(body, "user", "") : key_id, 1 };
     resolve_model(admin.reader, &in, &res);
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "model_route.dry_run");
@@ -801,7 +795,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         add_str_or_null(c, "filter", res.dropped[i].detail);
         cJSON_AddItemToArray(arr, c);
     }
-    if (res.route_rec != NULL && strcmp(str_or(res.route_rec, "strategy", ""), "ab") == 0) {
+    if (res.route_rec != NULL && strcmp(schema_str(res.route_rec, "strategy", ""), "ab") == 0) {
         const cJSON *t;
         cJSON *vs = cJSON_AddArrayToObject(out, "variants");
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(res.route_rec, "targets")) {
@@ -810,7 +804,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
             cJSON *v = cJSON_CreateObject();
             tally_t *tl;
             uint64_t n = 0, errs = 0, us = 0;
-            snprintf(name, sizeof(name), "ab:%s:%s", str_or(res.route_rec, "id", ""), lab);
+            snprintf(name, sizeof(name), "ab:%s:%s", schema_str(res.route_rec, "id", ""), lab);
             if ((tl = tally_find(name)) != NULL) {
                 n = atomic_load_explicit(&tl->n, memory_order_relaxed);
                 errs = atomic_load_explicit(&tl->errors, memory_order_relaxed);
@@ -891,12 +885,12 @@ static int identify(evhtp_request_t *req, caller_t *who)
     if (auth_bearer_matches(h, admin.gw->admin_key))
         return 0;
     if (token != NULL && (k = auth_find_key(admin.reader, token)) != NULL) {
-        const char *role = str_or(k, "role", "user");
+        const char *role = schema_str(k, "role", "user");
         who->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : strcmp(role, "tenant_admin") == 0 ? ROLE_TENANT_ADMIN
                                                                                                  : ROLE_USER;
-        snprintf(who->tenant, sizeof(who->tenant), "%s", str_or(k, "tenant", ""));
-        if (admin_key_use_stale(str_or(k, "last_used_at", NULL)))
-            admin_key_used(str_or(k, "id", ""));
+        snprintf(who->tenant, sizeof(who->tenant), "%s", schema_str(k, "tenant", ""));
+        if (admin_key_use_stale(schema_str(k, "last_used_at", NULL)))
+            admin_key_used(schema_str(k, "id", ""));
         cJSON_Delete(k);
         return 0;
     }

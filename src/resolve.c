@@ -15,12 +15,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-static const char *str(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static int flag(const cJSON *obj, const char *name, int dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -55,27 +49,12 @@ static double uniform(void)
     return (double)(x >> 11) / 9007199254740992.0;   /* [0, 1) */
 }
 
-static uint64_t hash64(const char *a, const char *b)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *a; a++)
-        h = (h ^ (unsigned char)*a) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-    for (; *b; b++)
-        h = (h ^ (unsigned char)*b) * 1099511628211ULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap)
 {
-    const char *v = str(target, "variant");
+    const char *v = schema_str(target, "variant", NULL);
     if (v != NULL)
         return v;
-    snprintf(buf, cap, "%s/%s", str(target, "provider") ? str(target, "provider") : "?",
-             str(target, "model") ? str(target, "model") : "?");
+    snprintf(buf, cap, "%s/%s", schema_str(target, "provider", "?"), schema_str(target, "model", "?"));
     return buf;
 }
 
@@ -89,10 +68,10 @@ static candidate_t *add_candidate(resolution_t *res, cJSON *p, const char *model
     }
     res->recs[res->nrec++] = p;
     c = &res->cand[res->ncand++];
-    c->provider = str(p, "name");
-    c->base_url = str(p, "base_url");
-    c->api_key = str(p, "api_key");
-    c->api_key_env = str(p, "api_key_env");
+    c->provider = schema_str(p, "name", NULL);
+    c->base_url = schema_str(p, "base_url", NULL);
+    c->api_key = schema_str(p, "api_key", NULL);
+    c->api_key_env = schema_str(p, "api_key_env", NULL);
     c->headers = cJSON_GetObjectItemCaseSensitive(p, "headers");
     c->model = model;
     c->target = target;
@@ -110,7 +89,7 @@ static const cJSON *provider_model(const cJSON *p, const char *model)
 {
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models")) {
-        const char *n = str(m, "name");
+        const char *n = schema_str(m, "name", NULL);
         if (n != NULL && strcmp(n, model) == 0 && flag(m, "enabled", 1))
             return m;
     }
@@ -122,7 +101,7 @@ static const cJSON *provider_model(const cJSON *p, const char *model)
 /* The preference of route preferences PREFS that provider P fails, or NULL. */
 static const char *filtered_by(const cJSON *prefs, const cJSON *p)
 {
-    const char *name = str(p, "name"), *v;
+    const char *name = schema_str(p, "name", NULL), *v;
     const cJSON *only = cJSON_GetObjectItemCaseSensitive(prefs, "only");
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(prefs, "data_residency");
     if (cJSON_IsArray(only) && !listed(only, name))
@@ -130,12 +109,12 @@ static const char *filtered_by(const cJSON *prefs, const cJSON *p)
     if (listed(cJSON_GetObjectItemCaseSensitive(prefs, "ignore"), name))
         return "ignore";
     /* "deny": only providers that do not collect prompts (data_collection "deny") */
-    if ((v = str(prefs, "data_collection")) != NULL && strcmp(v, "deny") == 0 &&
-        (str(p, "data_collection") == NULL || strcmp(str(p, "data_collection"), "deny") != 0))
+    if ((v = schema_str(prefs, "data_collection", NULL)) != NULL && strcmp(v, "deny") == 0 &&
+        (schema_str(p, "data_collection", NULL) == NULL || strcmp(schema_str(p, "data_collection", NULL), "deny") != 0))
         return "data_collection";
-    if (cJSON_IsString(res) && (str(p, "region") == NULL || strcmp(str(p, "region"), res->valuestring) != 0))
+    if (cJSON_IsString(res) && (schema_str(p, "region", NULL) == NULL || strcmp(schema_str(p, "region", NULL), res->valuestring) != 0))
         return "data_residency";
-    if (cJSON_IsArray(res) && (str(p, "region") == NULL || !listed(res, str(p, "region"))))
+    if (cJSON_IsArray(res) && (schema_str(p, "region", NULL) == NULL || !listed(res, schema_str(p, "region", NULL))))
         return "data_residency";
     if (flag(prefs, "eu_owned", 0) && !flag(p, "eu_owned", 0))
         return "eu_owned";
@@ -183,7 +162,7 @@ static double latency_of(const candidate_t *c)
 static void apply_order(resolution_t *res, const cJSON *prefs)
 {
     const cJSON *order = cJSON_GetObjectItemCaseSensitive(prefs, "order"), *o;
-    const char *sort = str(prefs, "sort");
+    const char *sort = schema_str(prefs, "sort", NULL);
     ranked_t rk[RESOLVE_MAX_CANDIDATES];
     if (!cJSON_IsArray(order) && sort == NULL)
         return;
@@ -236,7 +215,7 @@ static int by_weight(const resolution_t *res, double u)
 
 static void apply_strategy(resolution_t *res, const resolve_in_t *in)
 {
-    const char *strategy = str(res->route_rec, "strategy"), *id = str(res->route_rec, "id");
+    const char *strategy = schema_str(res->route_rec, "strategy", NULL), *id = schema_str(res->route_rec, "id", NULL);
     char name[200];
     if (strategy == NULL || res->ncand < 1 || id == NULL)
         return;
@@ -261,7 +240,10 @@ static void apply_strategy(resolution_t *res, const resolve_in_t *in)
     } else if (strcmp(strategy, "ab") == 0) {
         char label[600];
         const char *sticky = in->sticky != NULL && *in->sticky ? in->sticky : NULL;
-        double u = sticky ? (double)(hash64(id, sticky) >> 11) / 9007199254740992.0 : uniform();
+        char seed[400];
+        double u;
+        snprintf(seed, sizeof(seed), "ab-split:%s:%.300s", id, sticky ? sticky : "");
+        u = sticky ? (double)(tally_hash(seed) >> 11) / 9007199254740992.0 : uniform();
         to_front(res, by_weight(res, u));
         snprintf(res->variant, sizeof(res->variant), "%s",
                  resolve_variant_label(res->cand[0].target, label, sizeof(label)));
@@ -310,7 +292,7 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
     if (n > 0)
         first_order = refs[0].order;
     for (int i = 0; i < n; i++) {
-        const char *pn = str(refs[i].t, "provider"), *model = str(refs[i].t, "model"), *why;
+        const char *pn = schema_str(refs[i].t, "provider", NULL), *model = schema_str(refs[i].t, "model", NULL), *why;
         cJSON *p;
         if (pn == NULL || model == NULL)
             continue;
@@ -352,8 +334,8 @@ static int use_route(store_reader_t *r, const resolve_in_t *in, cJSON *rec, reso
 {
     const char *kind;
     res->route_rec = rec;
-    res->route = str(rec, "name");
-    kind = str(rec, "endpoint");
+    res->route = schema_str(rec, "name", NULL);
+    kind = schema_str(rec, "endpoint", NULL);
     if (kind != NULL && schema_endpoint_parse(kind) != (int)in->ep) {
         res->status = RESOLVE_WRONG_ENDPOINT;
         return 1;
@@ -451,7 +433,7 @@ static void on_provider(const cJSON *p, void *arg)
     if (m != NULL && flag(m, "bare_alias", 0)) {
         cJSON *copy = cJSON_Duplicate(p, 1);
         if (copy != NULL)
-            add_candidate(a->res, copy, str(provider_model(copy, a->model), "name"), NULL);
+            add_candidate(a->res, copy, schema_str(provider_model(copy, a->model), "name", NULL), NULL);
     }
 }
 
@@ -494,7 +476,7 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
             if (p != NULL && flag(p, "enabled", 1) && provider_model(p, slash + 1) != NULL) {
                 res->rule = "provider_model";
                 snprintf(res->why, sizeof(res->why), "provider \"%s\" lists the model", pname);
-                add_candidate(res, p, str(provider_model(p, slash + 1), "name"), NULL);
+                add_candidate(res, p, schema_str(provider_model(p, slash + 1), "name", NULL), NULL);
                 return;
             }
             cJSON_Delete(p);

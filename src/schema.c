@@ -489,6 +489,12 @@ int schema_key_normalise(cJSON *k, char *err, size_t errlen)
     return stamp(k, err, errlen);
 }
 
+const char *schema_str(const cJSON *obj, const char *name, const char *dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
 void schema_uuid(char out[37])
 {
     unsigned char b[16];

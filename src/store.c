@@ -55,12 +55,6 @@ static int open_dbi(MDB_txn *txn, const char *name, MDB_dbi *dbi)
     return mdb_dbi_open(txn, name, MDB_CREATE, dbi);
 }
 
-static const char *str_or(const cJSON *obj, const char *name, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
 int store_is_glob(const char *name)
 {
     return strpbrk(name, "*?[") != NULL;
@@ -70,7 +64,7 @@ int store_is_glob(const char *name)
  * ordering highest first, the id. */
 static size_t glob_key(char *buf, size_t cap, const cJSON *route)
 {
-    const char *router = str_or(route, "router", ""), *id = str_or(route, "id", "");
+    const char *router = schema_str(route, "router", ""), *id = schema_str(route, "id", "");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(route, "priority");
     uint32_t rank = 0x7fffffffu - (uint32_t)(int32_t)(cJSON_IsNumber(p) ? p->valuedouble : 0);
     size_t a = strlen(router), b = strlen(id);
@@ -89,8 +83,8 @@ static size_t glob_key(char *buf, size_t cap, const cJSON *route)
 static int index_glob(store_t *s, MDB_txn *txn, const cJSON *route, int add)
 {
     char key[512], val[640];
-    const char *scope = str_or(route, "scope", "global"), *name = str_or(route, "name", "");
-    const char *ep = str_or(route, "endpoint", "chat");
+    const char *scope = schema_str(route, "scope", "global"), *name = schema_str(route, "name", "");
+    const char *ep = schema_str(route, "endpoint", "chat");
     MDB_val k, v;
     int rc;
     if (!store_is_glob(name) || (k.mv_size = glob_key(key, sizeof(key), route)) == 0)
@@ -400,7 +394,7 @@ static cJSON *find_in(store_t *s, MDB_txn *txn, store_table_t t, const char *id)
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && out == NULL;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
-        if (rec != NULL && strcmp(str_or(rec, "id", ""), id) == 0)
+        if (rec != NULL && strcmp(schema_str(rec, "id", ""), id) == 0)
             out = rec;
         else
             cJSON_Delete(rec);
@@ -423,14 +417,14 @@ static int route_using(store_t *s, MDB_txn *txn, store_table_t t, const char *na
         if (r == NULL)
             continue;
         if (t == STORE_ROUTERS) {
-            found = strcmp(str_or(r, "router", ""), name) == 0;
+            found = strcmp(schema_str(r, "router", ""), name) == 0;
         } else {
             cJSON_ArrayForEach(tg, cJSON_GetObjectItemCaseSensitive(r, "targets"))
-                if (strcmp(str_or(tg, "provider", ""), name) == 0)
+                if (strcmp(schema_str(tg, "provider", ""), name) == 0)
                     found = 1;
         }
         if (found)
-            snprintf(route, cap, "%s", str_or(r, "name", ""));
+            snprintf(route, cap, "%s", schema_str(r, "name", ""));
         cJSON_Delete(r);
     }
     mdb_cursor_close(c);
@@ -454,12 +448,12 @@ static int commit_status(int rc, char *err, size_t errlen)
 static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, size_t *klen, char *err,
                        size_t errlen)
 {
-    const char *router = str_or(rec, "router", "");
+    const char *router = schema_str(rec, "router", "");
     const cJSON *tg;
     MDB_val k, v;
     int i = 0;
     cJSON_ArrayForEach(tg, cJSON_GetObjectItemCaseSensitive(rec, "targets")) {
-        const char *pn = str_or(tg, "provider", "");
+        const char *pn = schema_str(tg, "provider", "");
         k.mv_data = (void *)pn;
         k.mv_size = strlen(pn);
         if (mdb_get(txn, s->tbl[STORE_PROVIDERS], &k, &v) != 0) {
@@ -476,7 +470,7 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
             return STORE_INVALID;
         }
     }
-    *klen = name_key(key, 1024, str_or(rec, "scope", "global"), router, str_or(rec, "name", ""));
+    *klen = name_key(key, 1024, schema_str(rec, "scope", "global"), router, schema_str(rec, "name", ""));
     if (*klen == 0) {
         snprintf(err, errlen, "name: too long");
         return STORE_INVALID;
@@ -484,9 +478,9 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
     k.mv_data = key;
     k.mv_size = *klen;
     if (mdb_get(txn, s->route_names, &k, &v) == 0 &&
-        (v.mv_size != strlen(str_or(rec, "id", "")) || memcmp(v.mv_data, str_or(rec, "id", ""), v.mv_size) != 0)) {
+        (v.mv_size != strlen(schema_str(rec, "id", "")) || memcmp(v.mv_data, schema_str(rec, "id", ""), v.mv_size) != 0)) {
         snprintf(err, errlen, "name: a route named \"%s\" already exists in this scope and router",
-                 str_or(rec, "name", ""));
+                 schema_str(rec, "name", ""));
         return STORE_CONFLICT;
     }
     return STORE_OK;
@@ -521,11 +515,11 @@ static int shorthand_target(store_t *s, MDB_txn *txn, const char *field, const c
         const cJSON *m;
         int found = 0;
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models"))
-            if (strcmp(str_or(m, "name", ""), spec) == 0 &&
+            if (strcmp(schema_str(m, "name", ""), spec) == 0 &&
                 !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
                 found = 1;
         if (found && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "enabled"))) {
-            cJSON_AddStringToObject(tg, "provider", str_or(p, "name", ""));
+            cJSON_AddStringToObject(tg, "provider", schema_str(p, "name", ""));
             cJSON_AddStringToObject(tg, "model", spec);
             cJSON_Delete(p);
             mdb_cursor_close(c);
@@ -550,7 +544,7 @@ static int expand_shorthand(store_t *s, MDB_txn *txn, cJSON *rec, char *err, siz
         return 0;
     targets = cJSON_AddArrayToObject(rec, "targets");
     for (int i = 0; i < 2; i++) {
-        const char *spec = str_or(rec, fields[i], NULL);
+        const char *spec = schema_str(rec, fields[i], NULL);
         cJSON *tg;
         if (spec == NULL)
             continue;
@@ -562,7 +556,7 @@ static int expand_shorthand(store_t *s, MDB_txn *txn, cJSON *rec, char *err, siz
         cJSON_AddNumberToObject(tg, "order", i);
         cJSON_AddTrueToObject(tg, "enabled");
     }
-    if (strcmp(str_or(rec, "strategy", ""), "direct") == 0 && cJSON_GetArraySize(targets) != 1) {
+    if (strcmp(schema_str(rec, "strategy", ""), "direct") == 0 && cJSON_GetArraySize(targets) != 1) {
         snprintf(err, errlen, "fallback_model: strategy \"direct\" takes no fallback");
         return -1;
     }
@@ -603,15 +597,15 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
     }
     if (t == STORE_ROUTES && expand_shorthand(s, txn, rec, err, errlen) < 0)
         return cJSON_Delete(old), STORE_INVALID;
-    key = str_or(rec, tables[t].key_field, "");
+    key = schema_str(rec, tables[t].key_field, "");
     if (old != NULL)
-        old_key = str_or(old, tables[t].key_field, "");
+        old_key = schema_str(old, tables[t].key_field, "");
     if (t == STORE_ROUTES) {
         if ((st = check_route(s, txn, rec, nkey, &nklen, err, errlen)) != STORE_OK)
             goto out;
         if (old != NULL)
-            oklen = name_key(okey, sizeof(okey), str_or(old, "scope", "global"), str_or(old, "router", ""),
-                             str_or(old, "name", ""));
+            oklen = name_key(okey, sizeof(okey), schema_str(old, "scope", "global"), schema_str(old, "router", ""),
+                             schema_str(old, "name", ""));
     } else if (old_key == NULL || strcmp(old_key, key) != 0) {
         k.mv_data = (void *)key;
         k.mv_size = strlen(key);
@@ -639,7 +633,7 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
     if (nklen > 0 && (rc = put_str(txn, s->route_names, nkey, nklen, key)) != 0)
         goto dberr;
     if (t == STORE_KEYS) {
-        const char *id = str_or(rec, "id", ""), *oid = old != NULL ? str_or(old, "id", "") : "";
+        const char *id = schema_str(rec, "id", ""), *oid = old != NULL ? schema_str(old, "id", "") : "";
         if (*oid && strcmp(oid, id) != 0 && (rc = del_key(txn, s->key_ids, oid, strlen(oid))) != 0)
             goto dberr;
         if ((rc = put_str(txn, s->key_ids, id, strlen(id), key)) != 0)
@@ -686,7 +680,7 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
         snprintf(err, errlen, "no %s with id %s", tables[t].noun, id);
         return STORE_NOT_FOUND;
     }
-    key = str_or(old, tables[t].key_field, "");
+    key = schema_str(old, tables[t].key_field, "");
     if (t != STORE_ROUTES && route_using(s, txn, t, key, user, sizeof(user))) {
         snprintf(err, errlen, "%s \"%s\" is used by route \"%s\"; change or delete the route first",
                  tables[t].noun, key, user);
@@ -695,8 +689,8 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
     }
     if (t == STORE_ROUTES &&
         (rc = del_key(txn, s->route_names, nkey,
-                      name_key(nkey, sizeof(nkey), str_or(old, "scope", "global"), str_or(old, "router", ""),
-                               str_or(old, "name", "")))) == 0)
+                      name_key(nkey, sizeof(nkey), schema_str(old, "scope", "global"), schema_str(old, "router", ""),
+                               schema_str(old, "name", "")))) == 0)
         rc = index_glob(s, txn, old, 0);
     if (t == STORE_KEYS)
         rc = del_key(txn, s->key_ids, id, strlen(id));
@@ -722,7 +716,7 @@ void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when
         return;
     for (int i = 0; i < n; i++) {
         cJSON *k = find_in(s, txn, STORE_KEYS, ids[i]);
-        const char *hash = str_or(k, "secret_hash", NULL);
+        const char *hash = schema_str(k, "secret_hash", NULL);
         if (hash != NULL) {
             cJSON_DeleteItemFromObjectCaseSensitive(k, "last_used_at");
             cJSON_AddStringToObject(k, "last_used_at", when);
@@ -823,14 +817,14 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
  * + name, key secret). NULL when it is new. */
 static cJSON *existing_for(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, int has_id)
 {
-    cJSON *old = has_id ? find_in(s, txn, t, str_or(rec, "id", "")) : NULL;
+    cJSON *old = has_id ? find_in(s, txn, t, schema_str(rec, "id", "")) : NULL;
     MDB_val k, v;
     if (old != NULL)
         return old;
     if (t == STORE_ROUTES)
-        return route_by_name(s, txn, str_or(rec, "scope", "global"), str_or(rec, "router", ""),
-                             str_or(rec, "name", ""));
-    k.mv_data = (void *)str_or(rec, tables[t].key_field, "");
+        return route_by_name(s, txn, schema_str(rec, "scope", "global"), schema_str(rec, "router", ""),
+                             schema_str(rec, "name", ""));
+    k.mv_data = (void *)schema_str(rec, tables[t].key_field, "");
     k.mv_size = strlen(k.mv_data);
     return mdb_get(txn, s->tbl[t], &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
 }
@@ -873,17 +867,17 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
             return -1;
         }
         if ((old = existing_for(s, txn, t, rec, has_id)) != NULL) {
-            if (written_here(s, txn, snap, t, str_or(old, tables[t].key_field, ""))) {
+            if (written_here(s, txn, snap, t, schema_str(old, tables[t].key_field, ""))) {
                 snprintf(err, errlen, "seed %s: %s[%d]: the same %s as an earlier record of this seed (%s \"%s\")",
                          file, tables[t].name, i, tables[t].noun, t == STORE_ROUTES ? "name" : tables[t].key_field,
-                         str_or(old, t == STORE_ROUTES ? "name" : tables[t].key_field, ""));
+                         schema_str(old, t == STORE_ROUTES ? "name" : tables[t].key_field, ""));
                 cJSON_Delete(old);
                 return -1;
             }
             inherit(rec, old, "id", has_id);
             inherit(rec, old, "created_at", has_created);
         }
-        st = put_in(s, txn, t, rec, old != NULL ? str_or(old, "id", "") : NULL, msg, sizeof(msg));
+        st = put_in(s, txn, t, rec, old != NULL ? schema_str(old, "id", "") : NULL, msg, sizeof(msg));
         cJSON_Delete(old);
         if (st != STORE_OK) {
             snprintf(err, errlen, "seed %s: %s[%d].%s", file, tables[t].name, i, msg);

@@ -14,7 +14,7 @@
 
 static tally_t table[TALLY_SLOTS];
 
-static uint64_t hash(const char *s)
+uint64_t tally_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;   /* FNV-1a, then a final mix */
     for (; *s; s++)
@@ -27,7 +27,7 @@ static uint64_t hash(const char *s)
 
 static tally_t *lookup(const char *name, int create)
 {
-    uint64_t h = hash(name);
+    uint64_t h = tally_hash(name);
     for (unsigned i = 0; i < TALLY_PROBES; i++) {
         tally_t *t = &table[(h + i) & (TALLY_SLOTS - 1)];
         uint64_t k = atomic_load_explicit(&t->key, memory_order_acquire);
