@@ -461,11 +461,16 @@ static int reject_server_fields(evhtp_request_t *req, const collection_t *col, c
     return 0;
 }
 
+static int fold_enablement(evhtp_request_t *req, const caller_t *who, const collection_t *col, const cJSON *rec,
+                           const cJSON *body);
+
 /* Validates REC as a whole, checks WHO may write it, stores it (a create
  * when OLD_ID is NULL) and answers with the stored record or the error;
- * frees REC. SECRET, for a new key, is added to the reply (only there). */
+ * frees REC. SECRET, for a new key, is added to the reply (only there).
+ * FOLD_BODY, the body of a route create, lets a duplicate 1:1 enablement
+ * fold into the existing row instead of failing (fold_enablement). */
 static void validate_and_store(evhtp_request_t *req, const caller_t *who, const collection_t *col, cJSON *rec,
-                               const char *old_id, const char *secret)
+                               const char *old_id, const char *secret, const cJSON *fold_body)
 {
     char err[512];
     int st;
@@ -473,7 +478,9 @@ static void validate_and_store(evhtp_request_t *req, const caller_t *who, const 
         reply_error(req, 400, "%s", err);
     } else if (may_write(req, who, col, rec) == 0) {
         st = store_put(admin.gw->store, col->table, rec, old_id, err, sizeof(err));
-        if (st != STORE_OK && st != STORE_CREATED) {
+        if (st == STORE_CONFLICT && fold_body != NULL && fold_enablement(req, who, col, rec, fold_body) == 0) {
+            /* answered with the existing row */
+        } else if (st != STORE_OK && st != STORE_CREATED) {
             reply_error(req, st, "%s", err);
         } else {
             cJSON *view = public_view(col->table, rec);
@@ -572,7 +579,7 @@ static int fold_enablement(evhtp_request_t *req, const caller_t *who, const coll
     cJSON_Delete(before);
     if (merged != NULL) {
         set_updated_now(merged);
-        validate_and_store(req, who, col, merged, schema_str(old, "id", ""), NULL);
+        validate_and_store(req, who, col, merged, schema_str(old, "id", ""), NULL, NULL);
     }
     cJSON_Delete(old);
     return 0;
@@ -580,9 +587,8 @@ static int fold_enablement(evhtp_request_t *req, const caller_t *who, const coll
 
 static void serve_create(evhtp_request_t *req, const caller_t *who, const collection_t *col)
 {
-    char secret[AUTH_SECRET_LEN + 1], hash[65], hint[16], err[512];
+    char secret[AUTH_SECRET_LEN + 1], hash[65], hint[16];
     cJSON *body = body_object(req), *rec;
-    int st;
     if (body == NULL || reject_server_fields(req, col, body) < 0) {
         cJSON_Delete(body);
         return;
@@ -610,26 +616,9 @@ static void serve_create(evhtp_request_t *req, const caller_t *who, const collec
         snprintf(hint, sizeof(hint), "tk-...%s", secret + AUTH_SECRET_LEN - 4);
         cJSON_AddStringToObject(rec, "secret_hash", hash);
         cJSON_AddStringToObject(rec, "secret_hint", hint);
-        validate_and_store(req, who, col, rec, NULL, secret);
-        cJSON_Delete(body);
-        return;
     }
-    if (col->table != STORE_ROUTES) {
-        validate_and_store(req, who, col, rec, NULL, NULL);
-        cJSON_Delete(body);
-        return;
-    }
-    /* routes: a duplicate of a 1:1 enablement folds instead of failing */
-    if (col->normalise(rec, err, sizeof(err)) < 0) {
-        reply_error(req, 400, "%s", err);
-    } else if (may_write(req, who, col, rec) == 0) {
-        st = store_put(admin.gw->store, STORE_ROUTES, rec, NULL, err, sizeof(err));
-        if (st == STORE_CREATED)
-            reply_record(req, st, STORE_ROUTES, rec);
-        else if (st != STORE_CONFLICT || fold_enablement(req, who, col, rec, body) < 0)
-            reply_error(req, st, "%s", err);
-    }
-    cJSON_Delete(rec);
+    validate_and_store(req, who, col, rec, NULL, col->table == STORE_KEYS ? secret : NULL,
+                       col->table == STORE_ROUTES ? body : NULL);
     cJSON_Delete(body);
 }
 
@@ -649,7 +638,7 @@ static void serve_patch(evhtp_request_t *req, const caller_t *who, const collect
         settle_shorthand(rec, patch);
     cJSON_Delete(patch);
     set_updated_now(rec);
-    validate_and_store(req, who, col, rec, id, NULL);
+    validate_and_store(req, who, col, rec, id, NULL, NULL);
 }
 
 static void serve_delete(evhtp_request_t *req, const caller_t *who, const collection_t *col, const char *id)

@@ -166,6 +166,18 @@ static int check_timeouts(const cJSON *obj, char *err, size_t errlen)
                         "timeouts.", err, errlen);
 }
 
+/* Checks that string field NAME of OBJ, when present, is A or B. */
+static int check_pair(const cJSON *obj, const char *path, const char *name, const char *a, const char *b, char *err,
+                      size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (cJSON_IsString(v) && strcmp(v->valuestring, a) != 0 && strcmp(v->valuestring, b) != 0) {
+        snprintf(err, errlen, "%s%s: must be \"%s\" or \"%s\"", path, name, a, b);
+        return -1;
+    }
+    return 0;
+}
+
 int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
 {
     static const field_t fields[] = {
@@ -213,11 +225,8 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
         snprintf(err, errlen, "protocol: only \"openai\" is supported");
         return -1;
     }
-    v = cJSON_GetObjectItemCaseSensitive(p, "data_collection");
-    if (cJSON_IsString(v) && strcmp(v->valuestring, "allow") != 0 && strcmp(v->valuestring, "deny") != 0) {
-        snprintf(err, errlen, "data_collection: must be \"allow\" or \"deny\"");
+    if (check_pair(p, "", "data_collection", "allow", "deny", err, errlen) < 0)
         return -1;
-    }
     v = cJSON_GetObjectItemCaseSensitive(p, "headers");
     cJSON_ArrayForEach(m, v) {
         if (!cJSON_IsString(m)) {
@@ -280,16 +289,9 @@ static int check_prefs(const cJSON *p, const field_t *fields, size_t n, char *er
             return -1;
         }
     }
-    v = cJSON_GetObjectItemCaseSensitive(p, "sort");
-    if (cJSON_IsString(v) && strcmp(v->valuestring, "price") != 0 && strcmp(v->valuestring, "latency") != 0) {
-        snprintf(err, errlen, "provider.sort: must be \"price\" or \"latency\"");
+    if (check_pair(p, "provider.", "sort", "price", "latency", err, errlen) < 0 ||
+        check_pair(p, "provider.", "data_collection", "allow", "deny", err, errlen) < 0)
         return -1;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(p, "data_collection");
-    if (cJSON_IsString(v) && strcmp(v->valuestring, "allow") != 0 && strcmp(v->valuestring, "deny") != 0) {
-        snprintf(err, errlen, "provider.data_collection: must be \"allow\" or \"deny\"");
-        return -1;
-    }
     v = cJSON_GetObjectItemCaseSensitive(p, "data_residency");
     if (v != NULL && !cJSON_IsNull(v) && !(cJSON_IsString(v) && v->valuestring[0] != '\0') && !string_list(v)) {
         snprintf(err, errlen, "provider.data_residency: must be a region or an array of regions");
