@@ -41,18 +41,15 @@ cJSON *store_get_router(store_reader_t *r, const char *slug);
 /* Key by the SHA-256 (64 lowercase hex digits) of its secret. */
 cJSON *store_get_key(store_reader_t *r, const char *hash_hex);
 
-/* The route with ID, or NULL. */
-cJSON *store_get_route_by_id(store_reader_t *r, const char *id);
-
 /* 1 when NAME is a glob pattern (has '*', '?' or '['): the route is a pool. */
 int store_is_glob(const char *name);
 
 /* Calls FN for each pool (glob route) of ROUTER ("" = none), highest
- * priority first (ties in id order), with its id, scope, endpoint kind and
- * pattern, until FN returns non-zero. Reads an index only: no route record
- * is parsed, and FN must not use the reader. */
-typedef int (*store_glob_fn)(const char *id, const char *scope, const char *endpoint, const char *pattern,
-                             void *arg);
+ * priority first (ties in id order), with its scope, endpoint kind and
+ * pattern (its name: store_get_route finds it), until FN returns non-zero.
+ * Reads an index only: no route record is parsed, and FN must not use the
+ * reader. */
+typedef int (*store_glob_fn)(const char *scope, const char *endpoint, const char *pattern, void *arg);
 void store_each_glob(store_reader_t *r, const char *router, store_glob_fn fn, void *arg);
 
 /* Calls FN for every record of table T, each parsed; FN borrows the record. */

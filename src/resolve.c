@@ -372,7 +372,7 @@ static int try_route(store_reader_t *r, const resolve_in_t *in, const char *name
 
 typedef struct glob_scan {
     const resolve_in_t *in;
-    char id[64], pattern[300], scope[200];
+    char pattern[300], scope[320];
     int tried;
 } glob_scan_t;
 
@@ -385,7 +385,7 @@ static int scope_of_caller(const resolve_in_t *in, const char *scope)
     return strncmp(scope, "key:", 4) == 0 && *in->key_id && strcmp(scope + 4, in->key_id) == 0;
 }
 
-static int on_glob(const char *id, const char *scope, const char *endpoint, const char *pattern, void *arg)
+static int on_glob(const char *scope, const char *endpoint, const char *pattern, void *arg)
 {
     glob_scan_t *g = arg;
     if (!scope_of_caller(g->in, scope) || schema_endpoint_parse(endpoint) != (int)g->in->ep)
@@ -393,7 +393,6 @@ static int on_glob(const char *id, const char *scope, const char *endpoint, cons
     g->tried++;
     if (fnmatch(pattern, g->in->model, 0) != 0)
         return 0;
-    snprintf(g->id, sizeof(g->id), "%s", id);
     snprintf(g->pattern, sizeof(g->pattern), "%s", pattern);
     snprintf(g->scope, sizeof(g->scope), "%s", scope);
     return 1;
@@ -408,7 +407,7 @@ static int try_globs(store_reader_t *r, const resolve_in_t *in, resolution_t *re
     memset(&g, 0, sizeof(g));
     g.in = in;
     store_each_glob(r, in->router, on_glob, &g);
-    if (!g.id[0] || (rec = store_get_route_by_id(r, g.id)) == NULL)
+    if (!g.pattern[0] || (rec = store_get_route(r, g.scope, in->router, g.pattern)) == NULL)
         return 0;
     snprintf(res->why, sizeof(res->why), "pool \"%.120s\" (priority %g, scope %.60s) matched after %d pattern%s",
              g.pattern, num(rec, "priority", 0), g.scope, g.tried, g.tried == 1 ? "" : "s");

@@ -1,17 +1,19 @@
 /* store.c - LMDB environment, the workers' read path, and the one write path shared by the admin API and the seed import.
  *
- * Records are stored as normalised JSON (schema.c). Tables:
- *   meta         "schema_version" -> "3"
+ * Records are stored as normalised JSON (schema.c), each under the key the
+ * data path looks it up by, so a lookup is one B-tree search. Tables:
+ *   meta         "schema_version" -> "4"
  *   providers    name -> provider JSON
- *   routes       id -> route JSON
- *   route_names  scope NUL router NUL name -> id
+ *   routes       scope NUL router NUL name -> route JSON
+ *   route_ids    id -> scope NUL router NUL name (for the admin API)
  *   route_globs  router NUL priority (4 bytes, highest first) id -> scope NUL endpoint NUL name
  *                (routes whose name is a glob pattern: the pools)
  *   routers      slug -> router JSON
  *   keys         SHA-256 of the secret (hex) -> key JSON (never the secret)
  *   key_ids      id -> SHA-256 hex
- * Older stores are upgraded in place when opened (1 lacked the keys tables,
- * 1 and 2 the glob index, which is then built from the routes).
+ * Older stores are upgraded in place when opened: 1-3 kept routes by id with
+ * a name index (route_names), and are re-keyed by name; 1 lacked the keys
+ * tables and 1-2 the glob index, which is then built from the routes.
  * A worker keeps one read transaction and renews/resets it around each
  * lookup (DESIGN.md: a read txn held across a loop turn pins old pages). */
 #include "store.h"
@@ -26,23 +28,27 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION "3"
+#define SCHEMA_VERSION "4"
+#define MAX_KEY 511   /* LMDB's default key size limit */
 #define MAX_READERS 512
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, route_names, route_globs, key_ids;
+    MDB_dbi meta, route_globs;
     MDB_dbi tbl[STORE__TABLES];   /* by store_table_t */
+    MDB_dbi ids[STORE__TABLES];   /* id -> key, for the tables in which it is not the id */
 };
 
-/* Per table: its LMDB name, the field it is keyed by, and a noun for messages. */
+/* Per table: its LMDB name (also its seed section), the field its key is
+ * made of (a route's: scope + router + name), a noun for messages, and its
+ * id index, if it has one. */
 static const struct {
-    const char *name, *key_field, *noun;
+    const char *name, *key_field, *noun, *ids;
 } tables[STORE__TABLES] = {
-    [STORE_PROVIDERS] = { "providers", "name", "provider" },
-    [STORE_ROUTES] = { "routes", "id", "route" },
-    [STORE_ROUTERS] = { "routers", "slug", "router" },
-    [STORE_KEYS] = { "keys", "secret_hash", "key" },
+    [STORE_PROVIDERS] = { "providers", "name", "provider", NULL },
+    [STORE_ROUTES] = { "routes", "name", "route", "route_ids" },
+    [STORE_ROUTERS] = { "routers", "slug", "router", NULL },
+    [STORE_KEYS] = { "keys", "secret_hash", "key", "key_ids" },
 };
 
 struct store_reader {
@@ -116,6 +122,47 @@ static int index_all_globs(store_t *s, MDB_txn *txn)
     return err;
 }
 
+/* Schema 1-3 kept routes by id, with route_names (scope NUL router NUL
+ * name -> id) beside them: two B-tree searches per lookup. Moves each record
+ * under its name key, records its id in route_ids and drops route_names.
+ * Ids are UUIDs and name keys begin with "global", "tenant:" or "key:", so
+ * both kinds of key can share the table while it is rewritten. */
+static int rekey_routes(store_t *s, MDB_txn *txn)
+{
+    MDB_dbi names, routes = s->tbl[STORE_ROUTES];
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_dbi_open(txn, "route_names", 0, &names);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0 || (rc = mdb_cursor_open(txn, names, &c)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        /* what LMDB returns is valid only until the next write: copy it */
+        char key[MAX_KEY + 1], id[MAX_KEY + 1], *rec;
+        MDB_val kv = { k.mv_size, key }, idv = { v.mv_size, id }, recv;
+        if (k.mv_size > MAX_KEY || v.mv_size > MAX_KEY)
+            continue;
+        memcpy(key, k.mv_data, k.mv_size);
+        memcpy(id, v.mv_data, v.mv_size);
+        if ((rc = mdb_get(txn, routes, &idv, &recv)) == MDB_NOTFOUND)
+            continue;                         /* a dangling name: nothing to move */
+        if (rc != 0 || (rec = malloc(recv.mv_size)) == NULL)
+            break;
+        memcpy(rec, recv.mv_data, recv.mv_size);
+        recv.mv_data = rec;
+        if ((rc = mdb_put(txn, routes, &kv, &recv, 0)) == 0 && (rc = mdb_put(txn, s->ids[STORE_ROUTES], &idv, &kv, 0)) == 0)
+            rc = mdb_del(txn, routes, &idv, NULL);
+        free(rec);
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc != 0 ? rc : ENOMEM;
+    return mdb_drop(txn, names, 1);
+}
+
 store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
 {
     store_t *s = calloc(1, sizeof(*s));
@@ -146,14 +193,13 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
                 dead == 1 ? "" : "s");
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
         (rc = open_dbi(txn, "meta", &s->meta)) != 0 ||
-        (rc = open_dbi(txn, "route_names", &s->route_names)) != 0 ||
-        (rc = open_dbi(txn, "route_globs", &s->route_globs)) != 0 ||
-        (rc = open_dbi(txn, "key_ids", &s->key_ids)) != 0) {
+        (rc = open_dbi(txn, "route_globs", &s->route_globs)) != 0) {
         snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
         goto fail;
     }
     for (int t = 0; t < STORE__TABLES; t++) {
-        if ((rc = open_dbi(txn, tables[t].name, &s->tbl[t])) != 0) {
+        if ((rc = open_dbi(txn, tables[t].name, &s->tbl[t])) != 0 ||
+            (tables[t].ids != NULL && (rc = open_dbi(txn, tables[t].ids, &s->ids[t])) != 0)) {
             snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
             goto fail;
         }
@@ -161,12 +207,16 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
     k.mv_data = "schema_version";
     k.mv_size = strlen("schema_version");
     rc = mdb_get(txn, s->meta, &k, &v);
-    /* the tables a version 1 or 2 store lacked were just created */
-    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && (*(char *)v.mv_data == '1' || *(char *)v.mv_data == '2'))) {
-        if (rc == 0 && (rc = index_all_globs(s, txn)) != 0) {
+    /* the tables an older store lacked were just created */
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data >= '1' && *(char *)v.mv_data <= '3')) {
+        char from = rc == 0 ? *(char *)v.mv_data : '4';
+        if ((from < '4' && (rc = rekey_routes(s, txn)) != 0) ||
+            (from < '3' && (rc = index_all_globs(s, txn)) != 0)) {
             snprintf(err, errlen, "data_dir %s: upgrading the store: %s", dir, mdb_strerror(rc));
             goto fail;
         }
+        if (from < '4')
+            fprintf(stderr, "turnout: store: upgraded from schema version %c to %s\n", from, SCHEMA_VERSION);
         v.mv_data = SCHEMA_VERSION;
         v.mv_size = strlen(SCHEMA_VERSION);
         rc = mdb_put(txn, s->meta, &k, &v, 0);
@@ -238,6 +288,23 @@ static size_t name_key(char *buf, size_t cap, const char *scope, const char *rou
     return a + b + c + 2;
 }
 
+/* The key REC is stored under in table T, NUL-terminated in BUF (a route's
+ * holds NULs: use the length). Returns its length, or 0 when it exceeds
+ * LMDB's key size limit. */
+static size_t rec_key(store_table_t t, const cJSON *rec, char *buf, size_t cap)
+{
+    size_t n;
+    if (cap > MAX_KEY + 1)
+        cap = MAX_KEY + 1;
+    if (t == STORE_ROUTES)
+        n = name_key(buf, cap - 1, schema_str(rec, "scope", "global"), schema_str(rec, "router", ""),
+                     schema_str(rec, "name", ""));
+    else if ((n = (size_t)snprintf(buf, cap, "%s", schema_str(rec, tables[t].key_field, ""))) >= cap)
+        n = 0;
+    buf[n] = '\0';
+    return n;
+}
+
 
 store_reader_t *store_reader_new(store_t *s)
 {
@@ -293,17 +360,7 @@ cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router,
 {
     char key[1024];
     size_t kl = name_key(key, sizeof(key), scope, router, name);
-    MDB_val k = { kl, key }, id, v;
-    cJSON *out = NULL;
-    if (kl == 0 || mdb_txn_renew(r->txn) != 0)
-        return NULL;
-    /* The id and the record are read in the same snapshot, so a concurrent
-     * delete never leaves a dangling id between the two gets. */
-    if (mdb_get(r->txn, r->s->route_names, &k, &id) == 0 &&
-        mdb_get(r->txn, r->s->tbl[STORE_ROUTES], &id, &v) == 0)
-        out = cJSON_ParseWithLength(v.mv_data, v.mv_size);
-    mdb_txn_reset(r->txn);
-    return out;
+    return kl > 0 ? get_json(r, r->s->tbl[STORE_ROUTES], key, kl) : NULL;
 }
 
 void store_each_glob(store_reader_t *r, const char *router, store_glob_fn fn, void *arg)
@@ -317,14 +374,9 @@ void store_each_glob(store_reader_t *r, const char *router, store_glob_fn fn, vo
         int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
         for (; rc == 0 && k.mv_size > rl + 4 && memcmp(k.mv_data, router, rl) == 0;
              rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            char id[64], fields[3][320];
+            char fields[3][320];
             const char *val = v.mv_data, *end = val + v.mv_size;
-            size_t idl = k.mv_size - rl - 4;
             int nf = 0;
-            if (idl >= sizeof(id))
-                continue;
-            memcpy(id, (char *)k.mv_data + rl + 4, idl);
-            id[idl] = '\0';
             while (nf < 3 && val <= end) {     /* scope, endpoint, name */
                 const char *nul = memchr(val, '\0', (size_t)(end - val));
                 size_t n = nul != NULL ? (size_t)(nul - val) : (size_t)(end - val);
@@ -336,17 +388,12 @@ void store_each_glob(store_reader_t *r, const char *router, store_glob_fn fn, vo
             }
             if (nf != 3)
                 continue;
-            if (fn(id, fields[0], fields[1], fields[2], arg))
+            if (fn(fields[0], fields[1], fields[2], arg))
                 break;
         }
         mdb_cursor_close(c);
     }
     mdb_txn_reset(r->txn);
-}
-
-cJSON *store_get_route_by_id(store_reader_t *r, const char *id)
-{
-    return get_json(r, r->s->tbl[STORE_ROUTES], id, strlen(id));
 }
 
 void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
@@ -373,19 +420,19 @@ void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
 
 /* --- admin writes ------------------------------------------------------ */
 
-/* Finds the record with ID inside TXN: routes by key, keys through key_ids,
- * the others by a scan (providers and routers are few). Returns a parsed
- * copy or NULL. */
+/* Finds the record with ID inside TXN: routes and keys through their id
+ * index, the others by a scan (providers and routers are few). Returns a
+ * parsed copy or NULL. */
 static cJSON *find_in(store_t *s, MDB_txn *txn, store_table_t t, const char *id)
 {
     MDB_val k, v;
     MDB_cursor *c;
     cJSON *out = NULL;
     int rc;
-    if (t == STORE_ROUTES || t == STORE_KEYS) {
+    if (tables[t].ids != NULL) {
         k.mv_data = (void *)id;
         k.mv_size = strlen(id);
-        if (t == STORE_KEYS && mdb_get(txn, s->key_ids, &k, &k) != 0)
+        if (mdb_get(txn, s->ids[t], &k, &k) != 0)
             return NULL;
         return mdb_get(txn, s->tbl[t], &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
     }
@@ -409,7 +456,7 @@ static int route_using(store_t *s, MDB_txn *txn, store_table_t t, const char *na
     MDB_cursor *c;
     MDB_val k, v;
     int rc, found = 0;
-    if (t == STORE_KEYS || mdb_cursor_open(txn, s->tbl[STORE_ROUTES], &c) != 0)
+    if ((t != STORE_PROVIDERS && t != STORE_ROUTERS) || mdb_cursor_open(txn, s->tbl[STORE_ROUTES], &c) != 0)
         return 0;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         cJSON *r = cJSON_ParseWithLength(v.mv_data, v.mv_size);
@@ -444,9 +491,8 @@ static int commit_status(int rc, char *err, size_t errlen)
     return STORE_FAILED;
 }
 
-/* Checks a route's references and name inside TXN; SELF is its own id. */
-static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, size_t *klen, char *err,
-                       size_t errlen)
+/* Checks that the providers and the router REC names exist inside TXN. */
+static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *err, size_t errlen)
 {
     const char *router = schema_str(rec, "router", "");
     const cJSON *tg;
@@ -469,19 +515,6 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *key, si
             snprintf(err, errlen, "router: no router \"%s\"", router);
             return STORE_INVALID;
         }
-    }
-    *klen = name_key(key, 1024, schema_str(rec, "scope", "global"), router, schema_str(rec, "name", ""));
-    if (*klen == 0) {
-        snprintf(err, errlen, "name: too long");
-        return STORE_INVALID;
-    }
-    k.mv_data = key;
-    k.mv_size = *klen;
-    if (mdb_get(txn, s->route_names, &k, &v) == 0 &&
-        (v.mv_size != strlen(schema_str(rec, "id", "")) || memcmp(v.mv_data, schema_str(rec, "id", ""), v.mv_size) != 0)) {
-        snprintf(err, errlen, "name: a route named \"%s\" already exists in this scope and router",
-                 schema_str(rec, "name", ""));
-        return STORE_CONFLICT;
     }
     return STORE_OK;
 }
@@ -570,9 +603,9 @@ static int del_key(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t len)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, const char *val)
+static int put_bytes(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    MDB_val k = { klen, (void *)key }, v = { strlen(val), (void *)val };
+    MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
@@ -585,9 +618,8 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
 {
     MDB_dbi dbi = s->tbl[t];
     cJSON *old = NULL;
-    const char *key, *old_key = NULL;
-    char nkey[1024], okey[1024], user[256];
-    size_t nklen = 0, oklen = 0;
+    char key[MAX_KEY + 1], okey[MAX_KEY + 1], user[256];
+    size_t klen, oklen = 0;
     MDB_val k, v;
     int rc = 0, st = STORE_OK;
 
@@ -597,49 +629,51 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
     }
     if (t == STORE_ROUTES && expand_shorthand(s, txn, rec, err, errlen) < 0)
         return cJSON_Delete(old), STORE_INVALID;
-    key = schema_str(rec, tables[t].key_field, "");
+    if ((klen = rec_key(t, rec, key, sizeof(key))) == 0) {
+        snprintf(err, errlen, "%s: %s", tables[t].key_field,
+                 t == STORE_ROUTES ? "scope, router and name together exceed 509 bytes" : "too long");
+        st = STORE_INVALID;
+        goto out;
+    }
+    if (t == STORE_ROUTES && (st = check_route(s, txn, rec, err, errlen)) != STORE_OK)
+        goto out;
     if (old != NULL)
-        old_key = schema_str(old, tables[t].key_field, "");
-    if (t == STORE_ROUTES) {
-        if ((st = check_route(s, txn, rec, nkey, &nklen, err, errlen)) != STORE_OK)
-            goto out;
-        if (old != NULL)
-            oklen = name_key(okey, sizeof(okey), schema_str(old, "scope", "global"), schema_str(old, "router", ""),
-                             schema_str(old, "name", ""));
-    } else if (old_key == NULL || strcmp(old_key, key) != 0) {
-        k.mv_data = (void *)key;
-        k.mv_size = strlen(key);
+        oklen = rec_key(t, old, okey, sizeof(okey));
+    if (oklen != klen || memcmp(okey, key, klen) != 0) {      /* new, or its key changes */
+        k.mv_data = key;
+        k.mv_size = klen;
         if (mdb_get(txn, dbi, &k, &v) == 0) {
-            snprintf(err, errlen, "%s: a %s \"%s\" already exists", tables[t].key_field, tables[t].noun,
-                     t == STORE_KEYS ? "with this secret" : key);
+            if (t == STORE_ROUTES)
+                snprintf(err, errlen, "name: a route named \"%s\" already exists in this scope and router",
+                         schema_str(rec, "name", ""));
+            else
+                snprintf(err, errlen, "%s: a %s \"%s\" already exists", tables[t].key_field, tables[t].noun,
+                         t == STORE_KEYS ? "with this secret" : key);
             st = STORE_CONFLICT;
             goto out;
         }
-        if (old_key != NULL && route_using(s, txn, t, old_key, user, sizeof(user))) {
+        if (oklen > 0 && route_using(s, txn, t, okey, user, sizeof(user))) {
             snprintf(err, errlen, "%s: cannot rename %s \"%s\" while route \"%s\" uses it", tables[t].key_field,
-                     tables[t].noun, old_key, user);
+                     tables[t].noun, okey, user);
             st = STORE_CONFLICT;
             goto out;
         }
+        /* the old record goes (a rename, or an import replacing a route
+         * under another id) */
+        if (oklen > 0 && (rc = del_key(txn, dbi, okey, oklen)) != 0)
+            goto dberr;
     }
-    /* the old record goes when its key changes (a rename, or an import that
-     * replaces a route under another id) */
-    if (old_key != NULL && strcmp(old_key, key) != 0 && (rc = del_key(txn, dbi, old_key, strlen(old_key))) != 0)
+    if (t == STORE_ROUTES && ((old != NULL && (rc = index_glob(s, txn, old, 0)) != 0) ||
+                              (rc = index_glob(s, txn, rec, 1)) != 0))
         goto dberr;
-    if (oklen > 0 && ((rc = del_key(txn, s->route_names, okey, oklen)) != 0 || (rc = index_glob(s, txn, old, 0)) != 0))
-        goto dberr;
-    if (t == STORE_ROUTES && (rc = index_glob(s, txn, rec, 1)) != 0)
-        goto dberr;
-    if (nklen > 0 && (rc = put_str(txn, s->route_names, nkey, nklen, key)) != 0)
-        goto dberr;
-    if (t == STORE_KEYS) {
+    if (tables[t].ids != NULL) {
         const char *id = schema_str(rec, "id", ""), *oid = old != NULL ? schema_str(old, "id", "") : "";
-        if (*oid && strcmp(oid, id) != 0 && (rc = del_key(txn, s->key_ids, oid, strlen(oid))) != 0)
+        if (*oid && strcmp(oid, id) != 0 && (rc = del_key(txn, s->ids[t], oid, strlen(oid))) != 0)
             goto dberr;
-        if ((rc = put_str(txn, s->key_ids, id, strlen(id), key)) != 0)
+        if ((rc = put_bytes(txn, s->ids[t], id, strlen(id), key, klen)) != 0)
             goto dberr;
     }
-    if ((rc = put_json(txn, dbi, key, strlen(key), rec)) != 0)
+    if ((rc = put_json(txn, dbi, key, klen, rec)) != 0)
         goto dberr;
     goto out;
 dberr:
@@ -669,9 +703,9 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
 {
     MDB_txn *txn;
     cJSON *old;
-    char user[256], nkey[1024];
-    const char *key;
-    int rc, st;
+    char user[256], key[MAX_KEY + 1];
+    size_t klen;
+    int rc = 0, st;
 
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         return commit_status(rc, err, errlen);
@@ -680,21 +714,18 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
         snprintf(err, errlen, "no %s with id %s", tables[t].noun, id);
         return STORE_NOT_FOUND;
     }
-    key = schema_str(old, tables[t].key_field, "");
-    if (t != STORE_ROUTES && route_using(s, txn, t, key, user, sizeof(user))) {
+    klen = rec_key(t, old, key, sizeof(key));
+    if (route_using(s, txn, t, key, user, sizeof(user))) {
         snprintf(err, errlen, "%s \"%s\" is used by route \"%s\"; change or delete the route first",
                  tables[t].noun, key, user);
         st = STORE_CONFLICT;
         goto out;
     }
-    if (t == STORE_ROUTES &&
-        (rc = del_key(txn, s->route_names, nkey,
-                      name_key(nkey, sizeof(nkey), schema_str(old, "scope", "global"), schema_str(old, "router", ""),
-                               schema_str(old, "name", "")))) == 0)
+    if (t == STORE_ROUTES)
         rc = index_glob(s, txn, old, 0);
-    if (t == STORE_KEYS)
-        rc = del_key(txn, s->key_ids, id, strlen(id));
-    if (rc != 0 || (rc = del_key(txn, s->tbl[t], key, strlen(key))) != 0) {
+    if (rc == 0 && tables[t].ids != NULL)
+        rc = del_key(txn, s->ids[t], id, strlen(id));
+    if (rc != 0 || (rc = del_key(txn, s->tbl[t], key, klen)) != 0) {
         st = commit_status(rc, err, errlen);
         goto out;
     }
@@ -742,10 +773,9 @@ cJSON *store_find(store_t *s, store_table_t t, const char *id)
 /* The route named NAME in SCOPE and ROUTER inside TXN, or NULL. */
 static cJSON *route_by_name(store_t *s, MDB_txn *txn, const char *scope, const char *router, const char *name)
 {
-    char key[1024];
-    MDB_val k = { name_key(key, sizeof(key), scope, router, name), key }, id, v;
-    if (k.mv_size == 0 || mdb_get(txn, s->route_names, &k, &id) != 0 ||
-        mdb_get(txn, s->tbl[STORE_ROUTES], &id, &v) != 0)
+    char key[MAX_KEY + 1];
+    MDB_val k = { name_key(key, sizeof(key), scope, router, name), key }, v;
+    if (k.mv_size == 0 || mdb_get(txn, s->tbl[STORE_ROUTES], &k, &v) != 0)
         return NULL;
     return cJSON_ParseWithLength(v.mv_data, v.mv_size);
 }
@@ -818,23 +848,20 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
 static cJSON *existing_for(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, int has_id)
 {
     cJSON *old = has_id ? find_in(s, txn, t, schema_str(rec, "id", "")) : NULL;
-    MDB_val k, v;
-    if (old != NULL)
+    char key[MAX_KEY + 1];
+    MDB_val k = { rec_key(t, rec, key, sizeof(key)), key }, v;
+    if (old != NULL || k.mv_size == 0)
         return old;
-    if (t == STORE_ROUTES)
-        return route_by_name(s, txn, schema_str(rec, "scope", "global"), schema_str(rec, "router", ""),
-                             schema_str(rec, "name", ""));
-    k.mv_data = (void *)schema_str(rec, tables[t].key_field, "");
-    k.mv_size = strlen(k.mv_data);
     return mdb_get(txn, s->tbl[t], &k, &v) == 0 ? cJSON_ParseWithLength(v.mv_data, v.mv_size) : NULL;
 }
 
-/* 1 when the record of table T stored under KEY was written by this import
- * (TXN) rather than present before it (SNAP): a seed naming the same record
- * twice is a mistake, not an update. */
-static int written_here(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t t, const char *key)
+/* 1 when record REC of table T, as stored, was written by this import (TXN)
+ * rather than present before it (SNAP): a seed naming the same record twice
+ * is a mistake, not an update. */
+static int written_here(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t t, const cJSON *rec)
 {
-    MDB_val k = { strlen(key), (void *)key }, now, before;
+    char key[MAX_KEY + 1];
+    MDB_val k = { rec_key(t, rec, key, sizeof(key)), key }, now, before;
     if (mdb_get(txn, s->tbl[t], &k, &now) != 0)
         return 0;
     return mdb_get(snap, s->tbl[t], &k, &before) != 0 || before.mv_size != now.mv_size ||
@@ -867,10 +894,10 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
             return -1;
         }
         if ((old = existing_for(s, txn, t, rec, has_id)) != NULL) {
-            if (written_here(s, txn, snap, t, schema_str(old, tables[t].key_field, ""))) {
+            if (written_here(s, txn, snap, t, old)) {
                 snprintf(err, errlen, "seed %s: %s[%d]: the same %s as an earlier record of this seed (%s \"%s\")",
-                         file, tables[t].name, i, tables[t].noun, t == STORE_ROUTES ? "name" : tables[t].key_field,
-                         schema_str(old, t == STORE_ROUTES ? "name" : tables[t].key_field, ""));
+                         file, tables[t].name, i, tables[t].noun, tables[t].key_field,
+                         schema_str(old, tables[t].key_field, ""));
                 cJSON_Delete(old);
                 return -1;
             }

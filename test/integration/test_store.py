@@ -215,3 +215,45 @@ def test_stale_readers_cleared_after_a_crash(env):
     assert t2.chat("r")[0] == 200 and other.chat("r")[0] == 200
     st, page = t2.admin("GET", "/v1/model-routes")
     assert [r["name"] for r in page["data"]] == ["r"]
+
+
+def test_schema_3_store_is_upgraded_in_place(env):
+    """A store written by a schema-3 build (routes kept by id beside a name
+    index; test/fixtures/store-v3.dump, made from store-v3.seed.json) is
+    re-keyed by route name when opened: every route, pool, router scope and
+    key still resolves, and the admin API still finds routes by id."""
+    m = env.mock()
+    data = os.path.join(env.dir, "v3-data")
+    os.makedirs(data)
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "fixtures")
+    subprocess.run(["mdb_load", "-f", os.path.join(fixtures, "store-v3.dump"), data], check=True, timeout=30)
+    t = env.turnout({}, config={"data_dir": data})
+    assert "upgraded from schema version 3 to 4" in t.output()
+    st, providers = t.admin("GET", "/v1/providers")
+    assert st == 200 and len(providers["data"]) == 1
+    st, _ = t.admin("PATCH", "/v1/providers/" + providers["data"][0]["id"], {"base_url": m.base_url})
+    assert st == 200
+    # exact route, pool, router-scoped route, tenant-scoped route through the key
+    assert json.loads(t.chat("fast")[2])["model"] == "m1"
+    assert json.loads(t.chat("gpt-4o")[2])["model"] == "m2"
+    st, _, body = t.request("POST", "/router/team-a/v1/chat/completions",
+                            {"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    assert st == 200 and json.loads(body)["model"] == "m2"
+    st, _, body = t.request("POST", "/v1/embeddings", {"model": "embed", "input": "x"},
+                            headers={"Authorization": "Bearer test"})   # sha256("test") is the stored hash
+    assert st == 200 and json.loads(body)["model"] == "m1", body
+    # by id, renamed, deleted: the id index was rebuilt
+    st, r = t.admin("GET", "/v1/model-routes/11111111-1111-4111-8111-111111111111")
+    assert st == 200 and r["name"] == "fast"
+    st, r = t.admin("PATCH", "/v1/model-routes/11111111-1111-4111-8111-111111111111", {"name": "faster"})
+    assert st == 200 and r["name"] == "faster"
+    assert t.chat("fast")[0] == 404 and t.chat("faster")[0] == 200
+    assert t.admin("DELETE", "/v1/model-routes/22222222-2222-4222-8222-222222222222")[0] in (200, 204)
+    assert t.chat("gpt-4o")[0] == 404
+    st, page = t.admin("GET", "/v1/model-routes")
+    assert sorted(r["name"] for r in page["data"]) == ["embed", "fast", "faster"]
+    # reopened: already version 4, nothing to upgrade
+    t.stop()
+    t2 = env.turnout({}, config={"data_dir": data}, name="again")
+    assert "upgraded" not in t2.output()
+    assert t2.chat("faster")[0] == 200
