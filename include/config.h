@@ -26,6 +26,8 @@ typedef struct config {
     int  first_byte_timeout_s;  /* default upstream first-byte timeout */
     int  idle_gap_s;            /* longest silence inside an upstream response */
     int  total_timeout_s;       /* default upstream total timeout */
+    int  cooldown_after;        /* failures in a row that cool an upstream down */
+    int  cooldown_s;            /* how long it cools before its probe */
     int  shutdown_grace_s;
     int64_t map_size_mb;        /* LMDB map size */
     char log_level[16];         /* debug | info | warn | error */

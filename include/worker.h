@@ -18,6 +18,7 @@ typedef struct worker_stats {
     uint64_t requests;
     uint64_t upstream_attempts;
     uint64_t failovers;
+    uint64_t retries;              /* 429s tried again after their Retry-After */
     uint64_t errors;
 } worker_stats_t;
 

@@ -47,6 +47,8 @@ static const option_t options[] = {
     { "upstream.first_byte_s",  OPT_INT,  OFF(first_byte_timeout_s), 120, NULL, 1, 1800, 0 },
     { "upstream.idle_s",        OPT_INT,  OFF(idle_gap_s), 60, NULL, 1, 3600, 0 },
     { "upstream.total_s",       OPT_INT,  OFF(total_timeout_s), 600, NULL, 1, 3600, 0 },
+    { "upstream.cooldown_after", OPT_INT, OFF(cooldown_after), 5, NULL, 1, 1000, 0 },
+    { "upstream.cooldown_s",    OPT_INT,  OFF(cooldown_s), 30, NULL, 1, 3600, 0 },
     { "store.map_size_mb",      OPT_INT,  OFF(map_size_mb), 1024, NULL, 1, 1048576, 0 },
     { "log.level",              OPT_STR,  OFF(log_level), 0, "info", 0, 0, 0 },
     { "log.access",             OPT_STR,  OFF(log_access), 0, "stdout", 0, 0, 0 },

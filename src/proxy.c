@@ -8,10 +8,16 @@
  *                     needed, resolve, start the first attempt
  *   curl callbacks    capture status and headers, buffer or relay the body;
  *                     pause the transfer while the client is behind
- *   attempt timer     first byte, idle gap inside the response, total deadline
- *   attempt over      success -> reply; failover-able failure before the first
- *                     byte reached the client -> next candidate; after it ->
- *                     an SSE error event ends the stream
+ *   next_attempt      the first candidate that is not cooling down (a 429's
+ *                     Retry-After, a cooldown) or at a concurrency cap
+ *                     (health.c, shared by all workers) gets the attempt
+ *   attempt timer     first byte, idle gap inside the response, deadlines;
+ *                     between 429 retries, the Retry-After wait
+ *   attempt over      success -> reply; 429 -> the same candidate again after
+ *                     its Retry-After (up to max_429_retries, inside the
+ *                     deadline); other failover-able failures before the
+ *                     first byte reached the client -> next candidate; after
+ *                     it -> an SSE error event ends the stream
  *   on_request_fini   client done or gone: abort any transfer, log, free
  * The req_t is reachable from evhtp through the request's fini hook argument
  * and from curl through CURLOPT_PRIVATE.
@@ -19,12 +25,14 @@
  * Every failure has its own error code, used in the reply, the SSE error
  * event and the access log's "error" field: upstream_connect_error,
  * upstream_connect_timeout, upstream_first_byte_timeout, upstream_idle_timeout,
- * upstream_total_timeout, upstream_error (5xx, 401/403, reset, truncation). */
+ * upstream_total_timeout, upstream_rate_limited (429), upstream_error (5xx,
+ * 401/403, reset, truncation). */
 #include "proxy.h"
 #include "admin.h"
 #include "auth.h"
 #include "tally.h"
 #include "edge.h"
+#include "health.h"
 #include "jscan.h"
 #include "multipart.h"
 #include "resolve.h"
@@ -41,7 +49,19 @@
 #include <unistd.h>
 
 #define MAX_MODEL 512
-#define ATTEMPT_LOG 2048
+#define MAX_TRACE 32
+#define RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
+#define RETRY_CAP_DEFAULT_MS 5000     /* retry.retry_after_cap_s absent or 0 */
+
+/* One entry of the attempt trace: an attempt, or a candidate passed over. */
+typedef struct trace {
+    int cand;                    /* index into res.cand */
+    int status;                  /* the upstream's HTTP status, 0 for none */
+    const char *error;           /* error code, NULL for none */
+    const char *detail;          /* curl's message, or NULL */
+    const char *skipped;         /* "cooling_down", "probing", "at_cap": not called */
+    double start_ms, ms;         /* since the request started; how long it took */
+} trace_t;
 
 typedef struct req {
     worker_t *w;
@@ -67,14 +87,21 @@ typedef struct req {
     resolution_t res;
     int resolved;
     int cand;                    /* index of the candidate being tried */
+    int last_cand;               /* the last one called, -1 before any */
     int attempts;
-    char attempt_log[ATTEMPT_LOG];
-    size_t attempt_log_len;
+    int tries;                   /* attempts on the current candidate */
+    trace_t trace[MAX_TRACE];
+    int ntrace;
     const char *last_fail;       /* error code of the last failed attempt */
     const char *error;           /* the error code this request ended with, for the log */
-    double deadline_ms;          /* upstream.total_s after the request started */
+    double deadline_ms;          /* the route's total_s after the request started */
+    int max_429_retries;         /* the route's retry settings */
+    double retry_cap_ms;
     int n429;                    /* attempts answered 429 */
-    char retry_after[16];        /* the last 429's Retry-After */
+    int skipped_cap, skipped_cool;   /* candidates passed over, and why */
+    double earliest_ms;          /* the soonest a cooling candidate is usable again */
+    int waiting;                 /* the timer is a Retry-After wait */
+    health_t health;             /* the current attempt's shared slots */
     /* the current attempt */
     CURL *easy;
     struct curl_slist *up_headers;
@@ -86,6 +113,8 @@ typedef struct req {
     int paused;                  /* the transfer waits for the client to drain */
     int got_first_byte;          /* the current attempt has a response */
     double attempt_ms;           /* when the current attempt started */
+    double attempt_deadline_ms;  /* the request's deadline, or the provider's total_s for one attempt */
+    double first_byte_ms, idle_ms;   /* its limits: route, else provider, else config */
     double last_data_ms;         /* when its last bytes arrived */
     struct event timer;          /* the current attempt's timeouts */
     struct timespec t0;
@@ -120,9 +149,9 @@ static void add_std_headers(req_t *r)
     add_header(req, "x-request-id", r->request_id);
     if (r->res.route != NULL)
         add_header(req, "x-turnout-route", r->res.route);
-    if (r->attempts > 0 && r->cand < r->res.ncand) {
-        add_header(req, "x-turnout-provider", r->res.cand[r->cand].provider);
-        add_header(req, "x-turnout-model", r->res.cand[r->cand].model);
+    if (r->last_cand >= 0) {
+        add_header(req, "x-turnout-provider", r->res.cand[r->last_cand].provider);
+        add_header(req, "x-turnout-model", r->res.cand[r->last_cand].model);
     }
     snprintf(n, sizeof(n), "%d", r->attempts);
     add_header(req, "x-turnout-attempts", n);
@@ -130,25 +159,23 @@ static void add_std_headers(req_t *r)
         add_header(req, "x-turnout-variant", r->res.variant);
 }
 
-/* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null). */
-static void reply_error(req_t *r, int status, const char *type, const char *code,
-                        const char *param, const char *fmt, ...)
+/* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null); EXTRA, if
+ * not NULL, is more members of the error object (",\"attempts\":[...]"). */
+static void reply_error_with(req_t *r, int status, const char *type, const char *code, const char *param,
+                             const char *extra, const char *fmt, va_list ap)
 {
-    char msg[1024], qmsg[2200], qparam[128];
-    va_list ap;
+    char msg[4096], qmsg[8400], qparam[128];
     evhtp_request_t *req = r->req;
     if (req == NULL || r->replied)
         return;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (jscan_quote(msg, qmsg, sizeof(qmsg)) < 0)
         snprintf(qmsg, sizeof(qmsg), "\"error\"");
     if (param == NULL || jscan_quote(param, qparam, sizeof(qparam)) < 0)
         snprintf(qparam, sizeof(qparam), "null");
     evbuffer_add_printf(req->buffer_out,
-                        "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":%s,\"code\":\"%s\"}}\n",
-                        qmsg, type, qparam, code);
+                        "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":%s,\"code\":\"%s\"%s}}\n",
+                        qmsg, type, qparam, code, extra != NULL ? extra : "");
     add_header(req, "Content-Type", "application/json");
     add_std_headers(r);
     r->replied = 1;
@@ -157,6 +184,15 @@ static void reply_error(req_t *r, int status, const char *type, const char *code
     r->error = code;
     r->w->stats.errors++;
     evhtp_send_reply(req, (evhtp_res)status);
+}
+
+static void reply_error(req_t *r, int status, const char *type, const char *code, const char *param,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_with(r, status, type, code, param, NULL, fmt, ap);
+    va_end(ap);
 }
 
 static void reply_no_router(req_t *r, const char *router)
@@ -200,10 +236,94 @@ static const char *qstr(const char *v, char *buf, size_t cap)
     return buf;
 }
 
+/* --- attempt trace ---------------------------------------------------- */
+
+static trace_t *trace_add(req_t *r, const char *skipped)
+{
+    trace_t *t = r->ntrace < MAX_TRACE ? &r->trace[r->ntrace++] : &r->trace[MAX_TRACE - 1];
+    memset(t, 0, sizeof(*t));
+    t->cand = r->cand;
+    t->skipped = skipped;
+    t->start_ms = since_ms(r);
+    return t;
+}
+
+/* Appends to BUF (capacity CAP, *LEN used) unless it would not fit; returns -1 then. */
+static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        buf[*len] = '\0';
+        return -1;
+    }
+    *len += (size_t)n;
+    return 0;
+}
+
+/* The trace as a JSON array: per entry provider, model, then either
+ * "skipped" or status / error / start_ms / ms. Entries that do not fit are
+ * left out. */
+static const char *trace_json(const req_t *r, char *buf, size_t cap)
+{
+    size_t len = 0;
+    append(buf, cap, &len, "[");
+    for (int i = 0; i < r->ntrace; i++) {
+        const trace_t *t = &r->trace[i];
+        const candidate_t *c = &r->res.cand[t->cand];
+        char qp[160], qm[600], entry[1200], status[16];
+        size_t keep = len;
+        if (t->skipped != NULL)
+            snprintf(entry, sizeof(entry), "{\"provider\":%s,\"model\":%s,\"skipped\":\"%s\"}",
+                     qstr(c->provider, qp, sizeof(qp)), qstr(c->model, qm, sizeof(qm)), t->skipped);
+        else
+            snprintf(entry, sizeof(entry),
+                     "{\"provider\":%s,\"model\":%s,\"status\":%s,\"error\":%s%s%s,\"start_ms\":%.1f,\"ms\":%.1f}",
+                     qstr(c->provider, qp, sizeof(qp)), qstr(c->model, qm, sizeof(qm)),
+                     t->status ? (snprintf(status, sizeof(status), "%d", t->status), status) : "null",
+                     t->error ? "\"" : "", t->error ? t->error : "null", t->error ? "\"" : "", t->start_ms, t->ms);
+        if (append(buf, cap, &len, "%s%s", i ? "," : "", entry) < 0 || len + 2 > cap) {
+            len = keep;
+            buf[len] = '\0';
+            break;
+        }
+    }
+    append(buf, cap, &len, "]");
+    return buf;
+}
+
+/* The trace for people, for error messages: "a/m: HTTP 500 (12 ms); ...". */
+static const char *trace_text(const req_t *r, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < r->ntrace; i++) {
+        const trace_t *t = &r->trace[i];
+        const candidate_t *c = &r->res.cand[t->cand];
+        int rc;
+        if (t->skipped != NULL)
+            rc = append(buf, cap, &len, "%s%s/%s: not called, %s", i ? "; " : "", c->provider, c->model,
+                        t->skipped);
+        else if (t->status != 0)
+            rc = append(buf, cap, &len, "%s%s/%s: HTTP %d (%.0f ms)", i ? "; " : "", c->provider, c->model,
+                        t->status, t->ms);
+        else
+            rc = append(buf, cap, &len, "%s%s/%s: %s%s%s%s (%.0f ms)", i ? "; " : "", c->provider, c->model,
+                        t->error ? t->error : "failed", t->detail ? " (" : "", t->detail ? t->detail : "",
+                        t->detail ? ")" : "", t->ms);
+        if (rc < 0)
+            break;
+    }
+    return buf;
+}
+
 static void access_log(req_t *r)
 {
-    char line[4400], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600], qtenant[280];
-    const candidate_t *c = (r->attempts > 0 && r->cand < r->res.ncand) ? &r->res.cand[r->cand] : NULL;
+    char line[16384], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600], qtenant[280], trace[8192];
+    const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
     int fd = r->w->gw->access_fd;
     int n;
     if (fd < 0)
@@ -212,7 +332,7 @@ static void access_log(req_t *r)
                  "{\"request_id\":\"%s\",\"worker\":%d,\"key_id\":%s%s%s,\"tenant\":%s,\"path\":\"%s\","
                  "\"endpoint\":%s%s%s,\"model\":%s,"
                  "\"route\":%s,\"provider\":%s,\"upstream_model\":%s,\"attempts\":%d,"
-                 "\"status\":%d,\"error\":%s%s%s,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f}\n",
+                 "\"status\":%d,\"error\":%s%s%s,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f,\"trace\":%s}\n",
                  r->request_id, r->w->id, r->key_id[0] ? "\"" : "", r->key_id[0] ? r->key_id : "null",
                  r->key_id[0] ? "\"" : "", qstr(r->tenant[0] ? r->tenant : NULL, qtenant, sizeof(qtenant)),
                  r->path, r->is_data ? "\"" : "",
@@ -223,7 +343,7 @@ static void access_log(req_t *r)
                  qstr(c ? c->model : NULL, qup, sizeof(qup)),
                  r->attempts, r->final_status, r->error ? "\"" : "", r->error ? r->error : "null",
                  r->error ? "\"" : "", (unsigned long long)r->bytes_out, r->ttfb_ms,
-                 since_ms(r));
+                 since_ms(r), trace_json(r, trace, sizeof(trace)));
     if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0) {
         /* the access log is best effort; a full disk must not stop serving */
     }
@@ -234,6 +354,8 @@ static void access_log(req_t *r)
 static void end_attempt(req_t *r)
 {
     event_del(&r->timer);
+    r->waiting = 0;
+    health_release(&r->health);
     r->paused = 0;
     if (r->req != NULL && r->req->conn != NULL)
         evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, NULL, NULL);
@@ -390,36 +512,48 @@ static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
 
 static int start_attempt(req_t *r);
 
-static void log_attempt(req_t *r, const char *outcome)
-{
-    const candidate_t *c = &r->res.cand[r->cand];
-    int n = snprintf(r->attempt_log + r->attempt_log_len, ATTEMPT_LOG - r->attempt_log_len,
-                     "%s%s/%s: %s (%.0f ms)", r->attempt_log_len ? "; " : "", c->provider, c->model,
-                     outcome, since_ms(r));
-    if (n > 0 && r->attempt_log_len + (size_t)n < ATTEMPT_LOG)
-        r->attempt_log_len += (size_t)n;
-}
-
 static int is_timeout(const char *code)
 {
     return code != NULL && strstr(code, "timeout") != NULL;
 }
 
-/* Every candidate failed: 429 when all of them were rate limited, 504 when
- * the last failure was a timeout (with that timeout's code), else 502. */
-static void reply_exhausted(req_t *r, int all_429)
+static void reply_trace_error(req_t *r, int status, const char *type, const char *code, const char *fmt, ...)
 {
-    if (all_429) {
-        add_header(r->req, "Retry-After", r->retry_after[0] ? r->retry_after : "1");
-        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
-                    "every upstream for model '%s' is rate limited: %s", r->model, r->attempt_log);
+    char extra[8300], trace[8192];
+    va_list ap;
+    snprintf(extra, sizeof(extra), ",\"attempts\":%s", trace_json(r, trace, sizeof(trace)));
+    va_start(ap, fmt);
+    reply_error_with(r, status, type, code, NULL, extra, fmt, ap);
+    va_end(ap);
+}
+
+/* No candidate is left. Nothing was called because every candidate was at
+ * a cap: 429 capacity_exhausted. Every call was rate limited (or nothing
+ * was called because the candidates are cooling down): 429 with the
+ * earliest time one is usable again. Otherwise 504 when the last failure
+ * was a timeout, else 502. The body lists the trace. */
+static void reply_exhausted(req_t *r)
+{
+    char text[4000], ra[24];
+    double wait = r->earliest_ms - now_ms();
+    trace_text(r, text, sizeof(text));
+    if (r->attempts == 0 && r->skipped_cap > 0) {
+        add_header(r->req, "Retry-After", "1");
+        reply_trace_error(r, 429, "rate_limit_error", "capacity_exhausted",
+                          "every upstream for model '%s' is at its concurrency limit; retry shortly: %s", r->model,
+                          text);
+    } else if (r->attempts == r->n429 && r->n429 + r->skipped_cool > 0) {
+        snprintf(ra, sizeof(ra), "%ld", wait > 1000 ? (long)((wait + 999) / 1000) : 1L);
+        add_header(r->req, "Retry-After", ra);
+        reply_trace_error(r, 429, "rate_limit_error", "rate_limited",
+                          "every upstream for model '%s' is rate limited or cooling down; retry after %s s: %s",
+                          r->model, ra, text);
     } else if (is_timeout(r->last_fail)) {
-        reply_error(r, 504, "upstream_error", r->last_fail, NULL,
-                    "every upstream for model '%s' failed, the last by timing out: %s", r->model,
-                    r->attempt_log);
+        reply_trace_error(r, 504, "upstream_error", r->last_fail,
+                          "every upstream for model '%s' failed, the last by timing out: %s", r->model, text);
     } else {
-        reply_error(r, 502, "upstream_error", "upstream_error", NULL,
-                    "every upstream for model '%s' failed: %s", r->model, r->attempt_log);
+        reply_trace_error(r, 502, "upstream_error", "upstream_error", "every upstream for model '%s' failed: %s",
+                          r->model, text);
     }
 }
 
@@ -470,60 +604,102 @@ static const char *fail_code(req_t *r, CURLcode result)
     }
 }
 
+/* How long a 429 asks us to wait, in ms: Retry-After as seconds or an HTTP
+ * date; RETRY_AFTER_DEFAULT_MS when it is missing or unreadable. */
+static double retry_after_ms(const char *ra)
+{
+    char *end;
+    double secs;
+    time_t when;
+    if (ra == NULL || *ra == '\0')
+        return RETRY_AFTER_DEFAULT_MS;
+    secs = strtod(ra, &end);
+    if (end != ra && *end == '\0')
+        return secs > 0 ? secs * 1000.0 : 0;
+    if ((when = curl_getdate(ra, NULL)) == -1)
+        return RETRY_AFTER_DEFAULT_MS;
+    return when > time(NULL) ? (double)(when - time(NULL)) * 1000.0 : 0;
+}
+
+static void next_attempt(req_t *r);
+
+/* Sleeps until UNTIL (monotonic ms), then next_attempt tries the current
+ * candidate again: a timer, so the worker goes on serving meanwhile. */
+static void wait_then_retry(req_t *r, double until)
+{
+    r->waiting = 1;
+    edge_timer_after(&r->timer, until - now_ms() > 1 ? until - now_ms() : 1);
+}
+
+static void note_earliest(req_t *r, double until)
+{
+    if (r->earliest_ms == 0 || until < r->earliest_ms)
+        r->earliest_ms = until;
+}
+
 /* One attempt is over: curl finished it (RESULT), or our timer ended it
- * (TIMEOUT names which limit). Replies, fails over, or ends the stream. */
+ * (TIMEOUT names which limit). Replies, retries, fails over, or ends the
+ * stream. */
 static void attempt_over(req_t *r, CURLcode result, const char *timeout)
 {
-    char outcome[160];
+    const config_t *cfg = r->w->cfg;
+    trace_t *t = &r->trace[r->ntrace > 0 ? r->ntrace - 1 : 0];   /* start_attempt added it */
     const char *code = NULL;
+    double now = now_ms();
 
     if (r->status == 0)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     if (timeout != NULL) {
         code = timeout;
-        snprintf(outcome, sizeof(outcome), "%s", timeout);
     } else if (result != CURLE_OK) {
         code = fail_code(r, result);
-        snprintf(outcome, sizeof(outcome), "%s (%s)", code, curl_easy_strerror(result));
-    } else {
-        snprintf(outcome, sizeof(outcome), "HTTP %ld", r->status);
-        if (failover_status(r->status))
-            code = "upstream_error";
+        t->detail = curl_easy_strerror(result);
+    } else if (failover_status(r->status)) {
+        code = r->status == 429 ? "upstream_rate_limited" : "upstream_error";
     }
-    log_attempt(r, outcome);
+    t->status = timeout == NULL && result == CURLE_OK ? (int)r->status : 0;
+    t->error = code;
+    t->ms = now - r->attempt_ms;
 
-    if (r->relaying) {                    /* past the commit point: no failover */
-        if (code != NULL)
-            abort_stream(r, code, outcome);
-        else
-            finish_reply(r);
+    if (code == NULL) {
+        health_success(&r->health);       /* the upstream answered: success, or the caller's own error */
+        finish_reply(r);
         end_attempt(r);
         return;
     }
-    if (code == NULL) {
-        finish_reply(r);                  /* success, or the caller's own error */
+    if (r->relaying) {                    /* past the commit point: no failover */
+        health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL);
+        abort_stream(r, code, t->detail != NULL ? t->detail : code);
         end_attempt(r);
         return;
     }
     r->last_fail = code;
-    if (timeout == NULL && result == CURLE_OK && r->status == 429) {
+    if (t->status == 429) {
+        /* no request on any worker goes to this upstream before UNTIL;
+         * this one tries it again then, if retries and time are left */
         const char *ra = r->resp_headers ? evhtp_kv_find(r->resp_headers, "retry-after") : NULL;
+        double wait = retry_after_ms(ra), until;
+        if (wait > r->retry_cap_ms)
+            wait = r->retry_cap_ms;
+        until = now + wait;
         r->n429++;
-        if (ra != NULL)
-            snprintf(r->retry_after, sizeof(r->retry_after), "%.15s", ra);
-    }
-    end_attempt(r);
-    /* connection error, timeout, 5xx, 429, 401/403: the next candidate,
-     * unless the request's total time is spent */
-    while (++r->cand < r->res.ncand && now_ms() < r->deadline_ms) {
-        r->w->stats.failovers++;
-        if (start_attempt(r) == 0)
+        health_defer(&r->health, (int64_t)until);
+        note_earliest(r, until);
+        end_attempt(r);
+        if (r->tries <= r->max_429_retries && until < r->deadline_ms) {
+            r->w->stats.retries++;
+            wait_then_retry(r, until);
             return;
+        }
+    } else {
+        /* connection error, timeout, 5xx, 401/403: counts towards a cooldown */
+        health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL);
+        end_attempt(r);
     }
-    if (r->cand < r->res.ncand)
-        r->last_fail = "upstream_total_timeout";
-    r->cand = r->res.ncand - 1;
-    reply_exhausted(r, r->n429 == r->attempts);
+    r->w->stats.failovers++;
+    r->cand++;
+    r->tries = 0;
+    next_attempt(r);
 }
 
 void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
@@ -539,13 +715,12 @@ void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
  * itself for the next one, so bytes arriving cost no timer operation. */
 static void arm_attempt_timer(req_t *r, double now)
 {
-    const config_t *cfg = r->w->cfg;
-    double next = r->deadline_ms, wait;
+    double next = r->attempt_deadline_ms, wait;
     if (!r->got_first_byte) {
-        if (r->attempt_ms + cfg->first_byte_timeout_s * 1000.0 < next)
-            next = r->attempt_ms + cfg->first_byte_timeout_s * 1000.0;
-    } else if (!r->paused && r->last_data_ms + cfg->idle_gap_s * 1000.0 < next) {
-        next = r->last_data_ms + cfg->idle_gap_s * 1000.0;
+        if (r->attempt_ms + r->first_byte_ms < next)
+            next = r->attempt_ms + r->first_byte_ms;
+    } else if (!r->paused && r->last_data_ms + r->idle_ms < next) {
+        next = r->last_data_ms + r->idle_ms;
     }
     wait = next - now;
     if (wait < 1)
@@ -556,18 +731,22 @@ static void arm_attempt_timer(req_t *r, double now)
 static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
 {
     req_t *r = arg;
-    const config_t *cfg = r->w->cfg;
     double now = now_ms();
     const char *code = NULL;
     (void)fd;
     (void)what;
+    if (r->waiting) {                     /* a Retry-After wait is over */
+        r->waiting = 0;
+        next_attempt(r);
+        return;
+    }
     if (r->easy == NULL)
         return;
-    if (now >= r->deadline_ms)
+    if (now >= r->attempt_deadline_ms)
         code = "upstream_total_timeout";
-    else if (!r->got_first_byte && now >= r->attempt_ms + cfg->first_byte_timeout_s * 1000.0)
+    else if (!r->got_first_byte && now >= r->attempt_ms + r->first_byte_ms)
         code = "upstream_first_byte_timeout";
-    else if (r->got_first_byte && !r->paused && now >= r->last_data_ms + cfg->idle_gap_s * 1000.0)
+    else if (r->got_first_byte && !r->paused && now >= r->last_data_ms + r->idle_ms)
         code = "upstream_idle_timeout";
     if (code == NULL) {
         arm_attempt_timer(r, now);
@@ -604,10 +783,22 @@ static const char *const upstream_paths[EP__COUNT] = {
     "/audio/transcriptions", "/images/generations",
 };
 
+/* Timeout NAME (timeouts.NAME) for candidate C: the route's, else the
+ * provider's, else DFLT (the config's). */
+static double timeout_of(const req_t *r, const candidate_t *c, const char *name, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), name);
+    if (!cJSON_IsNumber(v))
+        v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"), name);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
 static int start_attempt(req_t *r)
 {
     const candidate_t *c = &r->res.cand[r->cand];
     const config_t *cfg = r->w->cfg;
+    const cJSON *prov_total = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"),
+                                                               "total_s");
     char url[2300], hdr[1200];
     const char *key = c->api_key != NULL ? c->api_key : c->api_key_env ? getenv(c->api_key_env) : NULL;
     const cJSON *h;
@@ -639,7 +830,15 @@ static int start_attempt(req_t *r)
     r->status = 0;
     r->got_first_byte = 0;
     r->attempt_ms = r->last_data_ms = now_ms();
+    r->first_byte_ms = timeout_of(r, c, "first_byte_s", cfg->first_byte_timeout_s) * 1000.0;
+    r->idle_ms = timeout_of(r, c, "idle_s", cfg->idle_gap_s) * 1000.0;
+    r->attempt_deadline_ms = r->deadline_ms;
+    if (cJSON_IsNumber(prov_total) && r->attempt_ms + prov_total->valuedouble * 1000.0 < r->deadline_ms)
+        r->attempt_deadline_ms = r->attempt_ms + prov_total->valuedouble * 1000.0;
     r->attempts++;
+    r->tries++;
+    r->last_cand = r->cand;
+    trace_add(r, NULL);
     r->w->stats.upstream_attempts++;
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
@@ -654,17 +853,62 @@ static int start_attempt(req_t *r)
     curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_up_data);
     curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_of(r, c, "connect_ms", cfg->connect_timeout_ms));
     /* the attempt timer enforces first byte, idle gap and the total; curl's
      * own limit is only a backstop behind it */
-    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)(r->deadline_ms - r->attempt_ms) + 5000L);
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)(r->attempt_deadline_ms - r->attempt_ms) + 5000L);
     curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "turnout/" TURNOUT_VERSION);
     if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
+        r->trace[r->ntrace - 1].error = "upstream_error";
         end_attempt(r);
         return -1;
     }
     arm_attempt_timer(r, r->attempt_ms);
     return 0;
+}
+
+/* Gives the current candidate, or the next one that is usable, an attempt;
+ * replies when none is left. A candidate cooling down, whose probe is out,
+ * or at a cap is passed over (and listed in the trace). */
+static void next_attempt(req_t *r)
+{
+    const config_t *cfg = r->w->cfg;
+    for (; r->cand < r->res.ncand; r->cand++, r->tries = 0) {
+        double now = now_ms();
+        int64_t until = 0;
+        if (now >= r->deadline_ms) {
+            r->last_fail = "upstream_total_timeout";
+            break;
+        }
+        health_of(&r->res, r->cand, &r->health);
+        switch (health_take(&r->health, (int64_t)now, cfg->cooldown_after, &until)) {
+        case HEALTH_USABLE:
+            if (start_attempt(r) == 0)
+                return;
+            health_release(&r->health);
+            r->last_fail = "upstream_error";
+            break;
+        case HEALTH_COOLING:
+            if (r->tries > 0 && until < r->deadline_ms) {
+                wait_then_retry(r, (double)until);   /* our 429 retry, put off by a later 429 */
+                return;
+            }
+            trace_add(r, "cooling_down");
+            r->skipped_cool++;
+            note_earliest(r, (double)until);
+            break;
+        case HEALTH_PROBING:
+            trace_add(r, "probing");
+            r->skipped_cool++;
+            note_earliest(r, now + 1000);
+            break;
+        case HEALTH_AT_CAP:
+            trace_add(r, "at_cap");
+            r->skipped_cap++;
+            break;
+        }
+    }
+    reply_exhausted(r);
 }
 
 /* --- intake ------------------------------------------------------------ */
@@ -927,6 +1171,7 @@ static const char *sticky_key(req_t *r, char *buf, size_t cap)
 static void serve_data(req_t *r, endpoint_t ep, const char *router)
 {
     struct evbuffer *in = r->req->buffer_in;
+    const cJSON *retry, *v;
     char sticky[256];
     r->ep = ep;
     r->is_data = 1;
@@ -971,12 +1216,15 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
                     "model '%s' has no enabled upstream target", r->model);
         return;
     }
-    r->deadline_ms = now_ms() + r->w->cfg->total_timeout_s * 1000.0;
-    for (r->cand = 0; r->cand < r->res.ncand; r->cand++)
-        if (start_attempt(r) == 0)
-            return;
-    r->cand = r->res.ncand - 1;
-    reply_exhausted(r, 0);
+    retry = cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "retry");
+    v = cJSON_GetObjectItemCaseSensitive(retry, "max_429_retries");
+    r->max_429_retries = cJSON_IsNumber(v) ? (int)v->valuedouble : 2;
+    v = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s");
+    r->retry_cap_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble * 1000.0 : RETRY_CAP_DEFAULT_MS;
+    v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), "total_s");
+    r->deadline_ms = now_ms() + (cJSON_IsNumber(v) ? v->valuedouble : r->w->cfg->total_timeout_s) * 1000.0;
+    r->cand = 0;
+    next_attempt(r);
 }
 
 static const char *method_name(htp_method m)
@@ -1090,8 +1338,11 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)
 {
     req_t *r = arg;
-    if (r->easy != NULL) {
-        log_attempt(r, "client closed the connection");
+    if (r->easy != NULL || r->waiting) {
+        if (r->easy != NULL && r->ntrace > 0) {
+            r->trace[r->ntrace - 1].error = "client_closed";
+            r->trace[r->ntrace - 1].ms = now_ms() - r->attempt_ms;
+        }
         if (!r->replied) {
             r->final_status = 499;         /* nginx's code for "client went away" */
             r->error = "client_closed";
@@ -1136,6 +1387,7 @@ evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *ar
     r->req = req;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     evtimer_assign(&r->timer, w->base, on_attempt_timer, r);
+    r->last_cand = -1;
     w->in_flight++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, r);
     evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)on_read, r);

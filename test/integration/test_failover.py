@@ -4,13 +4,15 @@ import json
 from harness import Env, free_port
 
 
-def two(env, first_flags, first_url=None):
+def two(env, first_flags, first_url=None, retry=None):
     a = env.mock(*first_flags, name="first")
     b = env.mock(name="second")
     seed = {"providers": [{"name": "p1", "base_url": first_url or a.base_url, "models": [{"name": "m1"}]},
                           {"name": "p2", "base_url": b.base_url, "models": [{"name": "m2"}]}],
             "routes": [{"name": "r", "strategy": "fallback",
                         "targets": [{"provider": "p1", "model": "m1"}, {"provider": "p2", "model": "m2"}]}]}
+    if retry is not None:
+        seed["routes"][0]["retry"] = retry
     return a, b, env.turnout(seed)
 
 
@@ -38,7 +40,9 @@ def test_failover_on_503_and_401_and_403(env):
 
 
 def test_failover_on_429(env):
-    assert_failed_over(*two(env, ["--status", "429", "--retry-after", "1"]))
+    """With no 429 retries the next target serves at once (test_resilience
+    covers the retries)."""
+    assert_failed_over(*two(env, ["--status", "429", "--retry-after", "1"], retry={"max_429_retries": 0}))
 
 
 def test_failover_on_connection_refused(env):
@@ -77,11 +81,13 @@ def test_all_fail_gives_502_listing_attempts(env):
 def test_all_429_gives_429_with_retry_after(env):
     a = env.mock("--status", "429", "--retry-after", "7", name="a")
     seed = {"providers": [{"name": "pa", "base_url": a.base_url, "models": [{"name": "ma"}]}],
-            "routes": [{"name": "r", "targets": [{"provider": "pa", "model": "ma"}]}]}
+            "routes": [{"name": "r", "targets": [{"provider": "pa", "model": "ma"}],
+                        "retry": {"max_429_retries": 0, "retry_after_cap_s": 30}}]}
     t = env.turnout(seed)
     st, h, body = t.request("POST", "/v1/chat/completions", {"model": "r"})
     assert st == 429, body
     assert h["retry-after"] == "7"
+    assert json.loads(body)["error"]["attempts"][0]["status"] == 429
 
 
 def test_disabled_route_goes_to_fallback_or_503(env):

@@ -1,0 +1,163 @@
+/* health.c - upstream health and concurrency caps shared by every worker, without a lock.
+ *
+ * Each upstream (provider + model) has a tally slot "up:PROVIDER/MODEL"
+ * holding the time before which nothing may be sent to it (a 429's
+ * Retry-After, or a cooldown), its failures in a row, and whether its probe
+ * is out. Each cap that is set has a slot of its own counting the attempts
+ * open against it: "cap:r:ROUTE-ID", "cap:t:ROUTE-ID:PROVIDER/MODEL",
+ * "cap:p:PROVIDER". A cap is taken with an atomic increment that is undone
+ * when it overshoots, so no worker ever waits for another and the count
+ * never stays above the cap. */
+#include "health.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int64_t health_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int cap_of(const cJSON *rec)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, "max_in_flight");
+    return cJSON_IsNumber(v) && v->valuedouble >= 1 ? (int)v->valuedouble : 0;
+}
+
+static void set_cap(health_t *h, int which, int limit, const char *fmt, const char *a, const char *b, const char *c)
+{
+    char name[700];
+    if (limit <= 0)
+        return;
+    snprintf(name, sizeof(name), fmt, a, b, c);
+    h->cap[which] = tally_get(name);
+    h->limit[which] = limit;
+}
+
+void health_of(const resolution_t *res, int i, health_t *h)
+{
+    const candidate_t *c = &res->cand[i];
+    const char *route_id = schema_str(res->route_rec, "id", "");
+    char name[600];
+    memset(h, 0, sizeof(*h));
+    snprintf(name, sizeof(name), "up:%s/%s", c->provider, c->model);
+    h->up = tally_get(name);
+    if (*route_id) {
+        set_cap(h, CAP_ROUTE, cap_of(res->route_rec), "cap:r:%s%s%s", route_id, "", "");
+        set_cap(h, CAP_TARGET, cap_of(c->target), "cap:t:%s:%s/%s", route_id, c->provider, c->model);
+    }
+    set_cap(h, CAP_PROVIDER, cap_of(c->prov), "cap:p:%s%s%s", c->provider, "", "");
+}
+
+health_state_t health_peek(const health_t *h, int64_t now, int cooldown_after, int64_t *until, int *which)
+{
+    if (h->up != NULL) {
+        int64_t nb = atomic_load_explicit(&h->up->not_before_ms, memory_order_relaxed);
+        if (now < nb) {
+            *until = nb;
+            return HEALTH_COOLING;
+        }
+        if (atomic_load_explicit(&h->up->fail_streak, memory_order_relaxed) >= (uint64_t)cooldown_after &&
+            atomic_load_explicit(&h->up->probing, memory_order_relaxed))
+            return HEALTH_PROBING;
+    }
+    for (int i = 0; i < CAP__COUNT; i++) {
+        if (h->cap[i] != NULL && atomic_load_explicit(&h->cap[i]->in_flight, memory_order_relaxed) >= h->limit[i]) {
+            *which = i;
+            return HEALTH_AT_CAP;
+        }
+    }
+    return HEALTH_USABLE;
+}
+
+static void end_probe(health_t *h)
+{
+    if (h->probe) {
+        atomic_store_explicit(&h->up->probing, 0, memory_order_release);
+        h->probe = 0;
+    }
+}
+
+health_state_t health_take(health_t *h, int64_t now, int cooldown_after, int64_t *until)
+{
+    int taken = 0;
+    if (h->up != NULL) {
+        int64_t nb = atomic_load_explicit(&h->up->not_before_ms, memory_order_acquire);
+        if (now < nb) {
+            *until = nb;
+            return HEALTH_COOLING;
+        }
+        if (atomic_load_explicit(&h->up->fail_streak, memory_order_relaxed) >= (uint64_t)cooldown_after) {
+            int free_slot = 0;
+            if (!atomic_compare_exchange_strong(&h->up->probing, &free_slot, 1))
+                return HEALTH_PROBING;
+            h->probe = 1;
+        }
+    }
+    for (; taken < CAP__COUNT; taken++) {
+        tally_t *t = h->cap[taken];
+        if (t != NULL && atomic_fetch_add_explicit(&t->in_flight, 1, memory_order_acq_rel) >= h->limit[taken]) {
+            atomic_fetch_sub_explicit(&t->in_flight, 1, memory_order_acq_rel);
+            break;
+        }
+    }
+    if (taken < CAP__COUNT) {             /* one cap is full: give back the others */
+        while (taken-- > 0)
+            if (h->cap[taken] != NULL)
+                atomic_fetch_sub_explicit(&h->cap[taken]->in_flight, 1, memory_order_acq_rel);
+        end_probe(h);
+        return HEALTH_AT_CAP;
+    }
+    if (h->up != NULL)
+        atomic_fetch_add_explicit(&h->up->in_flight, 1, memory_order_relaxed);
+    h->held = 1;
+    return HEALTH_USABLE;
+}
+
+void health_release(health_t *h)
+{
+    if (h->held) {
+        for (int i = 0; i < CAP__COUNT; i++)
+            if (h->cap[i] != NULL)
+                atomic_fetch_sub_explicit(&h->cap[i]->in_flight, 1, memory_order_acq_rel);
+        if (h->up != NULL)
+            atomic_fetch_sub_explicit(&h->up->in_flight, 1, memory_order_relaxed);
+        h->held = 0;
+    }
+    end_probe(h);      /* an attempt given up without an outcome frees the probe */
+}
+
+void health_defer(health_t *h, int64_t until)
+{
+    int64_t nb;
+    if (h->up == NULL)
+        return;
+    nb = atomic_load_explicit(&h->up->not_before_ms, memory_order_relaxed);
+    while (nb < until &&
+           !atomic_compare_exchange_weak_explicit(&h->up->not_before_ms, &nb, until, memory_order_release,
+                                                  memory_order_relaxed))
+        ;
+}
+
+void health_success(health_t *h)
+{
+    if (h->up == NULL)
+        return;
+    if (atomic_load_explicit(&h->up->fail_streak, memory_order_relaxed) != 0)
+        atomic_store_explicit(&h->up->fail_streak, 0, memory_order_relaxed);
+    end_probe(h);
+}
+
+void health_failure(health_t *h, int64_t now, int cooldown_after, int64_t cooldown_ms)
+{
+    uint64_t streak;
+    if (h->up == NULL)
+        return;
+    streak = atomic_fetch_add_explicit(&h->up->fail_streak, 1, memory_order_relaxed) + 1;
+    if (h->probe || streak >= (uint64_t)cooldown_after)
+        health_defer(h, now + cooldown_ms);
+    end_probe(h);
+}
