@@ -27,6 +27,7 @@
  * did not exist. A user key is for the data plane only (403). Reads never
  * show a provider's api_key (only its last 4 characters) or a key's hash. */
 #include "admin.h"
+#include "health.h"
 #include "auth.h"
 #include "edge.h"
 #include "jscan.h"
@@ -674,6 +675,45 @@ static void add_str_or_null(cJSON *obj, const char *name, const char *v)
         cJSON_AddNullToObject(obj, name);
 }
 
+/* What the workers share about candidate I right now: "usable", or
+ * "cooling_down" with cooling_until (UTC) and cooling_ms_left, "probing"
+ * (its one probe is out), "at_cap" with which cap and its numbers. */
+static void add_health(cJSON *c, const resolution_t *res, int i)
+{
+    static const char *const caps[CAP__COUNT] = { "route", "target", "provider" };
+    int64_t now = health_now(), until = 0;
+    int which = 0;
+    health_t h;
+    health_of(res, i, &h);
+    switch (health_peek(&h, now, admin.gw->cfg.cooldown_after, &until, &which)) {
+    case HEALTH_USABLE:
+        cJSON_AddTrueToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", "usable");
+        break;
+    case HEALTH_COOLING: {
+        char when[32];
+        time_t t = time(NULL) + (time_t)((until - now + 999) / 1000);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+        cJSON_AddFalseToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", "cooling_down");
+        cJSON_AddStringToObject(c, "cooling_until", when);
+        cJSON_AddNumberToObject(c, "cooling_ms_left", (double)(until - now));
+        break;
+    }
+    case HEALTH_PROBING:
+        cJSON_AddFalseToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", "probing");
+        break;
+    case HEALTH_AT_CAP:
+        cJSON_AddFalseToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", "at_cap");
+        cJSON_AddStringToObject(c, "cap", caps[which]);
+        cJSON_AddNumberToObject(c, "in_flight", (double)atomic_load(&h.cap[which]->in_flight));
+        cJSON_AddNumberToObject(c, "max_in_flight", h.limit[which]);
+        break;
+    }
+}
+
 /* POST /v1/model-routes/dry-run {model, endpoint?, router?, key_id?,
  * tenant?, user?}: resolves as a request from that caller would, calling no
  * provider, and shows the rule, why it matched and every candidate with its
@@ -771,8 +811,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         cJSON_AddStringToObject(c, "model", res.cand[i].model);
         if (res.cand[i].target != NULL)
             cJSON_AddStringToObject(c, "variant", resolve_variant_label(res.cand[i].target, label, sizeof(label)));
-        cJSON_AddTrueToObject(c, "available");
-        cJSON_AddStringToObject(c, "state", "usable");
+        add_health(c, &res, i);
         cJSON_AddItemToArray(arr, c);
     }
     for (int i = 0; i < res.ndropped; i++) {
