@@ -1,4 +1,5 @@
-# turnout - plain Makefile. `make`, `make SANITIZER=address,undefined`, `make test`, `make run`, `make clean`.
+# turnout - plain Makefile. `make`, `make SANITIZER=address,undefined`, `make test`, `make run`,
+# `make install [PREFIX=/usr/local] [DESTDIR=]`, `make clean`.
 VERSION   := 0.1.0
 BUILD     ?= build
 DEPS      := build/deps
@@ -16,13 +17,18 @@ override LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 OBJDIR    := $(BUILD)/obj$(if $(SANITIZER),-san)
-LIB_SRC   := src/config.c src/fileio.c src/jscan.c src/multipart.c src/schema.c src/store.c src/resolve.c src/tally.c src/health.c \
+LIB_SRC   := src/config.c src/fileio.c src/jscan.c src/multipart.c src/schema.c src/store.c src/resolve.c src/tally.c src/health.c src/notify.c \
              src/proxy.c src/worker.c src/edge.c src/auth.c src/admin.c
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o)
 UNIT_SRC  := $(wildcard test/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps test unit-bins run clean
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
+DESTDIR    ?=
+
+.PHONY: all deps test unit-bins run clean install
 all: $(BUILD)/turnout $(BUILD)/mockllm
 
 deps: $(DEPS)/.stamp
@@ -60,6 +66,18 @@ unit-bins: $(UNIT_BIN)
 
 run: all
 	bash scripts/run-demo.sh $(BUILD)
+
+# The binary, the systemd unit (paths filled in), the man page, and the
+# production example config unless one is already there.
+install: all
+	install -Dm755 $(BUILD)/turnout $(DESTDIR)$(PREFIX)/sbin/turnout
+	install -Dm644 docs/turnout.8 $(DESTDIR)$(PREFIX)/share/man/man8/turnout.8
+	mkdir -p $(DESTDIR)$(UNITDIR)
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/turnout.service \
+	    > $(DESTDIR)$(UNITDIR)/turnout.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/turnout.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/turnout/turnout.json || \
+	    install -Dm640 etc/turnout.json $(DESTDIR)$(SYSCONFDIR)/turnout/turnout.json
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/turnout $(BUILD)/mockllm $(BUILD)/unit $(BUILD)/san

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -32,6 +33,8 @@ typedef struct worker {
     CURLM *multi;                  /* owned: upstream connections of this worker */
     struct event *curl_timer;      /* owned: libcurl's timeout */
     struct event *stop_ev;         /* owned: asks the loop to drain and exit */
+    struct event *beat;            /* owned: a timer that sets heartbeat_ms */
+    _Atomic int64_t heartbeat_ms;  /* when the loop last turned (monotonic) */
     store_reader_t *reader;        /* owned: LMDB read transaction */
     uint64_t req_seq;              /* request id sequence */
     uint64_t rng;                  /* xorshift state for ids */

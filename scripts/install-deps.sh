@@ -10,7 +10,8 @@ root=$PWD
 deps=$root/build/deps
 aptdir=$root/build/apt
 packages=(build-essential pkg-config cmake curl ca-certificates dpkg-dev
-          libevent-dev libcurl4-openssl-dev libssl-dev libcjson-dev liblmdb-dev lmdb-utils python3)
+          libevent-dev libcurl4-openssl-dev libssl-dev libcjson-dev liblmdb-dev lmdb-utils python3
+          systemd man-db)
 
 say() { echo "install-deps: $*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

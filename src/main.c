@@ -1,6 +1,8 @@
 /* main.c - turnout's entry point: command line, start-up, signals, shutdown. */
 #include "admin.h"
 #include "config.h"
+#include "edge.h"
+#include "notify.h"
 #include "store.h"
 #include "worker.h"
 
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *out)
@@ -97,6 +100,39 @@ static int store_command(const char *cmd, const config_t *cfg, const char *seed)
     return rc;
 }
 
+/* 1 when every worker's loop turned within the last LIMIT ms. */
+static int workers_alive(gateway_t *gw, int64_t limit)
+{
+    int64_t now = (int64_t)edge_now_ms();
+    for (int i = 0; i < gw->nworkers; i++)
+        if (now - atomic_load_explicit(&gw->workers[i].heartbeat_ms, memory_order_relaxed) > limit)
+            return 0;
+    return 1;
+}
+
+/* Waits for one of SIGS; meanwhile, when systemd asked for a watchdog,
+ * pings it at half its interval as long as every worker's loop is turning
+ * (a stuck worker stops the pings, and systemd restarts the service). */
+static int wait_for_signal(gateway_t *gw, const sigset_t *sigs)
+{
+    int64_t every = notify_watchdog_ms(), limit = every * 2 > 1000 ? every * 2 : 1000;
+    int sig = 0;
+    if (every == 0) {
+        while (sigwait(sigs, &sig) != 0)
+            ;
+        return sig;
+    }
+    for (;;) {
+        struct timespec ts = { every / 1000, (every % 1000) * 1000000 };
+        if ((sig = sigtimedwait(sigs, NULL, &ts)) > 0)
+            return sig;
+        if (workers_alive(gw, limit))
+            notify_send("WATCHDOG=1");
+        else
+            log_line("error", "%s", "a worker's event loop is stuck; withholding the watchdog ping");
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *file = NULL, *cmd = NULL, *seed = NULL;
@@ -138,6 +174,7 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(&gw, 0, sizeof(gw));
+    notify_init();
     if (config_load(file, &gw.cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "turnout: config %s: %s\n", file, err);
         return 1;
@@ -216,10 +253,9 @@ int main(int argc, char **argv)
         log_line("info", "admin API on %s", gw.cfg.admin_listen);
         gw.ready = 1;
         rc = 0;
+        notify_send("READY=1\nSTATUS=serving");
         for (;;) {
-            int sig = 0;
-            if (sigwait(&sigs, &sig) != 0)
-                continue;
+            int sig = wait_for_signal(&gw, &sigs);
             if (sig == SIGHUP) {
                 log_line("warn", "%s", "SIGHUP: config reload is not implemented yet; keeping the running config");
                 continue;
@@ -228,6 +264,7 @@ int main(int argc, char **argv)
             break;
         }
     }
+    notify_send("STOPPING=1\nSTATUS=draining");
     gw.ready = 0;
     admin_stop();
     for (int i = 0; i < started; i++)

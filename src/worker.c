@@ -123,8 +123,19 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     on_drain_tick(-1, 0, w);
 }
 
+/* The worker's loop is turning: what the main thread checks before it
+ * tells systemd's watchdog all is well. */
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    atomic_store_explicit(&w->heartbeat_ms, (int64_t)edge_now_ms(), memory_order_relaxed);
+}
+
 int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
 {
+    static const struct timeval beat = { 0, 250000 };
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->gw = gw;
@@ -136,6 +147,7 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->multi = curl_multi_init()) == NULL ||
         (w->curl_timer = evtimer_new(w->base, on_curl_timeout, w)) == NULL ||
         (w->stop_ev = event_new(w->base, -1, 0, on_stop, w)) == NULL ||
+        (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
         (w->reader = store_reader_new(gw->store)) == NULL) {
         snprintf(err, errlen, "worker %d: out of resources", id);
         return -1;
@@ -179,6 +191,7 @@ void worker_easy_put(worker_t *w, CURL *easy)
 void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    on_beat(-1, 0, w);
     event_base_dispatch(w->base);
     /* Whatever is still open (idle keep-alive, or past the grace period) is
      * closed here, on the worker's own thread. */
@@ -204,6 +217,8 @@ void worker_free(worker_t *w)
         event_free(w->curl_timer);
     if (w->stop_ev != NULL)
         event_free(w->stop_ev);
+    if (w->beat != NULL)
+        event_free(w->beat);
     store_reader_free(w->reader);
     if (w->base != NULL)
         event_base_free(w->base);
