@@ -696,7 +696,8 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
         health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL);
         end_attempt(r);
     }
-    r->w->stats.failovers++;
+    if (r->cand + 1 < r->res.ncand)
+        r->w->stats.failovers++;           /* another candidate follows */
     r->cand++;
     r->tries = 0;
     next_attempt(r);
