@@ -27,29 +27,27 @@ static int cap_of(const cJSON *rec)
     return cJSON_IsNumber(v) && v->valuedouble >= 1 ? (int)v->valuedouble : 0;
 }
 
-static void set_cap(health_t *h, int which, int limit, const char *fmt, const char *a, const char *b, const char *c)
-{
-    char name[700];
-    if (limit <= 0)
-        return;
-    snprintf(name, sizeof(name), fmt, a, b, c);
-    h->cap[which] = tally_get(name);
-    h->limit[which] = limit;
-}
-
 void health_of(const resolution_t *res, int i, health_t *h)
 {
     const candidate_t *c = &res->cand[i];
     const char *route_id = schema_str(res->route_rec, "id", "");
-    char name[600];
+    char name[700];
     memset(h, 0, sizeof(*h));
     snprintf(name, sizeof(name), "up:%s/%s", c->provider, c->model);
     h->up = tally_get(name);
-    if (*route_id) {
-        set_cap(h, CAP_ROUTE, cap_of(res->route_rec), "cap:r:%s%s%s", route_id, "", "");
-        set_cap(h, CAP_TARGET, cap_of(c->target), "cap:t:%s:%s/%s", route_id, c->provider, c->model);
+    /* a cap's slot is named (and looked up) only when the cap is set */
+    if (*route_id && (h->limit[CAP_ROUTE] = cap_of(res->route_rec)) > 0) {
+        snprintf(name, sizeof(name), "cap:r:%s", route_id);
+        h->cap[CAP_ROUTE] = tally_get(name);
     }
-    set_cap(h, CAP_PROVIDER, cap_of(c->prov), "cap:p:%s%s%s", c->provider, "", "");
+    if (*route_id && (h->limit[CAP_TARGET] = cap_of(c->target)) > 0) {
+        snprintf(name, sizeof(name), "cap:t:%s:%s/%s", route_id, c->provider, c->model);
+        h->cap[CAP_TARGET] = tally_get(name);
+    }
+    if ((h->limit[CAP_PROVIDER] = cap_of(c->prov)) > 0) {
+        snprintf(name, sizeof(name), "cap:p:%s", c->provider);
+        h->cap[CAP_PROVIDER] = tally_get(name);
+    }
 }
 
 health_state_t health_peek(const health_t *h, int64_t now, int cooldown_after, int64_t *until, int *which)
