@@ -14,6 +14,10 @@ int admin_start(gateway_t *gw, char *err, size_t errlen);
  * Safe when admin_start failed or never ran. */
 void admin_stop(void);
 
+/* Thread-safe: the admin thread takes gw->live as its config and stores
+ * gw->gen in gw->admin_gen once it has. */
+void admin_reload(void);
+
 /* Records that the stored key ID (a UUID) was used; any thread may call it.
  * The admin thread writes last_used_at soon after (at most one pending
  * write per key; callers skip keys whose last_used_at is recent). */

@@ -31,7 +31,8 @@ typedef struct config {
     int  shutdown_grace_s;
     int64_t map_size_mb;        /* LMDB map size */
     char log_level[16];         /* debug | info | warn | error */
-    char log_access[1024];      /* "stdout", "off" or a file path */
+    char log_access[1024];      /* "stdout", "stderr", "off" or a file path */
+    char log_error[1024];       /* "stderr" or a file path */
     char seed[1024];            /* seed file, "" = none */
 } config_t;
 

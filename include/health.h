@@ -48,9 +48,10 @@ void health_release(health_t *h);
 
 /* The attempt's outcome: a success (or the caller's own error) ends the
  * streak; a failure extends it and, at COOLDOWN_AFTER in a row or when a
- * probe fails, cools the upstream down for COOLDOWN_MS. */
+ * probe fails, cools the upstream down for COOLDOWN_MS. health_failure
+ * returns 1 when it did (*STREAK: the failures in a row, this one included). */
 void health_success(health_t *h);
-void health_failure(health_t *h, int64_t now, int cooldown_after, int64_t cooldown_ms);
+int health_failure(health_t *h, int64_t now, int cooldown_after, int64_t cooldown_ms, uint64_t *streak);
 
 /* A 429: nothing goes to the upstream before UNTIL (kept if later already). */
 void health_defer(health_t *h, int64_t until);

@@ -7,8 +7,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "store.h"
 
 struct evhtp;
@@ -27,7 +29,11 @@ typedef struct worker {
     int id;
     pthread_t thread;
     struct gateway *gw;            /* borrowed: process-wide state */
-    const config_t *cfg;           /* borrowed, immutable */
+    const config_t *cfg;           /* borrowed, immutable: the config in force (reload swaps it) */
+    _Atomic uint64_t cfg_gen;      /* the generation of cfg, for the reloading thread */
+    struct event *reload_ev;       /* owned: takes the newest config */
+    metrics_t *metrics;            /* owned: this worker's series */
+    series_t *m_connections;       /* its open client connections */
     struct event_base *base;       /* owned */
     struct evhtp *htp;             /* owned: listener bound with SO_REUSEPORT */
     CURLM *multi;                  /* owned: upstream connections of this worker */
@@ -50,11 +56,15 @@ typedef struct worker {
 
 /* Process-wide state shared read-only by workers (after start-up). */
 typedef struct gateway {
-    config_t cfg;
+    config_t cfg;                  /* as started: listen, workers, data_dir, admin are fixed here */
+    _Atomic(const config_t *) live;    /* the config in force; SIGHUP publishes a new one */
+    _Atomic uint64_t gen;          /* live's generation */
+    _Atomic uint64_t admin_gen;    /* the generation the admin thread took */
+    time_t started_at;
     store_t *store;
     int nworkers;
     worker_t *workers;
-    int access_fd;                 /* -1 = off */
+    _Atomic int access_fd;         /* -1 = off */
     const char *admin_key;         /* bootstrap admin key (from env) or NULL */
     volatile int ready;
 } gateway_t;
@@ -69,6 +79,10 @@ void *worker_main(void *arg);
 /* Thread-safe: asks the worker to stop accepting, finish in-flight requests
  * (up to the grace period) and leave its loop. */
 void worker_stop(worker_t *w);
+
+/* Thread-safe: asks the worker to take gw->live as its config; it stores
+ * gw->gen in cfg_gen once it has. */
+void worker_reload(worker_t *w);
 
 /* Frees what worker_init created; safe after a failed init. */
 void worker_free(worker_t *w);

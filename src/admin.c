@@ -64,6 +64,8 @@ typedef struct admin {
     struct event_base *base;
     evhtp_t *htp;
     struct event *stop_ev;
+    struct event *reload_ev;   /* takes the newest config (SIGHUP) */
+    const config_t *cfg;       /* the config in force, as this thread took it */
     store_reader_t *reader;    /* for key lookups */
 } admin_t;
 
@@ -685,7 +687,7 @@ static void add_health(cJSON *c, const resolution_t *res, int i)
     int which = 0;
     health_t h;
     health_of(res, i, &h);
-    switch (health_peek(&h, now, admin.gw->cfg.cooldown_after, &until, &which)) {
+    switch (health_peek(&h, now, admin.cfg->cooldown_after, &until, &which)) {
     case HEALTH_USABLE:
         cJSON_AddTrueToObject(c, "available");
         cJSON_AddStringToObject(c, "state", "usable");
@@ -1048,6 +1050,22 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(admin.base, NULL);
 }
 
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    uint64_t gen = atomic_load(&admin.gw->gen);
+    admin.cfg = atomic_load(&admin.gw->live);
+    atomic_store(&admin.gw->admin_gen, gen);
+}
+
+void admin_reload(void)
+{
+    if (admin.running)
+        event_active(admin.reload_ev, EV_READ, 0);
+}
+
 static void *admin_main(void *arg)
 {
     (void)arg;
@@ -1065,6 +1083,7 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
     long port;
     memset(&admin, 0, sizeof(admin));
     admin.gw = gw;
+    admin.cfg = atomic_load(&gw->live);
     if (colon == NULL || colon == gw->cfg.admin_listen || (size_t)(colon - gw->cfg.admin_listen) >= sizeof(host) ||
         (port = strtol(colon + 1, NULL, 10)) < 1 || port > 65535) {
         snprintf(err, errlen, "admin.listen: must be HOST:PORT");
@@ -1075,7 +1094,8 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
     if ((admin.reader = store_reader_new(gw->store)) == NULL || (admin.base = event_base_new()) == NULL ||
         (admin.htp = evhtp_new(admin.base, NULL)) == NULL ||
         (ev = event_new(admin.base, -1, 0, on_keys_used, NULL)) == NULL ||
-        (admin.stop_ev = event_new(admin.base, -1, 0, on_stop, NULL)) == NULL) {
+        (admin.stop_ev = event_new(admin.base, -1, 0, on_stop, NULL)) == NULL ||
+        (admin.reload_ev = event_new(admin.base, -1, 0, on_reload, NULL)) == NULL) {
         if (ev != NULL)
             event_free(ev);
         snprintf(err, errlen, "admin: out of resources");
@@ -1116,6 +1136,8 @@ void admin_stop(void)
     }
     if (admin.stop_ev != NULL)
         event_free(admin.stop_ev);
+    if (admin.reload_ev != NULL)
+        event_free(admin.reload_ev);
     pthread_mutex_lock(&used_lock);           /* no worker reports into a freed event */
     if (used_ev != NULL)
         event_free(used_ev);

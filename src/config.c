@@ -52,6 +52,7 @@ static const option_t options[] = {
     { "store.map_size_mb",      OPT_INT,  OFF(map_size_mb), 1024, NULL, 1, 1048576, 0 },
     { "log.level",              OPT_STR,  OFF(log_level), 0, "info", 0, 0, 0 },
     { "log.access",             OPT_STR,  OFF(log_access), 0, "stdout", 0, 0, 0 },
+    { "log.error",              OPT_STR,  OFF(log_error), 0, "stderr", 0, 0, 0 },
     { "seed",                   OPT_STR,  OFF(seed), 0, "", 0, 0, 1 },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

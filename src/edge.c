@@ -265,6 +265,7 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
     if (cl->next != NULL)
         cl->next->prev = cl->prev;
     w->nclients--;
+    metrics_add(w->m_connections, -1);
     /* the request (if any) is freed after this hook: it must not find us */
     conn->hooks->on_connection_fini_arg = NULL;
     free(cl);
@@ -285,6 +286,7 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
         w->clients->prev = cl;
     w->clients = cl;
     w->nclients++;
+    metrics_add(w->m_connections, 1);
     event_assign(&cl->timer, w->base, -1, 0, on_timer, cl);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, cl);
     evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, cl);

@@ -149,13 +149,17 @@ void health_success(health_t *h)
     end_probe(h);
 }
 
-void health_failure(health_t *h, int64_t now, int cooldown_after, int64_t cooldown_ms)
+int health_failure(health_t *h, int64_t now, int cooldown_after, int64_t cooldown_ms, uint64_t *streak)
 {
-    uint64_t streak;
+    int cooled = 0;
+    *streak = 0;
     if (h->up == NULL)
-        return;
-    streak = atomic_fetch_add_explicit(&h->up->fail_streak, 1, memory_order_relaxed) + 1;
-    if (h->probe || streak >= (uint64_t)cooldown_after)
+        return 0;
+    *streak = atomic_fetch_add_explicit(&h->up->fail_streak, 1, memory_order_relaxed) + 1;
+    if (h->probe || *streak >= (uint64_t)cooldown_after) {
         health_defer(h, now + cooldown_ms);
+        cooled = 1;
+    }
     end_probe(h);
+    return cooled;
 }

@@ -2,7 +2,9 @@
 #include "admin.h"
 #include "config.h"
 #include "edge.h"
+#include "log.h"
 #include "notify.h"
+#include "reload.h"
 #include "store.h"
 #include "worker.h"
 
@@ -31,24 +33,6 @@ static void usage(FILE *out)
             "Signals: TERM/INT drain and exit 0; HUP re-reads the config.\n");
 }
 
-static void log_line(const char *level, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "turnout: [%s] ", level);
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-}
-
-static int open_access_log(const char *target)
-{
-    if (strcmp(target, "off") == 0)
-        return -1;
-    if (strcmp(target, "stdout") == 0)
-        return STDOUT_FILENO;
-    if (strcmp(target, "stderr") == 0)
-        return STDERR_FILENO;
-    return open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-}
-
 /* Every client connection and upstream connection is a descriptor: take the
  * hard limit, and say so when even that cannot hold max_connections. */
 static void raise_fd_limit(const config_t *cfg)
@@ -61,13 +45,10 @@ static void raise_fd_limit(const config_t *cfg)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "the open-file limit (%llu) is below what %d workers x %d connections "
-                 "(client and upstream) may need (%llu); raise LimitNOFILE or lower limits.max_connections",
-                 (unsigned long long)rl.rlim_cur, cfg->workers, cfg->max_connections, (unsigned long long)want);
-        log_line("warn", "%s", msg);
-    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        tlog(LOG_WARN, "the open-file limit (%llu) is below what %d workers x %d connections "
+             "(client and upstream) may need (%llu); raise LimitNOFILE or lower limits.max_connections",
+             (unsigned long long)rl.rlim_cur, cfg->workers, cfg->max_connections, (unsigned long long)want);
 }
 
 /* `turnout export` and `turnout import`: the store of config FILE, opened
@@ -78,7 +59,7 @@ static int store_command(const char *cmd, const config_t *cfg, const char *seed)
     store_t *s = store_open(cfg->data_dir, (size_t)cfg->map_size_mb, err, sizeof(err));
     int rc = 1;
     if (s == NULL) {
-        log_line("error", "%s", err);
+        tlog(LOG_ERROR, "%s", err);
         return 1;
     }
     if (strcmp(cmd, "export") == 0) {
@@ -87,13 +68,13 @@ static int store_command(const char *cmd, const config_t *cfg, const char *seed)
         if (text != NULL && printf("%s\n", text) > 0 && fflush(stdout) == 0)
             rc = 0;
         else
-            log_line("error", "%s", "export failed (out of memory, or stdout closed)");
+            tlog(LOG_ERROR, "export failed (out of memory, or stdout closed)");
         free(text);
         cJSON_Delete(all);
     } else if (store_import_seed(s, seed, err, sizeof(err)) < 0) {
-        log_line("error", "%s", err);
+        tlog(LOG_ERROR, "%s", err);
     } else {
-        log_line("info", "imported %s", seed);
+        tlog(LOG_INFO, "imported %s", seed);
         rc = 0;
     }
     store_close(s);
@@ -129,7 +110,7 @@ static int wait_for_signal(gateway_t *gw, const sigset_t *sigs)
         if (workers_alive(gw, limit))
             notify_send("WATCHDOG=1");
         else
-            log_line("error", "%s", "a worker's event loop is stuck; withholding the watchdog ping");
+            tlog(LOG_ERROR, "a worker's event loop is stuck; withholding the watchdog ping");
     }
 }
 
@@ -185,27 +166,28 @@ int main(int argc, char **argv)
         printf("turnout: config %s is valid\n", file);
         return 0;
     }
+    atomic_store(&gw.live, &gw.cfg);
+    gw.started_at = time(NULL);
+    if (reload_open_logs(&gw, err, sizeof(err)) < 0) {
+        fprintf(stderr, "turnout: %s\n", err);
+        reload_cleanup(&gw);
+        return 1;
+    }
 
     gw.store = store_open(gw.cfg.data_dir, (size_t)gw.cfg.map_size_mb, err, sizeof(err));
     if (gw.store == NULL) {
-        log_line("error", "%s", err);
+        tlog(LOG_ERROR, "%s", err);
         return 1;
     }
     if (gw.cfg.seed[0] != '\0' && store_is_empty(gw.store)) {
         if (store_import_seed(gw.store, gw.cfg.seed, err, sizeof(err)) < 0) {
-            log_line("error", "%s", err);
+            tlog(LOG_ERROR, "%s", err);
             store_close(gw.store);
             return 1;
         }
-        log_line("info", "imported seed %s into the empty store", gw.cfg.seed);
+        tlog(LOG_INFO, "imported seed %s into the empty store", gw.cfg.seed);
     }
     gw.admin_key = getenv(gw.cfg.admin_key_env);
-    gw.access_fd = open_access_log(gw.cfg.log_access);
-    if (gw.access_fd < 0 && strcmp(gw.cfg.log_access, "off") != 0) {
-        log_line("error", "log.access: cannot open %s", gw.cfg.log_access);
-        store_close(gw.store);
-        return 1;
-    }
 
     raise_fd_limit(&gw.cfg);
 
@@ -218,7 +200,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || evthread_use_pthreads() != 0) {
-        log_line("error", "%s", "cannot initialise libcurl or libevent threading");
+        tlog(LOG_ERROR, "cannot initialise libcurl or libevent threading");
         goto out;
     }
     gw.nworkers = gw.cfg.workers;
@@ -227,7 +209,7 @@ int main(int argc, char **argv)
         goto out;
     for (int i = 0; i < gw.nworkers; i++) {
         if (worker_init(&gw.workers[i], &gw, i, err, sizeof(err)) < 0) {
-            log_line("error", "%s", err);
+            tlog(LOG_ERROR, "%s", err);
             worker_free(&gw.workers[i]);
             goto out;
         }
@@ -236,31 +218,31 @@ int main(int argc, char **argv)
     started = 0;
     for (int i = 0; i < gw.nworkers; i++) {
         if (pthread_create(&gw.workers[i].thread, NULL, worker_main, &gw.workers[i]) != 0) {
-            log_line("error", "%s", "cannot start a worker thread");
+            tlog(LOG_ERROR, "cannot start a worker thread");
             break;
         }
         started++;
     }
     if (started == gw.nworkers && admin_start(&gw, err, sizeof(err)) < 0) {
-        log_line("error", "%s", err);
+        tlog(LOG_ERROR, "%s", err);
         started_admin = -1;
     }
     if (started == gw.nworkers && started_admin == 0) {
         char what[160];
         snprintf(what, sizeof(what), "%s:%d with %d workers", gw.cfg.listen_host,
                  gw.cfg.listen_port, gw.nworkers);
-        log_line("info", "listening on %s", what);
-        log_line("info", "admin API on %s", gw.cfg.admin_listen);
+        tlog(LOG_INFO, "listening on %s", what);
+        tlog(LOG_INFO, "admin API on %s", gw.cfg.admin_listen);
         gw.ready = 1;
         rc = 0;
         notify_send("READY=1\nSTATUS=serving");
         for (;;) {
             int sig = wait_for_signal(&gw, &sigs);
             if (sig == SIGHUP) {
-                log_line("warn", "%s", "SIGHUP: config reload is not implemented yet; keeping the running config");
+                reload_config(&gw, file);
                 continue;
             }
-            log_line("info", "%s: draining in-flight requests, then exiting", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            tlog(LOG_INFO, "%s: draining in-flight requests, then exiting", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
     }
@@ -281,6 +263,7 @@ out:
     }
     curl_global_cleanup();
     store_close(gw.store);
+    reload_cleanup(&gw);
     libevent_global_shutdown();
     return rc;
 }

@@ -34,6 +34,8 @@
 #include "edge.h"
 #include "health.h"
 #include "jscan.h"
+#include "log.h"
+#include "metrics.h"
 #include "multipart.h"
 #include "resolve.h"
 
@@ -102,6 +104,9 @@ typedef struct req {
     double earliest_ms;          /* the soonest a cooling candidate is usable again */
     int waiting;                 /* the timer is a Retry-After wait */
     health_t health;             /* the current attempt's shared slots */
+    const char *m_endpoint;      /* the endpoint label of its metrics */
+    series_t *m_route;           /* its route's in-flight gauge, once counted in it */
+    series_t *m_target;          /* the current attempt's target in-flight gauge */
     /* the current attempt */
     CURL *easy;
     struct curl_slist *up_headers;
@@ -324,7 +329,7 @@ static void access_log(req_t *r)
 {
     char line[16384], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600], qtenant[280], trace[8192];
     const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
-    int fd = r->w->gw->access_fd;
+    int fd = atomic_load_explicit(&r->w->gw->access_fd, memory_order_relaxed);
     int n;
     if (fd < 0)
         return;
@@ -356,6 +361,10 @@ static void end_attempt(req_t *r)
     event_del(&r->timer);
     r->waiting = 0;
     health_release(&r->health);
+    if (r->m_target != NULL) {
+        metrics_add(r->m_target, -1);
+        r->m_target = NULL;
+    }
     r->paused = 0;
     if (r->req != NULL && r->req->conn != NULL)
         evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, NULL, NULL);
@@ -403,6 +412,8 @@ static size_t on_up_header(char *buf, size_t size, size_t n, void *arg)
         snprintf(lat, sizeof(lat), "lat:%s/%s", c->provider, c->model);   /* for sort: latency */
         if ((t = tally_get(lat)) != NULL)
             tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
+        metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
+                        (r->last_data_ms - r->attempt_ms) / 1000.0);
         arm_attempt_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
     }
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
@@ -640,9 +651,23 @@ static void note_earliest(req_t *r, double until)
 /* One attempt is over: curl finished it (RESULT), or our timer ended it
  * (TIMEOUT names which limit). Replies, retries, fails over, or ends the
  * stream. */
-static void attempt_over(req_t *r, CURLcode result, const char *timeout)
+/* A failed attempt counts towards its upstream's cooldown; the start of one
+ * is logged and counted. */
+static void count_failure(req_t *r, const char *code, double now)
 {
     const config_t *cfg = r->w->cfg;
+    const candidate_t *c = &r->res.cand[r->cand];
+    uint64_t streak;
+    if (!health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL, &streak))
+        return;
+    metrics_add(metrics_series(r->w->metrics, M_COOLDOWNS, c->provider, c->model, NULL, NULL), 1);
+    tlog(LOG_WARN, "upstream %s/%s cools down for %d s after %llu failures in a row (the last: %s)", c->provider,
+         c->model, cfg->cooldown_s, (unsigned long long)streak, code);
+}
+
+static void attempt_over(req_t *r, CURLcode result, const char *timeout)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
     trace_t *t = &r->trace[r->ntrace > 0 ? r->ntrace - 1 : 0];   /* start_attempt added it */
     const char *code = NULL;
     double now = now_ms();
@@ -660,6 +685,7 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
     t->status = timeout == NULL && result == CURLE_OK ? (int)r->status : 0;
     t->error = code;
     t->ms = now - r->attempt_ms;
+    metrics_add(metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, code ? code : "ok", NULL), 1);
 
     if (code == NULL) {
         health_success(&r->health);       /* the upstream answered: success, or the caller's own error */
@@ -668,7 +694,7 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
         return;
     }
     if (r->relaying) {                    /* past the commit point: no failover */
-        health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL);
+        count_failure(r, code, now);
         abort_stream(r, code, t->detail != NULL ? t->detail : code);
         end_attempt(r);
         return;
@@ -688,16 +714,19 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
         end_attempt(r);
         if (r->tries <= r->max_429_retries && until < r->deadline_ms) {
             r->w->stats.retries++;
+            metrics_add(metrics_series(r->w->metrics, M_RETRIES, c->provider, c->model, NULL, NULL), 1);
             wait_then_retry(r, until);
             return;
         }
     } else {
         /* connection error, timeout, 5xx, 401/403: counts towards a cooldown */
-        health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL);
+        count_failure(r, code, now);
         end_attempt(r);
     }
-    if (r->cand + 1 < r->res.ncand)
-        r->w->stats.failovers++;           /* another candidate follows */
+    if (r->cand + 1 < r->res.ncand) {      /* another candidate follows */
+        r->w->stats.failovers++;
+        metrics_add(metrics_series(r->w->metrics, M_FAILOVERS, r->res.route, code, NULL, NULL), 1);
+    }
     r->cand++;
     r->tries = 0;
     next_attempt(r);
@@ -841,6 +870,8 @@ static int start_attempt(req_t *r)
     r->last_cand = r->cand;
     trace_add(r, NULL);
     r->w->stats.upstream_attempts++;
+    r->m_target = metrics_series(r->w->metrics, M_TARGET_IN_FLIGHT, r->res.route, c->provider, c->model, NULL);
+    metrics_add(r->m_target, 1);
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
     curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
@@ -866,6 +897,14 @@ static int start_attempt(req_t *r)
     }
     arm_attempt_timer(r, r->attempt_ms);
     return 0;
+}
+
+/* The current candidate is passed over, for WHY. */
+static void skipped(req_t *r, const char *why)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    trace_add(r, why);
+    metrics_add(metrics_series(r->w->metrics, M_SKIPS, c->provider, c->model, why, NULL), 1);
 }
 
 /* Gives the current candidate, or the next one that is usable, an attempt;
@@ -894,17 +933,17 @@ static void next_attempt(req_t *r)
                 wait_then_retry(r, (double)until);   /* our 429 retry, put off by a later 429 */
                 return;
             }
-            trace_add(r, "cooling_down");
+            skipped(r, "cooling_down");
             r->skipped_cool++;
             note_earliest(r, (double)until);
             break;
         case HEALTH_PROBING:
-            trace_add(r, "probing");
+            skipped(r, "probing");
             r->skipped_cool++;
             note_earliest(r, now + 1000);
             break;
         case HEALTH_AT_CAP:
-            trace_add(r, "at_cap");
+            skipped(r, "at_cap");
             r->skipped_cap++;
             break;
         }
@@ -1048,6 +1087,17 @@ static void reply_json(req_t *r, int status, const char *text)
     r->final_status = status;
     r->bytes_out = strlen(text);
     evhtp_send_reply(r->req, (evhtp_res)status);
+}
+
+static void serve_metrics(req_t *r)
+{
+    metrics_render(r->w->gw, r->req->buffer_out);
+    add_header(r->req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    add_std_headers(r);
+    r->replied = 1;
+    r->final_status = 200;
+    r->bytes_out = evbuffer_get_length(r->req->buffer_out);
+    evhtp_send_reply(r->req, EVHTP_RES_OK);
 }
 
 static void serve_models(req_t *r, const char *router)
@@ -1225,6 +1275,8 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
     v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), "total_s");
     r->deadline_ms = now_ms() + (cJSON_IsNumber(v) ? v->valuedouble : r->w->cfg->total_timeout_s) * 1000.0;
     r->cand = 0;
+    r->m_route = metrics_series(r->w->metrics, M_ROUTE_IN_FLIGHT, r->res.route, NULL, NULL, NULL);
+    metrics_add(r->m_route, 1);
     next_attempt(r);
 }
 
@@ -1253,6 +1305,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     req_t *r = req_of(req);
     const char *path = req->uri && req->uri->path ? req->uri->path->full : NULL;
     htp_method m = evhtp_request_get_method(req);
+    const route_path_t *dp = NULL;
     char router[128] = "";
 
     edge_request_complete(edge_client(req));
@@ -1271,11 +1324,21 @@ static void on_request(evhtp_request_t *req, void *arg)
     }
     if (is_health_path(path)) {
         int ok = path[1] == 'h' || (w->gw->ready && !w->stopping);
+        r->m_endpoint = path + 1;
         if (m != htp_method_GET && m != htp_method_HEAD) {
             reply_not_allowed(r, m, path, "GET, HEAD");
             return;
         }
         reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {  /* like the health checks: no key (it holds no secret) */
+        r->m_endpoint = "metrics";
+        if (m != htp_method_GET && m != htp_method_HEAD) {
+            reply_not_allowed(r, m, path, "GET, HEAD");
+            return;
+        }
+        serve_metrics(r);
         return;
     }
     if (strncmp(path, "/router/", 8) == 0) {
@@ -1288,6 +1351,11 @@ static void on_request(evhtp_request_t *req, void *arg)
         router[end - slug] = '\0';
         path = end;
     }
+    for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]); i++)
+        if (strcmp(path, data_paths[i].path) == 0)
+            dp = &data_paths[i];
+    if (dp != NULL)
+        r->m_endpoint = schema_endpoint_name(dp->ep);   /* a 401 is counted under it too */
     if (!authorised(r)) {
         add_header(req, "WWW-Authenticate", "Bearer");
         reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL,
@@ -1295,6 +1363,7 @@ static void on_request(evhtp_request_t *req, void *arg)
         return;
     }
     if (strcmp(path, "/v1/models") == 0) {
+        r->m_endpoint = "models";
         if (m != htp_method_GET && m != htp_method_HEAD) {
             reply_not_allowed(r, m, path, "GET, HEAD");
             return;
@@ -1302,14 +1371,12 @@ static void on_request(evhtp_request_t *req, void *arg)
         serve_models(r, router);
         return;
     }
-    for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]); i++) {
-        if (strcmp(path, data_paths[i].path) != 0)
-            continue;
+    if (dp != NULL) {
         if (m != htp_method_POST) {
             reply_not_allowed(r, m, path, "POST");
             return;
         }
-        serve_data(r, data_paths[i].ep, router);
+        serve_data(r, dp->ep, router);
         return;
     }
     reply_error(r, 404, "invalid_request_error", "not_found", NULL, "no such path: %s", path);
@@ -1336,13 +1403,31 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
     return EVHTP_RES_OK;
 }
 
+/* The request's metrics, once it is over. */
+static void count_request(req_t *r)
+{
+    const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
+    metrics_t *m = r->w->metrics;
+    char status[16];
+    snprintf(status, sizeof(status), "%d", r->final_status);
+    metrics_add(metrics_series(m, M_REQUESTS, r->m_endpoint, r->res.route, c ? c->provider : NULL, status), 1);
+    if (r->is_data)
+        metrics_observe(metrics_series(m, M_DURATION, r->m_endpoint, r->res.route, NULL, NULL), since_ms(r) / 1000.0);
+    if (r->m_route != NULL)
+        metrics_add(r->m_route, -1);
+    if (r->res.variant[0])
+        metrics_add(metrics_series(m, M_AB, r->res.route, r->res.variant, NULL, NULL), 1);
+}
+
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)
 {
     req_t *r = arg;
     if (r->easy != NULL || r->waiting) {
         if (r->easy != NULL && r->ntrace > 0) {
+            const candidate_t *c = &r->res.cand[r->cand];
             r->trace[r->ntrace - 1].error = "client_closed";
             r->trace[r->ntrace - 1].ms = now_ms() - r->attempt_ms;
+            metrics_add(metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, "client_closed", NULL), 1);
         }
         if (!r->replied) {
             r->final_status = 499;         /* nginx's code for "client went away" */
@@ -1357,7 +1442,8 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     end_attempt(r);
     r->req = NULL;
     access_log(r);
-    if (r->res.variant_tally != NULL) {      /* A/B counts, read by the dry-run */
+    count_request(r);
+    if (r->res.variant_tally != NULL) {      /* A/B counts, read by the dry-run (metrics count their own) */
         tally_t *t = r->res.variant_tally;
         atomic_fetch_add_explicit(&t->n, 1, memory_order_relaxed);
         if (r->final_status >= 500 || r->final_status == 429 || r->error != NULL)
@@ -1389,6 +1475,7 @@ evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *ar
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     evtimer_assign(&r->timer, w->base, on_attempt_timer, r);
     r->last_cand = -1;
+    r->m_endpoint = "other";
     w->in_flight++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_fini, r);
     evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)on_read, r);

@@ -133,13 +133,32 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     atomic_store_explicit(&w->heartbeat_ms, (int64_t)edge_now_ms(), memory_order_relaxed);
 }
 
+/* Reload: from the next event on, this worker's requests see the new
+ * config; the ones in progress read it too (they borrow w->cfg afresh in
+ * each callback), which is what a reload means for timeouts and limits. */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    uint64_t gen = atomic_load(&w->gw->gen);
+    w->cfg = atomic_load(&w->gw->live);
+    atomic_store(&w->cfg_gen, gen);
+}
+
+void worker_reload(worker_t *w)
+{
+    event_active(w->reload_ev, EV_READ, 0);
+}
+
 int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
 {
     static const struct timeval beat = { 0, 250000 };
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->gw = gw;
-    w->cfg = &gw->cfg;
+    w->cfg = atomic_load(&gw->live);
+    atomic_store(&w->cfg_gen, atomic_load(&gw->gen));
     w->rng = ((uint64_t)time(NULL) << 16) ^ ((uint64_t)(uintptr_t)w) ^ ((uint64_t)id * 0x9E3779B97F4A7C15ull);
     if (w->rng == 0)
         w->rng = 88172645463325252ull;
@@ -148,10 +167,13 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->curl_timer = evtimer_new(w->base, on_curl_timeout, w)) == NULL ||
         (w->stop_ev = event_new(w->base, -1, 0, on_stop, w)) == NULL ||
         (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
+        (w->reload_ev = event_new(w->base, -1, 0, on_reload, w)) == NULL ||
+        (w->metrics = metrics_new()) == NULL ||
         (w->reader = store_reader_new(gw->store)) == NULL) {
         snprintf(err, errlen, "worker %d: out of resources", id);
         return -1;
     }
+    w->m_connections = metrics_series(w->metrics, M_CONNECTIONS, NULL, NULL, NULL, NULL);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -219,6 +241,9 @@ void worker_free(worker_t *w)
         event_free(w->stop_ev);
     if (w->beat != NULL)
         event_free(w->beat);
+    if (w->reload_ev != NULL)
+        event_free(w->reload_ev);
+    metrics_free(w->metrics);
     store_reader_free(w->reader);
     if (w->base != NULL)
         event_base_free(w->base);
