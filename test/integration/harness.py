@@ -15,6 +15,21 @@ BUILD = os.environ.get("TURNOUT_BUILD", "build")
 # is tested under the sanitizers everywhere else.
 RELEASE_BUILD = os.environ.get("TURNOUT_RELEASE_BUILD", "build")
 ADMIN_KEY = "test-admin-key-0123456789"
+# Every turnout of the run has this provider key (MOCK_API_KEY, the seeds'
+# api_key_env), and tests put it into stored providers. It must reach the
+# mock upstreams and nothing else: every reply from turnout and every file
+# a test leaves (logs, exports) is searched for it (Env.close, check_reply).
+CANARY = "sk-canary-7f3e9d2b41c8a6e05d17"
+MOCK_PORTS = set()
+
+
+def check_reply(port, *parts):
+    """Fails when a reply from anything but a mock upstream shows the canary key."""
+    if port in MOCK_PORTS:
+        return
+    for part in parts:
+        text = part if isinstance(part, (bytes, bytearray)) else str(part).encode()
+        assert CANARY.encode() not in text, "the canary provider key was in a reply from port %d" % port
 
 
 def free_port():
@@ -58,8 +73,10 @@ def raw_exchange(port, data, timeout=5, pause_after_send=0):
             except ConnectionResetError:
                 return out, True
             if not chunk:
+                check_reply(port, out)
                 return out, True
             out += chunk
+        check_reply(port, out)
         return out, False
     finally:
         s.close()
@@ -98,6 +115,7 @@ def http_request(port, method, path, body=None, headers=None, timeout=10):
         c.request(method, path, body=body, headers=headers)
         r = c.getresponse()
         data = r.read()
+        check_reply(port, data, r.getheaders())
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     finally:
         c.close()
@@ -143,6 +161,7 @@ class Mock(Proc):
                 raise RuntimeError("mockllm did not start: " + self.output())
             time.sleep(0.02)
         self.port = int(open(port_file).read())
+        MOCK_PORTS.add(self.port)
         self.base_url = "http://127.0.0.1:%d/v1" % self.port
 
     def log(self):
@@ -175,6 +194,7 @@ class Turnout(Proc):
             json.dump(cfg, f)
         full_env = dict(os.environ)
         full_env["TURNOUT_ADMIN_KEY"] = ADMIN_KEY
+        full_env["MOCK_API_KEY"] = CANARY
         full_env.update(env or {})
         self.admin_key = full_env.get("TURNOUT_ADMIN_KEY")
         super().__init__([os.path.join(build or BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
@@ -258,6 +278,26 @@ class Env:
     def output(self):
         return "\n".join("== %s\n%s" % (type(p).__name__, p.output()[-3000:]) for p in self.procs)
 
+    def canary_leaks(self):
+        """Files under the test's directory that hold the canary key: turnout's
+        stdout and stderr (access and error logs), log files, exports. Left
+        out: the mocks' own output (they are the upstream), the store's data
+        files and the seeds the test wrote itself."""
+        leaks = []
+        for root, dirs, files in os.walk(self.dir):
+            dirs[:] = [d for d in dirs if not d.endswith("-data")]
+            for name in files:
+                if name.startswith("mockllm-") or name.endswith("-seed.json"):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    with open(path, "rb") as f:
+                        if CANARY.encode() in f.read():
+                            leaks.append("the canary provider key is in " + os.path.relpath(path, self.dir))
+                except OSError:
+                    pass
+        return leaks
+
     def close(self):
         """Stops everything; returns what went wrong on the way out (a non-zero
         exit of turnout, or a sanitizer report from any process)."""
@@ -270,4 +310,5 @@ class Env:
             for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
                 if marker in out:
                     problems.append("%s reported: %s" % (type(p).__name__, marker))
+        problems += self.canary_leaks()
         return problems   # procs are kept (stopped) so a failing test can still print their output

@@ -1,9 +1,8 @@
 """Routing, model mapping, byte-for-byte forwarding, keys and response headers."""
 import json
 
-from harness import seed_for
+from harness import CANARY, seed_for
 
-CANARY = "sk-canary-7d1f0c2e"
 
 
 def routes(mock):

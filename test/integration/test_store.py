@@ -5,9 +5,8 @@ import os
 import signal
 import subprocess
 
-from harness import BUILD, seed_for
+from harness import BUILD, CANARY, seed_for
 
-CANARY = "sk-canary-7f3e9d2b41c8a6e05d17"
 
 
 def two_providers(env, *a_flags):
