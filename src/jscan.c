@@ -66,12 +66,30 @@ static const unsigned char plain[256] = {
 #undef R16
 };
 
+/* Skips whole 8-byte words of plain bytes at once (a long message is
+ * almost all such words): a word needs a closer look when a byte is below
+ * 0x20, is '"' or '\\', or has its top bit set. */
+static const unsigned char *skip_plain8(const unsigned char *p, const unsigned char *e)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (e - p >= 8) {
+        uint64_t w, q, b;
+        memcpy(&w, p, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        if (((w - ones * 0x20) | (q - ones) | (b - ones) | w) & high)
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 static int scan_string(scanner_t *s)
 {
     if (s->p >= s->end || *s->p != '"') return -1;
     s->p++;
     while (s->p < s->end) {
-        const unsigned char *p = s->p, *e = s->end;
+        const unsigned char *p = skip_plain8(s->p, s->end), *e = s->end;
         while (p < e && plain[*p])
             p++;
         s->p = p;

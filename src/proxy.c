@@ -54,6 +54,7 @@
 #define MAX_TRACE 32
 #define RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
 #define RETRY_CAP_DEFAULT_MS 5000     /* retry.retry_after_cap_s absent or 0 */
+#define UP_BODY_WHOLE (64 * 1024)     /* larger upstream bodies are read in place (build_body) */
 
 /* One entry of the attempt trace: an attempt, or a candidate passed over. */
 typedef struct trace {
@@ -110,7 +111,10 @@ typedef struct req {
     /* the current attempt */
     CURL *easy;
     struct curl_slist *up_headers;
-    char *up_body;               /* the body sent upstream (model spliced in) */
+    char *up_body;               /* a small upstream body, whole (model spliced in) */
+    char *up_model;              /* a large one's new model value (quoted for JSON) */
+    size_t up_model_len;
+    size_t up_len, up_pos;       /* the upstream body's length, and how much curl has read */
     long status;
     evhtp_headers_t *resp_headers;
     struct evbuffer *resp;       /* buffered non-streaming response */
@@ -377,6 +381,8 @@ static void end_attempt(req_t *r)
     r->up_headers = NULL;
     free(r->up_body);
     r->up_body = NULL;
+    free(r->up_model);
+    r->up_model = NULL;
     if (r->resp_headers != NULL) {
         evhtp_kvs_free(r->resp_headers);
         r->resp_headers = NULL;
@@ -785,7 +791,11 @@ static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
     attempt_over(r, CURLE_OK, code);
 }
 
-/* Builds the upstream body: the client's bytes with the model value replaced. */
+/* The upstream body is the client's bytes with the model value replaced.
+ * A small one is built whole, which curl sends with the headers in one
+ * write. A large one is never built: curl reads it in three pieces (before
+ * the value, the new value, after it) straight from the client's buffer,
+ * so it is not copied once more. */
 static int build_body(req_t *r, const char *model, size_t *len)
 {
     char quoted[MAX_MODEL * 6 + 3];
@@ -797,15 +807,59 @@ static int build_body(req_t *r, const char *model, size_t *len)
     } else if ((ql = jscan_quote(model, quoted, sizeof(quoted))) < 0) {
         return -1;
     }
-    *len = r->body_len - r->model_len + (size_t)ql;
-    r->up_body = malloc(*len ? *len : 1);
-    if (r->up_body == NULL)
+    r->up_len = *len = r->body_len - r->model_len + (size_t)ql;
+    r->up_pos = 0;
+    if (r->up_len <= UP_BODY_WHOLE) {
+        if ((r->up_body = malloc(r->up_len ? r->up_len : 1)) == NULL)
+            return -1;
+        memcpy(r->up_body, r->body, r->model_off);
+        memcpy(r->up_body + r->model_off, val, (size_t)ql);
+        memcpy(r->up_body + r->model_off + ql, r->body + r->model_off + r->model_len,
+               r->body_len - r->model_off - r->model_len);
+        return 0;
+    }
+    if ((r->up_model = malloc((size_t)ql + 1)) == NULL)
         return -1;
-    memcpy(r->up_body, r->body, r->model_off);
-    memcpy(r->up_body + r->model_off, val, (size_t)ql);
-    memcpy(r->up_body + r->model_off + ql, r->body + r->model_off + r->model_len,
-           r->body_len - r->model_off - r->model_len);
+    memcpy(r->up_model, val, (size_t)ql + 1);
+    r->up_model_len = (size_t)ql;
     return 0;
+}
+
+static size_t on_up_read(char *buf, size_t size, size_t n, void *arg)
+{
+    req_t *r = arg;
+    size_t room = size * n, done = 0;
+    while (done < room && r->up_pos < r->up_len) {
+        size_t pos = r->up_pos, avail, take;
+        const char *src;
+        if (pos < r->model_off) {
+            src = r->body + pos;
+            avail = r->model_off - pos;
+        } else if (pos < r->model_off + r->up_model_len) {
+            src = r->up_model + (pos - r->model_off);
+            avail = r->model_off + r->up_model_len - pos;
+        } else {
+            size_t off = pos - r->up_model_len + r->model_len;   /* where it is in the client's body */
+            src = r->body + off;
+            avail = r->body_len - off;
+        }
+        take = avail < room - done ? avail : room - done;
+        memcpy(buf + done, src, take);
+        done += take;
+        r->up_pos += take;
+    }
+    return done;
+}
+
+/* curl sends the body again on a fresh connection when a reused one turns
+ * out closed: it starts over from OFFSET. */
+static int on_up_seek(void *arg, curl_off_t offset, int origin)
+{
+    req_t *r = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > r->up_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    r->up_pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
 }
 
 static const char *const upstream_paths[EP__COUNT] = {
@@ -878,7 +932,14 @@ static int start_attempt(req_t *r)
     curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->up_body);
+    if (r->up_body != NULL) {
+        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->up_body);
+    } else {
+        curl_easy_setopt(r->easy, CURLOPT_READFUNCTION, on_up_read);
+        curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
+        curl_easy_setopt(r->easy, CURLOPT_SEEKFUNCTION, on_up_seek);
+        curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
+    }
     curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
     curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->up_headers);
     curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_up_header);

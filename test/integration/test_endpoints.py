@@ -147,3 +147,34 @@ def test_client_disconnect_before_first_byte_aborts_upstream(env):
     t.stop()
     lines = [l for l in open(t.out_path) if '"path":"/v1/chat/completions"' in l]
     assert lines and '"status":499' in lines[0], lines
+
+
+def test_large_bodies_reach_the_upstream_intact(env):
+    """Bodies over 64 KiB are sent upstream from the client's buffer in pieces
+    (before the model, the new model, after it): byte for byte the client's
+    body with the model replaced, for JSON and multipart, and again in full on
+    the fallback after a failed attempt."""
+    bad = env.mock("--status", "500", name="bad")
+    m = env.mock()
+    s = seed(m)
+    s["providers"].append({"name": "bad", "base_url": bad.base_url, "models": [{"name": "chat-m"}]})
+    s["routes"][0]["targets"] = [{"provider": "bad", "model": "chat-m"}, {"provider": "mock", "model": "chat-m"}]
+    t = env.turnout(s)
+    big = "é" + "x" * 150000
+    body = ('{"messages":[{"role":"user","content":"%s"}],"model":"chat","user":"%s"}' % (big, "y" * 90000)).encode()
+    st, h, resp = t.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    assert st == 200 and h["x-turnout-attempts"] == "2", resp
+    expected = body.replace(b'"model":"chat"', b'"model":"chat-m"')
+    for log in (bad.log()[0], m.log()[0]):
+        assert log["body_len"] == len(expected) and log["body_fnv"] == fnv(expected), log
+    boundary = "b" + uuid.uuid4().hex
+    audio = bytes(range(256)) * 400
+    form = (b"--" + boundary.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' +
+            audio + b"\r\n--" + boundary.encode() + b'\r\nContent-Disposition: form-data; name="model"\r\n\r\n'
+            b"fast-transcribe\r\n--" + boundary.encode() + b"--\r\n")
+    st, _, resp = t.request("POST", "/v1/audio/transcriptions", form,
+                            {"Content-Type": "multipart/form-data; boundary=" + boundary})
+    assert st == 200, resp
+    expected = form.replace(b"\r\n\r\nfast-transcribe\r\n", b"\r\n\r\nstt-m\r\n")
+    log = m.log()[-1]
+    assert log["body_len"] == len(expected) > 65536 and log["body_fnv"] == fnv(expected), log
