@@ -1,5 +1,5 @@
 # turnout - plain Makefile. `make`, `make SANITIZER=address,undefined`, `make test`, `make run`,
-# `make install [PREFIX=/usr/local] [DESTDIR=]`, `make clean`.
+# `make install [PREFIX=/usr/local] [DESTDIR=]`, `make bench`, `make clean`.
 VERSION   := 0.1.0
 BUILD     ?= build
 DEPS      := build/deps
@@ -29,7 +29,7 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
 DESTDIR    ?=
 
-.PHONY: all deps test unit-bins run clean install
+.PHONY: all deps test unit-bins run clean install bench
 all: $(BUILD)/turnout $(BUILD)/mockllm
 
 deps: $(DEPS)/.stamp
@@ -64,6 +64,10 @@ test:
 	bash scripts/run-tests.sh build/san
 
 unit-bins: $(UNIT_BIN)
+
+# turnout against an nginx reverse proxy on the same nginx upstream (bench/Makefile).
+bench: all
+	$(MAKE) -C bench
 
 run: all
 	bash scripts/run-demo.sh $(BUILD)

@@ -1,0 +1,1093 @@
+#!/usr/bin/python3
+"""turnout's benchmark harness: turnout against an nginx reverse proxy, same upstream.
+
+Run through bench/Makefile (`make -C bench`, `make -C bench scale`); standard
+library only, for Debian's /usr/bin/python3.
+
+What runs (everything on 127.0.0.1, ephemeral ports, in a temp dir, every
+process started here is stopped by PID when the harness exits, however it exits):
+  mock    nginx (nginx/mock.conf) answering POST /v1/chat/completions with a fixed
+          ~600-byte chat.completion JSON and POST /sse/v1/chat/completions with a
+          fixed ~13 KB SSE body (50 chat.completion.chunk events, then [DONE]).
+  nginx   nginx (nginx/proxy.conf) as the baseline reverse proxy to the mock:
+          1 worker, keep-alive pool of 64 upstream connections, HTTP/1.1,
+          proxy_buffering off.
+  turnout BUILD/turnout, 1 worker, require_key false, access log off; route
+          bench-chat -> provider base_url http://127.0.0.1:MOCK/v1 and route
+          bench-sse -> provider base_url http://127.0.0.1:MOCK/sse/v1 (the
+          upstream model names differ from the routes', so turnout splices the
+          model into the body as it would in production).
+  The servers are pinned to core 1 (taskset -c 1), wrk and this script to core 0
+  (taskset -c 0 wrk -t1). wrk scripts are in lua/; their done() prints one JSON
+  line (requests, duration, errors incl. status > 399, latency percentiles).
+
+`bench` (the default target), per round (ROUNDS, default 3), each run DURATION
+seconds (default 5) after a 1 s warm-up at the same concurrency:
+  - direct to the mock, 1 connection, non-stream: p50/p99 (the floor);
+  - for nginx and turnout (their order alternates by round):
+      64 connections non-stream: requests/s, CPU us per request, peak RSS;
+      64 connections SSE: requests/s (whole streams/s), CPU us per request;
+      1 connection non-stream: p50/p99, and added latency = proxy - direct.
+  CPU per request = delta of utime+stime (/proc/PID/stat, clock ticks) of the
+  server's processes over the run (nginx: master + workers; turnout: the process,
+  all threads) / requests completed. Peak RSS = the largest sum of VmRSS of those
+  processes sampled every 100 ms during the 64-connection non-stream run (MB =
+  MiB); the VmRSS sum counts pages nginx's master and worker share twice, so the
+  peak PSS (smaps_rollup, shared pages split) is reported beside it.
+  Added latency = the proxy's p50 (p99) at 1 connection - the direct p50 (p99)
+  of the same round; the median of those differences is reported.
+  Medians over the rounds are compared with the targets; any run with socket
+  errors or status errors makes its figure INVALID and the exit status 1.
+  Targets not met are reported, not failures. A run during which other
+  processes on the machine used more than 10% of a core (or the hypervisor stole
+  as much) is flagged CONTENDED in the output and the JSON (cpu_load): its
+  figures may be skewed, rerun on a quiet machine. JSON: results/bench-<UTC>.json.
+
+`scale`:
+  - resolve: bench/resolve.sh of the tree BUILD belongs to (1,000,000 routes);
+  - streams: STREAMS (10,000) concurrent open SSE streams through turnout, with
+    BUILD/mockllm as the upstream streaming one event every 2 s; the client here
+    (selectors, non-blocking sockets) opens them, waits until every one has had
+    its first event, then reads turnout's VmRSS. RSS per stream = (RSS with them
+    open - RSS idle) / streams. Bounded to 60 s. If the hard RLIMIT_NOFILE
+    cannot hold 2 fds per stream in turnout (client side + upstream side) and
+    cannot be raised, the count is lowered to fit and the report says so;
+  - big body: a 200 KB chat body through turnout and nginx at 8 connections for
+    DURATION: requests/s and CPU us per request, and the ratios.
+  JSON: results/scale-<UTC>.json.
+"""
+import argparse
+import datetime
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HZ = os.sysconf("SC_CLK_TCK")
+SERVER_CPU, CLIENT_CPU = "1", "0"
+CONTENTION_PCT = 10     # a run where other processes took more than this % of a core is flagged
+PIN = (os.cpu_count() or 1) >= 2
+
+CHAT_BODY = b'{"model":"bench-chat","messages":[{"role":"user","content":"Summarise the benchmark in one sentence."}]}'
+SSE_BODY = (b'{"model":"bench-sse","messages":[{"role":"user","content":"Summarise the benchmark in one sentence."}],'
+            b'"stream":true}')
+
+TARGETS = {  # name: (description, test on the medians)
+    "rps_nonstream_64": "turnout >= 0.8x nginx",
+    "rps_sse_64": "turnout >= 0.8x nginx",
+    "cpu_us_per_req_64": "turnout <= 10 us",
+    "added_p50_us_1": "turnout <= 15 us",
+    "peak_rss_mb_64": "turnout <= 16 MB",
+}
+
+_procs = []          # every process started here: (name, Popen)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Abort(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- processes
+
+def start(name, argv, tmp, cpu=SERVER_CPU):
+    """Starts ARGV pinned to CPU (taskset execs it, so the PID is the server's)."""
+    if PIN and cpu is not None:
+        argv = ["taskset", "-c", cpu] + argv
+    out = open(os.path.join(tmp, name + ".out"), "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    out.close()
+    _procs.append((name, p))
+    return p
+
+
+def stop(p, grace=5.0, group=False):
+    """Stops P (SIGTERM, then SIGKILL after GRACE s). GROUP: signal P's whole
+    process group instead (P was started in a session of its own, so the group
+    is P and what P started, nothing else)."""
+    if p.poll() is not None and not group:
+        return
+    def send(sig):
+        try:
+            if group:
+                os.killpg(p.pid, sig)
+            else:
+                p.send_signal(sig)
+        except ProcessLookupError:
+            pass
+    send(signal.SIGTERM)
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        p.wait(timeout=5)
+
+
+def stop_all():
+    while _procs:
+        name, p = _procs.pop()
+        stop(p, group=(name == "resolve.sh"))
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        if int(s[s.rfind(")") + 2:].split()[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def ticks(pids):
+    """utime + stime, in clock ticks, summed over PIDS (each whole thread group)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        fields = s[s.rfind(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])   # fields 14 and 15 of stat
+    return total
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cpu_stat():
+    """Per-CPU counters from /proc/stat, in ticks: {cpu: {"busy", "softirq", "steal", "idle"}}."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:]]
+                # user nice system idle iowait irq softirq steal guest guest_nice
+                out[line.split()[0][3:]] = {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "softirq": v[6],
+                                            "steal": v[7], "idle": v[3] + v[4]}
+    return out
+
+
+def others_ticks():
+    """{pid: utime+stime+cutime+cstime} of every user-space process on the machine
+    (kernel threads left out: softirq and kworker time is part of our own traffic)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fl = st[st.rfind(")") + 2:].split()
+        if d == "2" or fl[1] == "2":
+            continue
+        out[int(d)] = int(fl[11]) + int(fl[12]) + int(fl[13]) + int(fl[14])
+    return out
+
+
+def others_delta(before, after, ours):
+    """CPU ticks used between the snapshots by processes not in OURS (those that
+    ended meanwhile are in their parent's cutime/cstime)."""
+    return sum(max(0, t - before.get(pid, 0)) for pid, t in after.items() if pid not in ours)
+
+
+def pss_kb(pids):
+    """Proportional set size summed over PIDS: shared pages (libraries, and the
+    pages nginx's master and worker share) counted once, unlike the VmRSS sum."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, name, tmp, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            break
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    tail = ""
+    for f in sorted(os.listdir(tmp)):
+        if f.startswith(name) and (f.endswith(".out") or f.endswith(".log") or f.endswith(".err")):
+            with open(os.path.join(tmp, f), errors="replace") as fh:
+                tail += f"--- {f}\n" + fh.read()[-2000:]
+    raise Abort(f"{name} did not start listening on 127.0.0.1:{port} (exit {proc.poll()})\n{tail}")
+
+
+# ---------------------------------------------------------------- the servers
+
+def mock_bodies():
+    """The fixed answers: ~600-byte chat.completion JSON, ~13 KB SSE body."""
+    head = ('{"id":"chatcmpl-bench0000000000000000000000","object":"chat.completion","created":1700000000,'
+            '"model":"bench-upstream","system_fingerprint":"fp_bench","choices":[{"index":0,"message":'
+            '{"role":"assistant","content":"')
+    tail = ('"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":17,'
+            '"completion_tokens":64,"total_tokens":81}}')
+    words = "The benchmark compares turnout with an nginx reverse proxy on the same mock upstream. "
+    fill = (words * 8)[:600 - len(head) - len(tail)]
+    chat = (head + fill + tail).encode()
+    events = []
+    for i in range(50):
+        delta = '{"role":"assistant","content":""}' if i == 0 else '{"content":"%s"}'
+        finish = '"stop"' if i == 49 else "null"
+        ev_head = ('data: {"id":"chatcmpl-bench0000000000000000000000","object":"chat.completion.chunk",'
+                   '"created":1700000000,"model":"bench-upstream","system_fingerprint":"fp_bench",'
+                   '"choices":[{"index":0,"delta":')
+        ev_tail = ',"logprobs":null,"finish_reason":%s}]}\n\n' % finish
+        if i:
+            room = 260 - len(ev_head) - len(ev_tail) - len('{"content":""}')
+            delta = delta % (("tok%02d " % i) + ("lorem ipsum " * 20))[:room]
+        events.append(ev_head + delta + ev_tail)
+    sse = ("".join(events) + "data: [DONE]\n\n").encode()
+    return chat, sse
+
+
+def render(template, tmp, name, **kw):
+    with open(os.path.join(HERE, "nginx", template)) as f:
+        text = f.read()
+    kw["TMP"] = tmp
+    for k, v in kw.items():
+        text = text.replace("@%s@" % k, str(v))
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def nginx_bin():
+    for c in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if c and os.access(c, os.X_OK):
+            return c
+    raise Abort("nginx not found (make -C bench deps installs it)")
+
+
+class Stack:
+    """The mock, the nginx proxy and turnout, started on demand in TMP."""
+
+    def __init__(self, build, tmp):
+        self.build, self.tmp = build, tmp
+        self.nginx = nginx_bin()
+        self.servers = {}        # name -> {"port", "proc", "pids"}
+
+    def _nginx(self, name, template, **kw):
+        port = free_port()
+        # nginx makes the temp subdirectories itself, owned by its worker user
+        os.makedirs(os.path.join(self.tmp, f"{name}-tmp"), exist_ok=True)
+        conf = render(template, self.tmp, f"{name}.conf", PORT=port, NAME=name, **kw)
+        # -e: the log nginx writes before it has read the config (not /var/log/nginx)
+        argv = [self.nginx, "-c", conf, "-p", self.tmp + "/", "-e", os.path.join(self.tmp, f"{name}-error.log"),
+                "-g", "daemon off;"]
+        r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Abort(f"nginx -t refused {conf}:\n{r.stderr}")
+        p = start(name, argv, self.tmp)
+        wait_port(port, p, name, self.tmp)
+        end = time.monotonic() + 5
+        kids = []
+        while not kids and time.monotonic() < end:
+            kids = children_of(p.pid)
+            time.sleep(0.02)
+        self.servers[name] = {"port": port, "proc": p, "pids": [p.pid] + kids}
+        return port
+
+    def start_mock(self):
+        chat, sse = mock_bodies()
+        www = os.path.join(self.tmp, "www")
+        for rel, data in (("v1/chat/completions", chat), ("sse/v1/chat/completions", sse)):
+            os.makedirs(os.path.dirname(os.path.join(www, rel)), exist_ok=True)
+            with open(os.path.join(www, rel), "wb") as f:
+                f.write(data)
+        self.mock_sizes = {"chat_bytes": len(chat), "sse_bytes": len(sse), "sse_events": sse.count(b"data: ") - 1}
+        return self._nginx("mock", "mock.conf")
+
+    def start_proxy(self):
+        return self._nginx("nginx", "proxy.conf", UPSTREAM_PORT=self.servers["mock"]["port"])
+
+    def start_turnout(self, providers, routes, limits=None, name="turnout"):
+        port, admin = free_port(), free_port()
+        data = os.path.join(self.tmp, name + "-data")
+        seed = os.path.join(self.tmp, name + "-seed.json")
+        with open(seed, "w") as f:
+            json.dump({"providers": providers, "routes": routes}, f)
+        cfg = {"listen": f"127.0.0.1:{port}", "workers": 1, "data_dir": data, "require_key": False,
+               "admin": {"listen": f"127.0.0.1:{admin}"}, "log": {"level": "warn", "access": "off"},
+               "seed": seed}
+        if limits:
+            cfg["limits"] = limits
+        path = os.path.join(self.tmp, name + ".json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        binary = os.path.join(self.build, "turnout")
+        p = start(name, [binary, "-c", path], self.tmp)
+        wait_port(port, p, name, self.tmp)
+        # /healthz answers once the worker serves
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            st, _ct, _b = http_get(port, "/healthz")
+            if st == 200:
+                break
+            time.sleep(0.05)
+        else:
+            raise Abort(f"{name}: /healthz never answered 200")
+        self.servers[name] = {"port": port, "proc": p, "pids": [p.pid]}
+        return port
+
+    def start_turnout_on_mock(self, limits=None):
+        m = self.servers["mock"]["port"]
+        providers = [
+            {"name": "benchmock", "base_url": f"http://127.0.0.1:{m}/v1", "models": [{"name": "bench-upstream"}]},
+            {"name": "benchmock-sse", "base_url": f"http://127.0.0.1:{m}/sse/v1",
+             "models": [{"name": "bench-upstream"}]},
+        ]
+        routes = [
+            {"name": "bench-chat", "endpoint": "chat", "targets": [{"provider": "benchmock", "model": "bench-upstream"}]},
+            {"name": "bench-sse", "endpoint": "chat",
+             "targets": [{"provider": "benchmock-sse", "model": "bench-upstream"}]},
+        ]
+        return self.start_turnout(providers, routes, limits)
+
+    def all_pids(self):
+        return [p for s in self.servers.values() for p in s["pids"] if os.path.exists(f"/proc/{p}")]
+
+    def check_alive(self):
+        for name, s in self.servers.items():
+            if s["proc"].poll() is not None:
+                raise Abort(f"{name} exited (status {s['proc'].returncode}); see its output in {self.tmp}")
+
+
+def http_get(port, path):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), "", body
+    except (OSError, ValueError, IndexError):
+        return 0, "", b""
+
+
+def curl_post(url, body, timeout=10):
+    """POST BODY with curl; returns (status, content type, body bytes)."""
+    r = subprocess.run(["curl", "-sS", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code} %{content_type}",
+                        "-H", "Content-Type: application/json", "--data-binary", "@-", url],
+                       input=body, capture_output=True)
+    out = r.stdout
+    i = out.rfind(b"\n")
+    meta = out[i + 1:].decode(errors="replace").split(" ", 1)
+    status = int(meta[0]) if meta and meta[0].isdigit() else 0
+    return status, (meta[1] if len(meta) > 1 else ""), out[:i]
+
+
+def verify(label, url, stream):
+    body = SSE_BODY if stream else CHAT_BODY
+    status, ctype, data = curl_post(url, body)
+    if stream:
+        ok = status == 200 and "text/event-stream" in ctype and data.rstrip().endswith(b"data: [DONE]") \
+            and b"chat.completion.chunk" in data
+    else:
+        ok = status == 200 and "application/json" in ctype and b'"chat.completion"' in data
+    what = "stream" if stream else "non-stream"
+    if not ok:
+        raise Abort(f"verification failed: {label} {what} {url}: status {status}, content-type {ctype!r}, "
+                    f"body starts {data[:300]!r} ends {data[-80:]!r}")
+    log(f"  ok  {label:8} {what:10} {status} {ctype:32} {len(data)} bytes")
+    return len(data)
+
+
+# ---------------------------------------------------------------- wrk
+
+_wrk_proc = None
+_last_wrk_pid = None
+
+
+def wrk(url, script, conns, duration):
+    global _wrk_proc, _last_wrk_pid
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "-s",
+            os.path.join(HERE, "lua", script), url]
+    if PIN:
+        argv = ["taskset", "-c", CLIENT_CPU] + argv
+    p = _wrk_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _last_wrk_pid = p.pid
+    try:
+        out, err = p.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise Abort(f"wrk did not finish in {duration + 30} s: {argv}")
+    except BaseException:      # interrupted: stop this wrk too
+        p.kill()
+        p.wait()
+        raise
+    finally:
+        _wrk_proc = None
+    for line in out.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise Abort(f"wrk printed no BENCHJSON line (exit {p.returncode}): {argv}\n{out}\n{err}")
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pids, every=0.1):
+        super().__init__(daemon=True)
+        self.pids, self.every, self.peak, self.peak_pss, self.samples = pids, every, 0, 0, 0
+        self.stopped = threading.Event()
+
+    def sample(self):
+        self.peak = max(self.peak, rss_kb(self.pids))
+        self.peak_pss = max(self.peak_pss, pss_kb(self.pids))
+        self.samples += 1
+
+    def run(self):
+        while not self.stopped.is_set():
+            self.sample()
+            self.stopped.wait(self.every)
+
+    def stop(self):
+        self.stopped.set()
+        self.join()
+        self.sample()
+
+
+def flags(r):
+    """What to say after a run's figures: errors, and load from other processes."""
+    out = "" if r["valid"] else "  INVALID " + json.dumps(r["errors"])
+    if r.get("contended"):
+        out += "  CONTENDED (other processes {other_processes_pct}% of a core, steal {steal_pct}%)".format(
+            **r["cpu_load"])
+    return out
+
+
+def measure(stack, name, path, script, conns, duration, sample_rss=False):
+    """One measured wrk run against server NAME, after a 1 s warm-up."""
+    s = stack.servers[name]
+    url = f"http://127.0.0.1:{s['port']}{path}"
+    warm = wrk(url, script, conns, 1)
+    pids = s["pids"]
+    sampler = RssSampler(pids) if sample_rss else None
+    if sampler:
+        sampler.start()
+    every = stack.all_pids()
+    c0, o0 = cpu_stat(), others_ticks()
+    t0 = ticks(pids)
+    r = wrk(url, script, conns, duration)
+    t1 = ticks(pids)
+    c1, o1 = cpu_stat(), others_ticks()
+    other = others_delta(o0, o1, set(every) | {os.getpid(), _last_wrk_pid})
+    if sampler:
+        sampler.stop()
+    stack.check_alive()
+    errs = sum(r["errors"].values())
+    n = r["requests"]
+    out = {
+        "server": name, "connections": conns, "script": script, "duration_s": duration,
+        "requests": n, "duration_us": r["duration_us"], "errors": r["errors"],
+        "warmup_errors": sum(warm["errors"].values()),
+        "rps": n / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0,
+        "latency_us": r["latency_us"],
+        "cpu_ticks": t1 - t0, "cpu_s": (t1 - t0) / HZ,
+        "cpu_us_per_req": (t1 - t0) / HZ * 1e6 / n if n else None,
+        "valid": errs == 0 and n > 0,
+    }
+    # Contention: CPU that other processes on the machine used during the run
+    # (any core), and time the hypervisor stole, as % of one core over the run.
+    wall = max(r["duration_us"] / 1e6 * HZ, 1)
+    load = {"other_processes_pct": 100 * other / wall,
+            "steal_pct": 100 * sum(c1[k]["steal"] - c0[k]["steal"] for k in c1) / wall}
+    for k in sorted(c1):
+        load[f"cpu{k}_busy_pct"] = 100 * (c1[k]["busy"] - c0[k]["busy"]) / wall
+        load[f"cpu{k}_softirq_pct"] = 100 * (c1[k]["softirq"] - c0[k]["softirq"]) / wall
+    out["cpu_load"] = {k: round(v, 1) for k, v in load.items()}
+    out["contended"] = load["other_processes_pct"] > CONTENTION_PCT or load["steal_pct"] > CONTENTION_PCT
+    if sampler:
+        out["peak_rss_kb"] = sampler.peak
+        out["peak_pss_kb"] = sampler.peak_pss
+        out["rss_samples"] = sampler.samples
+    return out
+
+
+# ---------------------------------------------------------------- info
+
+def machine_info(build):
+    info = {"cores": os.cpu_count(), "pinned": PIN, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU,
+            "kernel": os.uname().release, "clk_tck": HZ}
+    with open("/proc/loadavg") as f:
+        info["loadavg_at_end"] = f.read().split()[:3]     # another load on the machine skews everything
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        info["nginx"] = subprocess.run([nginx_bin(), "-v"], capture_output=True, text=True).stderr.strip()
+    except Abort:
+        info["nginx"] = None
+    w = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    info["wrk"] = (w.stdout + w.stderr).splitlines()[0].strip() if (w.stdout + w.stderr) else None
+    t = subprocess.run([os.path.join(build, "turnout"), "--version"], capture_output=True, text=True)
+    info["turnout"] = t.stdout.strip() or None
+    info["build_dir"] = build
+    tree = os.path.dirname(build)
+    commit = None
+    if os.path.exists(os.path.join(tree, ".git")):
+        g = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        commit = g.stdout.strip() or None
+    info["turnout_commit"] = commit
+    return info
+
+
+def save(kind, doc):
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    path = os.path.join(HERE, "results", f"{kind}-{doc['timestamp']}.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    return path
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# ---------------------------------------------------------------- bench
+
+def run_bench(args, tmp):
+    stack = Stack(args.build, tmp)
+    log("starting mock nginx, nginx proxy and turnout (servers on core %s, wrk on core %s)"
+        % ((SERVER_CPU, CLIENT_CPU) if PIN else ("any", "any")))
+    stack.start_mock()
+    stack.start_proxy()
+    stack.start_turnout_on_mock()
+    ports = {k: v["port"] for k, v in stack.servers.items()}
+    log("  ports: " + ", ".join(f"{k} {v}" for k, v in ports.items())
+        + f"; mock bodies: {stack.mock_sizes}")
+    paths = {"mock": ("/v1/chat/completions", "/sse/v1/chat/completions"),
+             "nginx": ("/v1/chat/completions", "/sse/v1/chat/completions"),
+             "turnout": ("/v1/chat/completions", "/v1/chat/completions")}
+    log("verifying each path once with curl")
+    for name in ("mock", "nginx", "turnout"):
+        ns, ss = paths[name]
+        verify(name, f"http://127.0.0.1:{ports[name]}{ns}", False)
+        verify(name, f"http://127.0.0.1:{ports[name]}{ss}", True)
+
+    d = args.duration
+    rounds = []
+    for rnd in range(1, args.rounds + 1):
+        r = {"round": rnd}
+        log(f"round {rnd}/{args.rounds}")
+        r["direct_1"] = measure(stack, "mock", paths["mock"][0], "chat.lua", 1, d)
+        log(f"  direct   1 conn  non-stream  p50 {r['direct_1']['latency_us']['p50']} us"
+            f"  p99 {r['direct_1']['latency_us']['p99']} us{flags(r['direct_1'])}")
+        order = ["nginx", "turnout"] if rnd % 2 else ["turnout", "nginx"]
+        for name in order:
+            ns, ss = paths[name]
+            a = measure(stack, name, ns, "chat.lua", 64, d, sample_rss=True)
+            b = measure(stack, name, ss, "sse.lua", 64, d)
+            c = measure(stack, name, ns, "chat.lua", 1, d)
+            r[name] = {"nonstream_64": a, "sse_64": b, "nonstream_1": c}
+            log(f"  {name:8} 64 conn non-stream {a['rps']:9.0f} req/s  {a['cpu_us_per_req']:6.1f} us cpu/req"
+                f"  peak rss {a['peak_rss_kb'] / 1024:.1f} MB (pss {a['peak_pss_kb'] / 1024:.1f}){flags(a)}")
+            log(f"  {name:8} 64 conn SSE        {b['rps']:9.0f} req/s  {b['cpu_us_per_req']:6.1f} us cpu/req"
+                f"{flags(b)}")
+            log(f"  {name:8} 1 conn  non-stream  p50 {c['latency_us']['p50']} us  p99 {c['latency_us']['p99']} us"
+                f"{flags(c)}")
+        rounds.append(r)
+
+    # per round figures, then medians
+    def fig(r, name):
+        a, b, c, dr = r[name]["nonstream_64"], r[name]["sse_64"], r[name]["nonstream_1"], r["direct_1"]
+        return {
+            "rps_nonstream_64": (a["rps"], a["valid"]),
+            "rps_sse_64": (b["rps"], b["valid"]),
+            "cpu_us_per_req_64": (a["cpu_us_per_req"], a["valid"]),
+            "cpu_us_per_req_sse_64": (b["cpu_us_per_req"], b["valid"]),
+            "peak_rss_mb_64": (a["peak_rss_kb"] / 1024, a["valid"]),
+            "peak_pss_mb_64": (a["peak_pss_kb"] / 1024, a["valid"]),
+            "p50_us_1": (c["latency_us"]["p50"], c["valid"]),
+            "p99_us_1": (c["latency_us"]["p99"], c["valid"]),
+            "added_p50_us_1": (c["latency_us"]["p50"] - dr["latency_us"]["p50"], c["valid"] and dr["valid"]),
+            "added_p99_us_1": (c["latency_us"]["p99"] - dr["latency_us"]["p99"], c["valid"] and dr["valid"]),
+        }
+
+    per_round = {name: [fig(r, name) for r in rounds] for name in ("turnout", "nginx")}
+    medians, valid = {}, {}
+    for name, figs in per_round.items():
+        medians[name], valid[name] = {}, {}
+        for key in figs[0]:
+            medians[name][key] = med([f[key][0] for f in figs if f[key][1]])
+            valid[name][key] = all(f[key][1] for f in figs)
+    medians["direct"] = {"p50_us_1": med([r["direct_1"]["latency_us"]["p50"] for r in rounds]),
+                         "p99_us_1": med([r["direct_1"]["latency_us"]["p99"] for r in rounds])}
+    valid["direct"] = all(r["direct_1"]["valid"] for r in rounds)
+
+    t, n = medians["turnout"], medians["nginx"]
+    # a ratio of differences that are not both positive means nothing: left out
+    ratio = {k: (t[k] / n[k] if t[k] is not None and n[k] and n[k] > 0 and t[k] >= 0 else None) for k in t}
+    met = {
+        "rps_nonstream_64": ratio["rps_nonstream_64"] is not None and ratio["rps_nonstream_64"] >= 0.8,
+        "rps_sse_64": ratio["rps_sse_64"] is not None and ratio["rps_sse_64"] >= 0.8,
+        "cpu_us_per_req_64": t["cpu_us_per_req_64"] is not None and t["cpu_us_per_req_64"] <= 10,
+        "added_p50_us_1": t["added_p50_us_1"] is not None and t["added_p50_us_1"] <= 15,
+        "peak_rss_mb_64": t["peak_rss_mb_64"] is not None and t["peak_rss_mb_64"] <= 16,
+    }
+    all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"])) and valid["direct"]
+
+    rows = [
+        ("non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
+        ("SSE streams/s, 64 conns (13 KB each)", "rps_sse_64", "{:.0f}"),
+        ("CPU us/request, non-stream 64 conns", "cpu_us_per_req_64", "{:.1f}"),
+        ("CPU us/request, SSE 64 conns", "cpu_us_per_req_sse_64", "{:.1f}"),
+        ("p50 us, 1 conn non-stream", "p50_us_1", "{:.0f}"),
+        ("p99 us, 1 conn non-stream", "p99_us_1", "{:.0f}"),
+        ("added p50 us vs direct, 1 conn", "added_p50_us_1", "{:.0f}"),
+        ("added p99 us vs direct, 1 conn", "added_p99_us_1", "{:.0f}"),
+        ("peak RSS MB, 64 conns non-stream", "peak_rss_mb_64", "{:.1f}"),
+        ("peak PSS MB, 64 conns (shared pages once)", "peak_pss_mb_64", "{:.1f}"),
+    ]
+
+    def cell(name, key, fmt):
+        v = medians[name][key]
+        s = fmt.format(v) if v is not None else "-"
+        return s if valid[name][key] else s + " INVALID"
+
+    table = [("metric", "turnout", "nginx proxy", "ratio t/n", "target", "")]
+    for label, key, fmt in rows:
+        rt = "{:.2f}".format(ratio[key]) if ratio[key] is not None else "-"
+        tgt = TARGETS.get(key, "")
+        mark = ("met" if met[key] else "NOT MET") if key in met else ""
+        table.append((label, cell("turnout", key, fmt), cell("nginx", key, fmt), rt, tgt, mark))
+    table.append(("direct to mock p50 / p99 us, 1 conn",
+                  "{:.0f} / {:.0f}".format(medians["direct"]["p50_us_1"], medians["direct"]["p99_us_1"])
+                  + ("" if valid["direct"] else " INVALID"), "", "", "", ""))
+    widths = [max(len(row[i]) for row in table) for i in range(6)]
+    lines = []
+    for i, row in enumerate(table):
+        lines.append(" | ".join(c.ljust(widths[j]) for j, c in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    log("")
+    log(f"medians over {args.rounds} rounds of {d} s per run (MB = MiB; ratio = turnout / nginx)")
+    for line in lines:
+        log(line)
+
+    doc = {
+        "kind": "bench", "timestamp": args.timestamp, "machine": machine_info(args.build),
+        "settings": {"rounds": args.rounds, "duration_s": d, "warmup_s": 1, "connections": [64, 1],
+                     "mock_bodies": stack.mock_sizes, "request_body_bytes": len(CHAT_BODY),
+                     "sse_request_body_bytes": len(SSE_BODY)},
+        "targets": TARGETS, "rounds": rounds, "per_round": per_round,
+        "medians": medians, "ratios": ratio, "met": met, "valid": valid, "all_valid": all_valid,
+        "table": lines,
+    }
+    contended = [f"round {r['round']} {k}" + (f" {sub}" if sub else "")
+                 for r in rounds for k, v in r.items() if k != "round"
+                 for sub, run in ([("", v)] if "requests" in v else v.items()) if run.get("contended")]
+    doc["contended_runs"] = contended
+    if contended:
+        log(f"WARNING: {len(contended)} run(s) shared the machine with other busy processes (> {CONTENTION_PCT}% "
+            f"of a core) or lost time to the hypervisor: {', '.join(contended)}. Their figures may be skewed; "
+            "rerun on a quiet machine (see cpu_load in the JSON).")
+    path = save("bench", doc)
+    log(f"\nsaved {os.path.relpath(path)}")
+    if not all_valid:
+        log("INVALID: some runs had socket or status errors (see the rows marked INVALID); exit 1")
+        return 1
+    log("all runs valid (0 errors, 0 non-2xx)")
+    return 0
+
+
+# ---------------------------------------------------------------- scale
+
+def nofile_for(streams):
+    """Raises this process's RLIMIT_NOFILE (inherited by what it starts) towards
+    2 fds per stream in turnout plus a margin; returns the limit in force."""
+    want = 2 * streams + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            pass
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def open_streams(port, n, deadline, body, max_pending=500):
+    """Opens N streaming requests to 127.0.0.1:PORT; returns (socks, stats).
+    At most MAX_PENDING connections wait for their first event at a time."""
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    sel = selectors.DefaultSelector()
+    socks = []
+    st = {"opened": 0, "first_event": 0, "failed": 0, "bytes": 0, "fail_reasons": {}}
+
+    def fail(key, why):
+        st["failed"] += 1
+        st["fail_reasons"][why] = st["fail_reasons"].get(why, 0) + 1
+        sel.unregister(key.fileobj)
+        key.fileobj.close()
+
+    t0 = time.monotonic()
+    while st["first_event"] < n and time.monotonic() < deadline:
+        while st["opened"] < n and st["opened"] - st["first_event"] - st["failed"] < max_pending:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            sel.register(s, selectors.EVENT_WRITE, {"state": "connecting", "buf": b""})
+            st["opened"] += 1
+        if st["failed"] and st["opened"] >= n and st["first_event"] + st["failed"] >= n:
+            break
+        for key, mask in sel.select(0.05):
+            data, s = key.data, key.fileobj
+            if data["state"] == "connecting":
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    fail(key, os.strerror(err))
+                    continue
+                try:
+                    s.send(req)     # small: fits an empty socket buffer
+                except OSError as e:
+                    fail(key, str(e))
+                    continue
+                data["state"] = "waiting"
+                sel.modify(s, selectors.EVENT_READ, data)
+                continue
+            try:
+                chunk = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                fail(key, str(e))
+                continue
+            if not chunk:
+                fail(key, "closed" if data["state"] == "waiting" else "closed after first event")
+                if data["state"] == "streaming":
+                    st["first_event"] -= 1
+                continue
+            st["bytes"] += len(chunk)
+            if data["state"] == "waiting":
+                data["buf"] += chunk
+                head, sep, rest = data["buf"].partition(b"\r\n\r\n")
+                if sep:
+                    if not head.startswith(b"HTTP/1.1 200"):
+                        fail(key, head.split(b"\r\n")[0].decode(errors="replace"))
+                        continue
+                    if b"data: " in rest:
+                        data["state"], data["buf"] = "streaming", b""
+                        socks.append(s)
+                        st["first_event"] += 1
+    st["open_s"] = round(time.monotonic() - t0, 2)
+    return sel, socks, st
+
+
+def drain(sel, seconds):
+    """Reads (and drops) whatever the open streams deliver for SECONDS."""
+    end = time.monotonic() + seconds
+    got = closed = 0
+    while time.monotonic() < end:
+        for key, _mask in sel.select(0.05):
+            try:
+                chunk = key.fileobj.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                closed += 1
+            got += len(chunk)
+    return got, closed
+
+
+def scale_streams(args, tmp):
+    want = args.streams
+    limit = nofile_for(want)
+    n = min(want, (limit - 100) // 2)     # turnout itself holds ~20 other fds
+    note = None
+    if n < want:
+        note = (f"RLIMIT_NOFILE hard limit is {limit} and cannot be raised here (no CAP_SYS_RESOURCE?); "
+                f"turnout needs 2 fds per stream (client + upstream), so {n} streams were opened, not {want}")
+        log("  NOTE: " + note)
+    stack = Stack(args.build, tmp)
+    mport_file = os.path.join(tmp, "mockllm.port")
+    p = start("mockllm", [os.path.join(args.build, "mockllm"), "--no-log", "--port", "0", "--port-file", mport_file,
+                          "--stream-events", "100000", "--stream-interval-ms", "2000"], tmp)
+    end = time.monotonic() + 10
+    while not os.path.exists(mport_file) and time.monotonic() < end and p.poll() is None:
+        time.sleep(0.05)
+    if not os.path.exists(mport_file):
+        raise Abort("mockllm did not write its port file")
+    with open(mport_file) as f:
+        mport = int(f.read())
+    stack.servers["mockllm"] = {"port": mport, "proc": p, "pids": [p.pid]}
+    tport = stack.start_turnout(
+        [{"name": "mockllm", "base_url": f"http://127.0.0.1:{mport}/v1", "models": [{"name": "mock-small"}]}],
+        [{"name": "bench-sse", "endpoint": "chat", "targets": [{"provider": "mockllm", "model": "mock-small"}]}],
+        limits={"max_connections": max(20000, n + 1000)})
+    tpids = stack.servers["turnout"]["pids"]
+    # idle: after one stream has been served and closed
+    sel, socks, st = open_streams(tport, 1, time.monotonic() + 10, SSE_BODY)
+    if st["first_event"] != 1:
+        raise Abort(f"a single stream through turnout got no first event: {st}")
+    for s in socks:
+        sel.unregister(s)
+        s.close()
+    time.sleep(1.0)
+    idle = rss_kb(tpids)
+    mock_idle = rss_kb([p.pid])
+    log(f"  turnout idle RSS {idle / 1024:.1f} MB; opening {n} streams (bounded to {args.stream_timeout} s)")
+    t0 = time.monotonic()
+    sel, socks, st = open_streams(tport, n, t0 + args.stream_timeout, SSE_BODY)
+    stack.check_alive()
+    log(f"  {st['first_event']} of {n} streams had their first event after {st['open_s']} s "
+        f"(failed {st['failed']} {st['fail_reasons'] or ''})")
+    _, closed_early = drain(sel, 1.0)   # keep reading so nothing backs up, then measure
+    loaded = rss_kb(tpids)
+    mock_loaded = rss_kb([p.pid])
+    still = st["first_event"] - closed_early
+    with open(f"/proc/{tpids[0]}/status") as f:
+        hwm = next((int(l.split()[1]) for l in f if l.startswith("VmHWM:")), None)
+    fds = len(os.listdir(f"/proc/{tpids[0]}/fd"))
+    got, closed_late = drain(sel, 2.5)   # the streams still flow (one event per stream per 2 s)
+    for s in socks:
+        try:
+            sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        s.close()
+    sel.close()
+    time.sleep(1.5)
+    after = rss_kb(tpids)
+    ok = still == n and closed_late == 0
+    res = {
+        "streams_requested": want, "streams": n, "streams_with_first_event": still, "failed": st["failed"],
+        "fail_reasons": st["fail_reasons"], "open_s": st["open_s"], "nofile_limit": limit, "note": note,
+        "turnout_rss_idle_kb": idle, "turnout_rss_open_kb": loaded, "turnout_vmhwm_kb": hwm,
+        "turnout_rss_after_close_kb": after, "turnout_fds_open": fds,
+        "rss_per_stream_kb": (loaded - idle) / still if still else None,
+        "bytes_read_in_2_5s_while_open": got, "closed_by_server_while_open": closed_early + closed_late,
+        "mockllm_rss_idle_kb": mock_idle, "mockllm_rss_open_kb": mock_loaded,
+        "upstream": "mockllm --stream-events 100000 --stream-interval-ms 2000", "valid": ok,
+    }
+    log(f"  turnout RSS: idle {idle / 1024:.1f} MB, with {still} open {loaded / 1024:.1f} MB "
+        f"(VmHWM {hwm / 1024:.1f} MB, {fds} fds) -> {res['rss_per_stream_kb'] or 0:.1f} KB per stream; "
+        f"after closing {after / 1024:.1f} MB; {got} bytes relayed in 2.5 s while open")
+    stop_all()
+    return res
+
+
+def scale_body(args, tmp):
+    stack = Stack(args.build, tmp)
+    stack.start_mock()
+    stack.start_proxy()
+    stack.start_turnout_on_mock()
+    big = ('{"model":"bench-chat","messages":[{"role":"user","content":"'
+           + ("Summarise the benchmark in one sentence. " * 5000)[:204800] + '"}]}').encode()
+    for name in ("nginx", "turnout"):
+        status, ctype, data = curl_post(f"http://127.0.0.1:{stack.servers[name]['port']}/v1/chat/completions", big)
+        if status != 200 or b'"chat.completion"' not in data:
+            raise Abort(f"200 KB body through {name}: status {status}, body {data[:200]!r}")
+        log(f"  ok  {name:8} 200 KB body {status} {ctype}")
+    runs = {"nginx": [], "turnout": []}
+    for rnd in range(args.rounds):
+        for name in (("nginx", "turnout") if rnd % 2 == 0 else ("turnout", "nginx")):
+            r = measure(stack, name, "/v1/chat/completions", "chat-200k.lua", 8, args.duration)
+            runs[name].append(r)
+            log(f"  round {rnd + 1} {name:8} 8 conns 200 KB body: {r['rps']:8.0f} req/s "
+                f"{r['cpu_us_per_req']:7.1f} us cpu/req{flags(r)}")
+    m = {name: {"rps": med([r["rps"] for r in rs if r["valid"]]),
+                "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rs if r["valid"]])} for name, rs in runs.items()}
+    res = {"body_bytes": len(big), "connections": 8, "duration_s": args.duration, "runs": runs, "medians": m,
+           "ratio_rps": m["turnout"]["rps"] / m["nginx"]["rps"] if m["turnout"]["rps"] and m["nginx"]["rps"] else None,
+           "ratio_cpu": (m["turnout"]["cpu_us_per_req"] / m["nginx"]["cpu_us_per_req"]
+                         if m["turnout"]["cpu_us_per_req"] and m["nginx"]["cpu_us_per_req"] else None),
+           "valid": all(r["valid"] for rs in runs.values() for r in rs),
+           "contended_runs": sum(1 for rs in runs.values() for r in rs if r.get("contended"))}
+    stop_all()
+    return res
+
+
+def scale_resolve(args):
+    if not args.resolve_tree:
+        return {"skipped": "no tree given (RESOLVE_TREE)"}
+    script = os.path.join(args.resolve_tree, "bench", "resolve.sh")
+    if not os.path.exists(script):
+        return {"skipped": f"{script} not found"}
+    log(f"  bash {script}  (its own output follows)")
+    t0 = time.monotonic()
+    # resolve.sh runs make in its tree; this make's variables (BUILD=...) must not leak into it
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    p = subprocess.Popen(["bash", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                         start_new_session=True)
+    _procs.append(("resolve.sh", p))
+    lines = []
+    for line in p.stdout:
+        lines.append(line.rstrip("\n"))
+        log("    " + lines[-1])
+    p.wait()
+    _procs.remove(("resolve.sh", p))
+    res = {"script": script, "exit": p.returncode, "seconds": round(time.monotonic() - t0, 1)}
+    for line in reversed(lines):
+        if line.startswith("{") and "exact_ratio_big_over_small" in line:
+            res["result"] = json.loads(line)
+            break
+    res["valid"] = p.returncode == 0 and "result" in res
+    return res
+
+
+def run_scale(args, tmp):
+    doc = {"kind": "scale", "timestamp": args.timestamp, "machine": machine_info(args.build)}
+    parts = args.parts.split(",")
+    if "resolve" in parts:
+        log("scale 1/3: route resolution with 1,000,000 routes (bench/resolve.sh)")
+        doc["resolve"] = scale_resolve(args)
+    if "streams" in parts:
+        log(f"scale 2/3: {args.streams} concurrent SSE streams through turnout (upstream BUILD/mockllm)")
+        sub = os.path.join(tmp, "streams")
+        os.makedirs(sub)
+        doc["streams"] = scale_streams(args, sub)
+    if "body" in parts:
+        log(f"scale 3/3: 200 KB request bodies at 8 connections, {args.duration} s per run, {args.rounds} rounds")
+        sub = os.path.join(tmp, "body")
+        os.makedirs(sub)
+        doc["big_body"] = scale_body(args, sub)
+
+    log("\nscale summary")
+    r = doc.get("resolve", {})
+    if "result" in r:
+        res = r["result"]
+        log(f"  resolve: exact lookup {res['small']['exact_us']:.2f} us (100 routes) vs "
+            f"{res['big']['exact_us']:.2f} us (1,000,000 routes): ratio {res['exact_ratio_big_over_small']}; "
+            f"hot {res['exact_hot_ratio_big_over_small']}; turnout start-up on the big store "
+            f"{res['turnout_startup_ms_big_store']} ms; {r['seconds']} s")
+    elif r:
+        log(f"  resolve: {r.get('skipped') or 'FAILED (exit %s)' % r.get('exit')}")
+    s = doc.get("streams")
+    if s:
+        log(f"  streams: {s['streams_with_first_event']}/{s['streams']} open; turnout RSS idle "
+            f"{s['turnout_rss_idle_kb'] / 1024:.1f} MB, open {s['turnout_rss_open_kb'] / 1024:.1f} MB -> "
+            f"{(s['rss_per_stream_kb'] or 0):.1f} KB per stream" + (f"  ({s['note']})" if s["note"] else ""))
+    b = doc.get("big_body")
+    if b:
+        m = b["medians"]
+
+        def f(v, fmt):
+            return fmt.format(v) if v is not None else "-"
+        log(f"  200 KB body, 8 conns: turnout {f(m['turnout']['rps'], '{:.0f}')} req/s "
+            f"{f(m['turnout']['cpu_us_per_req'], '{:.1f}')} us cpu/req; nginx {f(m['nginx']['rps'], '{:.0f}')} req/s "
+            f"{f(m['nginx']['cpu_us_per_req'], '{:.1f}')} us cpu/req; ratios t/n: rps "
+            f"{f(b['ratio_rps'], '{:.2f}')}, cpu {f(b['ratio_cpu'], '{:.2f}')}")
+    valid = all(doc[k].get("valid", True) for k in ("resolve", "streams", "big_body") if k in doc
+                and "skipped" not in doc[k])
+    doc["all_valid"] = valid
+    path = save("scale", doc)
+    log(f"\nsaved {os.path.relpath(path)}")
+    return 0 if valid else 1
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=("bench", "scale"))
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 3)))
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 5)))
+    ap.add_argument("--streams", type=int, default=int(os.environ.get("STREAMS", 10000)))
+    ap.add_argument("--stream-timeout", type=int, default=60)
+    ap.add_argument("--parts", default="resolve,streams,body", help="scale: which parts, comma-separated")
+    ap.add_argument("--resolve-tree", default=None, help="scale: the source tree whose bench/resolve.sh to run")
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    args.timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for b in ("turnout",) + (("mockllm",) if args.what == "scale" else ()):
+        if not os.access(os.path.join(args.build, b), os.X_OK):
+            print(f"bench: {args.build}/{b} not found; build it first (make in the source tree) or pass BUILD=DIR",
+                  file=sys.stderr)
+            return 2
+    for tool in ("wrk", "curl") + (("taskset",) if PIN else ()):
+        if not shutil.which(tool):
+            print(f"bench: {tool} not found (make -C bench deps installs it)", file=sys.stderr)
+            return 2
+    if not PIN:
+        log("WARNING: fewer than 2 CPUs: servers and wrk are not pinned apart")
+    if PIN:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})   # this script (sampling, stream client) stays off core 1
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    tmp = tempfile.mkdtemp(prefix="turnout-bench-")
+    os.chmod(tmp, 0o755)     # nginx workers run as an unprivileged user when started by root
+    try:
+        return run_bench(args, tmp) if args.what == "bench" else run_scale(args, tmp)
+    except Abort as e:
+        print(f"bench: ABORTED: {e}", file=sys.stderr)
+        return 2
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
