@@ -47,8 +47,8 @@ int log_open(const char *target, char *err, size_t errlen)
         snprintf(err, errlen, "log.error: cannot open %s: %s", target, strerror(errno));
         return -1;
     }
-    journal = getenv("JOURNAL_STREAM") != NULL;
     if (cur < 0) {
+        journal = getenv("JOURNAL_STREAM") != NULL;   /* once, before any other thread logs */
         atomic_store(&to_file, is_file);
         atomic_store(&log_fd, fd);
         return 0;
