@@ -654,9 +654,6 @@ static void note_earliest(req_t *r, double until)
         r->earliest_ms = until;
 }
 
-/* One attempt is over: curl finished it (RESULT), or our timer ended it
- * (TIMEOUT names which limit). Replies, retries, fails over, or ends the
- * stream. */
 /* A failed attempt counts towards its upstream's cooldown; the start of one
  * is logged and counted. */
 static void count_failure(req_t *r, const char *code, double now)
@@ -671,6 +668,9 @@ static void count_failure(req_t *r, const char *code, double now)
          c->model, cfg->cooldown_s, (unsigned long long)streak, code);
 }
 
+/* One attempt is over: curl finished it (RESULT), or our timer ended it
+ * (TIMEOUT names which limit). Replies, retries, fails over, or ends the
+ * stream. */
 static void attempt_over(req_t *r, CURLcode result, const char *timeout)
 {
     const candidate_t *c = &r->res.cand[r->cand];
