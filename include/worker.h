@@ -1,4 +1,4 @@
-/* worker.h - one thread, one event loop: its listener, curl multi, store reader and stats. */
+/* worker.h - one thread, one event loop: its listener, curl multi, store reader and metrics. */
 #ifndef TURNOUT_WORKER_H
 #define TURNOUT_WORKER_H
 
@@ -16,15 +16,6 @@
 struct evhtp;
 struct gateway;
 
-/* Per-worker counters, merged only when read. */
-typedef struct worker_stats {
-    uint64_t requests;
-    uint64_t upstream_attempts;
-    uint64_t failovers;
-    uint64_t retries;              /* 429s tried again after their Retry-After */
-    uint64_t errors;
-} worker_stats_t;
-
 typedef struct worker {
     int id;
     pthread_t thread;
@@ -32,7 +23,7 @@ typedef struct worker {
     const config_t *cfg;           /* borrowed, immutable: the config in force (reload swaps it) */
     _Atomic uint64_t cfg_gen;      /* the generation of cfg, for the reloading thread */
     struct event *reload_ev;       /* owned: takes the newest config */
-    metrics_t *metrics;            /* owned: this worker's series */
+    metrics_t *metrics;            /* owned: this worker's series, merged only when /metrics is read */
     series_t *m_connections;       /* its open client connections */
     struct event_base *base;       /* owned */
     struct evhtp *htp;             /* owned: listener bound with SO_REUSEPORT */
@@ -51,7 +42,6 @@ typedef struct worker {
     int nclients;
     CURL *easy_pool[64];           /* reset easy handles kept for reuse */
     int neasy;
-    worker_stats_t stats;
 } worker_t;
 
 /* Process-wide state shared read-only by workers (after start-up). */

@@ -191,7 +191,6 @@ static void reply_error_with(req_t *r, int status, const char *type, const char 
     r->final_status = status;
     r->bytes_out = evbuffer_get_length(req->buffer_out);
     r->error = code;
-    r->w->stats.errors++;
     evhtp_send_reply(req, (evhtp_res)status);
 }
 
@@ -719,7 +718,6 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
         note_earliest(r, until);
         end_attempt(r);
         if (r->tries <= r->max_429_retries && until < r->deadline_ms) {
-            r->w->stats.retries++;
             metrics_add(metrics_series(r->w->metrics, M_RETRIES, c->provider, c->model, NULL, NULL), 1);
             wait_then_retry(r, until);
             return;
@@ -729,10 +727,8 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
         count_failure(r, code, now);
         end_attempt(r);
     }
-    if (r->cand + 1 < r->res.ncand) {      /* another candidate follows */
-        r->w->stats.failovers++;
+    if (r->cand + 1 < r->res.ncand)        /* another candidate follows */
         metrics_add(metrics_series(r->w->metrics, M_FAILOVERS, r->res.route, code, NULL, NULL), 1);
-    }
     r->cand++;
     r->tries = 0;
     next_attempt(r);
@@ -923,7 +919,6 @@ static int start_attempt(req_t *r)
     r->tries++;
     r->last_cand = r->cand;
     trace_add(r, NULL);
-    r->w->stats.upstream_attempts++;
     r->m_target = metrics_series(r->w->metrics, M_TARGET_IN_FLIGHT, r->res.route, c->provider, c->model, NULL);
     metrics_add(r->m_target, 1);
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
@@ -1139,26 +1134,27 @@ static void on_list_provider(const cJSON *p, void *arg)
     }
 }
 
-static void reply_json(req_t *r, int status, const char *text)
+/* Sends what is in the reply's buffer as a whole answer of type CTYPE. */
+static void send_buffered(req_t *r, int status, const char *ctype)
 {
-    evbuffer_add(r->req->buffer_out, text, strlen(text));
-    add_header(r->req, "Content-Type", "application/json");
+    add_header(r->req, "Content-Type", ctype);
     add_std_headers(r);
     r->replied = 1;
     r->final_status = status;
-    r->bytes_out = strlen(text);
+    r->bytes_out = evbuffer_get_length(r->req->buffer_out);
     evhtp_send_reply(r->req, (evhtp_res)status);
+}
+
+static void reply_json(req_t *r, int status, const char *text)
+{
+    evbuffer_add(r->req->buffer_out, text, strlen(text));
+    send_buffered(r, status, "application/json");
 }
 
 static void serve_metrics(req_t *r)
 {
     metrics_render(r->w->gw, r->req->buffer_out);
-    add_header(r->req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    add_std_headers(r);
-    r->replied = 1;
-    r->final_status = 200;
-    r->bytes_out = evbuffer_get_length(r->req->buffer_out);
-    evhtp_send_reply(r->req, EVHTP_RES_OK);
+    send_buffered(r, 200, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void serve_models(req_t *r, const char *router)
@@ -1372,7 +1368,6 @@ static void on_request(evhtp_request_t *req, void *arg)
     edge_request_complete(edge_client(req));
     if (r == NULL || r->refused)
         return;                            /* answered already (413, 503) */
-    w->stats.requests++;
     if (path != NULL) {
         size_t i = 0;   /* logged as a JSON string: keep only safe bytes */
         for (; path[i] && i < sizeof(r->path) - 1; i++)
