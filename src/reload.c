@@ -125,6 +125,17 @@ static void free_retired(void)
     retired = NULL;
 }
 
+/* The reload of FILE failed for WHY: said, counted, and NEXT freed; the
+ * running config goes on. Returns -1. */
+static int reject(const char *file, const char *why, config_t *next)
+{
+    tlog(LOG_ERROR, "reload: config %s rejected: %s; the running config keeps serving", file, why);
+    free(next);
+    metrics_reloaded(0);
+    notify_send("READY=1\nSTATUS=serving (the last reload was rejected)");
+    return -1;
+}
+
 int reload_config(gateway_t *gw, const char *file)
 {
     char err[1100], msg[80];
@@ -142,21 +153,12 @@ int reload_config(gateway_t *gw, const char *file)
         (fd = open_access(next->log_access)) == -2) {
         if (next != NULL && fd == -2)
             snprintf(err, sizeof(err), "log.access: cannot open %s", next->log_access);
-        tlog(LOG_ERROR, "reload: config %s rejected: %s; the running config keeps serving", file,
-             next == NULL ? "out of memory" : err);
-        free(next);
-        metrics_reloaded(0);
-        notify_send("READY=1\nSTATUS=serving (the last reload was rejected)");
-        return -1;
+        return reject(file, next == NULL ? "out of memory" : err, next);
     }
     if (log_open(next->log_error, err, sizeof(err)) < 0) {
-        tlog(LOG_ERROR, "reload: config %s rejected: %s; the running config keeps serving", file, err);
         if (fd >= 0)
             close(fd);
-        free(next);
-        metrics_reloaded(0);
-        notify_send("READY=1\nSTATUS=serving (the last reload was rejected)");
-        return -1;
+        return reject(file, err, next);
     }
     keep_fixed(prev, next);
     log_set_level(log_level_of(next->log_level));
