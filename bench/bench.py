@@ -147,29 +147,38 @@ def _on_signal(signum, _frame):
     raise SystemExit(128 + signum)
 
 
-def children_of(pid):
-    kids = []
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (state is [0], ppid
+    [1], utime [11], stime [12], cutime [13], cstime [14]); None when PID is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    return s[s.rfind(")") + 2:].split()
+
+
+def all_stats():
+    """(pid, stat_fields) of every process on the machine."""
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        if int(s[s.rfind(")") + 2:].split()[1]) == pid:
-            kids.append(int(d))
-    return kids
+        if d.isdigit():
+            fl = stat_fields(d)
+            if fl is not None:
+                yield int(d), fl
+
+
+def children_of(pid):
+    return [p for p, fl in all_stats() if int(fl[1]) == pid]
 
 
 def ticks(pids):
     """utime + stime, in clock ticks, summed over PIDS (each whole thread group)."""
     total = 0
     for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-        fields = s[s.rfind(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])   # fields 14 and 15 of stat
+        fields = stat_fields(pid)
+        if fields is None:
+            raise OSError("process %d is gone" % pid)
+        total += int(fields[11]) + int(fields[12])
     return total
 
 
@@ -202,20 +211,8 @@ def cpu_stat():
 def others_ticks():
     """{pid: utime+stime+cutime+cstime} of every user-space process on the machine
     (kernel threads left out: softirq and kworker time is part of our own traffic)."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fl = st[st.rfind(")") + 2:].split()
-        if d == "2" or fl[1] == "2":
-            continue
-        out[int(d)] = int(fl[11]) + int(fl[12]) + int(fl[13]) + int(fl[14])
-    return out
+    return {pid: int(fl[11]) + int(fl[12]) + int(fl[13]) + int(fl[14])
+            for pid, fl in all_stats() if pid != 2 and fl[1] != "2"}
 
 
 def others_delta(before, after, ours):
