@@ -28,6 +28,7 @@ typedef struct config {
     int  total_timeout_s;       /* default upstream total timeout */
     int  cooldown_after;        /* failures in a row that cool an upstream down */
     int  cooldown_s;            /* how long it cools before its probe */
+    char upstream_client[8];    /* "native": our HTTP/1.1 client for http:// upstreams; "curl": libcurl for all */
     int  shutdown_grace_s;
     int64_t map_size_mb;        /* LMDB map size */
     char log_level[16];         /* debug | info | warn | error */

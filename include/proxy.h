@@ -2,7 +2,7 @@
 #ifndef TURNOUT_PROXY_H
 #define TURNOUT_PROXY_H
 
-#include <curl/curl.h>
+#include <stddef.h>
 #include <evhtp/evhtp.h>
 #include "worker.h"
 
@@ -18,8 +18,5 @@ void proxy_install(worker_t *w);
 /* The headers of a request are in (connection hook, run by edge.c after its
  * checks): allocates the request's state and applies the body limit. */
 evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg);
-
-/* Called by the worker when curl reports a finished transfer. */
-void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result);
 
 #endif

@@ -1,4 +1,4 @@
-/* worker.h - one thread, one event loop: its listener, curl multi, store reader and metrics. */
+/* worker.h - one thread, one event loop: its listener, upstream clients, store reader and metrics. */
 #ifndef TURNOUT_WORKER_H
 #define TURNOUT_WORKER_H
 
@@ -14,6 +14,7 @@
 #include "store.h"
 
 struct evhtp;
+struct up_state;
 struct gateway;
 
 typedef struct worker {
@@ -27,7 +28,8 @@ typedef struct worker {
     series_t *m_connections;       /* its open client connections */
     struct event_base *base;       /* owned */
     struct evhtp *htp;             /* owned: listener bound with SO_REUSEPORT */
-    CURLM *multi;                  /* owned: upstream connections of this worker */
+    struct up_state *up;           /* owned: pooled upstream connections (upstream.c) */
+    CURLM *multi;                  /* owned: libcurl's upstream transfers (upcurl.c) */
     struct event *curl_timer;      /* owned: libcurl's timeout */
     struct event *stop_ev;         /* owned: asks the loop to drain and exit */
     struct event *beat;            /* owned: a timer that sets heartbeat_ms */
@@ -76,13 +78,5 @@ void worker_reload(worker_t *w);
 
 /* Frees what worker_init created; safe after a failed init. */
 void worker_free(worker_t *w);
-
-/* An easy handle for a new attempt: a pooled one (reset) or a new one. */
-CURL *worker_easy_get(worker_t *w);
-/* Returns EASY (already removed from the multi) to the pool, or frees it. */
-void worker_easy_put(worker_t *w, CURL *easy);
-
-/* curl multi plumbing used by the proxy: called after any socket action. */
-void worker_check_multi(worker_t *w);
 
 #endif

@@ -49,6 +49,7 @@ static const option_t options[] = {
     { "upstream.total_s",       OPT_INT,  OFF(total_timeout_s), 600, NULL, 1, 3600, 0 },
     { "upstream.cooldown_after", OPT_INT, OFF(cooldown_after), 5, NULL, 1, 1000, 0 },
     { "upstream.cooldown_s",    OPT_INT,  OFF(cooldown_s), 30, NULL, 1, 3600, 0 },
+    { "upstream.client",        OPT_STR,  OFF(upstream_client), 0, "native", 0, 0, 0 },
     { "store.map_size_mb",      OPT_INT,  OFF(map_size_mb), 1024, NULL, 1, 1048576, 0 },
     { "log.level",              OPT_STR,  OFF(log_level), 0, "info", 0, 0, 0 },
     { "log.access",             OPT_STR,  OFF(log_access), 0, "stdout", 0, 0, 0 },
@@ -175,15 +176,28 @@ static int apply(config_t *c, const option_t *o, const cJSON *v, const char *dir
     return -1;
 }
 
+/* Whether V is one of the NULL-terminated ALLOWED; if not, says so in err. */
+static int one_of(const char *name, const char *v, const char *const *allowed, char *err, size_t errlen)
+{
+    size_t len = 0;
+    for (const char *const *a = allowed; *a != NULL; a++)
+        if (strcmp(v, *a) == 0)
+            return 0;
+    len += (size_t)snprintf(err, errlen, "%s: must be one of", name);
+    for (const char *const *a = allowed; *a != NULL && len < errlen; a++)
+        len += (size_t)snprintf(err + len, errlen - len, "%s %s", a == allowed ? "" : ",", *a);
+    if (len < errlen)
+        snprintf(err + len, errlen - len, " (got \"%s\")", v);
+    return -1;
+}
+
 static int check_enums(const config_t *c, char *err, size_t errlen)
 {
-    static const char *const levels[] = { "debug", "info", "warn", "error" };
-    for (size_t i = 0; i < 4; i++)
-        if (strcmp(c->log_level, levels[i]) == 0)
-            return 0;
-    snprintf(err, errlen, "log.level: must be one of debug, info, warn, error (got \"%s\")",
-             c->log_level);
-    return -1;
+    static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+    static const char *const clients[] = { "native", "curl", NULL };
+    if (one_of("log.level", c->log_level, levels, err, errlen) < 0)
+        return -1;
+    return one_of("upstream.client", c->upstream_client, clients, err, errlen);
 }
 
 int config_load(const char *file, config_t *c, char *err, size_t errlen)

@@ -6,8 +6,9 @@
  *   on_read hook      count body bytes; drain them once the request is refused
  *   on_request (gencb) body complete: dispatch by path, parse the few fields
  *                     needed, resolve, start the first attempt
- *   curl callbacks    capture status and headers, buffer or relay the body;
- *                     pause the transfer while the client is behind
+ *   upstream handlers capture status and headers, buffer or relay the body;
+ *                     pause the call while the client is behind (upstream.c
+ *                     makes the call: our HTTP/1.1 client, or libcurl)
  *   next_attempt      the first candidate that is not cooling down (a 429's
  *                     Retry-After, a cooldown) or at a concurrency cap
  *                     (health.c, shared by all workers) gets the attempt
@@ -20,7 +21,7 @@
  *                     it -> an SSE error event ends the stream
  *   on_request_fini   client done or gone: abort any transfer, log, free
  * The req_t is reachable from evhtp through the request's fini hook argument
- * and from curl through CURLOPT_PRIVATE.
+ * and from the upstream call through its handlers' argument.
  *
  * Every failure has its own error code, used in the reply, the SSE error
  * event and the access log's "error" field: upstream_connect_error,
@@ -38,6 +39,7 @@
 #include "metrics.h"
 #include "multipart.h"
 #include "resolve.h"
+#include "upstream.h"
 
 #include <event2/bufferevent.h>
 #include <event2/event_struct.h>
@@ -54,14 +56,14 @@
 #define MAX_TRACE 32
 #define RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
 #define RETRY_CAP_DEFAULT_MS 5000     /* retry.retry_after_cap_s absent or 0 */
-#define UP_BODY_WHOLE (64 * 1024)     /* larger upstream bodies are read in place (build_body) */
+#define MAX_QUOTED_MODEL (MAX_MODEL * 6 + 3)   /* a model name as a JSON string, at worst */
 
 /* One entry of the attempt trace: an attempt, or a candidate passed over. */
 typedef struct trace {
     int cand;                    /* index into res.cand */
     int status;                  /* the upstream's HTTP status, 0 for none */
     const char *error;           /* error code, NULL for none */
-    const char *detail;          /* curl's message, or NULL */
+    const char *detail;          /* the upstream client's message (in req_t.details), or NULL */
     const char *skipped;         /* "cooling_down", "probing", "at_cap": not called */
     double start_ms, ms;         /* since the request started; how long it took */
 } trace_t;
@@ -95,6 +97,8 @@ typedef struct req {
     int tries;                   /* attempts on the current candidate */
     trace_t trace[MAX_TRACE];
     int ntrace;
+    char details[1024];          /* the trace's detail messages */
+    size_t details_len;
     const char *last_fail;       /* error code of the last failed attempt */
     const char *error;           /* the error code this request ended with, for the log */
     double deadline_ms;          /* the route's total_s after the request started */
@@ -109,12 +113,8 @@ typedef struct req {
     series_t *m_route;           /* its route's in-flight gauge, once counted in it */
     series_t *m_target;          /* the current attempt's target in-flight gauge */
     /* the current attempt */
-    CURL *easy;
-    struct curl_slist *up_headers;
-    char *up_body;               /* a small upstream body, whole (model spliced in) */
-    char *up_model;              /* a large one's new model value (quoted for JSON) */
-    size_t up_model_len;
-    size_t up_len, up_pos;       /* the upstream body's length, and how much curl has read */
+    up_call_t *call;
+    char up_model[MAX_QUOTED_MODEL];   /* the target's model, as the upstream body has it */
     long status;
     evhtp_headers_t *resp_headers;
     struct evbuffer *resp;       /* buffered non-streaming response */
@@ -371,17 +371,10 @@ static void end_attempt(req_t *r)
     r->paused = 0;
     if (r->req != NULL && r->req->conn != NULL)
         evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, NULL, NULL);
-    if (r->easy != NULL) {
-        curl_multi_remove_handle(r->w->multi, r->easy);
-        worker_easy_put(r->w, r->easy);
-        r->easy = NULL;
+    if (r->call != NULL) {
+        up_abort(r->call);
+        r->call = NULL;
     }
-    curl_slist_free_all(r->up_headers);
-    r->up_headers = NULL;
-    free(r->up_body);
-    r->up_body = NULL;
-    free(r->up_model);
-    r->up_model = NULL;
     if (r->resp_headers != NULL) {
         evhtp_kvs_free(r->resp_headers);
         r->resp_headers = NULL;
@@ -402,53 +395,46 @@ static const char *const hop_by_hop[] = {
     "upgrade", "proxy-authenticate", "proxy-authorization", "date", "server", NULL,
 };
 
-static size_t on_up_header(char *buf, size_t size, size_t n, void *arg)
+/* The upstream's final status line: the attempt's first byte. */
+static void on_up_status(void *arg, int status)
 {
     req_t *r = arg;
-    size_t len = size * n, k, v;
-    char name[128], value[1024];
+    const candidate_t *c = &r->res.cand[r->cand];
+    char lat[600];
+    tally_t *t;
+    r->status = status;
     r->last_data_ms = now_ms();
-    if (!r->got_first_byte) {
-        const candidate_t *c = &r->res.cand[r->cand];
-        char lat[600];
-        tally_t *t;
-        r->got_first_byte = 1;
-        r->ttfb_ms = since_ms(r);
-        snprintf(lat, sizeof(lat), "lat:%s/%s", c->provider, c->model);   /* for sort: latency */
-        if ((t = tally_get(lat)) != NULL)
-            tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
-        metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
-                        (r->last_data_ms - r->attempt_ms) / 1000.0);
-        arm_attempt_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
-    }
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        /* a new status line (after 100 Continue or a redirect) starts afresh */
-        if (r->resp_headers != NULL)
-            evhtp_kvs_free(r->resp_headers);
-        r->resp_headers = evhtp_kvs_new();
-        return len;
-    }
-    for (k = 0; k < len && buf[k] != ':'; k++)
-        ;
-    if (k == 0 || k >= len || k >= sizeof(name) || r->resp_headers == NULL)
-        return len;
-    memcpy(name, buf, k);
-    name[k] = '\0';
+    if (r->resp_headers != NULL)
+        evhtp_kvs_free(r->resp_headers);
+    r->resp_headers = evhtp_kvs_new();
+    if (r->got_first_byte)
+        return;
+    r->got_first_byte = 1;
+    r->ttfb_ms = since_ms(r);
+    snprintf(lat, sizeof(lat), "lat:%s/%s", c->provider, c->model);   /* for sort: latency */
+    if ((t = tally_get(lat)) != NULL)
+        tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
+    metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
+                    (r->last_data_ms - r->attempt_ms) / 1000.0);
+    arm_attempt_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
+}
+
+/* One upstream response header: kept for the client unless it is about
+ * the upstream connection itself. */
+static void on_up_header(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    req_t *r = arg;
+    char n[128], v[1024];
+    if (nlen >= sizeof(n) || vlen >= sizeof(v) || r->resp_headers == NULL)
+        return;
+    memcpy(n, name, nlen);
+    n[nlen] = '\0';
     for (const char *const *h = hop_by_hop; *h; h++)
-        if (strcasecmp(name, *h) == 0)
-            return len;
-    k++;
-    while (k < len && (buf[k] == ' ' || buf[k] == '\t'))
-        k++;
-    v = len - k;
-    while (v > 0 && (buf[k + v - 1] == '\r' || buf[k + v - 1] == '\n' || buf[k + v - 1] == ' '))
-        v--;
-    if (v >= sizeof(value))
-        return len;
-    memcpy(value, buf + k, v);
-    value[v] = '\0';
-    evhtp_headers_add_header(r->resp_headers, evhtp_header_new(name, value, 1, 1));
-    return len;
+        if (strcasecmp(n, *h) == 0)
+            return;
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    evhtp_headers_add_header(r->resp_headers, evhtp_header_new(n, v, 1, 1));
 }
 
 static int is_event_stream(req_t *r)
@@ -473,28 +459,25 @@ static void commit_headers(req_t *r)
 static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
 {
     req_t *r = arg;
-    if (!r->paused || r->easy == NULL ||
+    if (!r->paused || r->call == NULL ||
         evbuffer_get_length(bufferevent_get_output(conn->bev)) >= PROXY_SEND_HIGH_WATER)
         return EVHTP_RES_OK;
     r->paused = 0;
     r->last_data_ms = now_ms();           /* the upstream was silent because we paused it */
     arm_attempt_timer(r, r->last_data_ms);
     evhtp_connection_set_hook(conn, evhtp_hook_on_write, NULL, NULL);
-    curl_easy_pause(r->easy, CURLPAUSE_CONT);   /* may deliver held data at once */
+    up_resume(r->call);                   /* libcurl may deliver held data at once */
     return EVHTP_RES_OK;
 }
 
-static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
+static int on_up_data(void *arg, const char *buf, size_t len)
 {
     req_t *r = arg;
-    size_t len = size * n;
-    if (r->status == 0)
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     r->last_data_ms = now_ms();
     if (failover_status(r->status))
-        return len;                       /* discarded: the attempt failed */
+        return UP_TAKEN;                  /* discarded: the attempt failed */
     if (r->req == NULL)
-        return 0;                         /* client gone: abort the transfer */
+        return UP_ABORT;                  /* client gone */
     if (!r->relaying && r->status < 300 && is_event_stream(r)) {
         /* Streams are relayed event by event; the commit point is here. */
         commit_headers(r);
@@ -507,23 +490,21 @@ static size_t on_up_data(char *buf, size_t size, size_t n, void *arg)
         struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
         int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
         if (evbuffer_get_length(out) >= PROXY_SEND_HIGH_WATER) {
-            /* the client is behind: curl keeps these bytes and hands them
-             * over again when on_client_drained resumes the transfer */
+            /* the client is behind: the call keeps these bytes and hands
+             * them over again when on_client_drained resumes it */
             r->paused = 1;
             evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, (evhtp_hook)on_client_drained, r);
-            return CURL_WRITEFUNC_PAUSE;
+            return UP_PAUSE;
         }
         /* straight into the socket's output (what evhtp_send_reply_chunk
-         * does, without a temporary buffer); curl reuses BUF, so copy */
+         * does, without a temporary buffer); BUF is the call's, so copy */
         if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add(out, buf, len) < 0 ||
             (chunked && evbuffer_add(out, "\r\n", 2) < 0))
-            return 0;
+            return UP_ABORT;
         r->bytes_out += len;
-        return len;
+        return UP_TAKEN;
     }
-    if (evbuffer_add(r->resp, buf, len) < 0)
-        return 0;
-    return len;
+    return evbuffer_add(r->resp, buf, len) < 0 ? UP_ABORT : UP_TAKEN;
 }
 
 static int start_attempt(req_t *r);
@@ -604,22 +585,6 @@ static void abort_stream(req_t *r, const char *code, const char *why)
     evhtp_send_reply_chunk_end(r->req);
 }
 
-/* The error code of a failed transfer (curl's result, or our timer's). */
-static const char *fail_code(req_t *r, CURLcode result)
-{
-    curl_off_t connect_us = 0;
-    switch (result) {
-    case CURLE_OPERATION_TIMEDOUT:
-        curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-        return connect_us == 0 ? "upstream_connect_timeout" : "upstream_total_timeout";
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return "upstream_connect_error";
-    default:
-        return "upstream_error";
-    }
-}
-
 /* How long a 429 asks us to wait, in ms: Retry-After as seconds or an HTTP
  * date; RETRY_AFTER_DEFAULT_MS when it is missing or unreadable. */
 static double retry_after_ms(const char *ra)
@@ -627,12 +592,15 @@ static double retry_after_ms(const char *ra)
     char *end;
     double secs;
     time_t when;
+    struct tm tm;
     if (ra == NULL || *ra == '\0')
         return RETRY_AFTER_DEFAULT_MS;
     secs = strtod(ra, &end);
     if (end != ra && *end == '\0')
         return secs > 0 ? secs * 1000.0 : 0;
-    if ((when = curl_getdate(ra, NULL)) == -1)
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(ra, "%a, %d %b %Y %H:%M:%S GMT", &tm);   /* an IMF-fixdate */
+    if (end == NULL || *end != '\0' || (when = timegm(&tm)) == -1)
         return RETRY_AFTER_DEFAULT_MS;
     return when > time(NULL) ? (double)(when - time(NULL)) * 1000.0 : 0;
 }
@@ -667,27 +635,33 @@ static void count_failure(req_t *r, const char *code, double now)
          c->model, cfg->cooldown_s, (unsigned long long)streak, code);
 }
 
-/* One attempt is over: curl finished it (RESULT), or our timer ended it
- * (TIMEOUT names which limit). Replies, retries, fails over, or ends the
+/* Keeps DETAIL for the trace, in the request's own space. */
+static const char *keep_detail(req_t *r, const char *detail)
+{
+    size_t len = detail != NULL ? strlen(detail) + 1 : 0;
+    char *at = r->details + r->details_len;
+    if (len == 0 || len > sizeof(r->details) - r->details_len)
+        return NULL;
+    memcpy(at, detail, len);
+    r->details_len += len;
+    return at;
+}
+
+/* One attempt is over: the call ended (FAILED is NULL when a whole
+ * response arrived, else its error code and DETAIL), or our timer ended it
+ * (FAILED names which limit). Replies, retries, fails over, or ends the
  * stream. */
-static void attempt_over(req_t *r, CURLcode result, const char *timeout)
+static void attempt_over(req_t *r, const char *failed, const char *detail)
 {
     const candidate_t *c = &r->res.cand[r->cand];
     trace_t *t = &r->trace[r->ntrace > 0 ? r->ntrace - 1 : 0];   /* start_attempt added it */
-    const char *code = NULL;
+    const char *code = failed;
     double now = now_ms();
 
-    if (r->status == 0)
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
-    if (timeout != NULL) {
-        code = timeout;
-    } else if (result != CURLE_OK) {
-        code = fail_code(r, result);
-        t->detail = curl_easy_strerror(result);
-    } else if (failover_status(r->status)) {
+    if (failed == NULL && failover_status(r->status))
         code = r->status == 429 ? "upstream_rate_limited" : "upstream_error";
-    }
-    t->status = timeout == NULL && result == CURLE_OK ? (int)r->status : 0;
+    t->detail = keep_detail(r, detail);
+    t->status = failed == NULL ? (int)r->status : 0;
     t->error = code;
     t->ms = now - r->attempt_ms;
     metrics_add(metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, code ? code : "ok", NULL), 1);
@@ -734,14 +708,14 @@ static void attempt_over(req_t *r, CURLcode result, const char *timeout)
     next_attempt(r);
 }
 
-void proxy_transfer_done(worker_t *w, CURL *easy, CURLcode result)
+static void on_up_done(void *arg, const char *code, const char *detail)
 {
-    req_t *r = NULL;
-    (void)w;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-    if (r != NULL)
-        attempt_over(r, result, NULL);
+    req_t *r = arg;
+    r->call = NULL;                       /* freed by the caller once this returns */
+    attempt_over(r, code, detail);
 }
+
+static const up_handlers_t up_handlers = { on_up_status, on_up_header, on_up_data, on_up_done };
 
 /* The attempt's timer: fires at the nearest of its limits and re-arms
  * itself for the next one, so bytes arriving cost no timer operation. */
@@ -772,7 +746,7 @@ static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
         next_attempt(r);
         return;
     }
-    if (r->easy == NULL)
+    if (r->call == NULL)
         return;
     if (now >= r->attempt_deadline_ms)
         code = "upstream_total_timeout";
@@ -784,78 +758,28 @@ static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
         arm_attempt_timer(r, now);
         return;
     }
-    attempt_over(r, CURLE_OK, code);
+    attempt_over(r, code, NULL);
 }
 
-/* The upstream body is the client's bytes with the model value replaced.
- * A small one is built whole, which curl sends with the headers in one
- * write. A large one is never built: curl reads it in three pieces (before
- * the value, the new value, after it) straight from the client's buffer,
- * so it is not copied once more. */
-static int build_body(req_t *r, const char *model, size_t *len)
+/* The upstream body is the client's bytes with the model value replaced:
+ * three pieces (before the value, the new value, after it), sent from the
+ * client's buffer without a copy. */
+static int body_pieces(req_t *r, const char *model, struct iovec *iov)
 {
-    char quoted[MAX_MODEL * 6 + 3];
-    const char *val = quoted;
     long ql;
-    if (r->multipart) {
-        val = model;
-        ql = (long)strlen(model);
-    } else if ((ql = jscan_quote(model, quoted, sizeof(quoted))) < 0) {
+    if (r->multipart)
+        ql = snprintf(r->up_model, sizeof(r->up_model), "%s", model);
+    else
+        ql = jscan_quote(model, r->up_model, sizeof(r->up_model));
+    if (ql < 0 || (size_t)ql >= sizeof(r->up_model))
         return -1;
-    }
-    r->up_len = *len = r->body_len - r->model_len + (size_t)ql;
-    r->up_pos = 0;
-    if (r->up_len <= UP_BODY_WHOLE) {
-        if ((r->up_body = malloc(r->up_len ? r->up_len : 1)) == NULL)
-            return -1;
-        memcpy(r->up_body, r->body, r->model_off);
-        memcpy(r->up_body + r->model_off, val, (size_t)ql);
-        memcpy(r->up_body + r->model_off + ql, r->body + r->model_off + r->model_len,
-               r->body_len - r->model_off - r->model_len);
-        return 0;
-    }
-    if ((r->up_model = malloc((size_t)ql + 1)) == NULL)
-        return -1;
-    memcpy(r->up_model, val, (size_t)ql + 1);
-    r->up_model_len = (size_t)ql;
+    iov[0].iov_base = (void *)r->body;
+    iov[0].iov_len = r->model_off;
+    iov[1].iov_base = r->up_model;
+    iov[1].iov_len = (size_t)ql;
+    iov[2].iov_base = (void *)(r->body + r->model_off + r->model_len);
+    iov[2].iov_len = r->body_len - r->model_off - r->model_len;
     return 0;
-}
-
-static size_t on_up_read(char *buf, size_t size, size_t n, void *arg)
-{
-    req_t *r = arg;
-    size_t room = size * n, done = 0;
-    while (done < room && r->up_pos < r->up_len) {
-        size_t pos = r->up_pos, avail, take;
-        const char *src;
-        if (pos < r->model_off) {
-            src = r->body + pos;
-            avail = r->model_off - pos;
-        } else if (pos < r->model_off + r->up_model_len) {
-            src = r->up_model + (pos - r->model_off);
-            avail = r->model_off + r->up_model_len - pos;
-        } else {
-            size_t off = pos - r->up_model_len + r->model_len;   /* where it is in the client's body */
-            src = r->body + off;
-            avail = r->body_len - off;
-        }
-        take = avail < room - done ? avail : room - done;
-        memcpy(buf + done, src, take);
-        done += take;
-        r->up_pos += take;
-    }
-    return done;
-}
-
-/* curl sends the body again on a fresh connection when a reused one turns
- * out closed: it starts over from OFFSET. */
-static int on_up_seek(void *arg, curl_off_t offset, int origin)
-{
-    req_t *r = arg;
-    if (origin != SEEK_SET || offset < 0 || (size_t)offset > r->up_len)
-        return CURL_SEEKFUNC_CANTSEEK;
-    r->up_pos = (size_t)offset;
-    return CURL_SEEKFUNC_OK;
 }
 
 static const char *const upstream_paths[EP__COUNT] = {
@@ -873,38 +797,41 @@ static double timeout_of(const req_t *r, const candidate_t *c, const char *name,
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
+/* Appends "NAME: VALUE\r\n" to the head being built in BUF; -1 when it does not fit. */
+static int head_line(char *buf, size_t cap, size_t *len, const char *name, const char *value)
+{
+    return append(buf, cap, len, "%s: %s\r\n", name, value);
+}
+
 static int start_attempt(req_t *r)
 {
     const candidate_t *c = &r->res.cand[r->cand];
     const config_t *cfg = r->w->cfg;
     const cJSON *prov_total = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"),
                                                                "total_s");
-    char url[2300], hdr[1200];
     const char *key = c->api_key != NULL ? c->api_key : c->api_key_env ? getenv(c->api_key_env) : NULL;
+    char head[8192], auth[1100];
+    size_t hlen = 0;
     const cJSON *h;
-    size_t blen = 0;
+    up_request_t rq = { .base_url = c->base_url, .path = upstream_paths[r->ep], .head = head, .nbody = 3 };
 
-    if (build_body(r, c->model, &blen) < 0)
-        return -1;
-    snprintf(url, sizeof(url), "%s%s", c->base_url, upstream_paths[r->ep]);
-    if ((r->easy = worker_easy_get(r->w)) == NULL)
+    if (body_pieces(r, c->model, rq.body) < 0)
         return -1;
     if (key != NULL && *key != '\0') {
-        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", key);
-        r->up_headers = curl_slist_append(r->up_headers, hdr);
+        snprintf(auth, sizeof(auth), "Bearer %s", key);
+        if (head_line(head, sizeof(head), &hlen, "Authorization", auth) < 0)
+            return -1;
     }
-    snprintf(hdr, sizeof(hdr), "Content-Type: %s",
-             r->content_type[0] ? r->content_type : "application/json");
-    r->up_headers = curl_slist_append(r->up_headers, hdr);
-    snprintf(hdr, sizeof(hdr), "x-request-id: %s", r->request_id);
-    r->up_headers = curl_slist_append(r->up_headers, hdr);
-    r->up_headers = curl_slist_append(r->up_headers, "Expect:");
+    if (head_line(head, sizeof(head), &hlen, "Content-Type",
+                  r->content_type[0] ? r->content_type : "application/json") < 0 ||
+        head_line(head, sizeof(head), &hlen, "x-request-id", r->request_id) < 0 ||
+        head_line(head, sizeof(head), &hlen, "User-Agent", "turnout/" TURNOUT_VERSION) < 0)
+        return -1;
     cJSON_ArrayForEach(h, c->headers) {
-        if (cJSON_IsString(h)) {
-            snprintf(hdr, sizeof(hdr), "%s: %s", h->string, h->valuestring);
-            r->up_headers = curl_slist_append(r->up_headers, hdr);
-        }
+        if (cJSON_IsString(h) && head_line(head, sizeof(head), &hlen, h->string, h->valuestring) < 0)
+            return -1;
     }
+    rq.head_len = hlen;
     if (r->resp == NULL && (r->resp = evbuffer_new()) == NULL)
         return -1;
     r->status = 0;
@@ -915,38 +842,17 @@ static int start_attempt(req_t *r)
     r->attempt_deadline_ms = r->deadline_ms;
     if (cJSON_IsNumber(prov_total) && r->attempt_ms + prov_total->valuedouble * 1000.0 < r->deadline_ms)
         r->attempt_deadline_ms = r->attempt_ms + prov_total->valuedouble * 1000.0;
+    rq.connect_ms = (long)timeout_of(r, c, "connect_ms", cfg->connect_timeout_ms);
+    /* the attempt timer enforces first byte, idle gap and the total; this
+     * is only a backstop behind it */
+    rq.total_ms = (long)(r->attempt_deadline_ms - r->attempt_ms) + 5000L;
     r->attempts++;
     r->tries++;
     r->last_cand = r->cand;
     trace_add(r, NULL);
     r->m_target = metrics_series(r->w->metrics, M_TARGET_IN_FLIGHT, r->res.route, c->provider, c->model, NULL);
     metrics_add(r->m_target, 1);
-    curl_easy_setopt(r->easy, CURLOPT_URL, url);
-    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
-    if (r->up_body != NULL) {
-        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->up_body);
-    } else {
-        curl_easy_setopt(r->easy, CURLOPT_READFUNCTION, on_up_read);
-        curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
-        curl_easy_setopt(r->easy, CURLOPT_SEEKFUNCTION, on_up_seek);
-        curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
-    }
-    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->up_headers);
-    curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_up_header);
-    curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_up_data);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_of(r, c, "connect_ms", cfg->connect_timeout_ms));
-    /* the attempt timer enforces first byte, idle gap and the total; curl's
-     * own limit is only a backstop behind it */
-    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)(r->attempt_deadline_ms - r->attempt_ms) + 5000L);
-    curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "turnout/" TURNOUT_VERSION);
-    if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
+    if ((r->call = up_start(r->w, &rq, &up_handlers, r)) == NULL) {
         r->trace[r->ntrace - 1].error = "upstream_error";
         end_attempt(r);
         return -1;
@@ -1478,8 +1384,8 @@ static void count_request(req_t *r)
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)
 {
     req_t *r = arg;
-    if (r->easy != NULL || r->waiting) {
-        if (r->easy != NULL && r->ntrace > 0) {
+    if (r->call != NULL || r->waiting) {
+        if (r->call != NULL && r->ntrace > 0) {
             const candidate_t *c = &r->res.cand[r->cand];
             r->trace[r->ntrace - 1].error = "client_closed";
             r->trace[r->ntrace - 1].ms = now_ms() - r->attempt_ms;
