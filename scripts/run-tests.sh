@@ -30,5 +30,18 @@ else
     ifail=1; echo "FAIL integration: the runner did not finish"
 fi
 passed=$((passed + ipass)); failed=$((failed + ifail))
+
+# The upstream behaviour once more through libcurl (upstream.client "curl",
+# what https:// providers use), where the two clients could differ.
+curl_tests=test_upstream_http,test_streaming,test_failover,test_timeouts,test_endpoints,test_resilience
+if /usr/bin/python3 test/integration/run.py --build-dir "$build" --release-dir "${RELEASE_BUILD:-build}" \
+        --upstream-client curl -k "$curl_tests" | tee "$build/integration-curl.log"; then :; fi
+line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$build/integration-curl.log" | tail -1)
+if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+else
+    failed=$((failed + 1)); echo "FAIL integration (curl): the runner did not finish"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -21,6 +21,9 @@ ADMIN_KEY = "test-admin-key-0123456789"
 # a test leaves (logs, exports) is searched for it (Env.close, check_reply).
 CANARY = "sk-canary-7f3e9d2b41c8a6e05d17"
 MOCK_PORTS = set()
+# upstream.client for every turnout ("" = the default, native): the suite's
+# upstream tests run once more through libcurl (scripts/run-tests.sh).
+UPSTREAM_CLIENT = ""
 
 
 def check_reply(port, *parts):
@@ -186,6 +189,8 @@ class Turnout(Proc):
                        "header_timeout_s": 10, "idle_timeout_s": 60},
             "log": {"level": "info", "access": "stdout"}, "seed": name + "-seed.json",
         }
+        if UPSTREAM_CLIENT:
+            cfg["upstream"] = {"client": UPSTREAM_CLIENT}
         cfg = deep_merge(cfg, config or {})
         with open(os.path.join(workdir, name + "-seed.json"), "w") as f:
             json.dump(seed, f)

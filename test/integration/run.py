@@ -25,7 +25,8 @@ def on_alarm(signum, frame):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="build")
-    ap.add_argument("-k", default="")
+    ap.add_argument("-k", default="", help="run only tests whose name contains this (or any of a,b,c)")
+    ap.add_argument("--upstream-client", default="", help="upstream.client for every turnout: native or curl")
     ap.add_argument("--release-dir", default="build", help="optimised build, for memory figures")
     ap.add_argument("--bound", type=int, default=60, help="seconds per test (a test may set fn.bound)")
     args = ap.parse_args()
@@ -33,6 +34,8 @@ def main():
     import harness
     harness.BUILD = os.environ["TURNOUT_BUILD"]
     harness.RELEASE_BUILD = os.path.abspath(args.release_dir)
+    harness.UPSTREAM_CLIENT = args.upstream_client
+    wanted = args.k.split(",")
     signal.signal(signal.SIGALRM, on_alarm)
     passed = failed = 0
     for fn in sorted(os.listdir(here)):
@@ -43,7 +46,7 @@ def main():
         spec.loader.exec_module(mod)
         for name in sorted(n for n in dir(mod) if n.startswith("test_")):
             full = "%s.%s" % (fn[:-3], name)
-            if args.k not in full:
+            if not any(k in full for k in wanted):
                 continue
             env = harness.Env()
             t0 = time.time()

@@ -327,6 +327,9 @@ def assert_request_shape(req, body, host, request_id):
     assert req.all("authorization") == ["Bearer " + CANARY], "the provider's key, and only it"
     assert req.get("x-request-id") == request_id, (req, request_id)
     assert req.get("x-custom") == "v", req
+    assert req.get("user-agent").startswith("turnout/"), req
+    # which client sent it: libcurl adds its default Accept, turnout's own sends none
+    assert req.get("accept") == ("*/*" if harness.UPSTREAM_CLIENT == "curl" else None), req
     assert req.body == body, (len(req.body), req.body[:200])
 
 
