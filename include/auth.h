@@ -22,9 +22,10 @@ void auth_hash(const char *secret, size_t len, char out[65]);
 #define AUTH_SECRET_LEN 51
 void auth_new_secret(char out[AUTH_SECRET_LEN + 1]);
 
-/* The stored, enabled key whose secret is TOKEN (parsed copy), or NULL.
- * The store is searched by the secret's hash, and the stored hash is then
- * compared with the computed one in constant time. */
-cJSON *auth_find_key(store_reader_t *r, const char *token);
+/* The stored, enabled key whose secret is TOKEN, or NULL; *HOLD keeps it
+ * alive until store_release. The store is searched by the secret's hash,
+ * and the stored hash is then compared with the computed one in constant
+ * time. */
+const cJSON *auth_find_key(store_reader_t *r, const char *token, store_hold_t **hold);
 
 #endif

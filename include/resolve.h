@@ -58,9 +58,10 @@ typedef struct resolution {
     candidate_t cand[RESOLVE_MAX_CANDIDATES];
     int ndropped;
     dropped_t dropped[RESOLVE_MAX_CANDIDATES];
-    cJSON *route_rec;
+    const cJSON *route_rec;
+    store_hold_t *route_hold;
     int nrec;
-    cJSON *recs[RESOLVE_MAX_CANDIDATES];   /* provider records the candidates borrow from */
+    store_hold_t *holds[RESOLVE_MAX_CANDIDATES];   /* keep the candidates' provider records alive */
 } resolution_t;
 
 /* Resolves IN->model as SPEC 2 orders it: route::NAME; an exact route name

@@ -31,15 +31,24 @@ int store_import_seed(store_t *s, const char *file, char *err, size_t errlen);
 store_reader_t *store_reader_new(store_t *s);
 void store_reader_free(store_reader_t *r);
 
-/* Lookups. Each returns a parsed copy the caller frees with cJSON_Delete, or
- * NULL when absent. */
-cJSON *store_get_provider(store_reader_t *r, const char *name);
+/* Lookups. Each returns the record, read-only, or NULL when absent. The
+ * reader keeps parsed records until the store changes (store.c), so *HOLD
+ * is set to what keeps this one alive: give it back with store_release
+ * when done with the record, on the reader's thread. */
+typedef struct store_hold store_hold_t;
+const cJSON *store_get_provider(store_reader_t *r, const char *name, store_hold_t **hold);
 /* Route NAME in SCOPE ("global", "tenant:T", "key:K") and ROUTER ("" = none). */
-cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name);
+const cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name,
+                             store_hold_t **hold);
 /* Router by slug. */
-cJSON *store_get_router(store_reader_t *r, const char *slug);
+const cJSON *store_get_router(store_reader_t *r, const char *slug, store_hold_t **hold);
 /* Key by the SHA-256 (64 lowercase hex digits) of its secret. */
-cJSON *store_get_key(store_reader_t *r, const char *hash_hex);
+const cJSON *store_get_key(store_reader_t *r, const char *hash_hex, store_hold_t **hold);
+/* Gives a looked-up record back (NULL is ignored). */
+void store_release(store_hold_t *hold);
+/* A hold of its own for REC (owned; freed with the hold), so that records
+ * made by the caller go back the same way; NULL when out of memory. */
+store_hold_t *store_hold_own(cJSON *rec);
 
 /* 1 when NAME is a glob pattern (has '*', '?' or '['): the route is a pool. */
 int store_is_glob(const char *name);

@@ -910,18 +910,19 @@ static void on_keys_used(evutil_socket_t fd, short what, void *arg)
 static int identify(evhtp_request_t *req, caller_t *who)
 {
     const char *h = evhtp_kv_find(req->headers_in, "authorization"), *token = auth_bearer_token(h);
-    cJSON *k;
+    const cJSON *k;
+    store_hold_t *hold;
     memset(who, 0, sizeof(*who));
     if (auth_bearer_matches(h, admin.gw->admin_key))
         return 0;
-    if (token != NULL && (k = auth_find_key(admin.reader, token)) != NULL) {
+    if (token != NULL && (k = auth_find_key(admin.reader, token, &hold)) != NULL) {
         const char *role = schema_str(k, "role", "user");
         who->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : strcmp(role, "tenant_admin") == 0 ? ROLE_TENANT_ADMIN
                                                                                                  : ROLE_USER;
         snprintf(who->tenant, sizeof(who->tenant), "%s", schema_str(k, "tenant", ""));
         if (admin_key_use_stale(schema_str(k, "last_used_at", NULL)))
             admin_key_used(schema_str(k, "id", ""));
-        cJSON_Delete(k);
+        store_release(hold);
         return 0;
     }
     evhtp_headers_add_header(req->headers_out, evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));

@@ -66,22 +66,23 @@ void auth_new_secret(char out[AUTH_SECRET_LEN + 1])
     hex(b, sizeof(b), out + 3);
 }
 
-cJSON *auth_find_key(store_reader_t *r, const char *token)
+const cJSON *auth_find_key(store_reader_t *r, const char *token, store_hold_t **hold)
 {
     char h[65];
-    const cJSON *stored;
-    cJSON *k;
+    const cJSON *stored, *k;
     size_t len = strlen(token);
+    *hold = NULL;
     if (len == 0 || len > 512)
         return NULL;
     auth_hash(token, len, h);
-    if ((k = store_get_key(r, h)) == NULL)
+    if ((k = store_get_key(r, h, hold)) == NULL)
         return NULL;
     stored = cJSON_GetObjectItemCaseSensitive(k, "secret_hash");
     if (!cJSON_IsString(stored) || strlen(stored->valuestring) != 64 ||
         CRYPTO_memcmp(stored->valuestring, h, 64) != 0 ||
         cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(k, "enabled"))) {
-        cJSON_Delete(k);
+        store_release(*hold);
+        *hold = NULL;
         return NULL;
     }
     return k;

@@ -88,7 +88,8 @@ typedef struct req {
     char content_type[256];
     char key_id[40];             /* the caller's key id, "" for none */
     char tenant[132];            /* the caller's tenant, "" for none */
-    cJSON *key_rec;              /* the caller's stored key, or NULL */
+    const cJSON *key_rec;        /* the caller's stored key, or NULL */
+    store_hold_t *key_hold;      /* what keeps it alive */
     resolution_t res;
     int resolved;
     int cand;                    /* index of the candidate being tried */
@@ -946,7 +947,7 @@ static int authorised(req_t *r)
         snprintf(r->key_id, sizeof(r->key_id), "bootstrap");
         return 1;
     }
-    if ((r->key_rec = auth_find_key(r->w->reader, token)) != NULL) {
+    if ((r->key_rec = auth_find_key(r->w->reader, token, &r->key_hold)) != NULL) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(r->key_rec, "id");
         const cJSON *tenant = cJSON_GetObjectItemCaseSensitive(r->key_rec, "tenant");
         if (cJSON_IsString(id))
@@ -1071,15 +1072,16 @@ static void serve_models(req_t *r, const char *router)
     cJSON_AddStringToObject(root, "object", "list");
     l.data = cJSON_AddArrayToObject(root, "data");
     if (*router != '\0') {
-        cJSON *rt = store_get_router(r->w->reader, router);
-        if (rt == NULL || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"))) {
-            cJSON_Delete(rt);
+        store_hold_t *hold;
+        const cJSON *rt = store_get_router(r->w->reader, router, &hold);
+        int active = rt != NULL && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"));
+        store_release(hold);
+        if (!active) {
             cJSON_Delete(root);
             cJSON_Delete(l.seen);
             reply_no_router(r, router);
             return;
         }
-        cJSON_Delete(rt);
     }
     store_each(r->w->reader, STORE_ROUTES, on_list_route, &l);
     /* PROVIDER/MODEL names and bare aliases: outside routers, for keys not
@@ -1416,7 +1418,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
         resolve_free(&r->res);
     if (r->resp != NULL)
         evbuffer_free(r->resp);
-    cJSON_Delete(r->key_rec);
+    store_release(r->key_hold);
     r->w->in_flight--;
     edge_request_done(edge_client(req));
     free(r);

@@ -58,15 +58,17 @@ const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap)
     return buf;
 }
 
-/* Keeps provider record P alive in RES and appends a candidate for MODEL. */
-static candidate_t *add_candidate(resolution_t *res, cJSON *p, const char *model, const cJSON *target)
+/* Keeps provider record P (and HOLD, what keeps it alive) in RES and
+ * appends a candidate for MODEL. */
+static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_t *hold, const char *model,
+                                  const cJSON *target)
 {
     candidate_t *c;
     if (res->ncand >= RESOLVE_MAX_CANDIDATES || res->nrec >= RESOLVE_MAX_CANDIDATES) {
-        cJSON_Delete(p);
+        store_release(hold);
         return NULL;
     }
-    res->recs[res->nrec++] = p;
+    res->holds[res->nrec++] = hold;
     c = &res->cand[res->ncand++];
     c->provider = schema_str(p, "name", NULL);
     c->base_url = schema_str(p, "base_url", NULL);
@@ -293,7 +295,8 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
         first_order = refs[0].order;
     for (int i = 0; i < n; i++) {
         const char *pn = schema_str(refs[i].t, "provider", NULL), *model = schema_str(refs[i].t, "model", NULL), *why;
-        cJSON *p;
+        const cJSON *p;
+        store_hold_t *hold;
         if (pn == NULL || model == NULL)
             continue;
         if (!enabled && refs[i].order == first_order) {
@@ -304,18 +307,18 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
             drop(res, pn, model, "target_disabled", NULL);
             continue;
         }
-        p = store_get_provider(r, pn);
+        p = store_get_provider(r, pn, &hold);
         if (p == NULL || !flag(p, "enabled", 1)) {
             drop(res, pn, model, p == NULL ? "provider_missing" : "provider_disabled", NULL);
-            cJSON_Delete(p);
+            store_release(hold);
             continue;
         }
         if (prefs != NULL && (why = filtered_by(prefs, p)) != NULL) {
-            cJSON_Delete(p);
             drop(res, pn, model, "filtered", why);
+            store_release(hold);
             continue;
         }
-        add_candidate(res, p, model, refs[i].t);
+        add_candidate(res, p, hold, model, refs[i].t);
     }
     apply_order(res, prefs);
     apply_strategy(res, in);
@@ -328,12 +331,14 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
         res->status = RESOLVE_DISABLED;
 }
 
-/* Takes route record REC (owned) as the match and builds its candidates;
- * returns 1. */
-static int use_route(store_reader_t *r, const resolve_in_t *in, cJSON *rec, resolution_t *res)
+/* Takes route record REC (kept alive by HOLD, now RES's) as the match and
+ * builds its candidates; returns 1. */
+static int use_route(store_reader_t *r, const resolve_in_t *in, const cJSON *rec, store_hold_t *hold,
+                     resolution_t *res)
 {
     const char *kind;
     res->route_rec = rec;
+    res->route_hold = hold;
     res->route = schema_str(rec, "name", NULL);
     kind = schema_str(rec, "endpoint", NULL);
     if (kind != NULL && schema_endpoint_parse(kind) != (int)in->ep) {
@@ -349,23 +354,24 @@ static int use_route(store_reader_t *r, const resolve_in_t *in, cJSON *rec, reso
 static int try_route(store_reader_t *r, const resolve_in_t *in, const char *name, resolution_t *res)
 {
     char scope[200];
-    cJSON *rec = NULL;
+    const cJSON *rec = NULL;
+    store_hold_t *hold = NULL;
     if (*in->key_id) {
         snprintf(scope, sizeof(scope), "key:%s", in->key_id);
-        rec = store_get_route(r, scope, in->router, name);
+        rec = store_get_route(r, scope, in->router, name, &hold);
     }
     if (rec == NULL && *in->tenant) {
         snprintf(scope, sizeof(scope), "tenant:%s", in->tenant);
-        rec = store_get_route(r, scope, in->router, name);
+        rec = store_get_route(r, scope, in->router, name, &hold);
     }
     if (rec == NULL) {
         snprintf(scope, sizeof(scope), "global");
-        rec = store_get_route(r, scope, in->router, name);
+        rec = store_get_route(r, scope, in->router, name, &hold);
     }
     if (rec == NULL)
         return 0;
     snprintf(res->why, sizeof(res->why), "route \"%.200s\" in scope %.100s", name, scope);
-    return use_route(r, in, rec, res);
+    return use_route(r, in, rec, hold, res);
 }
 
 /* --- glob pools -------------------------------------------------------- */
@@ -403,16 +409,17 @@ static int on_glob(const char *scope, const char *endpoint, const char *pattern,
 static int try_globs(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
 {
     glob_scan_t g;
-    cJSON *rec;
+    const cJSON *rec;
+    store_hold_t *hold;
     memset(&g, 0, sizeof(g));
     g.in = in;
     store_each_glob(r, in->router, on_glob, &g);
-    if (!g.pattern[0] || (rec = store_get_route(r, g.scope, in->router, g.pattern)) == NULL)
+    if (!g.pattern[0] || (rec = store_get_route(r, g.scope, in->router, g.pattern, &hold)) == NULL)
         return 0;
     snprintf(res->why, sizeof(res->why), "pool \"%.120s\" (priority %g, scope %.60s) matched after %d pattern%s",
              g.pattern, num(rec, "priority", 0), g.scope, g.tried, g.tried == 1 ? "" : "s");
     res->rule = "glob";
-    return use_route(r, in, rec, res);
+    return use_route(r, in, rec, hold, res);
 }
 
 /* --- aliases ----------------------------------------------------------- */
@@ -430,9 +437,12 @@ static void on_provider(const cJSON *p, void *arg)
         return;
     m = provider_model(p, a->model);
     if (m != NULL && flag(m, "bare_alias", 0)) {
-        cJSON *copy = cJSON_Duplicate(p, 1);
-        if (copy != NULL)
-            add_candidate(a->res, copy, schema_str(provider_model(copy, a->model), "name", NULL), NULL);
+        cJSON *copy = cJSON_Duplicate(p, 1);   /* P is store_each's, for this call only */
+        store_hold_t *hold = copy != NULL ? store_hold_own(copy) : NULL;
+        if (hold != NULL)
+            add_candidate(a->res, copy, hold, schema_str(provider_model(copy, a->model), "name", NULL), NULL);
+        else
+            cJSON_Delete(copy);
     }
 }
 
@@ -443,9 +453,10 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
     res->status = RESOLVE_OK;
 
     if (*in->router != '\0') {
-        cJSON *rt = store_get_router(r, in->router);
+        store_hold_t *hold;
+        const cJSON *rt = store_get_router(r, in->router, &hold);
         int active = rt != NULL && flag(rt, "active", 1);
-        cJSON_Delete(rt);
+        store_release(hold);
         if (!active) {
             res->status = RESOLVE_NO_ROUTER;
             return;
@@ -468,17 +479,18 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
         char pname[128];
         size_t n = (size_t)(slash - model);
         if (n < sizeof(pname)) {
-            cJSON *p;
+            const cJSON *p;
+            store_hold_t *hold;
             memcpy(pname, model, n);
             pname[n] = '\0';
-            p = store_get_provider(r, pname);
+            p = store_get_provider(r, pname, &hold);
             if (p != NULL && flag(p, "enabled", 1) && provider_model(p, slash + 1) != NULL) {
                 res->rule = "provider_model";
                 snprintf(res->why, sizeof(res->why), "provider \"%s\" lists the model", pname);
-                add_candidate(res, p, schema_str(provider_model(p, slash + 1), "name", NULL), NULL);
+                add_candidate(res, p, hold, schema_str(provider_model(p, slash + 1), "name", NULL), NULL);
                 return;
             }
-            cJSON_Delete(p);
+            store_release(hold);
         }
     }
     alias_scan_t a = { res, model };
@@ -496,9 +508,10 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
 void resolve_free(resolution_t *res)
 {
     for (int i = 0; i < res->nrec; i++)
-        cJSON_Delete(res->recs[i]);
-    cJSON_Delete(res->route_rec);
+        store_release(res->holds[i]);
+    store_release(res->route_hold);
     res->nrec = 0;
     res->ncand = 0;
     res->route_rec = NULL;
+    res->route_hold = NULL;
 }

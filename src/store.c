@@ -51,9 +51,37 @@ static const struct {
     [STORE_KEYS] = { "keys", "secret_hash", "key", "key_ids" },
 };
 
+/* Parsed records are kept per reader (per worker) for as long as the store
+ * is unchanged: a lookup that finds its record in the cache costs a txn
+ * renew and a hash probe instead of a cJSON parse (some 80 allocations for
+ * a provider). Any commit (admin API, import, another process) gives the
+ * snapshot a new txn id; the next lookup then starts a new generation, and
+ * the old one is freed once no request holds a record of it. */
+#define CACHE_BUCKETS 1024
+#define CACHE_MAX 4096             /* records per generation; more are parsed per lookup */
+
+typedef struct cached {
+    struct cached *next;
+    uint32_t hash;
+    MDB_dbi dbi;
+    size_t klen;
+    cJSON *rec;
+    char key[];
+} cached_t;
+
+/* A generation of a reader's cache, or a single record of its own. */
+struct store_hold {
+    int refs;                      /* the reader's while current, plus one per lookup */
+    size_t txnid;
+    int n;
+    cJSON *own;                    /* a single record's */
+    cached_t *bucket[];            /* CACHE_BUCKETS, for a generation */
+};
+
 struct store_reader {
     store_t *s;
-    MDB_txn *txn;    /* reset between lookups */
+    MDB_txn *txn;                  /* reset between lookups */
+    store_hold_t *gen;             /* the cache of the snapshot last seen */
 };
 
 static int open_dbi(MDB_txn *txn, const char *name, MDB_dbi *dbi)
@@ -320,47 +348,137 @@ store_reader_t *store_reader_new(store_t *s)
     return r;
 }
 
+void store_release(store_hold_t *hold)
+{
+    if (hold == NULL || --hold->refs > 0)
+        return;
+    if (hold->own != NULL) {
+        cJSON_Delete(hold->own);
+    } else {
+        for (int b = 0; b < CACHE_BUCKETS; b++) {
+            cached_t *c = hold->bucket[b], *next;
+            for (; c != NULL; c = next) {
+                next = c->next;
+                cJSON_Delete(c->rec);
+                free(c);
+            }
+        }
+    }
+    free(hold);
+}
+
+store_hold_t *store_hold_own(cJSON *rec)
+{
+    store_hold_t *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    h->refs = 1;
+    h->own = rec;
+    return h;
+}
+
 void store_reader_free(store_reader_t *r)
 {
     if (r == NULL)
         return;
+    store_release(r->gen);
     mdb_txn_abort(r->txn);
     free(r);
 }
 
-/* Gets KEY from DBI inside a renewed snapshot and parses a copy. */
-static cJSON *get_json(store_reader_t *r, MDB_dbi dbi, const void *key, size_t klen)
+static uint32_t key_hash(MDB_dbi dbi, const void *key, size_t klen)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)dbi;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ ((const unsigned char *)key)[i]) * 16777619u;
+    return h;
+}
+
+/* The current generation's record for KEY in DBI, if cached. Starts a new
+ * generation when the snapshot (renewed by the caller) has changed. */
+static cJSON *cache_find(store_reader_t *r, MDB_dbi dbi, const void *key, size_t klen, uint32_t h)
+{
+    size_t id = mdb_txn_id(r->txn);
+    if (r->gen != NULL && r->gen->txnid != id) {
+        store_release(r->gen);
+        r->gen = NULL;
+    }
+    if (r->gen == NULL) {
+        if ((r->gen = calloc(1, sizeof(store_hold_t) + CACHE_BUCKETS * sizeof(cached_t *))) == NULL)
+            return NULL;
+        r->gen->refs = 1;
+        r->gen->txnid = id;
+    }
+    for (cached_t *c = r->gen->bucket[h % CACHE_BUCKETS]; c != NULL; c = c->next)
+        if (c->hash == h && c->dbi == dbi && c->klen == klen && memcmp(c->key, key, klen) == 0)
+            return c->rec;
+    return NULL;
+}
+
+/* Keeps REC (just parsed) in the current generation; 0, or -1 when it is full. */
+static int cache_add(store_reader_t *r, MDB_dbi dbi, const void *key, size_t klen, uint32_t h, cJSON *rec)
+{
+    cached_t *c;
+    if (r->gen == NULL || r->gen->n >= CACHE_MAX || (c = malloc(sizeof(*c) + klen)) == NULL)
+        return -1;
+    c->hash = h;
+    c->dbi = dbi;
+    c->klen = klen;
+    c->rec = rec;
+    memcpy(c->key, key, klen);
+    c->next = r->gen->bucket[h % CACHE_BUCKETS];
+    r->gen->bucket[h % CACHE_BUCKETS] = c;
+    r->gen->n++;
+    return 0;
+}
+
+/* KEY from DBI in a renewed snapshot: cached, or parsed (and cached). */
+static const cJSON *get_json(store_reader_t *r, MDB_dbi dbi, const void *key, size_t klen, store_hold_t **hold)
 {
     MDB_val k = { klen, (void *)key }, v;
-    cJSON *out = NULL;
+    uint32_t h = key_hash(dbi, key, klen);
+    cJSON *rec;
+    *hold = NULL;
     if (mdb_txn_renew(r->txn) != 0)
         return NULL;
-    if (mdb_get(r->txn, dbi, &k, &v) == 0)
-        out = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    if ((rec = cache_find(r, dbi, key, klen, h)) != NULL) {
+        *hold = r->gen;
+    } else if (mdb_get(r->txn, dbi, &k, &v) == 0 && (rec = cJSON_ParseWithLength(v.mv_data, v.mv_size)) != NULL) {
+        if (cache_add(r, dbi, key, klen, h, rec) == 0)
+            *hold = r->gen;
+        else if ((*hold = store_hold_own(rec)) == NULL)
+            cJSON_Delete(rec);
+    }
     mdb_txn_reset(r->txn);
-    return out;
+    if (*hold == NULL)
+        return NULL;
+    if (*hold == r->gen)
+        r->gen->refs++;
+    return rec;
 }
 
-cJSON *store_get_provider(store_reader_t *r, const char *name)
+const cJSON *store_get_provider(store_reader_t *r, const char *name, store_hold_t **hold)
 {
-    return get_json(r, r->s->tbl[STORE_PROVIDERS], name, strlen(name));
+    return get_json(r, r->s->tbl[STORE_PROVIDERS], name, strlen(name), hold);
 }
 
-cJSON *store_get_router(store_reader_t *r, const char *slug)
+const cJSON *store_get_router(store_reader_t *r, const char *slug, store_hold_t **hold)
 {
-    return get_json(r, r->s->tbl[STORE_ROUTERS], slug, strlen(slug));
+    return get_json(r, r->s->tbl[STORE_ROUTERS], slug, strlen(slug), hold);
 }
 
-cJSON *store_get_key(store_reader_t *r, const char *hash_hex)
+const cJSON *store_get_key(store_reader_t *r, const char *hash_hex, store_hold_t **hold)
 {
-    return get_json(r, r->s->tbl[STORE_KEYS], hash_hex, strlen(hash_hex));
+    return get_json(r, r->s->tbl[STORE_KEYS], hash_hex, strlen(hash_hex), hold);
 }
 
-cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name)
+const cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name,
+                             store_hold_t **hold)
 {
     char key[1024];
     size_t kl = name_key(key, sizeof(key), scope, router, name);
-    return kl > 0 ? get_json(r, r->s->tbl[STORE_ROUTES], key, kl) : NULL;
+    *hold = NULL;
+    return kl > 0 ? get_json(r, r->s->tbl[STORE_ROUTES], key, kl, hold) : NULL;
 }
 
 void store_each_glob(store_reader_t *r, const char *router, store_glob_fn fn, void *arg)

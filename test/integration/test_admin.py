@@ -232,3 +232,39 @@ def test_full_store_answers_507_and_data_plane_keeps_serving(env):
     assert st == 201, rec
     assert t2.chat("fill-0")[0] == 200
     print("    map of 1 MB full after %d routes: 507, data plane still 200; 4 MB on restart takes writes" % i)
+
+
+def test_change_while_a_request_holds_the_old_records(env):
+    """Workers keep parsed records until the store changes. A request in flight
+    keeps the records it resolved (route, provider, its retry and timeout
+    settings) through a change; requests after the change see the new ones;
+    the old generation is freed once the slow request is done (ASan checks the
+    use and the free)."""
+    slow = env.mock("--delay-ms", "800", name="slow")
+    fast = env.mock(name="fast")
+    t = env.turnout(seed_for(slow, fast), config={"workers": 1})
+    st, rec = t.admin("POST", "/v1/model-routes", route("live", "slow", "mock-large", timeouts={"first_byte_s": 5}))
+    assert st == 201, rec
+    assert t.chat("live")[0] == 200                      # the records are cached now
+    out = {}
+    th = threading.Thread(target=lambda: out.update(r=t.chat("live")))
+    th.start()
+    deadline = time.time() + 3
+    while not slow.log() and time.time() < deadline:      # the slow request reached the upstream
+        time.sleep(0.01)
+    st, _ = t.admin("PATCH", "/v1/model-routes/" + rec["id"], {"targets": [{"provider": "fast", "model": "mock-small"}]})
+    assert st == 200
+    st, _ = t.admin("PATCH", "/v1/providers/" + provider_id(t, "slow"), {"base_url": "http://127.0.0.1:1/v1"})
+    assert st == 200
+    st, h, body = t.chat("live")                          # the change, at once, while the slow one waits
+    assert st == 200 and h["x-turnout-provider"] == "fast" and json.loads(body)["model"] == "mock-small"
+    th.join(5)
+    st, h, body = out["r"]
+    assert st == 200 and h["x-turnout-provider"] == "slow" and json.loads(body)["model"] == "mock-large", body
+    assert len(slow.log()) == 2 and len(fast.log()) == 1
+
+
+def provider_id(t, name):
+    st, page = t.admin("GET", "/v1/providers")
+    assert st == 200, page
+    return next(p["id"] for p in page["data"] if p["name"] == name)
