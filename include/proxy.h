@@ -15,6 +15,9 @@
 /* Installs the data-plane request callback on the worker's evhtp. */
 void proxy_install(worker_t *w);
 
+/* Frees what the data plane keeps per worker. */
+void proxy_worker_free(worker_t *w);
+
 /* The headers of a request are in (connection hook, run by edge.c after its
  * checks): allocates the request's state and applies the body limit. */
 evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg);

@@ -15,6 +15,7 @@
 
 struct evhtp;
 struct up_state;
+struct req;
 struct gateway;
 
 typedef struct worker {
@@ -29,6 +30,8 @@ typedef struct worker {
     struct event_base *base;       /* owned */
     struct evhtp *htp;             /* owned: listener bound with SO_REUSEPORT */
     struct up_state *up;           /* owned: pooled upstream connections (upstream.c) */
+    struct req *free_reqs;         /* owned: finished requests' state, for the next ones (proxy.c) */
+    int nfree_reqs;
     CURLM *multi;                  /* owned: libcurl's upstream transfers (upcurl.c) */
     struct event *curl_timer;      /* owned: libcurl's timeout */
     struct event *stop_ev;         /* owned: asks the loop to drain and exit */

@@ -45,6 +45,7 @@
 #include <event2/event_struct.h>
 #include <evhtp/evhtp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,10 +97,8 @@ typedef struct req {
     int last_cand;               /* the last one called, -1 before any */
     int attempts;
     int tries;                   /* attempts on the current candidate */
-    trace_t trace[MAX_TRACE];
-    int ntrace;
-    char details[1024];          /* the trace's detail messages */
-    size_t details_len;
+    int ntrace;                  /* entries in trace (below) */
+    size_t details_len;          /* bytes used in details (below) */
     const char *last_fail;       /* error code of the last failed attempt */
     const char *error;           /* the error code this request ended with, for the log */
     double deadline_ms;          /* the route's total_s after the request started */
@@ -115,7 +114,6 @@ typedef struct req {
     series_t *m_target;          /* the current attempt's target in-flight gauge */
     /* the current attempt */
     up_call_t *call;
-    char up_model[MAX_QUOTED_MODEL];   /* the target's model, as the upstream body has it */
     long status;
     evhtp_headers_t *resp_headers;
     struct evbuffer *resp;       /* buffered non-streaming response */
@@ -131,7 +129,51 @@ typedef struct req {
     double ttfb_ms;
     int final_status;
     uint64_t bytes_out;
+    struct req *next_free;       /* the worker's list of freed requests */
+    /* Not cleared for a new request (req_new): written before being read. */
+    char up_model[MAX_QUOTED_MODEL];   /* the target's model, as the upstream body has it */
+    trace_t trace[MAX_TRACE];
+    char details[1024];          /* the trace's detail messages */
 } req_t;
+
+#define REQ_CLEARED offsetof(req_t, up_model)
+#define REQ_FREE_MAX 64          /* freed requests a worker keeps for the next ones */
+
+/* A request's state: one the worker freed before (a request is over 10 KB,
+ * and a fresh one every time goes through malloc's slow path), or new. */
+static req_t *req_new(worker_t *w)
+{
+    req_t *r = w->free_reqs;
+    if (r != NULL) {
+        w->free_reqs = r->next_free;
+        w->nfree_reqs--;
+    } else if ((r = malloc(sizeof(*r))) == NULL) {
+        return NULL;
+    }
+    memset(r, 0, REQ_CLEARED);
+    return r;
+}
+
+static void req_drop(worker_t *w, req_t *r)
+{
+    if (w->nfree_reqs >= REQ_FREE_MAX) {
+        free(r);
+        return;
+    }
+    r->next_free = w->free_reqs;
+    w->free_reqs = r;
+    w->nfree_reqs++;
+}
+
+void proxy_worker_free(worker_t *w)
+{
+    while (w->free_reqs != NULL) {
+        req_t *r = w->free_reqs;
+        w->free_reqs = r->next_free;
+        free(r);
+    }
+    w->nfree_reqs = 0;
+}
 
 static double now_ms(void)
 {
@@ -1421,14 +1463,14 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     store_release(r->key_hold);
     r->w->in_flight--;
     edge_request_done(edge_client(req));
-    free(r);
+    req_drop(r->w, r);
     return EVHTP_RES_OK;
 }
 
 evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     worker_t *w = arg;
-    req_t *r = calloc(1, sizeof(*r));
+    req_t *r = req_new(w);
     client_t *cl = edge_client(req);
     const char *ct, *path = req->uri && req->uri->path ? req->uri->path->full : NULL;
     (void)hdrs;

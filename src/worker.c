@@ -126,6 +126,7 @@ void worker_free(worker_t *w)
         evhtp_free(w->htp);
     up_worker_free(w);
     upcurl_free(w);
+    proxy_worker_free(w);
     if (w->stop_ev != NULL)
         event_free(w->stop_ev);
     if (w->beat != NULL)
