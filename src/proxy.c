@@ -96,6 +96,7 @@ typedef struct req {
     int cand;                    /* index of the candidate being tried */
     int last_cand;               /* the last one called, -1 before any */
     int attempts;
+    char attempts_text[12];      /* for the x-turnout-attempts header */
     int tries;                   /* attempts on the current candidate */
     int ntrace;                  /* entries in trace (below) */
     size_t details_len;          /* bytes used in details (below) */
@@ -116,7 +117,6 @@ typedef struct req {
     up_call_t *call;
     long status;
     evhtp_headers_t *resp_headers;
-    struct evbuffer *resp;       /* buffered non-streaming response */
     int relaying;                /* chunked relay to the client has started */
     int paused;                  /* the transfer waits for the client to drain */
     int got_first_byte;          /* the current attempt has a response */
@@ -129,14 +129,15 @@ typedef struct req {
     double ttfb_ms;
     int final_status;
     uint64_t bytes_out;
+    /* Not cleared for a new request (req_new): kept, or written before being read. */
     struct req *next_free;       /* the worker's list of freed requests */
-    /* Not cleared for a new request (req_new): written before being read. */
+    struct evbuffer *resp;       /* a buffered non-streaming response; kept empty with a freed request */
     char up_model[MAX_QUOTED_MODEL];   /* the target's model, as the upstream body has it */
     trace_t trace[MAX_TRACE];
     char details[1024];          /* the trace's detail messages */
 } req_t;
 
-#define REQ_CLEARED offsetof(req_t, up_model)
+#define REQ_CLEARED offsetof(req_t, next_free)
 #define REQ_FREE_MAX 64          /* freed requests a worker keeps for the next ones */
 
 /* A request's state: one the worker freed before (a request is over 10 KB,
@@ -147,7 +148,9 @@ static req_t *req_new(worker_t *w)
     if (r != NULL) {
         w->free_reqs = r->next_free;
         w->nfree_reqs--;
-    } else if ((r = malloc(sizeof(*r))) == NULL) {
+    } else if ((r = malloc(sizeof(*r))) != NULL) {
+        r->resp = NULL;
+    } else {
         return NULL;
     }
     memset(r, 0, REQ_CLEARED);
@@ -157,6 +160,8 @@ static req_t *req_new(worker_t *w)
 static void req_drop(worker_t *w, req_t *r)
 {
     if (w->nfree_reqs >= REQ_FREE_MAX) {
+        if (r->resp != NULL)
+            evbuffer_free(r->resp);
         free(r);
         return;
     }
@@ -170,6 +175,8 @@ void proxy_worker_free(worker_t *w)
     while (w->free_reqs != NULL) {
         req_t *r = w->free_reqs;
         w->free_reqs = r->next_free;
+        if (r->resp != NULL)
+            evbuffer_free(r->resp);
         free(r);
     }
     w->nfree_reqs = 0;
@@ -192,23 +199,30 @@ static void add_header(evhtp_request_t *req, const char *k, const char *v)
     evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, 1));
 }
 
+/* A header whose value outlives the reply's head (it is in R, or in the
+ * records R holds): evhtp writes the head out when the reply starts, so the
+ * value is not copied. */
+static void add_header_held(evhtp_request_t *req, const char *k, const char *v)
+{
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, 0));
+}
+
 static void add_std_headers(req_t *r)
 {
-    char n[16];
     evhtp_request_t *req = r->req;
     if (r->w->stopping)   /* draining: this connection ends with its reply */
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
-    add_header(req, "x-request-id", r->request_id);
+    add_header_held(req, "x-request-id", r->request_id);
     if (r->res.route != NULL)
-        add_header(req, "x-turnout-route", r->res.route);
+        add_header_held(req, "x-turnout-route", r->res.route);
     if (r->last_cand >= 0) {
-        add_header(req, "x-turnout-provider", r->res.cand[r->last_cand].provider);
-        add_header(req, "x-turnout-model", r->res.cand[r->last_cand].model);
+        add_header_held(req, "x-turnout-provider", r->res.cand[r->last_cand].provider);
+        add_header_held(req, "x-turnout-model", r->res.cand[r->last_cand].model);
     }
-    snprintf(n, sizeof(n), "%d", r->attempts);
-    add_header(req, "x-turnout-attempts", n);
+    snprintf(r->attempts_text, sizeof(r->attempts_text), "%d", r->attempts);
+    add_header_held(req, "x-turnout-attempts", r->attempts_text);
     if (r->res.variant[0])
-        add_header(req, "x-turnout-variant", r->res.variant);
+        add_header_held(req, "x-turnout-variant", r->res.variant);
 }
 
 /* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null); EXTRA, if
@@ -1458,9 +1472,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     }
     if (r->resolved)
         resolve_free(&r->res);
-    if (r->resp != NULL)
-        evbuffer_free(r->resp);
-    store_release(r->key_hold);
+    store_release(r->key_hold);   /* r->resp stays with r, drained by end_attempt */
     r->w->in_flight--;
     edge_request_done(edge_client(req));
     req_drop(r->w, r);
