@@ -25,6 +25,9 @@ typedef struct worker {
     const config_t *cfg;           /* borrowed, immutable: the config in force (reload swaps it) */
     _Atomic uint64_t cfg_gen;      /* the generation of cfg, for the reloading thread */
     struct event *reload_ev;       /* owned: takes the newest config */
+    int wake_fd;                   /* owned: an eventfd other threads write to (on_wake) */
+    struct event *wake_ev;         /* owned: reads it */
+    _Atomic int want_stop, want_reload;   /* what they asked for */
     metrics_t *metrics;            /* owned: this worker's series, merged only when /metrics is read */
     series_t *m_connections;       /* its open client connections */
     struct event_base *base;       /* owned */

@@ -5,7 +5,10 @@
 #include "upcurl.h"
 #include "upstream.h"
 
+#include <errno.h>
 #include <evhtp/evhtp.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +68,47 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     atomic_store(&w->cfg_gen, gen);
 }
 
+/* Another thread asked for something (worker_stop, worker_reload): the
+ * worker's loop runs without libevent's locks (a lock and an unlock on
+ * every event operation), so other threads reach it only through this
+ * eventfd and the flags beside it. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    uint64_t n;
+    (void)what;
+    while (read(fd, &n, sizeof(n)) > 0)
+        ;
+    if (atomic_exchange(&w->want_reload, 0))
+        event_active(w->reload_ev, EV_READ, 0);
+    if (atomic_exchange(&w->want_stop, 0))
+        event_active(w->stop_ev, EV_READ, 0);
+}
+
+static void wake(worker_t *w)
+{
+    uint64_t one = 1;
+    while (write(w->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
 void worker_reload(worker_t *w)
 {
-    event_active(w->reload_ev, EV_READ, 0);
+    atomic_store(&w->want_reload, 1);
+    wake(w);
+}
+
+/* A loop of the worker's own: no locks (see on_wake). */
+static struct event_base *base_new(void)
+{
+    struct event_config *c = event_config_new();
+    struct event_base *b;
+    if (c == NULL)
+        return NULL;
+    event_config_set_flag(c, EVENT_BASE_FLAG_NOLOCK);
+    b = event_base_new_with_config(c);
+    event_config_free(c);
+    return b;
 }
 
 int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
@@ -81,7 +122,11 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
     w->rng = ((uint64_t)time(NULL) << 16) ^ ((uint64_t)(uintptr_t)w) ^ ((uint64_t)id * 0x9E3779B97F4A7C15ull);
     if (w->rng == 0)
         w->rng = 88172645463325252ull;
-    if ((w->base = event_base_new()) == NULL || (w->htp = evhtp_new(w->base, w)) == NULL || upcurl_init(w) < 0 ||
+    w->wake_fd = -1;
+    if ((w->base = base_new()) == NULL || (w->htp = evhtp_new(w->base, w)) == NULL || upcurl_init(w) < 0 ||
+        (w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        (w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w)) == NULL ||
+        event_add(w->wake_ev, NULL) < 0 ||
         (w->stop_ev = event_new(w->base, -1, 0, on_stop, w)) == NULL ||
         (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
         (w->reload_ev = event_new(w->base, -1, 0, on_reload, w)) == NULL ||
@@ -116,8 +161,8 @@ void *worker_main(void *arg)
 
 void worker_stop(worker_t *w)
 {
-    /* event_active is safe across threads once evthread_use_pthreads ran */
-    event_active(w->stop_ev, EV_READ, 0);
+    atomic_store(&w->want_stop, 1);
+    wake(w);
 }
 
 void worker_free(worker_t *w)
@@ -133,6 +178,10 @@ void worker_free(worker_t *w)
         event_free(w->beat);
     if (w->reload_ev != NULL)
         event_free(w->reload_ev);
+    if (w->wake_ev != NULL)
+        event_free(w->wake_ev);
+    if (w->base != NULL && w->wake_fd >= 0)   /* base: worker_init ran (it sets wake_fd) */
+        close(w->wake_fd);
     metrics_free(w->metrics);
     store_reader_free(w->reader);
     if (w->base != NULL)
