@@ -37,7 +37,7 @@ typedef struct up_handlers {
     /* The call is over: CODE is NULL when the whole response arrived, else
      * an error code (upstream_connect_error, upstream_connect_timeout,
      * upstream_total_timeout, upstream_error) with a human DETAIL. The call
-     * is freed once this returns. */
+     * is freed once this returns: done must not call up_abort on it. */
     void (*done)(void *arg, const char *code, const char *detail);
 } up_handlers_t;
 

@@ -22,6 +22,7 @@ struct upcurl {
     int nbody;
     size_t len, pos;               /* the body's length, and how much curl has read */
     int final;                     /* the headers that follow are the final response's */
+    int in_cb, aborted;            /* inside one of curl's callbacks; upcurl_abort came meanwhile */
 };
 
 /* Per-socket state curl hands back to us (curl_multi_assign). */
@@ -91,8 +92,10 @@ static void check_multi(worker_t *w)
         h = u->h;
         arg = u->arg;
         const char *code = fail_code(u->easy, result);
+        int aborted = u->aborted;
         release(u);                       /* msg is invalid from here */
-        h->done(arg, code, code != NULL ? curl_easy_strerror(result) : NULL);
+        if (!aborted)                     /* its owner let go of it from a handler */
+            h->done(arg, code, code != NULL ? curl_easy_strerror(result) : NULL);
     }
 }
 
@@ -191,12 +194,15 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
         const char *sp = memchr(buf, ' ', len);
         int status = sp != NULL && (size_t)(sp - buf) + 4 <= len ? atoi(sp + 1) : 0;
         u->final = status >= 200;
-        if (u->final)
+        if (u->final) {
+            u->in_cb = 1;
             u->h->status(u->arg, status);
-        return len;
+            u->in_cb = 0;
+        }
+        return u->aborted ? 0 : len;
     }
-    if (!u->final)
-        return len;
+    if (!u->final || u->aborted)
+        return u->aborted ? 0 : len;
     for (k = 0; k < len && buf[k] != ':'; k++)
         ;
     if (k == 0 || k >= len)
@@ -206,14 +212,24 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
         v++;
     while (len > v && (buf[len - 1] == '\r' || buf[len - 1] == '\n' || buf[len - 1] == ' '))
         len--;
+    u->in_cb = 1;
     u->h->header(u->arg, buf, k, buf + v, len - v);
-    return size * n;
+    u->in_cb = 0;
+    return u->aborted ? 0 : size * n;
 }
 
 static size_t on_data(char *buf, size_t size, size_t n, void *arg)
 {
     upcurl_t *u = arg;
-    switch (u->h->body(u->arg, buf, size * n)) {
+    int r;
+    if (u->aborted)
+        return 0;
+    u->in_cb = 1;
+    r = u->h->body(u->arg, buf, size * n);
+    u->in_cb = 0;
+    if (u->aborted)
+        return 0;                         /* curl ends the transfer; check_multi releases it */
+    switch (r) {
     case UP_PAUSE:
         return CURL_WRITEFUNC_PAUSE;      /* curl keeps the bytes and hands them over again */
     case UP_ABORT:
@@ -323,5 +339,9 @@ void upcurl_resume(upcurl_t *u)
 
 void upcurl_abort(upcurl_t *u)
 {
+    if (u->in_cb) {                       /* curl refuses to drop a handle from its own callback */
+        u->aborted = 1;
+        return;
+    }
     release(u);
 }

@@ -49,6 +49,7 @@
 #define UP_ADDR_TTL_MS 60000.0     /* how long looked-up addresses are used */
 #define UP_MAX_ADDRS 4
 #define UP_BUCKETS 64
+#define UP_RESEND_MS 1000.0        /* a dead reused connection is resent on only this soon after the write */
 
 typedef struct up_pool up_pool_t;
 typedef struct up_conn up_conn_t;
@@ -109,6 +110,7 @@ struct up_call {
     int paused, resumed;           /* the body handler said UP_PAUSE; up_resume since */
     int got_bytes;                 /* response bytes came on the current connection */
     int write_failed;              /* the rest is left to the read side, which sees why */
+    double sent_ms;                /* when the request went out on the current connection */
     /* the request: head, then the body pieces */
     struct iovec iov[1 + UP_MAX_BODY_PIECES];
     int niov;
@@ -374,7 +376,10 @@ static void connect_next(up_call_t *call)
         event_add(&c->wev, NULL);
         return;
     }
-    snprintf(call->detail, sizeof(call->detail), "cannot connect: %s", strerror(err));
+    if (p->naddr == 0)
+        snprintf(call->detail, sizeof(call->detail), "the host name has no usable address");
+    else
+        snprintf(call->detail, sizeof(call->detail), "cannot connect: %s", strerror(err));
     fail_later(call, "upstream_connect_error", call->detail);
 }
 
@@ -437,7 +442,9 @@ static void open_conn(up_call_t *call)
 static void conn_broke(up_call_t *call, const char *what)
 {
     up_conn_t *c = call->conn;
-    if (!call->got_bytes && c->served > 0 && !call->retried) {
+    /* Only at once: an upstream that took the request and died while working
+     * on it must not get the same generation twice. */
+    if (!call->got_bytes && c->served > 0 && !call->retried && mono_ms() - call->sent_ms < UP_RESEND_MS) {
         call->retried = 1;
         call->conn = NULL;
         conn_close(c);
@@ -458,6 +465,8 @@ static void conn_broke(up_call_t *call, const char *what)
 static void send_request(up_call_t *call)
 {
     up_conn_t *c = call->conn;
+    if (call->sent == 0)
+        call->sent_ms = mono_ms();
     while (call->sent < call->total && !call->write_failed) {
         struct iovec iov[1 + UP_MAX_BODY_PIECES];
         struct msghdr msg = { .msg_iov = iov };
@@ -543,6 +552,19 @@ static int token_in(const char *v, size_t vlen, const char *tok)
     return 0;
 }
 
+/* Whether a header name is a token and its value has no control bytes
+ * but tab: what the upstream sends reaches the client. */
+static int header_ok(const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    for (size_t i = 0; i < nlen; i++)
+        if ((unsigned char)name[i] <= ' ' || name[i] == 127 || strchr("\"(),/;<=>?@[\\]{}", name[i]) != NULL)
+            return 0;
+    for (size_t i = 0; i < vlen; i++)
+        if (((unsigned char)v[i] < ' ' && v[i] != '\t') || v[i] == 127)
+            return 0;
+    return 1;
+}
+
 static int parse_uint(const char *v, size_t len, uint64_t *out)
 {
     uint64_t n = 0;
@@ -601,8 +623,8 @@ static int take_head(up_call_t *call, size_t head_end)
     while (pos < head_end && next_line(c, &pos, &line, &len) && len > 0) {
         const char *colon = memchr(line, ':', len), *v;
         size_t nlen, vlen;
-        if (colon == NULL || colon == line)
-            continue;                     /* not a header (or a folded line): ignored */
+        if (colon == NULL)
+            return -1;                    /* not a header line (a folded one, say) */
         nlen = (size_t)(colon - line);
         v = colon + 1;
         vlen = len - nlen - 1;
@@ -610,6 +632,8 @@ static int take_head(up_call_t *call, size_t head_end)
             v++, vlen--;
         while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
             vlen--;
+        if (nlen == 0 || !header_ok(line, nlen, v, vlen))
+            return -1;
         if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
             uint64_t n;
             if (parse_uint(v, vlen, &n) < 0 || (has_len && n != clen))
@@ -617,7 +641,7 @@ static int take_head(up_call_t *call, size_t head_end)
             clen = n;
             has_len = 1;
         } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-            chunked = vlen >= 7 && strncasecmp(v + vlen - 7, "chunked", 7) == 0 ? 1 : -1;
+            chunked = token_in(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0 ? 1 : -1;
         } else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
             close |= token_in(v, vlen, "close");
             keep |= token_in(v, vlen, "keep-alive");
@@ -628,7 +652,7 @@ static int take_head(up_call_t *call, size_t head_end)
             return 1;
     }
     c->start = head_end;
-    call->keepalive = !close && (minor == 1 || keep);
+    call->keepalive = !close && (minor == 1 || keep) && !(chunked == 1 && has_len);   /* both: RFC 9112 6.3 says close */
     if (status == 204 || status == 304) {
         call->st = ST_DONE;
     } else if (chunked == 1) {
@@ -940,7 +964,7 @@ up_call_t *up_start(worker_t *w, const up_request_t *rq, const up_handlers_t *h,
     call->arg = arg;
     call->connect_ms = rq->connect_ms > 0 ? rq->connect_ms : 1;
     evtimer_assign(&call->tev, w->base, on_call_timer, call);
-    for (int i = 0; i < rq->nbody; i++) {
+    for (int i = 0; i < rq->nbody && i < UP_MAX_BODY_PIECES; i++) {
         call->iov[1 + i] = rq->body[i];
         call->total += rq->body[i].iov_len;
     }
@@ -951,7 +975,7 @@ up_call_t *up_start(worker_t *w, const up_request_t *rq, const up_handlers_t *h,
     call->head_len = (size_t)n;
     call->iov[0].iov_base = call->head;
     call->iov[0].iov_len = call->head_len;
-    call->niov = 1 + rq->nbody;
+    call->niov = 1 + (rq->nbody < UP_MAX_BODY_PIECES ? rq->nbody : UP_MAX_BODY_PIECES);
     call->total += call->head_len;
     if ((call->conn = pool_take(p)) != NULL) {
         call->conn->call = call;

@@ -267,10 +267,10 @@ def gateway(env, *providers, workers=2, config=None):
     return env.turnout(seed, config=dict(config or {}, workers=workers), name="turnout-%d" % len(env.procs))
 
 
-def one_upstream(env, up, workers=1):
+def one_upstream(env, up, workers=1, config=None):
     """A turnout with the single provider "raw" on UP. One worker by default,
     so consecutive requests meet the same connection pool."""
-    return gateway(env, provider("raw", up.base_url()), workers=workers)
+    return gateway(env, provider("raw", up.base_url()), workers=workers, config=config)
 
 
 def chat(t):
@@ -463,10 +463,10 @@ def test_truncated_chunked_body_fails_over(env):
     assert_broken_answer_fails_over(env, [head + chunk(OK_BODY[:10]) + b"40\r\n" + OK_BODY[10:30], 0.05])
 
 
-def assert_refused_then_recovers(env, bad):
+def assert_refused_then_recovers(env, bad, config=None):
     """BAD (then a close) gets the client a 502; the next request is served."""
     with RawUpstream([Reply(bad, end="close"), Reply(OK)]) as up:
-        t = one_upstream(env, up)
+        t = one_upstream(env, up, config=config)
         assert_upstream_error(chat(t))
         assert_ok(chat(t))
         assert len(up.requests) == 2, "the broken answer was not retried"
@@ -475,6 +475,17 @@ def assert_refused_then_recovers(env, bad):
 
 def test_malformed_status_line_is_an_upstream_error(env):
     assert_refused_then_recovers(env, b"garbage\r\n\r\n")
+
+
+def test_header_lines_that_are_not_http_are_an_upstream_error(env):
+    """What the upstream sends in its head reaches the client, so turnout's own
+    client refuses a name with a space ("Content-Length : 5" would also frame
+    the body wrongly), a folded line, a bare CR inside a value, and a line
+    without a colon. (libcurl is laxer here; this pins turnout's client.)"""
+    native = {"upstream": {"client": "native"}}
+    for bad in (b"Content-Length : 2\r\n", b"X-A: 1\r\n  folded: on\r\n", b"X-A: 1\rX-Injected: 2\r\n",
+                b"no colon here\r\n"):
+        assert_refused_then_recovers(env, b"HTTP/1.1 200 OK\r\n" + bad + b"Content-Length: 2\r\n\r\n{}", native)
 
 
 def test_oversized_response_headers_are_an_upstream_error(env):
