@@ -182,16 +182,9 @@ void proxy_worker_free(worker_t *w)
     w->nfree_reqs = 0;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static double since_ms(const req_t *r)
 {
-    return now_ms() - (r->t0.tv_sec * 1e3 + r->t0.tv_nsec / 1e6);
+    return edge_now_ms() - (r->t0.tv_sec * 1e3 + r->t0.tv_nsec / 1e6);
 }
 
 static void add_header(evhtp_request_t *req, const char *k, const char *v)
@@ -460,7 +453,7 @@ static void on_up_status(void *arg, int status)
     char lat[600];
     tally_t *t;
     r->status = status;
-    r->last_data_ms = now_ms();
+    r->last_data_ms = edge_now_ms();
     if (r->resp_headers != NULL)
         evhtp_kvs_free(r->resp_headers);
     r->resp_headers = evhtp_kvs_new();
@@ -520,7 +513,7 @@ static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
         evbuffer_get_length(bufferevent_get_output(conn->bev)) >= PROXY_SEND_HIGH_WATER)
         return EVHTP_RES_OK;
     r->paused = 0;
-    r->last_data_ms = now_ms();           /* the upstream was silent because we paused it */
+    r->last_data_ms = edge_now_ms();           /* the upstream was silent because we paused it */
     arm_attempt_timer(r, r->last_data_ms);
     evhtp_connection_set_hook(conn, evhtp_hook_on_write, NULL, NULL);
     up_resume(r->call);                   /* libcurl may deliver held data at once */
@@ -530,7 +523,7 @@ static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
 static int on_up_data(void *arg, const char *buf, size_t len)
 {
     req_t *r = arg;
-    r->last_data_ms = now_ms();
+    r->last_data_ms = edge_now_ms();
     if (failover_status(r->status))
         return UP_TAKEN;                  /* discarded: the attempt failed */
     if (r->req == NULL)
@@ -589,7 +582,7 @@ static void reply_trace_error(req_t *r, int status, const char *type, const char
 static void reply_exhausted(req_t *r)
 {
     char text[4000], ra[24];
-    double wait = r->earliest_ms - now_ms();
+    double wait = r->earliest_ms - edge_now_ms();
     trace_text(r, text, sizeof(text));
     if (r->attempts == 0 && r->skipped_cap > 0) {
         add_header(r->req, "Retry-After", "1");
@@ -669,7 +662,7 @@ static void next_attempt(req_t *r);
 static void wait_then_retry(req_t *r, double until)
 {
     r->waiting = 1;
-    edge_timer_after(&r->timer, until - now_ms() > 1 ? until - now_ms() : 1);
+    edge_timer_after(&r->timer, until - edge_now_ms() > 1 ? until - edge_now_ms() : 1);
 }
 
 static void note_earliest(req_t *r, double until)
@@ -713,7 +706,7 @@ static void attempt_over(req_t *r, const char *failed, const char *detail)
     const candidate_t *c = &r->res.cand[r->cand];
     trace_t *t = &r->trace[r->ntrace > 0 ? r->ntrace - 1 : 0];   /* start_attempt added it */
     const char *code = failed;
-    double now = now_ms();
+    double now = edge_now_ms();
 
     if (failed == NULL && failover_status(r->status))
         code = r->status == 429 ? "upstream_rate_limited" : "upstream_error";
@@ -794,7 +787,7 @@ static void arm_attempt_timer(req_t *r, double now)
 static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
 {
     req_t *r = arg;
-    double now = now_ms();
+    double now = edge_now_ms();
     const char *code = NULL;
     (void)fd;
     (void)what;
@@ -893,7 +886,7 @@ static int start_attempt(req_t *r)
         return -1;
     r->status = 0;
     r->got_first_byte = 0;
-    r->attempt_ms = r->last_data_ms = now_ms();
+    r->attempt_ms = r->last_data_ms = edge_now_ms();
     r->first_byte_ms = timeout_of(r, c, "first_byte_s", cfg->first_byte_timeout_s) * 1000.0;
     r->idle_ms = timeout_of(r, c, "idle_s", cfg->idle_gap_s) * 1000.0;
     r->attempt_deadline_ms = r->deadline_ms;
@@ -933,7 +926,7 @@ static void next_attempt(req_t *r)
 {
     const config_t *cfg = r->w->cfg;
     for (; r->cand < r->res.ncand; r->cand++, r->tries = 0) {
-        double now = now_ms();
+        double now = edge_now_ms();
         int64_t until = 0;
         if (now >= r->deadline_ms) {
             r->last_fail = "upstream_total_timeout";
@@ -1294,7 +1287,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
     v = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s");
     r->retry_cap_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble * 1000.0 : RETRY_CAP_DEFAULT_MS;
     v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), "total_s");
-    r->deadline_ms = now_ms() + (cJSON_IsNumber(v) ? v->valuedouble : r->w->cfg->total_timeout_s) * 1000.0;
+    r->deadline_ms = edge_now_ms() + (cJSON_IsNumber(v) ? v->valuedouble : r->w->cfg->total_timeout_s) * 1000.0;
     r->cand = 0;
     r->m_route = metrics_series(r->w->metrics, M_ROUTE_IN_FLIGHT, r->res.route, NULL, NULL, NULL);
     metrics_add(r->m_route, 1);
@@ -1446,7 +1439,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
         if (r->call != NULL && r->ntrace > 0) {
             const candidate_t *c = &r->res.cand[r->cand];
             r->trace[r->ntrace - 1].error = "client_closed";
-            r->trace[r->ntrace - 1].ms = now_ms() - r->attempt_ms;
+            r->trace[r->ntrace - 1].ms = edge_now_ms() - r->attempt_ms;
             metrics_add(metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, "client_closed", NULL), 1);
         }
         if (!r->replied) {

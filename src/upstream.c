@@ -24,6 +24,7 @@
  * found there is reported from a zero timer on the next loop turn. */
 #include "upstream.h"
 #include "upcurl.h"
+#include "edge.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,7 +40,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define UP_BUF (16 * 1024)         /* a connection's read buffer, to begin with */
@@ -124,13 +124,6 @@ struct up_call {
     size_t head_len;
     char head[];
 };
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* --- pools and connections ----------------------------------------------- */
 
@@ -243,7 +236,7 @@ static void pool_put(up_conn_t *c)
     event_del(&c->wev);
     c->call = NULL;
     c->start = c->end = 0;
-    c->idle_since = mono_ms();
+    c->idle_since = edge_now_ms();
     c->next = p->idle;
     p->idle = c;
     p->nidle++;
@@ -251,7 +244,7 @@ static void pool_put(up_conn_t *c)
 
 static up_conn_t *pool_take(up_pool_t *p)
 {
-    double now = mono_ms();
+    double now = edge_now_ms();
     up_conn_t *c;
     while ((c = p->idle) != NULL) {
         p->idle = c->next;
@@ -404,7 +397,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         p->addrlen[p->naddr++] = (socklen_t)ai->ai_addrlen;
     }
     evutil_freeaddrinfo(res);
-    p->addr_until = mono_ms() + UP_ADDR_TTL_MS;
+    p->addr_until = edge_now_ms() + UP_ADDR_TTL_MS;
     call->addr_i = 0;
     connect_next(call);
 }
@@ -420,7 +413,7 @@ static void open_conn(up_call_t *call)
     struct timeval tv = { call->connect_ms / 1000, (call->connect_ms % 1000) * 1000 };
     event_add(&call->tev, &tv);           /* the connect limit covers the lookup too */
     call->addr_i = 0;
-    if (p->numeric || (p->naddr > 0 && mono_ms() < p->addr_until)) {
+    if (p->numeric || (p->naddr > 0 && edge_now_ms() < p->addr_until)) {
         connect_next(call);
         return;
     }
@@ -444,7 +437,7 @@ static void conn_broke(up_call_t *call, const char *what)
     up_conn_t *c = call->conn;
     /* Only at once: an upstream that took the request and died while working
      * on it must not get the same generation twice. */
-    if (!call->got_bytes && c->served > 0 && !call->retried && mono_ms() - call->sent_ms < UP_RESEND_MS) {
+    if (!call->got_bytes && c->served > 0 && !call->retried && edge_now_ms() - call->sent_ms < UP_RESEND_MS) {
         call->retried = 1;
         call->conn = NULL;
         conn_close(c);
@@ -466,7 +459,7 @@ static void send_request(up_call_t *call)
 {
     up_conn_t *c = call->conn;
     if (call->sent == 0)
-        call->sent_ms = mono_ms();
+        call->sent_ms = edge_now_ms();
     while (call->sent < call->total && !call->write_failed) {
         struct iovec iov[1 + UP_MAX_BODY_PIECES];
         struct msghdr msg = { .msg_iov = iov };
