@@ -24,7 +24,6 @@ typedef struct worker {
     struct gateway *gw;            /* borrowed: process-wide state */
     const config_t *cfg;           /* borrowed, immutable: the config in force (reload swaps it) */
     _Atomic uint64_t cfg_gen;      /* the generation of cfg, for the reloading thread */
-    struct event *reload_ev;       /* owned: takes the newest config */
     int wake_fd;                   /* owned: an eventfd other threads write to (on_wake) */
     struct event *wake_ev;         /* owned: reads it */
     _Atomic int want_stop, want_reload;   /* what they asked for */
@@ -37,7 +36,7 @@ typedef struct worker {
     int nfree_reqs;
     CURLM *multi;                  /* owned: libcurl's upstream transfers (upcurl.c) */
     struct event *curl_timer;      /* owned: libcurl's timeout */
-    struct event *stop_ev;         /* owned: asks the loop to drain and exit */
+    struct event *stop_ev;         /* owned: the drain's tick, once stopping */
     struct event *beat;            /* owned: a timer that sets heartbeat_ms */
     _Atomic int64_t heartbeat_ms;  /* when the loop last turned (monotonic) */
     store_reader_t *reader;        /* owned: LMDB read transaction */

@@ -29,19 +29,14 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     event_add(w->stop_ev, &tick);
 }
 
-static void on_stop(evutil_socket_t fd, short what, void *arg)
+static void stop(worker_t *w)
 {
-    worker_t *w = arg;
-    (void)fd;
-    (void)what;
     if (w->stopping)
         return;
     w->stopping = 1;
     w->stop_deadline_ms = edge_now_ms() + w->cfg->shutdown_grace_s * 1000.0;
     evhtp_unbind_socket(w->htp);
     edge_close_idle(w);
-    event_free(w->stop_ev);
-    w->stop_ev = evtimer_new(w->base, on_drain_tick, w);
     on_drain_tick(-1, 0, w);
 }
 
@@ -58,11 +53,8 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 /* Reload: from the next event on, this worker's requests see the new
  * config; the ones in progress read it too (they borrow w->cfg afresh in
  * each callback), which is what a reload means for timeouts and limits. */
-static void on_reload(evutil_socket_t fd, short what, void *arg)
+static void reload(worker_t *w)
 {
-    worker_t *w = arg;
-    (void)fd;
-    (void)what;
     uint64_t gen = atomic_load(&w->gw->gen);
     w->cfg = atomic_load(&w->gw->live);
     atomic_store(&w->cfg_gen, gen);
@@ -80,9 +72,9 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     while (read(fd, &n, sizeof(n)) > 0)
         ;
     if (atomic_exchange(&w->want_reload, 0))
-        event_active(w->reload_ev, EV_READ, 0);
+        reload(w);
     if (atomic_exchange(&w->want_stop, 0))
-        event_active(w->stop_ev, EV_READ, 0);
+        stop(w);
 }
 
 static void wake(worker_t *w)
@@ -127,9 +119,8 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
         (w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w)) == NULL ||
         event_add(w->wake_ev, NULL) < 0 ||
-        (w->stop_ev = event_new(w->base, -1, 0, on_stop, w)) == NULL ||
+        (w->stop_ev = evtimer_new(w->base, on_drain_tick, w)) == NULL ||
         (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
-        (w->reload_ev = event_new(w->base, -1, 0, on_reload, w)) == NULL ||
         (w->metrics = metrics_new()) == NULL ||
         (w->reader = store_reader_new(gw->store)) == NULL) {
         snprintf(err, errlen, "worker %d: out of resources", id);
@@ -176,8 +167,6 @@ void worker_free(worker_t *w)
         event_free(w->stop_ev);
     if (w->beat != NULL)
         event_free(w->beat);
-    if (w->reload_ev != NULL)
-        event_free(w->reload_ev);
     if (w->wake_ev != NULL)
         event_free(w->wake_ev);
     if (w->base != NULL && w->wake_fd >= 0)   /* base: worker_init ran (it sets wake_fd) */
