@@ -20,28 +20,26 @@ for t in "$build"/unit/test_*; do
 done
 echo "unit: $passed passed, $failed failed"
 
-ipass=0 ifail=0
-if /usr/bin/python3 test/integration/run.py --build-dir "$build" --release-dir "${RELEASE_BUILD:-build}" | tee "$build/integration.log"; then :; fi
-line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$build/integration.log" | tail -1)
-if [ -n "$line" ]; then
-    ipass=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')
-    ifail=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-else
-    ifail=1; echo "FAIL integration: the runner did not finish"
-fi
-passed=$((passed + ipass)); failed=$((failed + ifail))
+# integration LOG [run.py options]: one run of the integration suite, its
+# "integration: N passed, N failed" line added to the totals.
+integration() {
+    local log=$1 line
+    shift
+    if /usr/bin/python3 test/integration/run.py --build-dir "$build" --release-dir "${RELEASE_BUILD:-build}" "$@" \
+            | tee "$log"; then :; fi
+    line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    if [ -n "$line" ]; then
+        passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
+        failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+    else
+        failed=$((failed + 1)); echo "FAIL integration ($log): the runner did not finish"
+    fi
+}
 
+integration "$build/integration.log"
 # The upstream behaviour once more through libcurl (upstream.client "curl",
 # what https:// providers use), where the two clients could differ.
-curl_tests=test_upstream_http,test_streaming,test_failover,test_timeouts,test_endpoints,test_resilience
-if /usr/bin/python3 test/integration/run.py --build-dir "$build" --release-dir "${RELEASE_BUILD:-build}" \
-        --upstream-client curl -k "$curl_tests" | tee "$build/integration-curl.log"; then :; fi
-line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$build/integration-curl.log" | tail -1)
-if [ -n "$line" ]; then
-    passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
-    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
-else
-    failed=$((failed + 1)); echo "FAIL integration (curl): the runner did not finish"
-fi
+integration "$build/integration-curl.log" --upstream-client curl \
+    -k test_upstream_http,test_streaming,test_failover,test_timeouts,test_endpoints,test_resilience
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
