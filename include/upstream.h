@@ -28,7 +28,9 @@ enum {
 };
 
 typedef struct up_handlers {
-    /* The final status line (interim 1xx responses are skipped): the first byte. */
+    /* The final status line, as soon as it is in (interim 1xx responses are
+     * skipped): the response's first byte. Its header fields follow, then
+     * the body; a head that turns out malformed ends in done(upstream_error). */
     void (*status)(void *arg, int status);
     /* One response header; hop-by-hop ones included. Not NUL-terminated. */
     void (*header)(void *arg, const char *name, size_t nlen, const char *value, size_t vlen);

@@ -23,8 +23,9 @@
  * Handlers are never called from inside up_start or up_resume: a failure
  * found there is reported from a zero timer on the next loop turn. */
 #include "upstream.h"
-#include "upcurl.h"
 #include "edge.h"
+#include "h1.h"
+#include "upcurl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,7 +44,7 @@
 #include <unistd.h>
 
 #define UP_BUF (16 * 1024)         /* a connection's read buffer, to begin with */
-#define UP_HEAD_MAX (64 * 1024)    /* the longest response head (or chunk-size/trailer line) */
+#define UP_HEAD_MAX H1_LINE_MAX    /* the longest response head */
 #define UP_IDLE_MAX 256            /* idle connections kept per host:port */
 #define UP_IDLE_MS 50000.0         /* older idle connections are closed, not reused */
 #define UP_ADDR_TTL_MS 60000.0     /* how long looked-up addresses are used */
@@ -89,7 +90,7 @@ typedef struct up_state {
 } up_state_t;
 
 typedef enum {
-    ST_HEAD, ST_BODY_LEN, ST_BODY_CLOSE, ST_CHUNK_SIZE, ST_CHUNK_DATA, ST_CHUNK_END, ST_TRAILER, ST_DONE,
+    ST_HEAD, ST_BODY_LEN, ST_BODY_CLOSE, ST_CHUNKED, ST_DONE,
 } up_st_t;
 
 struct up_call {
@@ -107,6 +108,7 @@ struct up_call {
     int addr_i;                    /* the address being tried */
     int retried;                   /* already sent again after a dead reused connection */
     int busy, aborted;             /* inside a handler; up_abort was called meanwhile */
+    int announced;                 /* the final status line went to the status handler */
     int paused, resumed;           /* the body handler said UP_PAUSE; up_resume since */
     int got_bytes;                 /* response bytes came on the current connection */
     int write_failed;              /* the rest is left to the read side, which sees why */
@@ -119,7 +121,8 @@ struct up_call {
     up_st_t st;
     int status;
     int keepalive;
-    uint64_t left;                 /* of the body (Content-Length), or of the chunk */
+    uint64_t left;                 /* of the body (Content-Length) */
+    h1_chunks_t chunks;            /* a chunked body's framing */
     size_t scanned;                /* the head: bytes past start already searched for its end */
     size_t head_len;
     char head[];
@@ -242,6 +245,17 @@ static void pool_put(up_conn_t *c)
     p->nidle++;
 }
 
+/* Whether an idle connection has nothing waiting to be read. Its read
+ * event closes it when bytes come while it idles, but bytes that arrived
+ * since the loop last looked have not been seen yet: written to now, they
+ * would be read as the answer to our request. One recv(MSG_PEEK) settles
+ * it (and finds a connection the upstream closed, which saves a resend). */
+static int conn_quiet(up_conn_t *c)
+{
+    char b;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 static up_conn_t *pool_take(up_pool_t *p)
 {
     double now = edge_now_ms();
@@ -249,9 +263,10 @@ static up_conn_t *pool_take(up_pool_t *p)
     while ((c = p->idle) != NULL) {
         p->idle = c->next;
         p->nidle--;
-        if (now - c->idle_since <= UP_IDLE_MS)
+        /* long idle: the upstream may be closing it right now */
+        if (now - c->idle_since <= UP_IDLE_MS && conn_quiet(c))
             return c;
-        conn_close(c);                    /* long idle: the upstream may be closing it right now */
+        conn_close(c);
     }
     return NULL;
 }
@@ -535,43 +550,6 @@ static int next_line(up_conn_t *c, size_t *pos, const char **line, size_t *len)
     return 1;
 }
 
-static int token_in(const char *v, size_t vlen, const char *tok)
-{
-    size_t tl = strlen(tok);
-    for (size_t i = 0; i + tl <= vlen; i++)
-        if (strncasecmp(v + i, tok, tl) == 0 && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
-            (i + tl == vlen || v[i + tl] == ',' || v[i + tl] == ' ' || v[i + tl] == ';'))
-            return 1;
-    return 0;
-}
-
-/* Whether a header name is a token and its value has no control bytes
- * but tab: what the upstream sends reaches the client. */
-static int header_ok(const char *name, size_t nlen, const char *v, size_t vlen)
-{
-    for (size_t i = 0; i < nlen; i++)
-        if ((unsigned char)name[i] <= ' ' || name[i] == 127 || strchr("\"(),/;<=>?@[\\]{}", name[i]) != NULL)
-            return 0;
-    for (size_t i = 0; i < vlen; i++)
-        if (((unsigned char)v[i] < ' ' && v[i] != '\t') || v[i] == 127)
-            return 0;
-    return 1;
-}
-
-static int parse_uint(const char *v, size_t len, uint64_t *out)
-{
-    uint64_t n = 0;
-    if (len == 0)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] < '0' || v[i] > '9' || n > (UINT64_MAX - 9) / 10)
-            return -1;
-        n = n * 10 + (uint64_t)(v[i] - '0');
-    }
-    *out = n;
-    return 0;
-}
-
 /* After a handler returned: whether its owner called up_abort meanwhile,
  * in which case the call and its connection are freed here. */
 static int gone(up_call_t *call)
@@ -583,6 +561,20 @@ static int gone(up_call_t *call)
         conn_close(call->conn);
     call_free(call);
     return 1;
+}
+
+/* The final response's status line has come: its first byte, for the
+ * caller's timers (the rest of the head may take a while). Returns 0 when
+ * the call is gone (aborted by the handler). */
+static int announced(up_call_t *call, int status)
+{
+    if (call->announced)
+        return 1;
+    call->announced = 1;
+    call->status = status;
+    call->busy = 1;
+    call->h->status(call->arg, status);
+    return !gone(call);
 }
 
 /* A complete head in buf[start, end) ends at HEAD_END: a final response's
@@ -598,20 +590,13 @@ static int take_head(up_call_t *call, size_t head_end)
     uint64_t clen = 0;
 
     next_line(c, &pos, &line, &len);
-    if (len < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
-        line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' || line[11] < '0' || line[11] > '9' ||
-        (len > 12 && line[12] != ' '))
+    if ((status = h1_status_line(line, len, &minor)) < 0)
         return -1;
-    minor = line[7] - '0';
-    status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     if (status < 200) {
         c->start = head_end;              /* 100 Continue, 103 Early Hints: the final one follows */
         return status == 101 ? -1 : 0;
     }
-    call->status = status;
-    call->busy = 1;
-    call->h->status(call->arg, status);
-    if (gone(call))
+    if (!announced(call, status))
         return 1;
     while (pos < head_end && next_line(c, &pos, &line, &len) && len > 0) {
         const char *colon = memchr(line, ':', len), *v;
@@ -625,19 +610,19 @@ static int take_head(up_call_t *call, size_t head_end)
             v++, vlen--;
         while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
             vlen--;
-        if (nlen == 0 || !header_ok(line, nlen, v, vlen))
+        if (!h1_field_ok(line, nlen, v, vlen))
             return -1;
         if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
             uint64_t n;
-            if (parse_uint(v, vlen, &n) < 0 || (has_len && n != clen))
+            if (!h1_content_length(v, vlen, &n) || (has_len && n != clen))
                 return -1;
             clen = n;
             has_len = 1;
         } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-            chunked = token_in(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0 ? 1 : -1;
+            chunked = h1_has_token(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0 ? 1 : -1;
         } else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
-            close |= token_in(v, vlen, "close");
-            keep |= token_in(v, vlen, "keep-alive");
+            close |= h1_has_token(v, vlen, "close");
+            keep |= h1_has_token(v, vlen, "keep-alive");
         }
         call->busy = 1;
         call->h->header(call->arg, line, nlen, v, vlen);
@@ -649,7 +634,8 @@ static int take_head(up_call_t *call, size_t head_end)
     if (status == 204 || status == 304) {
         call->st = ST_DONE;
     } else if (chunked == 1) {
-        call->st = ST_CHUNK_SIZE;
+        call->st = ST_CHUNKED;
+        h1_chunks_init(&call->chunks);
     } else if (chunked == 0 && has_len) {
         call->st = clen > 0 ? ST_BODY_LEN : ST_DONE;
         call->left = clen;
@@ -688,37 +674,10 @@ static int deliver(up_call_t *call, size_t n)
         return 0;
     }
     c->start += n;
-    if (call->st != ST_BODY_CLOSE)
+    if (call->st == ST_BODY_LEN)
         call->left -= n;
-    return 1;
-}
-
-/* The size line of the next chunk, at buf[start]. Returns 1 when taken,
- * 0 when it has not arrived whole, -1 when it is malformed. */
-static int chunk_size(up_call_t *call)
-{
-    up_conn_t *c = call->conn;
-    size_t pos = c->start, len, i;
-    const char *line;
-    uint64_t n = 0;
-    if (!next_line(c, &pos, &line, &len))
-        return 0;
-    for (i = 0; i < len; i++) {
-        int d = line[i] >= '0' && line[i] <= '9'   ? line[i] - '0'
-                : line[i] >= 'a' && line[i] <= 'f' ? line[i] - 'a' + 10
-                : line[i] >= 'A' && line[i] <= 'F' ? line[i] - 'A' + 10
-                                                   : -1;
-        if (d < 0)
-            break;
-        if (n > (UINT64_MAX >> 4))
-            return -1;
-        n = n * 16 + (uint64_t)d;
-    }
-    if (i == 0 || (i < len && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
-        return -1;                        /* an extension (;name=value) is allowed and ignored */
-    c->start = pos;
-    call->left = n;
-    call->st = n > 0 ? ST_CHUNK_DATA : ST_TRAILER;
+    else if (call->st == ST_CHUNKED)
+        h1_chunks_took(&call->chunks, n);
     return 1;
 }
 
@@ -728,8 +687,8 @@ static int chunk_size(up_call_t *call)
 static int parse(up_call_t *call)
 {
     up_conn_t *c = call->conn;
-    const char *line;
-    size_t len, pos, at;
+    const char *line, *why;
+    size_t len, pos, at, skip;
     int r;
     for (;;) {
         size_t avail = c->end - c->start;
@@ -744,8 +703,13 @@ static int parse(up_call_t *call)
                 }
                 if (len == 0 && at > c->start)
                     break;
-                if (len == 0)             /* a stray empty line before the status line */
+                if (len == 0) {           /* a stray empty line before the status line */
                     c->start = pos;
+                } else if (at == c->start) {   /* a status line: a final one is the first byte */
+                    int minor, status = h1_status_line(line, len, &minor);
+                    if (status >= 200 && !announced(call, status))
+                        return 0;
+                }
             }
             call->scanned = 0;
             if ((r = take_head(call, pos)) != 0) {
@@ -755,13 +719,12 @@ static int parse(up_call_t *call)
             }
             break;
         case ST_BODY_LEN:
-        case ST_CHUNK_DATA:
             if (avail == 0)
                 return 1;
             if (!deliver(call, avail < call->left ? avail : (size_t)call->left))
                 return 0;
             if (call->left == 0)
-                call->st = call->st == ST_BODY_LEN ? ST_DONE : ST_CHUNK_END;
+                call->st = ST_DONE;
             break;
         case ST_BODY_CLOSE:
             if (avail == 0)
@@ -769,32 +732,19 @@ static int parse(up_call_t *call)
             if (!deliver(call, avail))
                 return 0;
             break;
-        case ST_CHUNK_SIZE:
-            if ((r = chunk_size(call)) <= 0) {
-                if (r == 0)
-                    return 1;
-                fail_malformed(call, "a malformed chunk size");
+        case ST_CHUNKED:
+            r = h1_chunks_next(&call->chunks, c->buf + c->start, avail, &skip, &len, &why);
+            c->start += skip;
+            if (r == H1_BAD) {
+                fail_malformed(call, why);
                 return 0;
             }
-            break;
-        case ST_CHUNK_END:
-            pos = c->start;
-            if (!next_line(c, &pos, &line, &len))
+            if (r == H1_MORE)
                 return 1;
-            if (len != 0) {
-                fail_malformed(call, "a chunk longer than its size");
-                return 0;
-            }
-            c->start = pos;
-            call->st = ST_CHUNK_SIZE;
-            break;
-        case ST_TRAILER:
-            pos = c->start;
-            if (!next_line(c, &pos, &line, &len))
-                return 1;
-            c->start = pos;               /* trailer fields are dropped */
-            if (len == 0)
+            if (r == H1_END)
                 call->st = ST_DONE;
+            else if (!deliver(call, len))
+                return 0;
             break;
         case ST_DONE:
             finish(call, NULL, NULL);

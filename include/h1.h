@@ -1,0 +1,58 @@
+/* h1.h - the rules of an HTTP/1.1 response that both upstream clients apply.
+ *
+ * turnout's own client (upstream.c) and libcurl (upcurl.c) read what an
+ * upstream sends; what they let through reaches the client as headers and
+ * body. Both decide with these functions, so that they refuse and accept
+ * exactly the same bytes: a status line, a header field, and a chunked body
+ * decoded byte by byte (no line is buffered: the decoder works on whatever
+ * pieces the bytes arrive in). */
+#ifndef TURNOUT_H1_H
+#define TURNOUT_H1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define H1_LINE_MAX (64 * 1024)    /* the longest head, chunk-size or trailer line */
+
+/* The status of a status line "HTTP/1.x NNN[ reason]" (without CR LF), with
+ * its minor version in *MINOR; -1 when the line is not one. */
+int h1_status_line(const char *line, size_t len, int *minor);
+
+/* Whether NAME is a token (RFC 9110 5.6.2) and VALUE holds no control byte
+ * but HTAB: a field fit to relay. */
+int h1_field_ok(const char *name, size_t nlen, const char *value, size_t vlen);
+
+/* Whether the comma-separated VALUE lists TOKEN (case-insensitive). */
+int h1_has_token(const char *value, size_t vlen, const char *token);
+
+/* A Content-Length value: 1 and *OUT, or 0 when it is not a number. */
+int h1_content_length(const char *value, size_t vlen, uint64_t *out);
+
+/* A chunked body being decoded. Zero it (h1_chunks_init) for a new body. */
+typedef struct h1_chunks {
+    int st;                        /* where in the framing the next byte is */
+    int digits;                    /* hex digits of the size line so far */
+    uint64_t left;                 /* data bytes left in the current chunk */
+    size_t line;                   /* length of the line being skipped */
+} h1_chunks_t;
+
+enum {
+    H1_MORE = 0,                   /* every byte was framing: send more */
+    H1_DATA = 1,                   /* *DLEN data bytes follow the *SKIP framing bytes */
+    H1_END = 2,                    /* the body ended after *SKIP bytes; any bytes after it are not its */
+    H1_BAD = -1,                   /* malformed: the message says how */
+};
+
+void h1_chunks_init(h1_chunks_t *d);
+
+/* Reads framing from BUF (LEN bytes) up to the next data or the end.
+ * *SKIP framing bytes are consumed (whatever the return); on H1_DATA the
+ * next *DLEN bytes are chunk data, which the caller hands on and then
+ * reports with h1_chunks_took (it may take fewer, or none, and call again
+ * with the rest). On H1_BAD, *WHY says what was wrong. */
+int h1_chunks_next(h1_chunks_t *d, const char *buf, size_t len, size_t *skip, size_t *dlen, const char **why);
+
+/* N bytes of the data h1_chunks_next announced were taken. */
+void h1_chunks_took(h1_chunks_t *d, size_t n);
+
+#endif

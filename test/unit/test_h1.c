@@ -1,0 +1,92 @@
+/* test_h1.c - the response rules both upstream clients share: status lines, fields, and chunked bodies fed in every split. */
+#include "../../src/h1.c"
+#include "unit.h"
+
+/* Decodes BODY fed in pieces of STEP bytes; the data goes to OUT. Returns
+ * H1_END with *USED the bytes up to the body's end, H1_MORE, or H1_BAD. */
+static int decode(const char *body, size_t len, size_t step, char *out, size_t cap, size_t *olen, size_t *used)
+{
+    h1_chunks_t d;
+    size_t pos = 0, skip, dlen;
+    const char *why;
+    h1_chunks_init(&d);
+    *olen = 0;
+    while (pos < len) {
+        size_t n = len - pos < step ? len - pos : step;
+        int r = h1_chunks_next(&d, body + pos, n, &skip, &dlen, &why);
+        pos += skip;
+        if (r == H1_BAD || r == H1_END) {
+            *used = pos;
+            return r;
+        }
+        if (r == H1_DATA) {
+            if (*olen + dlen > cap)
+                return H1_BAD;
+            memcpy(out + *olen, body + pos, dlen);
+            *olen += dlen;
+            h1_chunks_took(&d, dlen);
+            pos += dlen;
+        }
+    }
+    *used = pos;
+    return H1_MORE;
+}
+
+int main(void)
+{
+    int minor;
+    char out[256];
+    size_t olen, used;
+    static const char good[] = "5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\nSTRAY";
+    static const char *const bad[] = {
+        "0x10\r\ndata\r\n\r\n", "10zz\r\n", "-5\r\n", "\r\n", "5\r\nhelloX\r\n", "5\r\nhello\r\r\n",
+        "5\r\r\nhello\r\n", "ffffffffffffffffff\r\n",
+    };
+
+    CHECK(h1_status_line("HTTP/1.1 200 OK", 15, &minor) == 200 && minor == 1);
+    CHECK(h1_status_line("HTTP/1.0 404", 12, &minor) == 404 && minor == 0);
+    CHECK(h1_status_line("HTTP/1.1 200\tOK", 15, &minor) < 0);
+    CHECK(h1_status_line("HTTP/1.1 2000 OK", 16, &minor) < 0);
+    CHECK(h1_status_line("HTTP/2 200 OK", 13, &minor) < 0);
+    CHECK(h1_status_line("HTTP/1.1 200 O\x01K", 16, &minor) < 0);
+    CHECK(h1_status_line("HTTP/1.1 099 X", 14, &minor) < 0);
+
+    CHECK(h1_field_ok("Content-Type", 12, "text/plain; a=\"b\"", 17));
+    CHECK(!h1_field_ok("Content-Length ", 15, "2", 1));
+    CHECK(!h1_field_ok("Transfer-E\xcd" "coding", 17, "chunked", 7));
+    CHECK(!h1_field_ok("", 0, "x", 1));
+    CHECK(!h1_field_ok("X-A", 3, "1\rX-B: 2", 8));
+    CHECK(h1_field_ok("X-A", 3, "caf\xc3\xa9\tok", 8));   /* obs-text in values is relayed */
+
+    CHECK(h1_has_token("gzip, chunked", 13, "chunked") && !h1_has_token("notchunked", 10, "chunked"));
+    uint64_t n;
+    CHECK(h1_content_length("123", 3, &n) && n == 123);
+    CHECK(!h1_content_length("12a", 3, &n) && !h1_content_length("", 0, &n));
+    CHECK(!h1_content_length("99999999999999999999999", 23, &n));
+
+    /* every way of splitting a good body gives the same data and the same end */
+    for (size_t step = 1; step <= sizeof(good); step++) {
+        int r = decode(good, sizeof(good) - 1, step, out, sizeof(out), &olen, &used);
+        CHECK(r == H1_END);
+        CHECK(olen == 31 && memcmp(out, "helloabcdefghijklmnopqrstuvwxyz", 31) == 0);
+        CHECK(strcmp(good + used, "STRAY") == 0);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        for (size_t step = 1; step < 4; step++) {
+            int r = decode(bad[i], strlen(bad[i]), step, out, sizeof(out), &olen, &used);
+            CHECK(r == H1_BAD);
+            if (r != H1_BAD)
+                fprintf(stderr, "  accepted: %s (step %zu)\n", bad[i], step);
+        }
+    /* a body cut short is not over */
+    CHECK(decode("5\r\nhel", 6, 2, out, sizeof(out), &olen, &used) == H1_MORE);
+    /* a size line longer than H1_LINE_MAX */
+    {
+        static char longline[H1_LINE_MAX + 16];
+        memset(longline, ' ', sizeof(longline));
+        longline[0] = '1';
+        longline[1] = ';';
+        CHECK(decode(longline, sizeof(longline), 4096, out, sizeof(out), &olen, &used) == H1_BAD);
+    }
+    DONE();
+}
