@@ -16,6 +16,7 @@
 struct evhtp;
 struct up_state;
 struct req;
+struct curl_sock;
 struct gateway;
 
 typedef struct worker {
@@ -49,6 +50,8 @@ typedef struct worker {
     int nclients;
     CURL *easy_pool[64];           /* reset easy handles kept for reuse */
     int neasy;
+    struct curl_sock **curl_socks; /* owned: libcurl's sockets by descriptor (upcurl.c) */
+    int ncurl_socks;               /* entries in curl_socks */
 } worker_t;
 
 /* Process-wide state shared read-only by workers (after start-up). */

@@ -4,13 +4,37 @@
  * persistent event per socket, the timer callback only arms a libevent
  * timer, and finished transfers are collected after every socket action,
  * never inside a curl callback. Easy handles are kept and reset for the
- * next call: curl_easy_init allocates and initialises several kilobytes. */
+ * next call: curl_easy_init allocates and initialises several kilobytes.
+ *
+ * What libcurl 7.88 lets through is held to the rules of turnout's own
+ * client (h1.h), so that both answer a client the same whatever an
+ * upstream sends:
+ *   - the head: every status line and header field is checked as it comes
+ *     (libcurl relays a name with a space, a 101's successor as status 0,
+ *     and treats a head cut by the close as a whole empty answer);
+ *   - chunked bodies: libcurl hands them over still framed
+ *     (CURLOPT_HTTP_TRANSFER_DECODING off) and h1.c decodes them, because
+ *     libcurl reads "0x10" as a last chunk and passes trailer fields, and
+ *     with them the body's own lines, to the header callback;
+ *   - pooled connections: libcurl 7.88 reuses a connection with bytes
+ *     waiting on it (its liveness check only looks for a close), which
+ *     hands those bytes to the next request as its answer. So a connection
+ *     back in libcurl's pool is watched here, and one that receives
+ *     anything while idle is made to look closed (its descriptor is
+ *     replaced by one at end-of-file): libcurl then drops it and connects
+ *     afresh, and the bytes are never read. */
 #include "upcurl.h"
+#include "h1.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct upcurl {
     worker_t *w;
@@ -21,14 +45,29 @@ struct upcurl {
     struct iovec body[UP_MAX_BODY_PIECES];
     int nbody;
     size_t len, pos;               /* the body's length, and how much curl has read */
-    int final;                     /* the headers that follow are the final response's */
     int in_cb, aborted;            /* inside one of curl's callbacks; upcurl_abort came meanwhile */
+    /* the response, as h1.c's rules see it */
+    int in_head;                   /* a head has begun: its status line came */
+    int final;                     /* that head is the final response's */
+    int head_done;                 /* the final head's empty line came */
+    int has_len;                   /* its Content-Length, once seen */
+    uint64_t clen;
+    int chunked;                   /* its body is chunked: decoded here, with CHUNKS */
+    int body_done;                 /* the chunked body's end came */
+    int no_reuse;                  /* bytes after the end, or a length beside chunks: the connection goes */
+    h1_chunks_t chunks;
+    size_t taken;                  /* bytes at the start of the next on_data handed on before a pause */
+    const char *bad;               /* why the response was refused */
 };
 
-/* Per-socket state curl hands back to us (curl_multi_assign). */
-typedef struct sock {
-    struct event *ev;
+/* One of libcurl's sockets: watched for libcurl while a transfer uses it,
+ * and for stray bytes while it idles in libcurl's pool. */
+typedef struct curl_sock {
+    struct event ev;
     worker_t *w;
+    curl_socket_t fd;
+    int armed;                     /* EV is added */
+    int idle;                      /* EV watches for stray bytes, not for libcurl */
 } sock_t;
 
 static CURL *easy_get(worker_t *w)
@@ -55,6 +94,92 @@ static void release(upcurl_t *u)
     easy_put(u->w, u->easy);
     curl_slist_free_all(u->headers);
     free(u);
+}
+
+/* --- libcurl's sockets ------------------------------------------------------- */
+
+/* The state of socket FD, made when CREATE and missing. */
+static sock_t *sock_of(worker_t *w, curl_socket_t fd, int create)
+{
+    sock_t *sk;
+    if (fd < 0)
+        return NULL;
+    if (fd >= w->ncurl_socks) {
+        int n = w->ncurl_socks ? w->ncurl_socks : 64;
+        sock_t **grown;
+        if (!create)
+            return NULL;
+        while (n <= fd)
+            n *= 2;
+        if ((grown = realloc(w->curl_socks, (size_t)n * sizeof(*grown))) == NULL)
+            return NULL;
+        memset(grown + w->ncurl_socks, 0, (size_t)(n - w->ncurl_socks) * sizeof(*grown));
+        w->curl_socks = grown;
+        w->ncurl_socks = n;
+    }
+    if ((sk = w->curl_socks[fd]) == NULL && create && (sk = calloc(1, sizeof(*sk))) != NULL) {
+        sk->w = w;
+        sk->fd = fd;
+        w->curl_socks[fd] = sk;
+    }
+    return sk;
+}
+
+static void sock_disarm(sock_t *sk)
+{
+    if (sk->armed)
+        event_del(&sk->ev);
+    sk->armed = sk->idle = 0;
+}
+
+/* Bytes (or the close) on a connection idling in libcurl's pool. None may
+ * become an answer: the descriptor now reads end-of-file, so libcurl's
+ * check before reusing it finds it closed and drops it (closing the real
+ * connection happens right here, as the old descriptor goes). */
+static void on_idle_bytes(evutil_socket_t fd, short what, void *arg)
+{
+    sock_t *sk = arg;
+    int pair[2];
+    (void)what;
+    sock_disarm(sk);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0) {
+        close(pair[1]);
+        if (dup2(pair[0], fd) < 0)
+            shutdown(fd, SHUT_RDWR);
+        close(pair[0]);
+    } else {
+        shutdown(fd, SHUT_RDWR);          /* libcurl's write then fails, and it connects afresh */
+    }
+}
+
+/* A transfer is over and left its connection FD in libcurl's pool, unless
+ * another transfer took it up meanwhile (then libcurl watches it). */
+static void sock_idle(worker_t *w, curl_socket_t fd, int reusable)
+{
+    sock_t *sk = sock_of(w, fd, 1);
+    if (sk == NULL || sk->armed)
+        return;
+    if (!reusable) {                      /* bytes came after the end: it is not to be used again */
+        event_assign(&sk->ev, w->base, fd, EV_READ, on_idle_bytes, sk);
+        on_idle_bytes(fd, EV_READ, sk);
+        return;
+    }
+    event_assign(&sk->ev, w->base, fd, EV_READ | EV_PERSIST, on_idle_bytes, sk);
+    event_add(&sk->ev, NULL);
+    sk->armed = sk->idle = 1;
+}
+
+/* libcurl closes a socket (CURLOPT_CLOSESOCKETFUNCTION). */
+static int on_close_socket(void *arg, curl_socket_t fd)
+{
+    worker_t *w = arg;
+    sock_t *sk = sock_of(w, fd, 0);
+    if (sk != NULL) {
+        sock_disarm(sk);
+        w->curl_socks[fd] = NULL;
+        free(sk);
+    }
+    return close(fd);
 }
 
 /* The error code of a failed transfer. */
@@ -91,11 +216,25 @@ static void check_multi(worker_t *w)
             continue;
         h = u->h;
         arg = u->arg;
-        const char *code = fail_code(u->easy, result);
+        const char *code = fail_code(u->easy, result), *detail = code != NULL ? curl_easy_strerror(result) : NULL;
         int aborted = u->aborted;
+        curl_socket_t fd = CURL_SOCKET_BAD;
+        if (u->bad != NULL) {             /* we refused it: say why */
+            code = "upstream_error";
+            detail = u->bad;
+        } else if (code == NULL && !u->head_done) {
+            code = "upstream_error";
+            detail = "the response head was cut short";
+        } else if (code == NULL && u->chunked && !u->body_done) {
+            code = "upstream_error";
+            detail = "the chunked body was cut short";
+        }
+        /* the connection libcurl keeps for the next transfer, if any */
+        if (curl_easy_getinfo(u->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD)
+            sock_idle(w, fd, code == NULL && !u->no_reuse);
         release(u);                       /* msg is invalid from here */
         if (!aborted)                     /* its owner let go of it from a handler */
-            h->done(arg, code, code != NULL ? curl_easy_strerror(result) : NULL);
+            h->done(arg, code, detail);
     }
 }
 
@@ -117,33 +256,24 @@ static void on_curl_timeout(evutil_socket_t fd, short what, void *arg)
     check_multi(w);
 }
 
+/* libcurl says what to watch a socket for; REMOVE when it no longer
+ * needs it watched (the transfer ended, or is paused). */
 static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     worker_t *w = userp;
-    sock_t *sk = socketp;
+    sock_t *sk = sock_of(w, s, what != CURL_POLL_REMOVE);
     short kind;
     (void)e;
-    if (what == CURL_POLL_REMOVE) {
-        if (sk != NULL) {
-            event_free(sk->ev);
-            free(sk);
-        }
-        curl_multi_assign(w->multi, s, NULL);
+    (void)socketp;
+    if (sk == NULL)
+        return what == CURL_POLL_REMOVE ? 0 : -1;
+    sock_disarm(sk);                      /* and no longer idle: a transfer has it */
+    if (what == CURL_POLL_REMOVE)
         return 0;
-    }
     kind = (short)(EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0));
-    if (sk == NULL) {
-        if ((sk = calloc(1, sizeof(*sk))) == NULL)
-            return -1;
-        sk->w = w;
-        curl_multi_assign(w->multi, s, sk);
-    } else {
-        event_free(sk->ev);
-    }
-    sk->ev = event_new(w->base, s, kind, on_sock_event, w);
-    if (sk->ev == NULL)
-        return -1;
-    event_add(sk->ev, NULL);
+    event_assign(&sk->ev, w->base, s, kind, on_sock_event, w);
+    event_add(&sk->ev, NULL);
+    sk->armed = 1;
     return 0;
 }
 
@@ -178,65 +308,147 @@ void upcurl_free(worker_t *w)
     while (w->neasy > 0)
         curl_easy_cleanup(w->easy_pool[--w->neasy]);
     if (w->multi != NULL)
-        curl_multi_cleanup(w->multi);
+        curl_multi_cleanup(w->multi);     /* closes the pooled connections, through on_close_socket */
+    for (int i = 0; i < w->ncurl_socks; i++) {
+        if (w->curl_socks[i] != NULL) {
+            sock_disarm(w->curl_socks[i]);
+            free(w->curl_socks[i]);
+        }
+    }
+    free(w->curl_socks);
+    w->curl_socks = NULL;
+    w->ncurl_socks = 0;
     if (w->curl_timer != NULL)
         event_free(w->curl_timer);
     w->multi = NULL;
     w->curl_timer = NULL;
 }
 
-/* Status lines (an interim 1xx, then the final one) and header lines. */
+/* Refuses the response: libcurl ends the transfer (a write error), and
+ * check_multi reports WHY. */
+static size_t refuse(upcurl_t *u, const char *why)
+{
+    if (u->bad == NULL)
+        u->bad = why;
+    return 0;
+}
+
+/* One field of the final head: checked as turnout's own client checks it,
+ * then handed on. LINE has no CR LF. */
+static size_t take_field(upcurl_t *u, const char *line, size_t len)
+{
+    const char *colon = memchr(line, ':', len), *v;
+    size_t nlen, vlen;
+    if (colon == NULL)
+        return refuse(u, "a malformed response head");   /* a folded line, or none at all */
+    nlen = (size_t)(colon - line);
+    v = colon + 1;
+    vlen = len - nlen - 1;
+    while (vlen > 0 && (*v == ' ' || *v == '\t'))
+        v++, vlen--;
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+        vlen--;
+    if (!h1_field_ok(line, nlen, v, vlen))
+        return refuse(u, "a malformed response head");
+    if (!u->final)
+        return 1;                         /* an interim answer's fields go nowhere */
+    if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
+        uint64_t n;
+        if (!h1_content_length(v, vlen, &n) || (u->has_len && n != u->clen))
+            return refuse(u, "a malformed response head");
+        u->clen = n;
+        u->has_len = 1;
+    } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
+        u->chunked = h1_has_token(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0;
+    }
+    u->in_cb = 1;
+    u->h->header(u->arg, line, nlen, v, vlen);
+    u->in_cb = 0;
+    return 1;
+}
+
+/* Every line of every head, one at a time: status lines (interim 1xx, then
+ * the final one), fields, and the empty line that ends a head. */
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 {
     upcurl_t *u = arg;
-    size_t len = size * n, k, v;
-    if (len >= 12 && memcmp(buf, "HTTP/", 5) == 0) {
-        const char *sp = memchr(buf, ' ', len);
-        int status = sp != NULL && (size_t)(sp - buf) + 4 <= len ? atoi(sp + 1) : 0;
+    size_t len = size * n;
+    int status, minor;
+    if (u->aborted)
+        return 0;
+    if (u->head_done)
+        return size * n;                  /* trailer fields (not given while curl leaves chunks to us) */
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    if (!u->in_head) {                    /* a status line */
+        if ((status = h1_status_line(buf, len, &minor)) < 0 || status == 101)
+            return refuse(u, "a malformed response head");   /* no upgrade was asked for */
+        u->in_head = 1;
         u->final = status >= 200;
         if (u->final) {
             u->in_cb = 1;
             u->h->status(u->arg, status);
             u->in_cb = 0;
         }
-        return u->aborted ? 0 : len;
+    } else if (len == 0) {                /* the end of a head */
+        u->in_head = 0;
+        u->head_done = u->final;
+        if (u->chunked)
+            h1_chunks_init(&u->chunks);
+        u->no_reuse = u->chunked && u->has_len;   /* RFC 9112 6.3: both say close */
+    } else if (take_field(u, buf, len) == 0) {
+        return 0;
     }
-    if (!u->final || u->aborted)
-        return u->aborted ? 0 : len;
-    for (k = 0; k < len && buf[k] != ':'; k++)
-        ;
-    if (k == 0 || k >= len)
-        return len;                       /* the blank line that ends the head */
-    v = k + 1;
-    while (v < len && (buf[v] == ' ' || buf[v] == '\t'))
-        v++;
-    while (len > v && (buf[len - 1] == '\r' || buf[len - 1] == '\n' || buf[len - 1] == ' '))
-        len--;
-    u->in_cb = 1;
-    u->h->header(u->arg, buf, k, buf + v, len - v);
-    u->in_cb = 0;
     return u->aborted ? 0 : size * n;
 }
 
+/* Body bytes: handed on as they come, or (chunked) decoded here first. A
+ * pause makes libcurl hand the same bytes over again later: the first
+ * TAKEN of them were handed on already. */
 static size_t on_data(char *buf, size_t size, size_t n, void *arg)
 {
     upcurl_t *u = arg;
+    size_t len = size * n, off = u->taken, skip, dlen;
+    const char *why;
     int r;
-    if (u->aborted)
-        return 0;
-    u->in_cb = 1;
-    r = u->h->body(u->arg, buf, size * n);
-    u->in_cb = 0;
-    if (u->aborted)
-        return 0;                         /* curl ends the transfer; check_multi releases it */
-    switch (r) {
-    case UP_PAUSE:
-        return CURL_WRITEFUNC_PAUSE;      /* curl keeps the bytes and hands them over again */
-    case UP_ABORT:
-        return 0;
-    default:
-        return size * n;
+    u->taken = 0;
+    while (!u->aborted && off < len) {
+        if (u->chunked) {
+            if (u->body_done) {           /* past the end: never anybody's answer */
+                u->no_reuse = 1;
+                return len;
+            }
+            r = h1_chunks_next(&u->chunks, buf + off, len - off, &skip, &dlen, &why);
+            off += skip;
+            if (r == H1_BAD)
+                return refuse(u, why);
+            if (r == H1_END) {
+                u->body_done = 1;
+                continue;
+            }
+            if (r == H1_MORE)
+                break;
+        } else {
+            dlen = len - off;
+        }
+        u->in_cb = 1;
+        r = u->h->body(u->arg, buf + off, dlen);
+        u->in_cb = 0;
+        if (u->aborted)
+            break;                        /* curl ends the transfer; check_multi releases it */
+        if (r == UP_PAUSE) {
+            u->taken = off;
+            return CURL_WRITEFUNC_PAUSE;  /* curl keeps the bytes and hands them over again */
+        }
+        if (r == UP_ABORT)
+            return 0;
+        if (u->chunked)
+            h1_chunks_took(&u->chunks, dlen);
+        off += dlen;
     }
+    return u->aborted ? 0 : len;
 }
 
 /* The body pieces, one after the other. */
@@ -317,6 +529,9 @@ upcurl_t *upcurl_start(worker_t *w, const up_request_t *rq, const up_handlers_t 
     curl_easy_setopt(u->easy, CURLOPT_SEEKDATA, u);
     curl_easy_setopt(u->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->len);
     curl_easy_setopt(u->easy, CURLOPT_HTTPHEADER, u->headers);
+    curl_easy_setopt(u->easy, CURLOPT_HTTP_TRANSFER_DECODING, 0L);   /* chunks are decoded in on_data */
+    curl_easy_setopt(u->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(u->easy, CURLOPT_CLOSESOCKETDATA, w);
     curl_easy_setopt(u->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(u->easy, CURLOPT_HEADERDATA, u);
     curl_easy_setopt(u->easy, CURLOPT_WRITEFUNCTION, on_data);
