@@ -478,14 +478,14 @@ def test_malformed_status_line_is_an_upstream_error(env):
 
 
 def test_header_lines_that_are_not_http_are_an_upstream_error(env):
-    """What the upstream sends in its head reaches the client, so turnout's own
-    client refuses a name with a space ("Content-Length : 5" would also frame
-    the body wrongly), a folded line, a bare CR inside a value, and a line
-    without a colon. (libcurl is laxer here; this pins turnout's client.)"""
-    native = {"upstream": {"client": "native"}}
+    """What the upstream sends in its head reaches the client, so both clients
+    refuse a name with a space ("Content-Length : 5" would also frame the body
+    wrongly), a folded line, a bare CR inside a value, a line without a colon,
+    and a name with bytes that are not a token (RFC 9110: "Transfer-E\xcdcoding"
+    is no header of ours to relay)."""
     for bad in (b"Content-Length : 2\r\n", b"X-A: 1\r\n  folded: on\r\n", b"X-A: 1\rX-Injected: 2\r\n",
-                b"no colon here\r\n"):
-        assert_refused_then_recovers(env, b"HTTP/1.1 200 OK\r\n" + bad + b"Content-Length: 2\r\n\r\n{}", native)
+                b"no colon here\r\n", b"Transfer-E\xcdcoding: chunked\r\n", b"X-\xff: 1\r\n"):
+        assert_refused_then_recovers(env, b"HTTP/1.1 200 OK\r\n" + bad + b"Content-Length: 2\r\n\r\n{}")
 
 
 def test_oversized_response_headers_are_an_upstream_error(env):
@@ -583,3 +583,173 @@ def test_early_response_before_the_request_body_is_sent(env):
         assert up.requests[0].get("content-length") == str(len(big)), up.requests[0]
         assert_ok(chat(t))
         assert up.accepted == 2, up.accepted
+
+
+# --- response integrity: bytes nobody asked for are never an answer -----------------
+
+def answer(tag):
+    """A complete 200 whose body names TAG, so a test can tell whose answer a client got."""
+    return response(headers=[JSON], body=b'{"id":"%s","object":"chat.completion","choices":[]}' % tag)
+
+
+def body_id(reply):
+    st, h, data = reply
+    assert st == 200, (st, data[:300])
+    return json.loads(data)["id"]
+
+
+WRONG = answer(b"unsolicited")
+
+
+def test_unsolicited_bytes_on_an_idle_connection_are_never_an_answer(env):
+    """After answering request 1 the upstream writes more, 200 ms later, while
+    the connection idles in the pool: 3 stray bytes, or a whole well-formed
+    answer. Request 2 must get its own answer (on a new connection), never
+    those bytes, and every request after it too."""
+    for stray in (b"BAD", WRONG):
+        with RawUpstream([Reply(answer(b"one"), 0.2, stray), Reply(answer(b"two")), Reply(answer(b"three"))]) as up:
+            t = one_upstream(env, up)
+            assert body_id(chat(t)) == "one"
+            up.wait(lambda: True, "nothing")
+            time.sleep(0.4)                    # the stray bytes are in, the connection idles
+            assert body_id(chat(t)) == "two", stray
+            assert body_id(chat(t)) == "three", stray
+            assert up.accepted == 2 and [r.conn for r in up.requests] == [0, 1, 1], (stray, up.accepted)
+            up.wait(lambda: 0 in up.peer_closed, "the gateway to close the connection that had stray bytes")
+
+
+def test_bytes_after_a_complete_answer_close_the_connection(env):
+    """The stray answer comes in the same write as request 1's answer: the
+    connection is closed with it, and request 2 gets its own answer."""
+    for stray in (b"BAD", WRONG):
+        with RawUpstream([Reply(answer(b"one") + stray), Reply(answer(b"two"))]) as up:
+            t = one_upstream(env, up)
+            assert body_id(chat(t)) == "one"
+            assert body_id(chat(t)) == "two", stray
+            assert up.accepted == 2 and [r.conn for r in up.requests] == [0, 1], (stray, up.accepted)
+
+
+def test_stray_bytes_after_a_large_answer_are_never_an_answer(env):
+    """A 100 KB answer (several reads), then a stray answer 50 ms later; the
+    next request comes 100 ms after the big answer, when the stray bytes
+    wait on the pooled connection: it gets its own answer, and so does every
+    request after it. (A request written before stray bytes arrive cannot be
+    told from their answer in HTTP/1.1, by any client: see the README.)"""
+    big = response(headers=[JSON], body=b'{"id":"big","pad":"' + b"p" * 100_000 + b'"}')
+    script = [Reply(big, 0.05, WRONG)] + [Reply(answer(b"n%d" % i)) for i in range(1, 10)]
+    with RawUpstream(script) as up:
+        t = one_upstream(env, up)
+        assert body_id(chat(t)) == "big"
+        time.sleep(0.1)
+        for i in range(1, 10):
+            assert body_id(chat(t)) == "n%d" % i, i
+        assert up.accepted == 2, up.accepted
+
+
+def test_bytes_waiting_when_a_request_is_written_are_never_its_answer(env):
+    """The stray answer reaches the gateway while it is busy reading a large
+    request (8 MB of JSON takes it milliseconds to check), after its loop last
+    looked at the idle connection and before it writes the request there.
+    The request must not be paired with those bytes."""
+    go = threading.Event()
+    with RawUpstream([Reply(answer(b"one"), go, WRONG), Reply(answer(b"two"))]) as up:
+        t = one_upstream(env, up, config={"limits": {"max_body_bytes": 16 << 20}})
+        assert body_id(chat(t)) == "one"
+        up.wait(lambda: len(up.requests) == 1, "request 1")
+        body = json.dumps({"model": "r", "messages": [{"role": "user", "content": "x" * (8 << 20)}]}).encode()
+        s = socket.create_connection(("127.0.0.1", t.port), timeout=WAIT_S)
+        try:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1])
+            time.sleep(0.3)
+            s.sendall(body[-1:])
+            time.sleep(0.002)
+            go.set()
+            data = read_until(s, b"", b"}}", timeout=WAIT_S)
+            data = read_until(s, data, b'"choices":[]}', timeout=0.5)
+        finally:
+            s.close()
+        st = harness.status_of(data)
+        if st == 200:
+            assert b'"id":"two"' in data, data[-300:]
+        else:
+            assert st == 502, data[:300]
+        assert b"unsolicited" not in data, data[-300:]
+
+
+# --- what both clients refuse, and what they skip ------------------------------------
+
+def test_trailer_fields_are_never_reply_headers(env):
+    """A chunked answer's trailer is dropped: it never becomes a header of the client's reply."""
+    framed = (response(headers=[JSON, (b"Transfer-Encoding", b"chunked"), (b"Trailer", b"X-Trailer")], length=False)
+              + chunk(OK_BODY) + b"0\r\nX-Trailer: injected\r\nX-Other: also\r\n\r\n")
+    with RawUpstream([Reply(framed), Reply(OK)]) as up:
+        t = one_upstream(env, up)
+        h = assert_ok(chat(t))
+        assert "x-trailer" not in h and "x-other" not in h, h
+        assert_ok(chat(t))
+
+
+def test_bad_chunk_size_is_an_upstream_error(env):
+    """"0x10" is no chunk size: reading it as 0 would make the body's own
+    lines a trailer (and, relayed, reply headers). It is an upstream_error,
+    and so are a size with trailing junk and a negative one."""
+    head = response(headers=[(b"Content-Type", b"text/event-stream"), (b"Transfer-Encoding", b"chunked")],
+                    length=False)
+    for size in (b"0x10", b"10zz", b"-5"):
+        bad = head + size + b'\r\ndata: {"a":1}\r\nX-Injected: yes\r\n\r\n'
+        assert_refused_then_recovers(env, bad)
+
+
+def test_cut_or_switched_heads_are_upstream_errors(env):
+    """A head cut in the middle of a header line, then the close; a 101
+    Switching Protocols (turnout asked for no upgrade) followed by a 200; a
+    status line that is not HTTP/1.x NNN. Each is a 502, never a 200."""
+    for bad in (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Le",
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + OK,
+                b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\n{}",
+                b"HTTP/2 200\r\nContent-Length: 2\r\n\r\n{}",
+                b"HTTP/1.1 200\tOK\r\nContent-Length: 2\r\n\r\n{}"):
+        assert_refused_then_recovers(env, bad)
+
+
+def test_many_interim_answers_are_skipped(env):
+    """1,000 interim 102 and 103 answers before the 200 (28 KB of heads): both clients skip them all."""
+    interim = b"".join(b"HTTP/1.1 102 Processing\r\n\r\n" if i % 2 else
+                       b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" for i in range(1000))
+    with RawUpstream(Reply(interim, OK)) as up:
+        t = one_upstream(env, up)
+        h = assert_ok(chat(t))
+        assert "link" not in h, h
+
+
+# --- a head that trickles -------------------------------------------------------------
+
+def slow_head(status_line_first=True):
+    """A 200 whose status line comes at once and whose other head lines trickle in at 30 bytes/s (~3 s)."""
+    rest = b"Content-Type: application/json\r\nX-Slow: " + b"s" * 40 + b"\r\nX-More: 1\r\n"
+    return [b"HTTP/1.1 200 OK\r\n"] + dribble(rest, 3, 0.1) + [b"Content-Length: %d\r\n\r\n" % len(OK_BODY), OK_BODY]
+
+
+def test_first_byte_limit_times_the_first_byte_only(env):
+    """first_byte_s is from the request to the answer's first byte: a status
+    line at once, then a head that takes 3 s, passes a 1 s first-byte limit
+    (the rest of the head is bounded by idle_s, 5 s here), and the access log's
+    ttfb is that of the status line."""
+    with RawUpstream(Reply(*slow_head())) as up:
+        t = one_upstream(env, up, config={"upstream": {"first_byte_s": 1, "idle_s": 5}})
+        t0 = time.time()
+        h = assert_ok(chat(t))
+        assert time.time() - t0 > 2.5 and h["x-slow"] == "s" * 40, h
+        entry = t.access_log("/v1/chat/completions")[-1]
+        assert entry["ttfb_ms"] < 900, entry
+
+
+def test_a_head_slower_than_idle_s_is_an_idle_timeout(env):
+    """The same 3 s head with idle_s 1: 504 upstream_idle_timeout after about 1 s, not a first-byte timeout."""
+    with RawUpstream(Reply(*slow_head())) as up:
+        t = one_upstream(env, up, config={"upstream": {"first_byte_s": 10, "idle_s": 1}})
+        t0 = time.time()
+        st, h, data = chat(t)
+        assert st == 504 and json.loads(data)["error"]["code"] == "upstream_idle_timeout", (st, data[:300])
+        assert 0.9 < time.time() - t0 < 2.5, time.time() - t0
