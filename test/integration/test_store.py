@@ -282,6 +282,82 @@ def test_import_of_an_export_keeps_stored_secrets(env):
     assert st == 200
 
 
+def test_null_only_where_it_removes_a_secret(env):
+    """null is a value only for a provider's api_key (remove the stored key);
+    anywhere else the schema refuses it by name, in a seed and in the admin
+    API alike, rather than storing it."""
+    a = env.mock(name="a")
+    t = env.turnout(seed_for(a))
+    bad = [("providers", {"name": "p", "base_url": a.base_url, "description": None}, "providers[0].description"),
+           ("providers", {"name": "p", "base_url": a.base_url, "models": [{"name": "m", "input_price": None}]},
+            "providers[0].models[0].input_price"),
+           ("routes", {"name": "r", "router": None, "targets": [{"provider": "a", "model": "m"}]},
+            "routes[0].router"),
+           ("routes", {"name": "r", "targets": [{"provider": "a", "model": "m", "weight": None}]},
+            "routes[0].targets[0].weight"),
+           ("routes", {"name": "r", "primary_model": "a/m", "fallback_model": None}, "routes[0].fallback_model"),
+           ("keys", {"secret_hash": "0" * 64, "tenant": None}, "keys[0].tenant"),
+           ("keys", {"secret_hash": None}, "keys[0].secret_hash")]
+    for section, rec, field in bad:
+        path = write_json(env, "null.json", {section: [rec]})
+        p = import_(t.config_path, path)
+        assert p.returncode == 1 and (field + ": must not be null").encode() in p.stderr, p.stderr
+    # the admin API answers 400 naming the field
+    st, err = t.admin("POST", "/v1/providers", {"name": "p", "base_url": a.base_url, "region": None})
+    assert st == 400 and err["error"]["param"] == "region" and "must not be null" in err["error"]["message"], err
+    st, err = t.admin("POST", "/v1/model-routes", {"name": "r", "description": None,
+                                                    "targets": [{"provider": "a", "model": "m"}]})
+    assert st == 400 and err["error"]["param"] == "description", err
+    # a PATCH's null still removes the field (RFC 7386), and api_key: null creates a keyless provider
+    st, p = t.admin("POST", "/v1/providers", {"name": "p", "base_url": a.base_url, "api_key": None,
+                                               "description": "d"})
+    assert st == 201 and "api_key" not in p and "api_key_last4" not in p, p
+    st, p = t.admin("PATCH", "/v1/providers/" + p["id"], {"description": None})
+    assert st == 200 and "description" not in p, p
+    assert t.admin("POST", "/v1/providers", {"name": "q", "base_url": a.base_url, "api_key": 5})[1]["error"][
+        "message"] == "api_key: must be a string or null"
+    # a seed that sets a key on a new provider, and one that says null, at start-up into an empty store
+    seed = {"providers": [{"name": "k1", "base_url": a.base_url, "api_key": None,
+                           "models": [{"name": "mock-small", "bare_alias": True}]},
+                          {"name": "k2", "base_url": a.base_url, "api_key": CANARY,
+                           "models": [{"name": "mock-large", "bare_alias": True}]}]}
+    t2 = env.turnout(seed, name="seeded")
+    st, h, _ = t2.chat("mock-small")
+    assert st == 200 and "authorization" not in a.log()[-1]["headers"]
+    st, h, _ = t2.chat("mock-large")
+    assert st == 200 and h["x-turnout-provider"] == "k2"
+    assert a.log()[-1]["headers"]["authorization"] == "Bearer " + CANARY
+
+
+def test_nulls_stored_by_older_versions_are_left_out(env):
+    """Stores written before the schema refused nulls may hold some: the
+    admin API's reads and the export leave them out, so a PATCH (validated
+    whole) and an import of the export still work."""
+    a = env.mock(name="a")
+    t = env.turnout(seed_for(a))
+    data_dir = json.load(open(t.config_path))["data_dir"]
+    t.stop()
+    dump = subprocess.run(["mdb_dump", "-p", "-s", "providers", data_dir], capture_output=True, check=True,
+                          timeout=20).stdout.decode()
+    assert dump.count(' {"name":"a",') == 1, dump
+    dump = dump.replace(' {"name":"a",', ' {"name":"a","description":null,"headers":{"X-A":"1","X-B":null},')
+    subprocess.run(["mdb_load", "-s", "providers", data_dir], input=dump.encode(), check=True, capture_output=True,
+                   timeout=20)
+    t = env.turnout({}, config={"data_dir": data_dir}, name="legacy")
+    exported = export_to(env, t.config_path, "export.json")
+    assert "null" not in json.dumps(exported) and exported["providers"][0]["headers"] == {"X-A": "1"}, exported
+    st, page = t.admin("GET", "/v1/providers")
+    assert st == 200 and page["data"] == exported["providers"], page
+    st, p = t.admin("GET", "/v1/providers/" + page["data"][0]["id"])
+    assert st == 200 and p == exported["providers"][0], p
+    st, p = t.admin("PATCH", "/v1/providers/" + p["id"], {"region": "eu"})
+    assert st == 200 and p["region"] == "eu" and "description" not in p, p
+    assert t.chat("mock-small")[0] == 200 and a.log()[-1]["headers"]["x-a"] == "1"
+    p = import_(t.config_path, os.path.join(env.dir, "export.json"))
+    assert p.returncode == 0, p.stderr
+    assert export_to(env, t.config_path, "export2.json") == exported
+
+
 def test_stale_readers_cleared_after_a_crash(env):
     """LMDB resets its reader table when the first process opens the store, so
     stale slots matter when another process keeps it open: here a second
