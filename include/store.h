@@ -94,10 +94,7 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
  * are skipped), in one transaction. */
 void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when);
 
-/* The record with ID (parsed copy, caller frees), or NULL. Here, in
- * store_find_route, store_list and store_export, null members (stored by
- * versions whose schema accepted them; readers take them as absent) are
- * left out. */
+/* The record with ID (parsed copy), or NULL. */
 cJSON *store_find(store_t *s, store_table_t t, const char *id);
 
 /* The route named NAME in SCOPE and ROUTER ("" = none), or NULL. */

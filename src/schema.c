@@ -1,12 +1,8 @@
 /* schema.c - field-by-field validation of providers, routes and routers, with defaults.
  *
  * Field names and ranges follow SPEC 3 and the hosted products in shared/seeds.
- * Every record that enters the store (seed import, admin API) goes through
- * here, so the data plane can trust what it reads. A null member is refused
- * (absent and null would otherwise both mean "the default"), except a
- * provider's api_key: there null means "no stored key", which the seed
- * import tells apart from a record that leaves api_key out (keep the stored
- * one); the record is stored without it. */
+ * Every record that enters the store (seed import now, admin API later) goes
+ * through here, so the data plane can trust what it reads. */
 #include "schema.h"
 
 #include <stdio.h>
@@ -31,9 +27,7 @@ int schema_endpoint_parse(const char *name)
     return -1;
 }
 
-/* F_STR_OR_NULL: a string, or null as a value of its own (a provider's
- * api_key: "remove the stored key"); no other type takes null. */
-typedef enum { F_STR, F_BOOL, F_INT, F_NUM, F_ARRAY, F_OBJECT, F_ANY, F_STR_OR_NULL } ftype_t;
+typedef enum { F_STR, F_BOOL, F_INT, F_NUM, F_ARRAY, F_OBJECT, F_ANY } ftype_t;
 
 /* One allowed field of a record. */
 typedef struct field {
@@ -44,7 +38,6 @@ typedef struct field {
 
 static const char *const type_names[] = {
     "a string", "true or false", "an integer", "a number", "an array", "an object", "a value",
-    "a string or null",
 };
 
 /* Checks every member of OBJ against FIELDS. PATH prefixes field names in
@@ -62,19 +55,11 @@ static int check_fields(const cJSON *obj, const field_t *fields, size_t n, const
             snprintf(err, errlen, "%s%s: unknown field", path, m->string);
             return -1;
         }
-        if (cJSON_IsNull(m)) {
-            /* null and absent would mean the same everywhere else: one
-             * spelling, so that a stored record never holds a null */
-            if (f->type == F_STR_OR_NULL)
-                continue;
-            snprintf(err, errlen, "%s%s: must not be null (leave the field out; only a provider's api_key may be "
-                     "null, to remove its stored key)", path, m->string);
-            return -1;
-        }
+        if (cJSON_IsNull(m))
+            continue;
         int ok = 1;
         switch (f->type) {
         case F_STR:
-        case F_STR_OR_NULL:
             ok = cJSON_IsString(m) && strlen(m->valuestring) >= f->min &&
                  strlen(m->valuestring) <= f->max;
             if (cJSON_IsString(m) && !ok) {
@@ -106,11 +91,13 @@ static int check_fields(const cJSON *obj, const field_t *fields, size_t n, const
     return 0;
 }
 
-/* Adds NAME = V (owned) when OBJ has no NAME (check_fields refused nulls). */
 static void set_default(cJSON *obj, const char *name, cJSON *v)
 {
-    if (cJSON_GetObjectItemCaseSensitive(obj, name) == NULL)
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (cur == NULL)
         cJSON_AddItemToObject(obj, name, v);
+    else if (cJSON_IsNull(cur))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, name, v);
     else
         cJSON_Delete(v);
 }
@@ -195,7 +182,7 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
 {
     static const field_t fields[] = {
         { "id", F_STR, 1, 64 }, { "name", F_STR, 1, 64 }, { "base_url", F_STR, 8, 2048 },
-        { "api_key_env", F_STR, 1, 128 }, { "api_key", F_STR_OR_NULL, 1, 4096 }, { "protocol", F_STR, 1, 32 },
+        { "api_key_env", F_STR, 1, 128 }, { "api_key", F_STR, 1, 4096 }, { "protocol", F_STR, 1, 32 },
         { "headers", F_OBJECT, 0, 0 }, { "models", F_ARRAY, 0, 0 },
         { "max_in_flight", F_INT, 1, 10000 }, { "timeouts", F_OBJECT, 0, 0 },
         { "enabled", F_BOOL, 0, 0 }, { "region", F_STR, 1, 64 }, { "eu_owned", F_BOOL, 0, 0 },
@@ -386,6 +373,10 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     set_default(r, "enabled", cJSON_CreateTrue());
     /* TruLayer's shorthand: primary_model (and fallback_model) stand for the
      * targets, which the store expands against its providers (store.c). */
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "primary_model")))
+        cJSON_DeleteItemFromObjectCaseSensitive(r, "primary_model");
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "fallback_model")))
+        cJSON_DeleteItemFromObjectCaseSensitive(r, "fallback_model");
     v = cJSON_GetObjectItemCaseSensitive(r, "primary_model");
     if (cJSON_GetObjectItemCaseSensitive(r, "fallback_model") != NULL && v == NULL) {
         snprintf(err, errlen, "fallback_model: needs primary_model");

@@ -538,25 +538,6 @@ void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
 
 /* --- admin writes ------------------------------------------------------ */
 
-/* Removes the null members of REC's objects at any depth (an array's null
- * elements stay: dropping one would shift the others) and returns REC.
- * Versions before the schema refused nulls stored some; every reader takes
- * null as absent, so the admin API's reads (the base of a PATCH, which is
- * validated whole) and the export leave them out rather than hand back
- * what the schema now refuses. */
-static cJSON *drop_nulls(cJSON *rec)
-{
-    cJSON *m = rec != NULL ? rec->child : NULL, *next;
-    for (; m != NULL; m = next) {
-        next = m->next;
-        if (cJSON_IsNull(m) && cJSON_IsObject(rec))
-            cJSON_Delete(cJSON_DetachItemViaPointer(rec, m));
-        else if (cJSON_IsObject(m) || cJSON_IsArray(m))
-            drop_nulls(m);
-    }
-    return rec;
-}
-
 /* Finds the record with ID inside TXN: routes and keys through their id
  * index, the others by a scan (providers and routers are few). Returns a
  * parsed copy or NULL. */
@@ -902,7 +883,7 @@ cJSON *store_find(store_t *s, store_table_t t, const char *id)
     cJSON *out;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
         return NULL;
-    out = drop_nulls(find_in(s, txn, t, id));
+    out = find_in(s, txn, t, id);
     mdb_txn_abort(txn);
     return out;
 }
@@ -923,7 +904,7 @@ cJSON *store_find_route(store_t *s, const char *scope, const char *router, const
     cJSON *out;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
         return NULL;
-    out = drop_nulls(route_by_name(s, txn, scope, router, name));
+    out = route_by_name(s, txn, scope, router, name);
     mdb_txn_abort(txn);
     return out;
 }
@@ -952,7 +933,7 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
         rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     }
     for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        cJSON *rec = drop_nulls(cJSON_ParseWithLength(v.mv_data, v.mv_size));
+        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
         if (rec == NULL)
             continue;
         if (keep != NULL && !keep(rec, arg)) {
@@ -1165,7 +1146,7 @@ cJSON *store_export(store_t *s)
         if (mdb_cursor_open(txn, s->tbl[order[i]], &c) != 0)
             continue;
         for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            cJSON *rec = drop_nulls(cJSON_ParseWithLength(v.mv_data, v.mv_size));
+            cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             if (rec == NULL)
                 continue;
             /* secrets stay in the store: an import of this keeps them */
