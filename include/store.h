@@ -22,8 +22,12 @@ int store_is_empty(store_t *s);
  * routes, keys) in one write transaction. A record replaces the stored one
  * with its id, else the one with its name (provider name, router slug,
  * route scope + router + name, key secret hash); others are created and
- * nothing is deleted. Returns 0, or -1 with a message naming the record and
- * field. */
+ * nothing is deleted. Secrets, which store_export leaves out, are kept
+ * unless the record says otherwise: a provider record without api_key
+ * keeps the stored key ("api_key": null removes it, a string replaces it),
+ * and a key record without secret_hash keeps the hash of the stored key
+ * with its id. So importing an export changes nothing. Returns 0, or -1
+ * with a message naming the record and field. */
 int store_import_seed(store_t *s, const char *file, char *err, size_t errlen);
 
 /* A per-worker read handle: one read transaction, reset between lookups so it
@@ -97,7 +101,8 @@ cJSON *store_find(store_t *s, store_table_t t, const char *id);
 cJSON *store_find_route(store_t *s, const char *scope, const char *router, const char *name);
 
 /* The whole store in the seed format (providers, routers, routes, keys),
- * provider api_key values left out; NULL on failure. */
+ * provider api_key values left out (keys carry their secret_hash, a
+ * one-way digest, never the secret); NULL on failure. */
 cJSON *store_export(store_t *s);
 
 /* Appends to OUT up to LIMIT records whose key sorts after AFTER (NULL: from

@@ -26,6 +26,7 @@ static void usage(FILE *out)
             "usage: turnout [-t] -c FILE\n"
             "       turnout export -c FILE        print the store as a seed (provider api_key values left out)\n"
             "       turnout import -c FILE SEED   load SEED into the store, validated, in one transaction\n"
+            "                                     (stored api_keys are kept unless SEED sets them or says null)\n"
             "  -c, --config FILE  run with the JSON config FILE\n"
             "  -t, --test         check the config (and the seed file it names) and exit\n"
             "  -v, --version      print the version and exit\n"

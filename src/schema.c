@@ -234,6 +234,10 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
             return -1;
         }
     }
+    /* "api_key": null says "no stored key": the record keeps none (the
+     * seed import reads it as "remove the stored key" before this runs) */
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(p, "api_key")))
+        cJSON_DeleteItemFromObjectCaseSensitive(p, "api_key");
     set_default(p, "protocol", cJSON_CreateString("openai"));
     set_default(p, "enabled", cJSON_CreateTrue());
     set_default(p, "models", cJSON_CreateArray());

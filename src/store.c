@@ -986,16 +986,40 @@ static int written_here(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t t
            memcmp(before.mv_data, now.mv_data, now.mv_size) != 0;
 }
 
-/* Keeps the stored id and created_at of OLD where the seed gives none. */
+/* Keeps the stored string FIELD of OLD where the seed gives none (GIVEN 0):
+ * id and created_at, and the secrets an export leaves out. */
 static void inherit(cJSON *rec, const cJSON *old, const char *field, int given)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(old, field);
-    if (!given && cJSON_IsString(v))
+    if (given || !cJSON_IsString(v))
+        return;
+    if (cJSON_GetObjectItemCaseSensitive(rec, field) != NULL)
         cJSON_ReplaceItemInObjectCaseSensitive(rec, field, cJSON_CreateString(v->valuestring));
+    else
+        cJSON_AddStringToObject(rec, field, v->valuestring);
+}
+
+/* A key record of the seed without secret_hash names a stored key by id:
+ * it keeps that key's hash (and the hint that goes with it), as a provider
+ * keeps its api_key; a key cannot be stored without one. */
+static void inherit_key_hash(store_t *s, MDB_txn *txn, cJSON *rec)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+    cJSON *old;
+    if (cJSON_GetObjectItemCaseSensitive(rec, "secret_hash") != NULL || !cJSON_IsString(id) ||
+        (old = find_in(s, txn, STORE_KEYS, id->valuestring)) == NULL)
+        return;
+    inherit(rec, old, "secret_hash", 0);
+    inherit(rec, old, "secret_hint", cJSON_GetObjectItemCaseSensitive(rec, "secret_hint") != NULL);
+    cJSON_Delete(old);
 }
 
 /* One seed section: each record normalised and written as the admin API
- * would write it, replacing the record it matches (existing_for). Returns 0,
+ * would write it, replacing the record it matches (existing_for). Secrets
+ * are the exception to "replacing": an export leaves a provider's api_key
+ * out, so a record without one keeps the stored key ("api_key": null
+ * removes it, a string replaces it), and a key record without secret_hash
+ * keeps the stored hash. Importing an export is thus a no-op. Returns 0,
  * or -1 with the message in err. */
 static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t t, cJSON *recs,
                           const char *file, int (*normalise)(cJSON *, char *, size_t), char *err, size_t errlen)
@@ -1006,7 +1030,11 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
     cJSON_ArrayForEach(rec, recs) {
         int has_id = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "id"));
         int has_created = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "created_at"));
+        /* before normalise, which drops a null api_key */
+        int has_api_key = cJSON_GetObjectItemCaseSensitive(rec, "api_key") != NULL;
         cJSON *old = NULL;
+        if (t == STORE_KEYS && cJSON_IsObject(rec))
+            inherit_key_hash(s, txn, rec);
         if (normalise(rec, msg, sizeof(msg)) < 0) {
             snprintf(err, errlen, "seed %s: %s[%d].%s", file, tables[t].name, i, msg);
             return -1;
@@ -1021,6 +1049,8 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
             }
             inherit(rec, old, "id", has_id);
             inherit(rec, old, "created_at", has_created);
+            if (t == STORE_PROVIDERS)
+                inherit(rec, old, "api_key", has_api_key);
         }
         st = put_in(s, txn, t, rec, old != NULL ? schema_str(old, "id", "") : NULL, msg, sizeof(msg));
         cJSON_Delete(old);
@@ -1119,7 +1149,8 @@ cJSON *store_export(store_t *s)
             cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             if (rec == NULL)
                 continue;
-            cJSON_DeleteItemFromObjectCaseSensitive(rec, "api_key");   /* secrets stay in the store */
+            /* secrets stay in the store: an import of this keeps them */
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, "api_key");
             cJSON_AddItemToArray(arr, rec);
         }
         mdb_cursor_close(c);

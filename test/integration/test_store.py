@@ -196,6 +196,92 @@ def test_export_and_import_round_trip(env):
     assert st == 200 and h["x-turnout-provider"] == "b"
 
 
+def write_json(env, name, obj):
+    path = os.path.join(env.dir, name)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return path
+
+
+def export_to(env, cfg, name):
+    """`turnout export` into a file of the test's directory (searched for the
+    canary at the end, as every file there is): the parsed export."""
+    p = subprocess.run([os.path.join(BUILD, "turnout"), "export", "-c", cfg], capture_output=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    with open(os.path.join(env.dir, name), "wb") as f:
+        f.write(p.stdout)
+    assert CANARY.encode() not in p.stdout and CANARY[3:].encode() not in p.stdout
+    return json.loads(p.stdout)
+
+
+def test_import_of_an_export_keeps_stored_secrets(env):
+    """[client-fixes] C5: `turnout export` leaves provider api_keys out, and
+    an import used to replace the stored record with the exported one, so a
+    round trip on a live store dropped the key: the upstream request then
+    went out with no Authorization. A record without api_key keeps the
+    stored key, "api_key": null removes it, a string replaces it; key
+    records keep their secret hash. Export, import, export is a no-op."""
+    a = env.mock(name="a")
+    t = env.turnout(seed_for(a), config={"require_key": True})
+    # the stored key is the only one this provider has (no api_key_env)
+    st, p = t.admin("POST", "/v1/providers", {"name": "keyed", "base_url": a.base_url, "api_key": CANARY,
+                                               "models": [{"name": "mock-small"}]})
+    assert st == 201 and p["api_key_last4"] == CANARY[-4:], p
+    assert t.admin("POST", "/v1/model-routes", {"name": "k", "targets": [
+        {"provider": "keyed", "model": "mock-small"}]})[0] == 201
+    st, key = t.admin("POST", "/v1/keys", {"name": "app"})
+    assert st == 201
+    auth = {"Authorization": "Bearer " + key["secret"]}
+
+    def upstream_auth():
+        a.clear()
+        st, h, body = t.request("POST", "/v1/chat/completions", {"model": "k", "messages": []}, auth)
+        assert st == 200 and h["x-turnout-provider"] == "keyed", (st, body)
+        return a.log()[-1]["headers"].get("authorization")
+
+    assert upstream_auth() == "Bearer " + CANARY
+    before = export_to(env, t.config_path, "export-before.json")
+    assert [x for x in before["providers"] if x["name"] == "keyed"][0].get("api_key") is None
+    # imported into the store of the running gateway: nothing changes
+    p = import_(t.config_path, os.path.join(env.dir, "export-before.json"))
+    assert p.returncode == 0, p.stderr
+    assert export_to(env, t.config_path, "export-live.json") == before
+    assert upstream_auth() == "Bearer " + CANARY
+    st, rec = t.admin("GET", "/v1/providers/" + [x for x in before["providers"] if x["name"] == "keyed"][0]["id"])
+    assert st == 200 and rec["api_key_last4"] == CANARY[-4:], rec
+    # and with the gateway stopped: the next one on the same store still sends the key
+    data_dir = json.load(open(t.config_path))["data_dir"]
+    t.stop()
+    p = import_(t.config_path, os.path.join(env.dir, "export-before.json"))
+    assert p.returncode == 0, p.stderr
+    assert export_to(env, t.config_path, "export-stopped.json") == before
+    t = env.turnout({}, config={"data_dir": data_dir, "require_key": True}, name="again")
+    assert upstream_auth() == "Bearer " + CANARY      # the key record kept its hash too
+    keyed = [x for x in before["providers"] if x["name"] == "keyed"][0]
+    # a string replaces the stored key
+    write_json(env, "new-key.json", {"providers": [dict(keyed, api_key="sk-rotated-0000")]})
+    assert import_(t.config_path, os.path.join(env.dir, "new-key.json")).returncode == 0
+    assert upstream_auth() == "Bearer sk-rotated-0000"
+    # "api_key": null removes it: the next request goes out without Authorization
+    write_json(env, "no-key.json", {"providers": [dict(keyed, api_key=None)]})
+    p = import_(t.config_path, os.path.join(env.dir, "no-key.json"))
+    assert p.returncode == 0, p.stderr
+    assert upstream_auth() is None
+    st, rec = t.admin("GET", "/v1/providers/" + keyed["id"])
+    assert st == 200 and "api_key_last4" not in rec and "api_key" not in rec, rec
+    assert export_to(env, t.config_path, "export-after.json") == before
+    # a key record that leaves secret_hash out keeps the stored hash
+    k = dict(before["keys"][0], description="from git")
+    del k["secret_hash"]
+    write_json(env, "key.json", {"keys": [k]})
+    p = import_(t.config_path, os.path.join(env.dir, "key.json"))
+    assert p.returncode == 0, p.stderr
+    after = export_to(env, t.config_path, "export-key.json")["keys"][0]
+    assert after == dict(before["keys"][0], description="from git"), after
+    st, _, _ = t.request("POST", "/v1/chat/completions", {"model": "k", "messages": []}, auth)
+    assert st == 200
+
+
 def test_stale_readers_cleared_after_a_crash(env):
     """LMDB resets its reader table when the first process opens the store, so
     stale slots matter when another process keeps it open: here a second
