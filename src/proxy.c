@@ -27,7 +27,8 @@
  * event and the access log's "error" field: upstream_connect_error,
  * upstream_connect_timeout, upstream_first_byte_timeout, upstream_idle_timeout,
  * upstream_total_timeout, upstream_rate_limited (429), upstream_error (5xx,
- * 401/403, reset, truncation). */
+ * 401/403, reset, a body cut short), upstream_truncated (a stream framed
+ * only by the close that ended before its terminator). */
 #include "proxy.h"
 #include "admin.h"
 #include "auth.h"
@@ -39,6 +40,7 @@
 #include "metrics.h"
 #include "multipart.h"
 #include "resolve.h"
+#include "sse.h"
 #include "upstream.h"
 
 #include <event2/bufferevent.h>
@@ -58,6 +60,7 @@
 #define RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
 #define RETRY_CAP_DEFAULT_MS 5000     /* retry.retry_after_cap_s absent or 0 */
 #define MAX_QUOTED_MODEL (MAX_MODEL * 6 + 3)   /* a model name as a JSON string, at worst */
+#define SSE_EVENT_MAX (1024 * 1024)   /* the longest stream event held back whole */
 
 /* One entry of the attempt trace: an attempt, or a candidate passed over. */
 typedef struct trace {
@@ -118,6 +121,8 @@ typedef struct req {
     long status;
     evhtp_headers_t *resp_headers;
     int relaying;                /* chunked relay to the client has started */
+    int up_framed;               /* the upstream's answer has a Content-Length or chunks (not the close) */
+    int sse_done;                /* the last event relayed is the stream's terminator */
     int paused;                  /* the transfer waits for the client to drain */
     int got_first_byte;          /* the current attempt has a response */
     double attempt_ms;           /* when the current attempt started */
@@ -479,6 +484,8 @@ static void on_up_header(void *arg, const char *name, size_t nlen, const char *v
         return;
     memcpy(n, name, nlen);
     n[nlen] = '\0';
+    if (strcasecmp(n, "content-length") == 0 || strcasecmp(n, "transfer-encoding") == 0)
+        r->up_framed = 1;                /* the framing tells where the answer ends, not the close */
     for (const char *const *h = hop_by_hop; *h; h++)
         if (strcasecmp(n, *h) == 0)
             return;
@@ -520,6 +527,48 @@ static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
     return EVHTP_RES_OK;
 }
 
+/* Writes LEN stream bytes straight into the client's socket output (what
+ * evhtp_send_reply_chunk does, without a temporary buffer); BUF is the
+ * call's, so it is copied. They end with a whole event. */
+static int relay(req_t *r, const char *buf, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
+    int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
+    if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add(out, buf, len) < 0 ||
+        (chunked && evbuffer_add(out, "\r\n", 2) < 0))
+        return -1;
+    r->bytes_out += len;
+    r->sse_done = sse_is_done(buf, len);
+    return 0;
+}
+
+/* Stream bytes: the whole events among what has come are relayed at once,
+ * and the start of an unfinished one is held back (in r->resp, unused
+ * while relaying) until its end comes. So whatever ends the stream (an
+ * error event, the deadline) follows a whole event: a half-sent one would
+ * be joined to it by the client's SSE parser, hiding the error. An upstream
+ * read usually ends at an event's end: then nothing is held or copied. */
+static int relay_events(req_t *r, const char *buf, size_t len)
+{
+    size_t held = evbuffer_get_length(r->resp), cut;
+    const char *all;
+    if (held == 0) {
+        cut = sse_whole(buf, len, 0);
+        if ((cut > 0 && relay(r, buf, cut) < 0) || (cut < len && evbuffer_add(r->resp, buf + cut, len - cut) < 0))
+            return UP_ABORT;
+        return UP_TAKEN;
+    }
+    if (evbuffer_add(r->resp, buf, len) < 0 || (all = (const char *)evbuffer_pullup(r->resp, -1)) == NULL)
+        return UP_ABORT;
+    /* an event's end is at most 4 bytes long: the held ones were searched */
+    cut = sse_whole(all, held + len, held > 3 ? held - 3 : 0);
+    if (cut > 0 && (relay(r, all, cut) < 0 || evbuffer_drain(r->resp, cut) < 0))
+        return UP_ABORT;
+    if (evbuffer_get_length(r->resp) > SSE_EVENT_MAX)
+        return UP_ABORT;                  /* no event is that long: not a stream we can relay whole */
+    return UP_TAKEN;
+}
+
 static int on_up_data(void *arg, const char *buf, size_t len)
 {
     req_t *r = arg;
@@ -537,22 +586,14 @@ static int on_up_data(void *arg, const char *buf, size_t len)
         evhtp_send_reply_chunk_start(r->req, (evhtp_res)r->status);
     }
     if (r->relaying) {
-        struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
-        int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
-        if (evbuffer_get_length(out) >= PROXY_SEND_HIGH_WATER) {
+        if (evbuffer_get_length(bufferevent_get_output(r->req->conn->bev)) >= PROXY_SEND_HIGH_WATER) {
             /* the client is behind: the call keeps these bytes and hands
              * them over again when on_client_drained resumes it */
             r->paused = 1;
             evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, (evhtp_hook)on_client_drained, r);
             return UP_PAUSE;
         }
-        /* straight into the socket's output (what evhtp_send_reply_chunk
-         * does, without a temporary buffer); BUF is the call's, so copy */
-        if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add(out, buf, len) < 0 ||
-            (chunked && evbuffer_add(out, "\r\n", 2) < 0))
-            return UP_ABORT;
-        r->bytes_out += len;
-        return UP_TAKEN;
+        return relay_events(r, buf, len);
     }
     return evbuffer_add(r->resp, buf, len) < 0 ? UP_ABORT : UP_TAKEN;
 }
@@ -607,6 +648,9 @@ static void reply_exhausted(req_t *r)
 static void finish_reply(req_t *r)
 {
     if (r->relaying) {
+        size_t held = evbuffer_get_length(r->resp);   /* an unfinished last event: passed on as it came */
+        if (held > 0)
+            relay(r, (const char *)evbuffer_pullup(r->resp, -1), held);
         evhtp_send_reply_chunk_end(r->req);
         return;
     }
@@ -697,6 +741,20 @@ static const char *keep_detail(req_t *r, const char *detail)
     return at;
 }
 
+/* Whether a whole answer is an event stream that was cut: one framed only
+ * by the close cannot tell a cut from an end, so it is judged by its
+ * dialect's terminator (SPEC 4.4): OpenAI's data: [DONE]. */
+static int cut_stream(req_t *r)
+{
+    size_t held;
+    if (r->up_framed || r->status >= 300 || !(r->relaying || is_event_stream(r)))
+        return 0;
+    held = evbuffer_get_length(r->resp);  /* the unrelayed tail, or (before relaying) all of it */
+    if (held > 0)
+        return !sse_is_done((const char *)evbuffer_pullup(r->resp, -1), held);
+    return !r->sse_done;
+}
+
 /* One attempt is over: the call ended (FAILED is NULL when a whole
  * response arrived, else its error code and DETAIL), or our timer ended it
  * (FAILED names which limit). Replies, retries, fails over, or ends the
@@ -708,8 +766,12 @@ static void attempt_over(req_t *r, const char *failed, const char *detail)
     const char *code = failed;
     double now = edge_now_ms();
 
-    if (failed == NULL && failover_status(r->status))
+    if (failed == NULL && failover_status(r->status)) {
         code = r->status == 429 ? "upstream_rate_limited" : "upstream_error";
+    } else if (failed == NULL && cut_stream(r)) {
+        code = "upstream_truncated";
+        detail = "the upstream closed the stream before its last event (data: [DONE])";
+    }
     t->detail = keep_detail(r, detail);
     t->status = failed == NULL ? (int)r->status : 0;
     t->error = code;
@@ -886,6 +948,7 @@ static int start_attempt(req_t *r)
         return -1;
     r->status = 0;
     r->got_first_byte = 0;
+    r->up_framed = r->sse_done = 0;
     r->attempt_ms = r->last_data_ms = edge_now_ms();
     r->first_byte_ms = timeout_of(r, c, "first_byte_s", cfg->first_byte_timeout_s) * 1000.0;
     r->idle_ms = timeout_of(r, c, "idle_s", cfg->idle_gap_s) * 1000.0;

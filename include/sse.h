@@ -1,0 +1,22 @@
+/* sse.h - where the events of a server-sent event stream end, for relaying them whole.
+ *
+ * An event ends with an empty line; a line ends with CR LF, LF or CR. A
+ * relay that passes on only whole events can always end a stream cleanly
+ * (with an error event of its own) without a half-sent event in front of
+ * it, which an SSE parser would join to what follows. */
+#ifndef TURNOUT_SSE_H
+#define TURNOUT_SSE_H
+
+#include <stddef.h>
+
+/* The length of the longest prefix of BUF[0, LEN) that holds only whole
+ * events: the end of its last empty line, or 0. No event ends before FROM
+ * (bytes the caller searched already): the search stops there. A CR at
+ * the very end does not end a line yet (an LF may follow). */
+size_t sse_whole(const char *buf, size_t len, size_t from);
+
+/* Whether the last line of BUF[0, LEN) that holds anything is OpenAI's
+ * terminator, "data: [DONE]". */
+int sse_is_done(const char *buf, size_t len);
+
+#endif

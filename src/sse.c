@@ -1,0 +1,45 @@
+/* sse.c - where the events of a server-sent event stream end (see sse.h).
+ *
+ * Both searches run backwards from the end: an upstream's read usually ends
+ * exactly at an event's end, so the common case looks at two bytes. */
+#include "sse.h"
+
+#include <string.h>
+
+/* Whether a line terminator ends at BUF[I] (inclusive), given the bytes
+ * before it; its first byte's index goes to *START. */
+static int eol_at(const char *buf, size_t len, size_t i, size_t *start)
+{
+    if (buf[i] == '\n') {
+        *start = i > 0 && buf[i - 1] == '\r' ? i - 1 : i;
+        return 1;
+    }
+    if (buf[i] == '\r' && i + 1 < len && buf[i + 1] != '\n') {
+        *start = i;
+        return 1;
+    }
+    return 0;
+}
+
+size_t sse_whole(const char *buf, size_t len, size_t from)
+{
+    for (size_t i = len; i > from; i--) {
+        size_t s, s2;
+        /* an empty line: a terminator right after another one */
+        if (eol_at(buf, len, i - 1, &s) && s > 0 && eol_at(buf, len, s - 1, &s2))
+            return i;
+    }
+    return 0;
+}
+
+int sse_is_done(const char *buf, size_t len)
+{
+    size_t end = len, start;
+    while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == '\r'))
+        end--;
+    start = end;
+    while (start > 0 && buf[start - 1] != '\n' && buf[start - 1] != '\r')
+        start--;
+    return (end - start == 12 && memcmp(buf + start, "data: [DONE]", 12) == 0) ||
+           (end - start == 11 && memcmp(buf + start, "data:[DONE]", 11) == 0);
+}

@@ -1,0 +1,35 @@
+/* test_sse.c - event boundaries in every line-ending style, and the OpenAI terminator. */
+#include "../../src/sse.c"
+#include "unit.h"
+
+static size_t whole(const char *s)
+{
+    return sse_whole(s, strlen(s), 0);
+}
+
+int main(void)
+{
+    CHECK(whole("data: a\n\n") == 9);
+    CHECK(whole("data: a\n\ndata: b") == 9);
+    CHECK(whole("data: a\n\ndata: b\n") == 9);
+    CHECK(whole("data: a\r\n\r\ndata: b\r\n\r\n") == 22);
+    CHECK(whole("data: a\r\n\r\ndata: b\r\n\r") == 11);     /* the last LF may still come */
+    CHECK(whole("data: a\r\rdata: b") == 9);
+    CHECK(whole("data: a\r\r") == 0);                        /* a CR at the end decides nothing yet */
+    CHECK(whole("data: a\n\r\nx") == 10);
+    CHECK(whole("data: a\r\n\nx") == 10);
+    CHECK(whole("data: {\"partial") == 0);
+    CHECK(whole("\n\n") == 2);
+    CHECK(whole("") == 0);
+    /* FROM: nothing ends before it */
+    CHECK(sse_whole("a\n\nb", 4, 3) == 0);
+    CHECK(sse_whole("a\n\nb\n\n", 6, 3) == 6);
+
+    CHECK(sse_is_done("data: x\n\ndata: [DONE]\n\n", 23));
+    CHECK(sse_is_done("data:[DONE]", 11));
+    CHECK(sse_is_done("data: [DONE]\r\n", 14));
+    CHECK(!sse_is_done("data: [DONE]x\n\n", 15));
+    CHECK(!sse_is_done("data: [DONE]\n\ndata: more\n\n", 26));
+    CHECK(!sse_is_done("", 0));
+    DONE();
+}
