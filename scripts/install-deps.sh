@@ -37,6 +37,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "${rc:-0}" -eq 0 ] || exit "$rc"
 fi
 
+# Node.js and the official SDKs the tests drive turnout with (test/sdk,
+# pinned by its package-lock.json). A machine with a Node.js of its own that
+# brings npm keeps it; otherwise Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+    say "installing nodejs npm"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+fi
+sdk_want=$(sha256sum "$root/test/sdk/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$root/test/sdk/node_modules/.turnout-stamp" 2>/dev/null)" != "$sdk_want" ]; then
+    say "installing the SDKs of test/sdk (npm ci)"
+    (cd "$root/test/sdk" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$sdk_want" > "$root/test/sdk/node_modules/.turnout-stamp"
+fi
+
 # The stamp names the tarball and every patch, so a changed patch rebuilds.
 patches=$(ls "$root"/scripts/patches/*.patch 2>/dev/null | sort || true)
 want=$(cat "$root/scripts/install-deps.sh" $patches | sha256sum | cut -d' ' -f1)

@@ -35,6 +35,19 @@ def check_reply(port, *parts):
         assert CANARY.encode() not in text, "the canary provider key was in a reply from port %d" % port
 
 
+SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sdk")
+
+
+def sdk(script, spec, timeout=60):
+    """Runs test/sdk/SCRIPT (a client built on an official SDK, installed by
+    scripts/install-deps.sh) with SPEC as its JSON argument; returns the JSON
+    line it prints."""
+    p = subprocess.run(["node", os.path.join(SDK_DIR, script), json.dumps(spec)], capture_output=True,
+                       timeout=timeout)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
+    return json.loads(p.stdout.decode().strip().splitlines()[-1])
+
+
 def free_port():
     """A port that binds now, taken below the kernel's ephemeral range: a port
     from bind(0) is released before the server binds it, and in between any
