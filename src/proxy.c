@@ -100,6 +100,7 @@ typedef struct req {
     int last_cand;               /* the last one called, -1 before any */
     int attempts;
     char attempts_text[12];      /* for the x-turnout-attempts header */
+    char retry_after[24];        /* for the Retry-After header */
     int tries;                   /* attempts on the current candidate */
     int ntrace;                  /* entries in trace (below) */
     size_t details_len;          /* bytes used in details (below) */
@@ -110,7 +111,6 @@ typedef struct req {
     double retry_cap_ms;
     int n429;                    /* attempts answered 429 */
     int skipped_cap, skipped_cool;   /* candidates passed over, and why */
-    double earliest_ms;          /* the soonest a cooling candidate is usable again */
     int waiting;                 /* the timer is a Retry-After wait */
     health_t health;             /* the current attempt's shared slots */
     const char *m_endpoint;      /* the endpoint label of its metrics */
@@ -615,31 +615,84 @@ static void reply_trace_error(req_t *r, int status, const char *type, const char
     va_end(ap);
 }
 
+/* Tells the client when to come back and whether an SDK should retry by
+ * itself (x-should-retry, which the OpenAI SDKs obey before their own
+ * rules). WAIT_MS >= 0 adds Retry-After (whole seconds, at least 1: what
+ * HTTP says) and retry-after-ms (exact; the SDKs prefer it). Returns the
+ * Retry-After value, for messages. */
+static const char *add_retry_hints(req_t *r, double wait_ms, int should_retry)
+{
+    char ms[24];
+    if (wait_ms >= 0) {
+        snprintf(r->retry_after, sizeof(r->retry_after), "%ld", wait_ms > 1000 ? (long)((wait_ms + 999) / 1000) : 1L);
+        snprintf(ms, sizeof(ms), "%ld", (long)(wait_ms + 0.5));
+        add_header_held(r->req, "Retry-After", r->retry_after);
+        add_header(r->req, "retry-after-ms", ms);
+    }
+    add_header_held(r->req, "x-should-retry", should_retry ? "true" : "false");
+    return r->retry_after;
+}
+
+/* How long until the soonest candidate may be called again, in ms from
+ * now: asked of the state every worker shares when the answer goes out, so
+ * a not-before that a later 429 pushed back counts, and one already past
+ * does not. */
+static double soonest_usable_ms(req_t *r)
+{
+    double now = edge_now_ms(), soonest = -1;
+    for (int i = 0; i < r->res.ncand; i++) {
+        health_t h;
+        int64_t until = 0;
+        int which;
+        double at;
+        health_of(&r->res, i, &h);
+        switch (health_peek(&h, (int64_t)now, r->w->cfg->cooldown_after, &until, &which)) {
+        case HEALTH_USABLE:
+            return 0;
+        case HEALTH_COOLING:
+            at = (double)until - now;
+            break;
+        default:                          /* a probe out, or at a cap: shortly */
+            at = 1000;
+            break;
+        }
+        if (soonest < 0 || at < soonest)
+            soonest = at;
+    }
+    return soonest > 0 ? soonest : 0;
+}
+
 /* No candidate is left. Nothing was called because every candidate was at
  * a cap: 429 capacity_exhausted. Every call was rate limited (or nothing
- * was called because the candidates are cooling down): 429 with the
- * earliest time one is usable again. Otherwise 504 when the last failure
- * was a timeout, else 502. The body lists the trace. */
+ * was called because the candidates are cooling down): 429 with the time
+ * until the soonest one is usable again. Otherwise 504 when the last
+ * failure was a timeout, else 502. The body lists the trace.
+ *
+ * The retry hints keep the SDKs' own retries from multiplying ours: after
+ * turnout itself retried 429s or every candidate failed, a retry within
+ * seconds would only repeat that (x-should-retry: false); a refusal that
+ * called no upstream (caps, cooling down) is worth retrying after the wait. */
 static void reply_exhausted(req_t *r)
 {
-    char text[4000], ra[24];
-    double wait = r->earliest_ms - edge_now_ms();
+    char text[4000];
+    const char *ra;
     trace_text(r, text, sizeof(text));
     if (r->attempts == 0 && r->skipped_cap > 0) {
-        add_header(r->req, "Retry-After", "1");
+        add_retry_hints(r, 1000, 1);
         reply_trace_error(r, 429, "rate_limit_error", "capacity_exhausted",
                           "every upstream for model '%s' is at its concurrency limit; retry shortly: %s", r->model,
                           text);
     } else if (r->attempts == r->n429 && r->n429 + r->skipped_cool > 0) {
-        snprintf(ra, sizeof(ra), "%ld", wait > 1000 ? (long)((wait + 999) / 1000) : 1L);
-        add_header(r->req, "Retry-After", ra);
+        ra = add_retry_hints(r, soonest_usable_ms(r), r->n429 == 0);
         reply_trace_error(r, 429, "rate_limit_error", "rate_limited",
                           "every upstream for model '%s' is rate limited or cooling down; retry after %s s: %s",
                           r->model, ra, text);
     } else if (is_timeout(r->last_fail)) {
+        add_retry_hints(r, -1, 0);
         reply_trace_error(r, 504, "upstream_error", r->last_fail,
                           "every upstream for model '%s' failed, the last by timing out: %s", r->model, text);
     } else {
+        add_retry_hints(r, -1, 0);
         reply_trace_error(r, 502, "upstream_error", "upstream_error", "every upstream for model '%s' failed: %s",
                           r->model, text);
     }
@@ -707,12 +760,6 @@ static void wait_then_retry(req_t *r, double until)
 {
     r->waiting = 1;
     edge_timer_after(&r->timer, until - edge_now_ms() > 1 ? until - edge_now_ms() : 1);
-}
-
-static void note_earliest(req_t *r, double until)
-{
-    if (r->earliest_ms == 0 || until < r->earliest_ms)
-        r->earliest_ms = until;
 }
 
 /* A failed attempt counts towards its upstream's cooldown; the start of one
@@ -801,7 +848,6 @@ static void attempt_over(req_t *r, const char *failed, const char *detail)
         until = now + wait;
         r->n429++;
         health_defer(&r->health, (int64_t)until);
-        note_earliest(r, until);
         end_attempt(r);
         if (r->tries <= r->max_429_retries && until < r->deadline_ms) {
             metrics_add(metrics_series(r->w->metrics, M_RETRIES, c->provider, c->model, NULL, NULL), 1);
@@ -1010,12 +1056,10 @@ static void next_attempt(req_t *r)
             }
             skipped(r, "cooling_down");
             r->skipped_cool++;
-            note_earliest(r, (double)until);
             break;
         case HEALTH_PROBING:
             skipped(r, "probing");
             r->skipped_cool++;
-            note_earliest(r, now + 1000);
             break;
         case HEALTH_AT_CAP:
             skipped(r, "at_cap");
@@ -1332,6 +1376,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
                     schema_endpoint_name(ep));
         return;
     case RESOLVE_DISABLED:
+        add_retry_hints(r, -1, 0);       /* an operator's switch: retrying will not help */
         reply_error(r, 503, "server_error", "route_disabled", "model",
                     "route '%s' is disabled and has no fallback target", r->model);
         return;
@@ -1340,6 +1385,7 @@ static void serve_data(req_t *r, endpoint_t ep, const char *router)
         return;
     }
     if (r->res.ncand == 0) {
+        add_retry_hints(r, -1, 0);
         reply_error(r, 503, "server_error", "no_upstream", "model",
                     "model '%s' has no enabled upstream target", r->model);
         return;
@@ -1562,7 +1608,7 @@ evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *ar
          * everything else is turned away; either way the connection closes */
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
         if (!is_health_path(path)) {
-            add_header(req, "Retry-After", "1");
+            add_retry_hints(r, 1000, 1);
             reply_error(r, 503, "server_error", "too_many_connections", NULL,
                         "this gateway worker is at its limit of %d client connections; retry shortly",
                         w->cfg->max_connections);

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+import harness
 from harness import http_request
 
 CHAT = "/v1/chat/completions"
@@ -135,9 +136,11 @@ def test_all_cooling_answers_429_with_earliest_retry_after(env):
     t = env.turnout(seed([route("r", "a", "b", retry={"max_429_retries": 0, "retry_after_cap_s": 30})], a, b))
     st, h, body, _ = timed_chat(t, "r")        # both answer 429: a until +3 s, b until +5 s
     assert st == 429 and h["retry-after"] == "3", (h, body)
+    assert 2500 < int(h["retry-after-ms"]) <= 3000 and h["x-should-retry"] == "false", h   # we called them
     st, h, body, took = timed_chat(t, "r")     # nobody is called now
     err = json.loads(body)["error"]
     assert st == 429 and err["code"] == "rate_limited" and h["retry-after"] in ("2", "3"), (h, body)
+    assert h["x-should-retry"] == "true", h   # worth a retry once a is usable again
     assert [e.get("skipped") for e in err["attempts"]] == ["cooling_down", "cooling_down"]
     assert took < 0.2 and len(a.log()) == 1 and len(b.log()) == 1
     st, dr = t.admin("POST", "/v1/model-routes/dry-run", {"model": "r"})
@@ -323,3 +326,39 @@ def test_waiting_requests_do_not_block_the_workers(env):
     assert loaded <= 2 * idle, (idle, loaded)
     assert len(waiting) == 100 and all(w[0] == 429 and w[3] >= 2.9 for w in waiting)
     assert len(a.log()) == 200
+
+
+def test_a_final_429_says_when_the_soonest_upstream_is_usable(env):
+    """An upstream answering 429 with Retry-After 8, retried once after the
+    route's 3 s cap: the client's 429 comes after ~3 s and says 3 s (the
+    not-before the second 429 set), never the first 429's time, which has
+    passed by then."""
+    a = env.mock("--status", "429", "--retry-after", "8", name="a")
+    t = env.turnout(seed([route("r", "a", retry={"max_429_retries": 1, "retry_after_cap_s": 3})], a))
+    st, h, body, took = timed_chat(t, "r")
+    assert st == 429 and json.loads(body)["error"]["code"] == "rate_limited", body
+    assert 2.8 < took < 4.5 and len(a.log()) == 2, (took, len(a.log()))
+    assert h["retry-after"] == "3" and 2500 < int(h["retry-after-ms"]) <= 3000, h
+    assert h["x-should-retry"] == "false", h
+
+
+def sdk_chat(t, model):
+    return harness.sdk("chat.mjs", {"baseURL": "http://127.0.0.1:%d/v1" % t.port,
+                                    "body": {"model": model, "messages": MSG}})
+
+
+def test_sdk_retries_do_not_multiply_turnouts(env):
+    """The openai SDK with its default 2 retries: turnout has already retried
+    the 429 (and failed over past the 500s), so the SDK raises at once instead
+    of running the whole thing twice more (x-should-retry: false)."""
+    limited = env.mock("--status", "429", "--retry-after", "8", name="limited")
+    broken = env.mock("--status", "500", name="broken")
+    t = env.turnout(seed([route("r429", "limited", retry={"max_429_retries": 1, "retry_after_cap_s": 1}),
+                          route("r500", "broken")], limited, broken))
+    out = sdk_chat(t, "r429")
+    assert out["error"]["class"] == "RateLimitError" and out["error"]["status"] == 429, out
+    assert len(limited.log()) == 2, "upstream calls: %d" % len(limited.log())
+    assert out["elapsed_ms"] < 2500, out["elapsed_ms"]
+    out = sdk_chat(t, "r500")
+    assert out["error"]["class"] == "InternalServerError" and out["error"]["status"] == 502, out
+    assert len(broken.log()) == 1 and len(t.access_log(CHAT, 2)) == 2, len(broken.log())
