@@ -141,13 +141,16 @@ static const char *code_for(int status)
  * reported as the error's param. */
 static void reply_error(evhtp_request_t *req, int status, const char *fmt, ...)
 {
-    char msg[1024], param[128] = "";
+    char raw[1024], msg[3 * sizeof(raw)], param[128] = "";
     const char *colon;
     cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    /* cJSON prints bytes over 0x7f as they are: a path or value of raw
+     * bytes must not make the body invalid UTF-8 */
+    jscan_utf8_clean(raw, msg, sizeof(msg));
     colon = strstr(msg, ": ");
     if ((status == 400 || status == 403 || status == 409) && colon != NULL && (size_t)(colon - msg) < sizeof(param) &&
         strcspn(msg, " ") >= (size_t)(colon - msg)) {
