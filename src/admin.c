@@ -940,6 +940,7 @@ static void on_request(evhtp_request_t *req, void *arg)
 {
     const char *path = req->uri && req->uri->path ? req->uri->path->full : "";
     htp_method m = evhtp_request_get_method(req);
+    int get = m == htp_method_GET || m == htp_method_HEAD;   /* evhtp sends HEAD the head alone (patch 0003) */
     caller_t who;
     (void)arg;
     if (strcmp(path, "/healthz") == 0) {
@@ -966,7 +967,7 @@ static void on_request(evhtp_request_t *req, void *arg)
         if (strncmp(path, col->path, n) != 0 || (path[n] != '\0' && path[n] != '/'))
             continue;
         if (path[n] == '\0' || path[n + 1] == '\0') {
-            if (m == htp_method_GET)
+            if (get)
                 serve_list(req, &who, col);
             else if (m == htp_method_POST)
                 serve_create(req, &who, col);
@@ -979,7 +980,7 @@ static void on_request(evhtp_request_t *req, void *arg)
             reply_error(req, 404, "no such path: %.200s", path);
             return;
         }
-        if (m == htp_method_GET) {
+        if (get) {
             cJSON *rec = find_visible(req, &who, col, id);
             if (rec != NULL)
                 reply_record(req, 200, col->table, rec);

@@ -75,20 +75,6 @@ static const char *status_code_name(int status)
     }
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default:  return "Bad Request";
-    }
-}
-
 void edge_write_error(evhtp_connection_t *conn, int status, const char *message)
 {
     char body[700];
@@ -104,9 +90,12 @@ void edge_write_error(evhtp_connection_t *conn, int status, const char *message)
                  "\"code\":\"%s\"}}\n", message, status_code_name(status));
     if (n < 0 || (size_t)n >= sizeof(body))
         return;
+    /* the reason phrase from libevhtp's table (patch 0003), as every other reply;
+     * a reply to HEAD is its head alone, as evhtp's own replies (patch 0003) */
     evbuffer_add_printf(bufferevent_get_output(conn->bev),
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                        "Connection: close\r\n\r\n%s", status, reason_phrase(status), n, body);
+                        "Connection: close\r\n\r\n%s", status, evhtp_status_code_str((evhtp_res)status), n,
+                        req != NULL && req->method == htp_method_HEAD ? "" : body);
 }
 
 static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg)

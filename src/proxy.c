@@ -218,6 +218,13 @@ static void add_std_headers(req_t *r)
         add_header_held(req, "x-turnout-variant", r->res.variant);
 }
 
+/* The body bytes a buffered reply sends: none to HEAD (evhtp sends the
+ * head alone, patch 0003). */
+static uint64_t reply_body_bytes(evhtp_request_t *req)
+{
+    return req->method == htp_method_HEAD ? 0 : evbuffer_get_length(req->buffer_out);
+}
+
 /* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null); EXTRA, if
  * not NULL, is more members of the error object (",\"attempts\":[...]"). */
 static void reply_error_with(req_t *r, int status, const char *type, const char *code, const char *param,
@@ -239,7 +246,7 @@ static void reply_error_with(req_t *r, int status, const char *type, const char 
     add_std_headers(r);
     r->replied = 1;
     r->final_status = status;
-    r->bytes_out = evbuffer_get_length(req->buffer_out);
+    r->bytes_out = reply_body_bytes(req);
     r->error = code;
     evhtp_send_reply(req, (evhtp_res)status);
 }
@@ -1097,7 +1104,7 @@ static void send_buffered(req_t *r, int status, const char *ctype)
     add_std_headers(r);
     r->replied = 1;
     r->final_status = status;
-    r->bytes_out = evbuffer_get_length(r->req->buffer_out);
+    r->bytes_out = reply_body_bytes(r->req);
     evhtp_send_reply(r->req, (evhtp_res)status);
 }
 

@@ -1,11 +1,36 @@
-"""HTTP/1.1 as RFC 9110/9112 say, at the edge: UTF-8 error bodies.
+"""HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, UTF-8 error bodies, and the reason phrase of
+every status turnout sends.
 
 Raw sockets throughout: what is checked is the exact bytes on the wire."""
 import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
 
 from harness import ADMIN_KEY, raw_exchange, seed_for, status_of
 
+GET_HEALTH_CLOSE = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 BODY = b'{"model":"r","messages":[{"role":"user","content":"hi"}]}'
+
+# RFC 9110 section 15 (and IANA's registry for 429, 431, 451, 507 ...)
+REASON = {
+    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    206: "Partial Content", 207: "Multi-Status", 300: "Multiple Choices", 302: "Found",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required",
+    412: "Precondition Failed", 413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
+    416: "Range Not Satisfiable", 417: "Expectation Failed", 418: "I'm a teapot", 421: "Misdirected Request",
+    422: "Unprocessable Content", 423: "Locked", 424: "Failed Dependency", 425: "Too Early",
+    426: "Upgrade Required", 428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported", 507: "Insufficient Storage",
+}
 
 
 def start(env, **config):
@@ -14,9 +39,119 @@ def start(env, **config):
     return m, env.turnout(seed, config=config or None)
 
 
+def parse_responses(raw, methods):
+    """Splits RAW into one response per request method (a HEAD answer has no
+    body whatever its Content-Length says; 1xx answers are kept as their own
+    entries); returns ([(status, reason, headers, body)], bytes left over)."""
+    out = []
+    methods = list(methods)
+    while methods:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        assert sep, "an incomplete response: %r" % raw[:300]
+        lines = head.split(b"\r\n")
+        version, status, reason = (lines[0].split(b" ", 2) + [b""])[:3]
+        assert version in (b"HTTP/1.1", b"HTTP/1.0"), lines[0]
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower()] = v.strip()
+        status = int(status)
+        if 100 <= status < 200:
+            out.append((status, reason, headers, b""))
+            raw = rest
+            continue
+        n = 0 if methods.pop(0) == "HEAD" else int(headers.get(b"content-length", b"0"))
+        out.append((status, reason, headers, rest[:n]))
+        raw = rest[n:]
+    return out, raw
+
+
+def recv_until(s, marker, timeout=2.0):
+    """Reads from S until MARKER has arrived (or the peer closes, or TIMEOUT)."""
+    data, deadline = b"", time.time() + timeout
+    while marker not in data and time.time() < deadline:
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recv_response(s, timeout=5.0):
+    """One whole response with a Content-Length body from S."""
+    data = recv_until(s, b"\r\n\r\n", timeout)
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    n = int(m.group(1)) if m else 0
+    deadline = time.time() + timeout
+    while len(body) < n and time.time() < deadline:
+        s.settimeout(max(0.01, deadline - time.time()))
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def read_to_close(s, timeout=3.0):
+    """Everything S receives until the peer closes: (bytes, closed, reset)."""
+    data, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return data, False, False
+        except ConnectionResetError:
+            return data, True, True
+        if not chunk:
+            return data, True, False
+        data += chunk
+    return data, False, False
+
+
 def utf8_json(body):
     """BODY as JSON, decoded as strict UTF-8 (RFC 8259 section 8.1)."""
     return json.loads(body.decode("utf-8", "strict"))
+
+
+# --- HEAD -------------------------------------------------------------------
+
+def test_head_is_answered_with_the_head_alone(env):
+    m, t = start(env)
+    methods = ["HEAD", "HEAD", "HEAD", "HEAD", "HEAD", "GET"]
+    reqs = (b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /v1/models HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /v1/chat/completions HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /v1/nowhere HTTP/1.1\r\nHost: t\r\n\r\n" + GET_HEALTH_CLOSE)
+    raw, closed = raw_exchange(t.port, reqs)
+    got, rest = parse_responses(raw, methods)
+    assert rest == b"" and closed, "bytes after the last answer: a HEAD answer carried a body: %r" % rest[:200]
+    assert [g[0] for g in got] == [200, 200, 405, 200, 404, 200], [g[:2] for g in got]
+    # Content-Length is what GET would send
+    assert int(got[0][2][b"content-length"]) == len(got[5][3]) > 0
+    st, _, models = t.request("GET", "/v1/models")
+    assert st == 200 and int(got[1][2][b"content-length"]) == len(models)
+    assert got[2][2][b"allow"] == b"POST" and int(got[2][2][b"content-length"]) > 0
+    # the admin listener
+    auth = b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
+    reqs = (b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /v1/providers HTTP/1.1\r\nHost: t\r\n" + auth + b"\r\n"
+            b"HEAD /v1/providers/nope HTTP/1.1\r\nHost: t\r\n" + auth + b"\r\n"
+            b"HEAD /v1/providers HTTP/1.1\r\nHost: t\r\n\r\n" + GET_HEALTH_CLOSE)
+    raw, closed = raw_exchange(t.admin_port, reqs)
+    got, rest = parse_responses(raw, methods[:4] + ["GET"])
+    assert rest == b"" and closed, rest[:200]
+    assert [g[0] for g in got] == [200, 200, 404, 401, 200], [g[:2] for g in got]
+    raw, _ = raw_exchange(t.admin_port, b"GET /v1/providers HTTP/1.1\r\nHost: t\r\n" + auth +
+                          b"Connection: close\r\n\r\n")
+    listing = raw.partition(b"\r\n\r\n")[2]
+    assert status_of(raw) == 200 and int(got[1][2][b"content-length"]) == len(listing) > 0
 
 
 # --- UTF-8 in error bodies --------------------------------------------------------
@@ -58,3 +193,157 @@ def test_error_bodies_are_valid_utf8_json(env):
             utf8_json(line)
 
 
+def head_of(path=b"/v1/chat/completions", method=b"POST", length=len(BODY), version=b"1.1", extra=b"",
+            ctype=b"application/json", key=ADMIN_KEY.encode()):
+    return (b"%s %s HTTP/%s\r\nHost: t\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+            b"Authorization: Bearer %s\r\n%s\r\n" % (method, path, version, ctype, length, key, extra))
+
+
+# --- reason phrases ------------------------------------------------------------
+
+class StatusUpstream:
+    """An upstream on a raw socket that answers each request with the status
+    its model names ("s422" -> 422; "slow" -> no answer for 5 s)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.base_url = "http://127.0.0.1:%d/v1" % self.port
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                n = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+                while len(buf) < n:
+                    buf += c.recv(65536)
+                body, buf = buf[:n], buf[n:]
+                model = json.loads(body)["model"]
+                if model == "slow":
+                    time.sleep(5)
+                    return
+                status = int(model[1:])
+                out = b'{"error":{"message":"status %d","type":"x","param":null,"code":"x"}}' % status
+                c.sendall(b"HTTP/1.1 %d Whatever\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                          % (status, len(out), out))
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+RELAYED = [200, 201, 202, 203, 207, 300, 302, 307, 308, 400, 402, 404, 405, 406, 409, 410, 412, 413, 415,
+           416, 418, 421, 422, 423, 424, 425, 426, 428, 451]
+
+
+def status_line(raw):
+    return raw.partition(b"\r\n")[0].decode("latin-1")
+
+
+def test_every_status_has_its_reason_phrase(env):
+    m = env.mock()
+    up = StatusUpstream()
+    try:
+        raw_provider = {"name": "raw", "base_url": up.base_url, "api_key_env": "MOCK_API_KEY",
+                        "models": [{"name": "s%d" % c} for c in RELAYED + [429, 460, 500]] + [{"name": "slow"}]}
+        seed = seed_for(m, routes=[
+            {"name": "r", "targets": [{"provider": "mock", "model": "mock-small"}]},
+            {"name": "r429", "targets": [{"provider": "raw", "model": "s429"}], "retry": {"max_429_retries": 0}},
+            {"name": "r-slow", "targets": [{"provider": "raw", "model": "slow"}], "timeouts": {"first_byte_s": 1}},
+            {"name": "r-off", "enabled": False, "targets": [{"provider": "mock", "model": "mock-small"}]},
+        ])
+        seed["providers"].append(raw_provider)
+        t = env.turnout(seed, config={"require_key": True, "limits": {"idle_timeout_s": 1, "max_headers": 20}})
+        key = b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
+        seen = {}
+
+        def check(raw, want=None):
+            line = status_line(raw)
+            mm = re.match(r"HTTP/1\.[01] (\d{3}) (.*)$", line)
+            assert mm, line
+            code = int(mm.group(1))
+            assert want is None or code == want, (want, line)
+            assert mm.group(2) == REASON[code], line
+            seen[code] = line
+
+        def chat(model, extra=b""):
+            body = json.dumps({"model": model, "messages": []}).encode()
+            return raw_exchange(t.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n" + key + extra +
+                                b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                % (len(body), body), timeout=6)[0]
+
+        # answered by turnout itself, on the data plane
+        check(raw_exchange(t.port, GET_HEALTH_CLOSE)[0], 200)
+        check(chat("r"), 200)
+        check(raw_exchange(t.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n" + key +
+                           b"Content-Length: 3\r\nConnection: close\r\n\r\n{x}")[0], 400)
+        check(raw_exchange(t.port, b"GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n")[0], 401)
+        check(raw_exchange(t.port, b"GET /v1/x HTTP/1.1\r\n" + key + b"Connection: close\r\n\r\n")[0], 404)
+        check(raw_exchange(t.port, b"DELETE /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")[0], 405)
+        check(raw_exchange(t.port, head_of(length=100))[0], 408)   # the body stalls (idle_timeout_s 1)
+        check(raw_exchange(t.port, head_of(length=2 << 20))[0], 413)
+        check(raw_exchange(t.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")[0], 414)
+        check(raw_exchange(t.port, head_of(ctype=b"text/plain") + BODY)[0], 415)
+        check(chat("r429"), 429)
+        check(raw_exchange(t.port, b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(21)) +
+                           b"\r\n")[0], 431)
+        check(raw_exchange(t.port, head_of(extra=b"Transfer-Encoding: gzip\r\n").replace(b"Content-Length", b"X-L"))[0],
+              501)
+        check(chat("raw/s500"), 502)
+        check(chat("r-off"), 503)
+        check(chat("r-slow"), 504)
+        # relayed from the upstream as it answered
+        for code in RELAYED:
+            check(chat("raw/s%d" % code), code)
+        # an unregistered code keeps an empty reason phrase, never a made-up word
+        assert status_line(chat("raw/s460")) == "HTTP/1.1 460 ", status_line(chat("raw/s460"))
+        # the admin API
+        admin = lambda method, path, body=b"", extra=b"": raw_exchange(  # noqa: E731
+            t.admin_port, b"%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (method, path, key, extra, len(body), body))[0]
+        router = json.dumps({"slug": "one", "name": "One"}).encode()
+        check(admin(b"POST", b"/v1/routers", router), 201)
+        check(admin(b"POST", b"/v1/routers", router), 409)
+        check(admin(b"PUT", b"/v1/routers"), 405)
+        check(admin(b"POST", b"/v1/routers", b"[1]"), 400)
+        check(raw_exchange(t.admin_port, b"POST /v1/routers HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")[0], 411)
+        st, user = t.admin("POST", "/v1/keys", {"role": "user", "name": "u"})
+        assert st == 201, user
+        check(raw_exchange(t.admin_port, b"GET /v1/routers HTTP/1.1\r\nAuthorization: Bearer " +
+                           user["secret"].encode() + b"\r\nConnection: close\r\n\r\n")[0], 403)
+        check(admin(b"POST", b"/v1/routers", b"x" * (2 << 20)), 413)
+        # a full store
+        small = env.turnout(seed_for(m), name="small", config={"store": {"map_size_mb": 1}})
+        big = {"name": "big%d", "base_url": "http://127.0.0.1:1/v1", "api_key_env": "MOCK_API_KEY",
+               "models": [{"name": "m%05d-%s" % (j, "x" * 200)} for j in range(2000)]}
+        for i in range(4):
+            body = json.dumps(dict(big, name="big%d" % i)).encode()
+            raw = raw_exchange(small.admin_port, b"POST /v1/providers HTTP/1.1\r\n" + key +
+                               b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))[0]
+            check(raw)
+            if status_of(raw) != 201:
+                break
+        assert 507 in seen, sorted(seen)
+        print("    %d statuses, each with its reason phrase: %s" % (len(seen), " ".join(str(c) for c in sorted(seen))))
+    finally:
+        up.close()
