@@ -51,6 +51,11 @@ void edge_request_done(client_t *cl);          /* the request was freed; keep-al
  * Does nothing when the request has been answered already. */
 void edge_write_error(evhtp_connection_t *conn, int status, const char *message);
 
+/* The message for a request the parser refused with STATUS (414, 431, 505,
+ * else what the parser's error says: version, request line, header line,
+ * chunk), for edge_write_error. Static text. */
+const char *edge_parse_error_message(evhtp_connection_t *conn, int status);
+
 /* Stopping: closes connections that are idle between requests. */
 void edge_close_idle(worker_t *w);
 /* Loop exit: frees every connection still open. */

@@ -1015,7 +1015,7 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
     (void)arg;
     edge_write_error(conn, status, status == 413 ? "admin request bodies are limited to 1 MiB"
                                  : status == 411 ? "admin requests need a Content-Length"
-                                                 : "malformed HTTP request");
+                                                 : edge_parse_error_message(conn, status));
 }
 
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)

@@ -71,6 +71,7 @@ static const char *status_code_name(int status)
     case 431: return "headers_too_large";
     case 501: return "not_implemented";
     case 503: return "server_busy";
+    case 505: return "http_version_not_supported";
     default:  return "bad_request";
     }
 }
@@ -98,6 +99,33 @@ void edge_write_error(evhtp_connection_t *conn, int status, const char *message)
                         req != NULL && req->method == htp_method_HEAD ? "" : body);
 }
 
+const char *edge_parse_error_message(evhtp_connection_t *conn, int status)
+{
+    switch (status) {
+    case 414: return "the request line is longer than 8 KiB";
+    case 431: return "a header line is longer than 8 KiB";
+    case 505: return "HTTP version not supported: this server speaks HTTP/1.1 and HTTP/1.0";
+    default:  break;
+    }
+    switch (conn->parser != NULL ? htparser_get_error(conn->parser) : htparse_error_none) {
+    case htparse_error_inval_ver:
+        return "malformed HTTP version: the request line must end in HTTP/1.1 or HTTP/1.0";
+    case htparse_error_inval_method:
+    case htparse_error_inval_reqline:
+    case htparse_error_inval_schema:
+    case htparse_error_inval_proto:
+        return "malformed request line: expected METHOD SP TARGET SP HTTP/1.1 (at most 4 empty lines before it)";
+    case htparse_error_inval_hdr:
+        return "malformed header line: expected NAME: VALUE (no whitespace in or after the name, "
+               "no folded lines, a Content-Length of digits)";
+    case htparse_error_inval_chunk_sz:
+    case htparse_error_inval_chunk:
+        return "malformed chunked body";
+    default:
+        return "malformed HTTP request";
+    }
+}
+
 static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg)
 {
     client_t *cl = client_of(conn);
@@ -106,13 +134,8 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
     if (cl == NULL)
         return;
     msg = cl->error;
-    if (msg == NULL) {
-        switch (status) {
-        case 414: msg = "the request line is longer than 8 KiB"; break;
-        case 431: msg = "a header line is longer than 8 KiB"; break;
-        default:  msg = "malformed HTTP request"; break;
-        }
-    }
+    if (msg == NULL)
+        msg = edge_parse_error_message(conn, status);
     edge_write_error(conn, status, msg);
     cl->phase = CLIENT_BUSY;
     event_del(&cl->timer);

@@ -1,5 +1,5 @@
-"""HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, UTF-8 error bodies, and the reason phrase of
-every status turnout sends.
+"""HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, empty lines before a request, versions, UTF-8
+error bodies, and the reason phrase of every status turnout sends.
 
 Raw sockets throughout: what is checked is the exact bytes on the wire."""
 import json
@@ -152,6 +152,73 @@ def test_head_is_answered_with_the_head_alone(env):
                           b"Connection: close\r\n\r\n")
     listing = raw.partition(b"\r\n\r\n")[2]
     assert status_of(raw) == 200 and int(got[1][2][b"content-length"]) == len(listing) > 0
+
+
+# --- empty lines before a request line -----------------------------------------
+
+def test_empty_lines_before_a_request_line_are_ignored(env):
+    m, t = start(env)
+    for prefix in (b"\r\n", b"\r\n\r\n", b"\r\n" * 4):
+        raw, closed = raw_exchange(t.port, prefix + GET_HEALTH_CLOSE, timeout=3)
+        assert status_of(raw) == 200 and closed, (prefix, raw[:200])
+    # the empty line in a read of its own
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(b"\r\n")
+    time.sleep(0.2)
+    s.sendall(GET_HEALTH_CLOSE)
+    raw, closed, _ = read_to_close(s)
+    s.close()
+    assert status_of(raw) == 200 and closed, raw[:200]
+    # a stray CRLF after a body, then a pipelined request: both answered
+    post = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+    raw, closed = raw_exchange(t.port, post + b"\r\n" + GET_HEALTH_CLOSE, timeout=3)
+    got, rest = parse_responses(raw, ["POST", "GET"])
+    assert [g[0] for g in got] == [200, 200] and rest == b"" and closed, raw[:300]
+    # and the same with the CRLF arriving after the answer to the first
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(post + b"\r\n")
+    first = recv_response(s)
+    assert status_of(first) == 200
+    time.sleep(0.1)
+    s.sendall(GET_HEALTH_CLOSE)
+    raw, closed, _ = read_to_close(s)
+    s.close()
+    assert status_of(raw) == 200 and closed, raw[:200]
+    # bounded: past four empty lines the request is refused, not waited for
+    raw, closed = raw_exchange(t.port, b"\r\n" * 5 + GET_HEALTH_CLOSE)
+    assert status_of(raw) == 400 and closed, raw[:200]
+    assert utf8_json(raw.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request"
+    assert len(m.log()) == 2
+
+
+# --- versions -----------------------------------------------------------------
+
+def refused(port, request, status, code):
+    raw, closed = raw_exchange(port, request)
+    assert status_of(raw) == status and closed, (request[:60], raw[:300])
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 %d %s" % (status, REASON[status].encode()), head
+    assert b"connection: close" in head.lower()
+    err = utf8_json(body)["error"]
+    assert err["code"] == code and err["message"], err
+    return err
+
+
+def test_only_http_1_0_and_1_1_are_served(env):
+    m, t = start(env)
+    for version in (b"HTTP/1.12", b"HTTP/11.1", b"HTTP/1.", b"HTTP/1.x", b"HTTP/01.1"):
+        err = refused(t.port, b"GET /healthz %s\r\nHost: t\r\n\r\n" % version, 400, "bad_request")
+        assert "version" in err["message"], (version, err)
+    for version in (b"HTTP/9.9", b"HTTP/3.0", b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1.2"):
+        err = refused(t.port, b"GET /healthz %s\r\nHost: t\r\n\r\n" % version, 505, "http_version_not_supported")
+        assert "HTTP/1.1" in err["message"], err
+    # no version at all (HTTP/0.9's request line): refused, not waited on or served as HTTP/1.0
+    for line in (b"GET /healthz\r\n\r\n", b"GET /healthz \r\n\r\n", b"GET /v1/models?x=1\r\n\r\n"):
+        refused(t.port, line, 400, "bad_request")
+    for version in (b"1.0", b"1.1"):
+        raw, _ = raw_exchange(t.port, b"GET /healthz HTTP/%s\r\nHost: t\r\nConnection: close\r\n\r\n" % version)
+        assert raw.startswith(b"HTTP/%s 200 OK\r\n" % version), raw[:100]
 
 
 # --- UTF-8 in error bodies --------------------------------------------------------
@@ -312,6 +379,7 @@ def test_every_status_has_its_reason_phrase(env):
         check(chat("raw/s500"), 502)
         check(chat("r-off"), 503)
         check(chat("r-slow"), 504)
+        check(raw_exchange(t.port, b"GET /healthz HTTP/2.0\r\n\r\n")[0], 505)
         # relayed from the upstream as it answered
         for code in RELAYED:
             check(chat("raw/s%d" % code), code)
