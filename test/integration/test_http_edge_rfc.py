@@ -1,5 +1,5 @@
-"""HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, empty lines before a request, versions, UTF-8
-error bodies, and the reason phrase of every status turnout sends.
+"""HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, empty lines before a request, versions, optional
+whitespace, UTF-8 error bodies, and the reason phrase of every status turnout sends.
 
 Raw sockets throughout: what is checked is the exact bytes on the wire."""
 import json
@@ -219,6 +219,54 @@ def test_only_http_1_0_and_1_1_are_served(env):
     for version in (b"1.0", b"1.1"):
         raw, _ = raw_exchange(t.port, b"GET /healthz HTTP/%s\r\nHost: t\r\nConnection: close\r\n\r\n" % version)
         assert raw.startswith(b"HTTP/%s 200 OK\r\n" % version), raw[:100]
+
+
+# --- optional whitespace --------------------------------------------------------
+
+def test_optional_whitespace_around_header_values(env):
+    m, t = start(env, require_key=True)
+    key = ADMIN_KEY.encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
+    cases = [
+        (b"Content-Length:\t%d\r\n" % len(BODY), BODY),
+        (b"Content-Length: %d \r\n" % len(BODY), BODY),
+        (b"Content-Length: \t%d\t \r\n" % len(BODY), BODY),
+        (b"Content-Length:%d\r\n" % len(BODY), BODY),
+        (b"Transfer-Encoding:\tchunked\r\n", chunked),
+        (b"Transfer-Encoding: chunked \r\n", chunked),
+        (b"Transfer-Encoding: \tChunked\t\r\n", chunked),
+    ]
+    for framing, body in cases:
+        req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+               b"Content-Type:\tapplication/json \r\nAuthorization: Bearer " + key + b" \t\r\n" + framing +
+               b"\r\n" + body)
+        raw, closed = raw_exchange(t.port, req + GET_HEALTH_CLOSE)
+        got, rest = parse_responses(raw, ["POST", "GET"])
+        # the body was framed by the value, and the request after it read from the right byte
+        assert [g[0] for g in got] == [200, 200] and rest == b"" and closed, (framing, raw[:400])
+        assert utf8_json(got[0][3])["object"] == "chat.completion"
+    assert [e["model"] for e in m.log()] == ["mock-small"] * len(cases)
+    # the same, a byte per read: the value is trimmed whatever the reads
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + key +
+           b"\r\nContent-Length: \t%d \r\nConnection: close\r\n\r\n%s" % (len(BODY), BODY))
+    for i in range(len(req)):
+        s.sendall(req[i:i + 1])
+        if req[i:i + 1] in b" \t\r":
+            time.sleep(0.002)
+    raw, closed, _ = read_to_close(s)
+    s.close()
+    assert status_of(raw) == 200 and closed, raw[:300]
+    # whitespace where RFC 9112 allows none: a 400, never a second way to read the framing
+    for bad in (b"Content-Length : %d\r\n" % len(BODY),                     # before the colon
+                b"Content-Length: 5\r\n\t%d\r\n" % len(BODY),               # obs-fold
+                b"X-A: b\r\n c\r\nContent-Length: %d\r\n" % len(BODY),      # obs-fold with SP
+                b"X A: b\r\nContent-Length: %d\r\n" % len(BODY)):           # inside a name
+        req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n" + bad + b"\r\n" + BODY)
+        err = refused(t.port, req, 400, "bad_request")
+        assert "header" in err["message"], err
+    refused(t.port, b"GET /healthz HTTP/1.1\r\n Host: t\r\n\r\n", 400, "bad_request")
+    assert len(m.log()) == len(cases) + 1
 
 
 # --- UTF-8 in error bodies --------------------------------------------------------

@@ -1,9 +1,10 @@
 /* test_evhtp_edge.c - regression tests for the project's libevhtp patches
- * 0003 and 0004 (scripts/patches/) at the library level: the reason phrase
- * of every status turnout sends; empty lines before a request line and the
- * HTTP versions the parser accepts. Each request is parsed whole and a byte
- * per read (where a state that spans reads goes wrong). The integration
- * suite checks the same behaviour on the wire (test_http_edge_rfc.py). */
+ * 0003-0005 (scripts/patches/) at the library level: the reason phrase of
+ * every status turnout sends; empty lines before a request line and the
+ * HTTP versions the parser accepts; optional whitespace around header
+ * values. Each request is parsed whole and a byte per read (where a state
+ * that spans reads goes wrong). The integration suite checks the same
+ * behaviour on the wire (test_http_edge_rfc.py). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,9 +171,31 @@ static void empty_lines_and_versions(void)
     expect("GET /a \r\n\r\n", htparse_error_inval_reqline, 0, &s);
 }
 
+static void optional_whitespace(void)
+{
+    seen_t s;
+    expect("POST / HTTP/1.1\r\nContent-Length:\t2\r\n\r\nab", htparse_error_none, 1, &s);
+    CHECK(s.content_len == 2 && strcmp(s.cl, "2") == 0);
+    expect("POST / HTTP/1.1\r\nContent-Length: \t2 \t \r\nContent-Type: \tapplication/json\t\r\n\r\nab",
+           htparse_error_none, 1, &s);
+    CHECK(s.content_len == 2 && strcmp(s.cl, "2") == 0 && strcmp(s.ct, "application/json") == 0);
+    expect("POST / HTTP/1.1\r\nTransfer-Encoding:\tchunked \r\n\r\n2\r\nab\r\n0\r\n\r\n", htparse_error_none, 1, &s);
+    CHECK(strcmp(s.te, "chunked") == 0);
+    /* an empty value stays empty */
+    expect("GET / HTTP/1.1\r\nContent-Type: \t \r\n\r\n", htparse_error_none, 1, &s);
+    CHECK(strcmp(s.ct, "") == 0);
+    /* whitespace in or after a field name, before the first field, obs-fold */
+    expect("POST / HTTP/1.1\r\nContent-Length : 2\r\n\r\nab", htparse_error_inval_hdr, 0, &s);
+    expect("POST / HTTP/1.1\r\nContent\tLength: 2\r\n\r\nab", htparse_error_inval_hdr, 0, &s);
+    expect("POST / HTTP/1.1\r\n Content-Length: 2\r\n\r\nab", htparse_error_inval_hdr, 0, &s);
+    expect("POST / HTTP/1.1\r\nContent-Length: 2\r\n\t0\r\n\r\nab", htparse_error_inval_hdr, 0, &s);
+    expect("POST / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n", htparse_error_inval_hdr, 0, &s);
+}
+
 int main(void)
 {
     reason_phrases();
     empty_lines_and_versions();
+    optional_whitespace();
     DONE();
 }
