@@ -998,15 +998,21 @@ static void on_request(evhtp_request_t *req, void *arg)
 }
 
 /* Bodies over 1 MiB are refused before they are read: the hook's status
- * goes to the parse-error answer (edge.c), and the connection closes. */
+ * goes to the parse-error answer (edge.c), and the connection closes. A
+ * client waiting for "100 Continue" gets it once the body is known to be
+ * acceptable (the caller's key is checked with the complete request). */
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
-    (void)hdrs;
+    evhtp_kv_t *kv;
     (void)arg;
+    TAILQ_FOREACH(kv, hdrs, next)
+        if (strcasecmp(kv->key, "expect") == 0 && !edge_expectation_ok(kv->val))
+            return 417;
     if (evhtp_request_content_len(req) > ADMIN_MAX_BODY)
         return 413;
     if (evhtp_kv_find(req->headers_in, "transfer-encoding") != NULL)
         return 411;   /* admin bodies need a Content-Length */
+    edge_continue(req);
     return EVHTP_RES_OK;
 }
 
@@ -1015,6 +1021,7 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
     (void)arg;
     edge_write_error(conn, status, status == 413 ? "admin request bodies are limited to 1 MiB"
                                  : status == 411 ? "admin requests need a Content-Length"
+                                 : status == 417 ? "the only expectation supported is Expect: 100-continue"
                                                  : edge_parse_error_message(conn, status));
 }
 

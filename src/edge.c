@@ -68,6 +68,7 @@ static const char *status_code_name(int status)
     case 411: return "length_required";
     case 413: return "request_too_large";
     case 414: return "uri_too_long";
+    case 417: return "expectation_failed";
     case 431: return "headers_too_large";
     case 501: return "not_implemented";
     case 503: return "server_busy";
@@ -124,6 +125,28 @@ const char *edge_parse_error_message(evhtp_connection_t *conn, int status)
     default:
         return "malformed HTTP request";
     }
+}
+
+int edge_expects_body(evhtp_request_t *req)
+{
+    /* not through client_t: the admin listener's connections have none; a
+     * Transfer-Encoding that got this far is chunked (on_header, admin's 411) */
+    return evhtp_request_content_len(req) > 0 || evhtp_kv_find(req->headers_in, "transfer-encoding") != NULL;
+}
+
+int edge_expectation_ok(const char *value)
+{
+    return *value == '\0' || strcasecmp(value, "100-continue") == 0;
+}
+
+void edge_continue(evhtp_request_t *req)
+{
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const char *expect = evhtp_kv_find(req->headers_in, "expect");
+    /* RFC 9110 section 10.1.1: an HTTP/1.0 client's 100-continue is ignored */
+    if (expect == NULL || *expect == '\0' || req->proto != EVHTP_PROTO_11 || !edge_expects_body(req))
+        return;
+    evbuffer_add(bufferevent_get_output(req->conn->bev), interim, sizeof(interim) - 1);
 }
 
 static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg)
@@ -215,6 +238,12 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
             cl->error = "Content-Length is not a number";
             return 400;
         }
+    } else if (strcasecmp(h->key, "expect") == 0) {
+        if (!edge_expectation_ok(h->val)) {
+            cl->error = "the only expectation supported is Expect: 100-continue";
+            return 417;
+        }
+        return EVHTP_RES_OK;
     } else if (strcasecmp(h->key, "transfer-encoding") == 0) {
         if (cl->transfer_encoding++) {
             cl->error = "more than one Transfer-Encoding header";

@@ -1,5 +1,5 @@
 """HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, empty lines before a request, versions, optional
-whitespace, UTF-8 error bodies, and the reason phrase of every status turnout sends.
+whitespace, UTF-8 error bodies, Expect: 100-continue, and the reason phrase of every status turnout sends.
 
 Raw sockets throughout: what is checked is the exact bytes on the wire."""
 import json
@@ -308,10 +308,118 @@ def test_error_bodies_are_valid_utf8_json(env):
             utf8_json(line)
 
 
+# --- Expect: 100-continue -----------------------------------------------------------
+
 def head_of(path=b"/v1/chat/completions", method=b"POST", length=len(BODY), version=b"1.1", extra=b"",
             ctype=b"application/json", key=ADMIN_KEY.encode()):
     return (b"%s %s HTTP/%s\r\nHost: t\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
             b"Authorization: Bearer %s\r\n%s\r\n" % (method, path, version, ctype, length, key, extra))
+
+
+EXPECT = b"Expect: 100-continue\r\n"
+
+
+def test_expect_100_continue(env):
+    m, t = start(env, require_key=True, limits={"max_body_bytes": 4 << 20})
+    # every check passes: 100 Continue at once, then the answer; the connection stays usable
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    t0 = time.time()
+    s.sendall(head_of(extra=EXPECT))
+    interim = recv_until(s, b"\r\n\r\n", timeout=1.5)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n" and time.time() - t0 < 0.5, interim
+    s.sendall(BODY)
+    assert status_of(recv_response(s)) == 200
+    s.sendall(head_of(extra=b"Expect: 100-Continue\r\n"))
+    assert recv_until(s, b"\r\n\r\n", timeout=1.5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(BODY)
+    assert status_of(recv_response(s)) == 200
+    s.close()
+    # refused before the body: the final answer at once, never a 100, then the connection closes
+    refusals = [
+        (head_of(key=b"wrong", extra=EXPECT), 401, "invalid_api_key"),
+        (head_of(path=b"/v1/nowhere", extra=EXPECT), 404, "not_found"),
+        (head_of(path=b"/router//v1/chat/completions", extra=EXPECT), 404, "not_found"),
+        (head_of(method=b"PUT", extra=EXPECT), 405, "method_not_allowed"),
+        (head_of(path=b"/healthz", extra=EXPECT), 405, "method_not_allowed"),
+        (head_of(ctype=b"text/plain", extra=EXPECT), 415, "unsupported_media_type"),
+        (head_of(length=5 << 20, extra=EXPECT), 413, "request_too_large"),
+    ]
+    for head, status, code in refusals:
+        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        t0 = time.time()
+        s.sendall(head)
+        raw, closed, reset = read_to_close(s, timeout=3)
+        took = time.time() - t0
+        s.close()
+        assert status_of(raw) == status and took < 0.5, (head[:40], raw[:200], took)
+        assert closed and not reset, (head[:40], closed, reset)
+        h, _, body = raw.partition(b"\r\n\r\n")
+        assert b"connection: close" in h.lower() and utf8_json(body)["error"]["code"] == code, raw[:300]
+    # a client that sends its body anyway (no Expect) reads its answer, not a reset, while it sends
+    big = b"x" * (3 << 20)
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(head_of(key=b"wrong", length=len(big)) + big[:65536])
+    answer = recv_response(s)
+    assert status_of(answer) == 401, answer[:200]
+    s.sendall(big[65536:])             # discarded, not refused with a reset
+    s.shutdown(socket.SHUT_WR)
+    rest, closed, reset = read_to_close(s, timeout=5)
+    s.close()
+    assert rest == b"" and closed and not reset, (rest[:100], closed, reset)
+    # an expectation other than 100-continue
+    for value in (b"gzip", b"100-continue, x", b"200-ok"):
+        err = refused(t.port, head_of(extra=b"Expect: " + value + b"\r\n") + BODY, 417, "expectation_failed")
+        assert "100-continue" in err["message"]
+    # HTTP/1.0: the expectation is ignored (RFC 9110 section 10.1.1), the body still read
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(head_of(version=b"1.0", extra=EXPECT))
+    assert recv_until(s, b"\r\n\r\n", timeout=0.3) == b""
+    s.sendall(BODY)
+    raw, closed, _ = read_to_close(s)
+    s.close()
+    assert raw.startswith(b"HTTP/1.0 200 OK\r\n") and closed, raw[:200]
+    # no body, no 100
+    raw, _ = raw_exchange(t.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw[:100]
+    # the admin listener
+    admin = (b"POST /v1/routers HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+    router = json.dumps({"slug": "exp", "name": "Expect"}).encode()
+    s = socket.create_connection(("127.0.0.1", t.admin_port), timeout=5)
+    s.sendall(admin % (ADMIN_KEY.encode(), len(router)))
+    assert recv_until(s, b"\r\n\r\n", timeout=1.5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(router)
+    raw, _, _ = read_to_close(s)
+    s.close()
+    assert status_of(raw) == 201, raw[:300]
+    refused(t.admin_port, (admin % (ADMIN_KEY.encode(), 2 << 20)).replace(b"100-continue", b"gzip"),
+            417, "expectation_failed")
+    assert len(m.log()) == 3
+
+
+def test_curl_uploads_a_large_body_without_waiting(env):
+    """curl sends Expect: 100-continue with a body over 1 MiB and waits up to
+    1 s for the interim answer before sending it anyway."""
+    curl = shutil.which("curl")
+    assert curl, "curl is installed by scripts/install-deps.sh"
+    m, t = start(env, require_key=True, limits={"max_body_bytes": 4 << 20})
+    path = os.path.join(env.dir, "big.json")
+    with open(path, "wb") as f:
+        f.write(json.dumps({"model": "r", "messages": [{"role": "user", "content": "x" * (2 << 20)}]}).encode())
+
+    def post(key):
+        out = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                              "-H", "Content-Type: application/json", "-H", "Authorization: Bearer " + key,
+                              "--data-binary", "@" + path, "http://127.0.0.1:%d/v1/chat/completions" % t.port],
+                             capture_output=True, text=True, timeout=20)
+        code, took = out.stdout.split()
+        return int(code), float(took)
+
+    for key, status in ((ADMIN_KEY, 200), ("wrong", 401)):
+        code, took = post(key)
+        assert code == status and took < 0.5, (key, code, took)
+        print("    2 MiB POST with curl's Expect: %d in %.3f s" % (code, took))
+    assert len(m.log()) == 1
 
 
 # --- reason phrases ------------------------------------------------------------
@@ -419,6 +527,7 @@ def test_every_status_has_its_reason_phrase(env):
         check(raw_exchange(t.port, head_of(length=2 << 20))[0], 413)
         check(raw_exchange(t.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")[0], 414)
         check(raw_exchange(t.port, head_of(ctype=b"text/plain") + BODY)[0], 415)
+        check(raw_exchange(t.port, head_of(extra=b"Expect: x\r\n"))[0], 417)
         check(chat("r429"), 429)
         check(raw_exchange(t.port, b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(21)) +
                            b"\r\n")[0], 431)
@@ -428,6 +537,10 @@ def test_every_status_has_its_reason_phrase(env):
         check(chat("r-off"), 503)
         check(chat("r-slow"), 504)
         check(raw_exchange(t.port, b"GET /healthz HTTP/2.0\r\n\r\n")[0], 505)
+        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        s.sendall(head_of(extra=EXPECT))
+        check(recv_until(s, b"\r\n\r\n"), 100)
+        s.close()
         # relayed from the upstream as it answered
         for code in RELAYED:
             check(chat("raw/s%d" % code), code)
