@@ -51,6 +51,25 @@ void edge_request_done(client_t *cl);          /* the request was freed; keep-al
  * Does nothing when the request has been answered already. */
 void edge_write_error(evhtp_connection_t *conn, int status, const char *message);
 
+/* The message for a request the parser refused with STATUS (414, 431, 505,
+ * else what the parser's error says: version, request line, header line,
+ * chunk), for edge_write_error. Static text. */
+const char *edge_parse_error_message(evhtp_connection_t *conn, int status);
+
+/* 1 when REQ (headers parsed) has a body to read: a Content-Length over 0
+ * or chunked. */
+int edge_expects_body(evhtp_request_t *req);
+
+/* 1 when an Expect header VALUE is one turnout meets: 100-continue (any
+ * case), or empty. Anything else gets 417. */
+int edge_expectation_ok(const char *value);
+
+/* Sends "100 Continue" when REQ asked for it (Expect: 100-continue over
+ * HTTP/1.1) and has a body to send. Called once the request has passed
+ * every check that needs no body; a request that fails one is answered with
+ * its final status instead, and no 100 is ever sent for it. */
+void edge_continue(evhtp_request_t *req);
+
 /* Stopping: closes connections that are idle between requests. */
 void edge_close_idle(worker_t *w);
 /* Loop exit: frees every connection still open. */

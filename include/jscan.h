@@ -32,7 +32,14 @@ jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out);
 long jscan_string(const char *body, size_t off, size_t len, char *dst, size_t dstlen);
 
 /* Appends S as a JSON string literal (with quotes and escapes) to DST of
- * capacity CAP; returns the length written or -1 if it does not fit. */
+ * capacity CAP; returns the length written or -1 if it does not fit. The
+ * literal is valid UTF-8 whatever S holds: well-formed UTF-8 is copied, each byte
+ * of no valid sequence becomes \ufffd (a path or header of raw bytes). */
 long jscan_quote(const char *s, char *dst, size_t cap);
+
+/* Copies S to DST (capacity CAP, NUL-terminated, cut at a whole character)
+ * with each byte of no valid UTF-8 sequence replaced by U+FFFD; returns the length.
+ * For text another encoder (cJSON) puts into JSON as it is. */
+size_t jscan_utf8_clean(const char *s, char *dst, size_t cap);
 
 #endif

@@ -141,13 +141,16 @@ static const char *code_for(int status)
  * reported as the error's param. */
 static void reply_error(evhtp_request_t *req, int status, const char *fmt, ...)
 {
-    char msg[1024], param[128] = "";
+    char raw[1024], msg[3 * sizeof(raw)], param[128] = "";
     const char *colon;
     cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    /* cJSON prints bytes over 0x7f as they are: a path or value of raw
+     * bytes must not make the body invalid UTF-8 */
+    jscan_utf8_clean(raw, msg, sizeof(msg));
     colon = strstr(msg, ": ");
     if ((status == 400 || status == 403 || status == 409) && colon != NULL && (size_t)(colon - msg) < sizeof(param) &&
         strcspn(msg, " ") >= (size_t)(colon - msg)) {
@@ -937,6 +940,7 @@ static void on_request(evhtp_request_t *req, void *arg)
 {
     const char *path = req->uri && req->uri->path ? req->uri->path->full : "";
     htp_method m = evhtp_request_get_method(req);
+    int get = m == htp_method_GET || m == htp_method_HEAD;   /* evhtp sends HEAD the head alone (patch 0003) */
     caller_t who;
     (void)arg;
     if (strcmp(path, "/healthz") == 0) {
@@ -963,7 +967,7 @@ static void on_request(evhtp_request_t *req, void *arg)
         if (strncmp(path, col->path, n) != 0 || (path[n] != '\0' && path[n] != '/'))
             continue;
         if (path[n] == '\0' || path[n + 1] == '\0') {
-            if (m == htp_method_GET)
+            if (get)
                 serve_list(req, &who, col);
             else if (m == htp_method_POST)
                 serve_create(req, &who, col);
@@ -976,7 +980,7 @@ static void on_request(evhtp_request_t *req, void *arg)
             reply_error(req, 404, "no such path: %.200s", path);
             return;
         }
-        if (m == htp_method_GET) {
+        if (get) {
             cJSON *rec = find_visible(req, &who, col, id);
             if (rec != NULL)
                 reply_record(req, 200, col->table, rec);
@@ -994,15 +998,21 @@ static void on_request(evhtp_request_t *req, void *arg)
 }
 
 /* Bodies over 1 MiB are refused before they are read: the hook's status
- * goes to the parse-error answer (edge.c), and the connection closes. */
+ * goes to the parse-error answer (edge.c), and the connection closes. A
+ * client waiting for "100 Continue" gets it once the body is known to be
+ * acceptable (the caller's key is checked with the complete request). */
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
-    (void)hdrs;
+    evhtp_kv_t *kv;
     (void)arg;
+    TAILQ_FOREACH(kv, hdrs, next)
+        if (strcasecmp(kv->key, "expect") == 0 && !edge_expectation_ok(kv->val))
+            return 417;
     if (evhtp_request_content_len(req) > ADMIN_MAX_BODY)
         return 413;
     if (evhtp_kv_find(req->headers_in, "transfer-encoding") != NULL)
         return 411;   /* admin bodies need a Content-Length */
+    edge_continue(req);
     return EVHTP_RES_OK;
 }
 
@@ -1011,7 +1021,8 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
     (void)arg;
     edge_write_error(conn, status, status == 413 ? "admin request bodies are limited to 1 MiB"
                                  : status == 411 ? "admin requests need a Content-Length"
-                                                 : "malformed HTTP request");
+                                 : status == 417 ? "the only expectation supported is Expect: 100-continue"
+                                                 : edge_parse_error_message(conn, status));
 }
 
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)

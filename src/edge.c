@@ -68,24 +68,12 @@ static const char *status_code_name(int status)
     case 411: return "length_required";
     case 413: return "request_too_large";
     case 414: return "uri_too_long";
+    case 417: return "expectation_failed";
     case 431: return "headers_too_large";
     case 501: return "not_implemented";
     case 503: return "server_busy";
+    case 505: return "http_version_not_supported";
     default:  return "bad_request";
-    }
-}
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default:  return "Bad Request";
     }
 }
 
@@ -104,9 +92,61 @@ void edge_write_error(evhtp_connection_t *conn, int status, const char *message)
                  "\"code\":\"%s\"}}\n", message, status_code_name(status));
     if (n < 0 || (size_t)n >= sizeof(body))
         return;
+    /* the reason phrase from libevhtp's table (patch 0003), as every other reply;
+     * a reply to HEAD is its head alone, as evhtp's own replies (patch 0003) */
     evbuffer_add_printf(bufferevent_get_output(conn->bev),
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                        "Connection: close\r\n\r\n%s", status, reason_phrase(status), n, body);
+                        "Connection: close\r\n\r\n%s", status, evhtp_status_code_str((evhtp_res)status), n,
+                        req != NULL && req->method == htp_method_HEAD ? "" : body);
+}
+
+const char *edge_parse_error_message(evhtp_connection_t *conn, int status)
+{
+    switch (status) {
+    case 414: return "the request line is longer than 8 KiB";
+    case 431: return "a header line is longer than 8 KiB";
+    case 505: return "HTTP version not supported: this server speaks HTTP/1.1 and HTTP/1.0";
+    default:  break;
+    }
+    switch (conn->parser != NULL ? htparser_get_error(conn->parser) : htparse_error_none) {
+    case htparse_error_inval_ver:
+        return "malformed HTTP version: the request line must end in HTTP/1.1 or HTTP/1.0";
+    case htparse_error_inval_method:
+    case htparse_error_inval_reqline:
+    case htparse_error_inval_schema:
+    case htparse_error_inval_proto:
+        return "malformed request line: expected METHOD SP TARGET SP HTTP/1.1 (at most 4 empty lines before it)";
+    case htparse_error_inval_hdr:
+        return "malformed header line: expected NAME: VALUE (no whitespace in or after the name, "
+               "no folded lines, a Content-Length of digits)";
+    case htparse_error_inval_chunk_sz:
+    case htparse_error_inval_chunk:
+        return "malformed chunked body";
+    default:
+        return "malformed HTTP request";
+    }
+}
+
+int edge_expects_body(evhtp_request_t *req)
+{
+    /* not through client_t: the admin listener's connections have none; a
+     * Transfer-Encoding that got this far is chunked (on_header, admin's 411) */
+    return evhtp_request_content_len(req) > 0 || evhtp_kv_find(req->headers_in, "transfer-encoding") != NULL;
+}
+
+int edge_expectation_ok(const char *value)
+{
+    return *value == '\0' || strcasecmp(value, "100-continue") == 0;
+}
+
+void edge_continue(evhtp_request_t *req)
+{
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const char *expect = evhtp_kv_find(req->headers_in, "expect");
+    /* RFC 9110 section 10.1.1: an HTTP/1.0 client's 100-continue is ignored */
+    if (expect == NULL || *expect == '\0' || req->proto != EVHTP_PROTO_11 || !edge_expects_body(req))
+        return;
+    evbuffer_add(bufferevent_get_output(req->conn->bev), interim, sizeof(interim) - 1);
 }
 
 static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg)
@@ -117,13 +157,8 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
     if (cl == NULL)
         return;
     msg = cl->error;
-    if (msg == NULL) {
-        switch (status) {
-        case 414: msg = "the request line is longer than 8 KiB"; break;
-        case 431: msg = "a header line is longer than 8 KiB"; break;
-        default:  msg = "malformed HTTP request"; break;
-        }
-    }
+    if (msg == NULL)
+        msg = edge_parse_error_message(conn, status);
     edge_write_error(conn, status, msg);
     cl->phase = CLIENT_BUSY;
     event_del(&cl->timer);
@@ -203,6 +238,12 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
             cl->error = "Content-Length is not a number";
             return 400;
         }
+    } else if (strcasecmp(h->key, "expect") == 0) {
+        if (!edge_expectation_ok(h->val)) {
+            cl->error = "the only expectation supported is Expect: 100-continue";
+            return 417;
+        }
+        return EVHTP_RES_OK;
     } else if (strcasecmp(h->key, "transfer-encoding") == 0) {
         if (cl->transfer_encoding++) {
             cl->error = "more than one Transfer-Encoding header";

@@ -310,21 +310,44 @@ long jscan_string(const char *body, size_t off, size_t len, char *dst, size_t ds
 
 long jscan_quote(const char *s, char *dst, size_t cap)
 {
+    const unsigned char *u = (const unsigned char *)s, *end = u + strlen(s);
     size_t n = 0;
     if (cap < 3) return -1;
     dst[n++] = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    while (u < end) {
+        unsigned char c = *u;
         char esc[8];
-        size_t k;
+        size_t k, len = 1;
+        const char *from = esc;
         if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; k = 2; }
         else if (c < 0x20) { k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c); }
-        else { esc[0] = (char)c; k = 1; }
+        else if (c < 0x80) { esc[0] = (char)c; k = 1; }
+        else if ((len = utf8_len(u, end)) > 0) { from = (const char *)u; k = len; }
+        else { from = "\\ufffd"; k = 6; len = 1; }   /* a byte of no valid sequence */
         if (n + k + 1 >= cap) return -1;
-        memcpy(dst + n, esc, k);
+        memcpy(dst + n, from, k);
         n += k;
+        u += len;
     }
     dst[n++] = '"';
     dst[n] = '\0';
     return (long)n;
+}
+
+size_t jscan_utf8_clean(const char *s, char *dst, size_t cap)
+{
+    const unsigned char *u = (const unsigned char *)s, *end = u + strlen(s);
+    size_t n = 0;
+    if (cap == 0)
+        return 0;
+    while (u < end) {
+        size_t len = utf8_len(u, end), k = len > 0 ? len : 3;
+        if (n + k >= cap)
+            break;                        /* cut at a whole character */
+        memcpy(dst + n, len > 0 ? (const char *)u : "\xEF\xBF\xBD", k);
+        n += k;
+        u += len > 0 ? len : 1;
+    }
+    dst[n] = '\0';
+    return n;
 }

@@ -1,11 +1,15 @@
 /* proxy.c - the data plane: one request from headers to the access-log line.
  *
  * Lifecycle of a request (req_t):
- *   on_headers hook   (after edge.c's header checks) allocate req_t, check
- *                     limits (413), note the content type
- *   on_read hook      count body bytes; drain them once the request is refused
- *   on_request (gencb) body complete: dispatch by path, parse the few fields
- *                     needed, resolve, start the first attempt
+ *   on_headers hook   (after edge.c's header checks) allocate req_t; for a
+ *                     request with a body, every check that needs no body
+ *                     (413, admit: path, method, key, Content-Type) and then
+ *                     "100 Continue" if the client waits for it; a refusal
+ *                     here is answered at once and closes the connection
+ *   on_read hook      count body bytes; 413 when a chunked body crosses the limit
+ *   on_request (gencb) body complete: admit a request without a body, serve
+ *                     by path: parse the few fields needed, resolve, start
+ *                     the first attempt
  *   upstream handlers capture status and headers, buffer or relay the body;
  *                     pause the call while the client is behind (upstream.c
  *                     makes the call: our HTTP/1.1 client, or libcurl)
@@ -72,10 +76,16 @@ typedef struct trace {
     double start_ms, ms;         /* since the request started; how long it took */
 } trace_t;
 
+/* Where admit() sends a request. */
+typedef enum { TO_NONE, TO_HEALTH, TO_METRICS, TO_MODELS, TO_DATA } target_t;
+
 typedef struct req {
     worker_t *w;
     evhtp_request_t *req;        /* NULL once the client is gone */
     int refused;                 /* a reply was sent before the body completed */
+    int early;                   /* in the headers phase of a request with a body: a reply closes the connection */
+    target_t target;             /* what admit() decided, TO_NONE before */
+    char router[128];            /* /router/{slug}/..., "" for none */
     int replied;
     uint64_t body_bytes;
     endpoint_t ep;
@@ -208,7 +218,7 @@ static void add_header_held(evhtp_request_t *req, const char *k, const char *v)
 static void add_std_headers(req_t *r)
 {
     evhtp_request_t *req = r->req;
-    if (r->w->stopping)   /* draining: this connection ends with its reply */
+    if (r->w->stopping || r->early)   /* draining, or the body is still coming: the connection ends with the reply */
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     add_header_held(req, "x-request-id", r->request_id);
     if (r->res.route != NULL)
@@ -221,6 +231,13 @@ static void add_std_headers(req_t *r)
     add_header_held(req, "x-turnout-attempts", r->attempts_text);
     if (r->res.variant[0])
         add_header_held(req, "x-turnout-variant", r->res.variant);
+}
+
+/* The body bytes a buffered reply sends: none to HEAD (evhtp sends the
+ * head alone, patch 0003). */
+static uint64_t reply_body_bytes(evhtp_request_t *req)
+{
+    return req->method == htp_method_HEAD ? 0 : evbuffer_get_length(req->buffer_out);
 }
 
 /* Sends an OpenAI-shaped error. PARAM may be NULL (JSON null); EXTRA, if
@@ -244,7 +261,7 @@ static void reply_error_with(req_t *r, int status, const char *type, const char 
     add_std_headers(r);
     r->replied = 1;
     r->final_status = status;
-    r->bytes_out = evbuffer_get_length(req->buffer_out);
+    r->bytes_out = reply_body_bytes(req);
     r->error = code;
     evhtp_send_reply(req, (evhtp_res)status);
 }
@@ -1204,7 +1221,7 @@ static void send_buffered(req_t *r, int status, const char *ctype)
     add_std_headers(r);
     r->replied = 1;
     r->final_status = status;
-    r->bytes_out = evbuffer_get_length(r->req->buffer_out);
+    r->bytes_out = reply_body_bytes(r->req);
     evhtp_send_reply(r->req, (evhtp_res)status);
 }
 
@@ -1340,19 +1357,15 @@ static const char *sticky_key(req_t *r, char *buf, size_t cap)
     return r->key_id;
 }
 
-static void serve_data(req_t *r, endpoint_t ep, const char *router)
+/* A data-plane request admit() let in (its endpoint kind in r->ep): the
+ * body's model, resolution, the first attempt. */
+static void serve_data(req_t *r)
 {
     struct evbuffer *in = r->req->buffer_in;
+    const char *router = r->router;
+    endpoint_t ep = r->ep;
     const cJSON *retry, *v;
     char sticky[256];
-    r->ep = ep;
-    r->is_data = 1;
-    if (!content_type_ok(r)) {
-        reply_error(r, 415, "invalid_request_error", "unsupported_media_type", NULL,
-                    "Content-Type '%s' is not supported here; use %s", r->content_type,
-                    r->multipart ? "multipart/form-data" : "application/json");
-        return;
-    }
     r->body_len = evbuffer_get_length(in);
     r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (parse_body(r) < 0)
@@ -1421,56 +1434,49 @@ static int is_health_path(const char *path)
     return path != NULL && (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0);
 }
 
-/* The request is complete (headers and body): dispatch by path. */
-static void on_request(evhtp_request_t *req, void *arg)
+/* Decides from the request line and headers alone where the request goes
+ * and whether it may: the path (404), the method (405), the caller's key
+ * (401), the Content-Type (415). Runs in the headers phase for a request
+ * with a body, so that a refusal is answered before the body is sent (a
+ * client waiting for "100 Continue" gets its 401 at once), else when the
+ * request is complete. Returns 0 (r->target set), or -1 after replying. */
+static int admit(req_t *r)
 {
-    worker_t *w = arg;
-    req_t *r = req_of(req);
+    evhtp_request_t *req = r->req;
     const char *path = req->uri && req->uri->path ? req->uri->path->full : NULL;
     htp_method m = evhtp_request_get_method(req);
     const route_path_t *dp = NULL;
-    char router[128] = "";
 
-    edge_request_complete(edge_client(req));
-    if (r == NULL || r->refused)
-        return;                            /* answered already (413, 503) */
-    if (path != NULL) {
-        size_t i = 0;   /* logged as a JSON string: keep only safe bytes */
-        for (; path[i] && i < sizeof(r->path) - 1; i++)
-            r->path[i] = (path[i] > 0x20 && path[i] < 0x7f && path[i] != '"' && path[i] != '\\') ? path[i] : '?';
-        r->path[i] = '\0';
-    }
     if (path == NULL) {
         reply_error(r, 400, "invalid_request_error", "bad_request", NULL, "missing request path");
-        return;
+        return -1;
     }
     if (is_health_path(path)) {
-        int ok = path[1] == 'h' || (w->gw->ready && !w->stopping);
         r->m_endpoint = path + 1;
         if (m != htp_method_GET && m != htp_method_HEAD) {
             reply_not_allowed(r, m, path, "GET, HEAD");
-            return;
+            return -1;
         }
-        reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
-        return;
+        r->target = TO_HEALTH;
+        return 0;
     }
     if (strcmp(path, "/metrics") == 0) {  /* like the health checks: no key (it holds no secret) */
         r->m_endpoint = "metrics";
         if (m != htp_method_GET && m != htp_method_HEAD) {
             reply_not_allowed(r, m, path, "GET, HEAD");
-            return;
+            return -1;
         }
-        serve_metrics(r);
-        return;
+        r->target = TO_METRICS;
+        return 0;
     }
     if (strncmp(path, "/router/", 8) == 0) {
         const char *slug = path + 8, *end = strchr(slug, '/');
-        if (end == NULL || end == slug || (size_t)(end - slug) >= sizeof(router)) {
+        if (end == NULL || end == slug || (size_t)(end - slug) >= sizeof(r->router)) {
             reply_error(r, 404, "invalid_request_error", "not_found", NULL, "no such path: %s", path);
-            return;
+            return -1;
         }
-        memcpy(router, slug, (size_t)(end - slug));
-        router[end - slug] = '\0';
+        memcpy(r->router, slug, (size_t)(end - slug));
+        r->router[end - slug] = '\0';
         path = end;
     }
     for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]); i++)
@@ -1482,26 +1488,79 @@ static void on_request(evhtp_request_t *req, void *arg)
         add_header(req, "WWW-Authenticate", "Bearer");
         reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL,
                     "a valid API key is required: send 'Authorization: Bearer KEY'");
-        return;
+        return -1;
     }
     if (strcmp(path, "/v1/models") == 0) {
         r->m_endpoint = "models";
         if (m != htp_method_GET && m != htp_method_HEAD) {
             reply_not_allowed(r, m, path, "GET, HEAD");
-            return;
+            return -1;
         }
-        serve_models(r, router);
-        return;
+        r->target = TO_MODELS;
+        return 0;
     }
     if (dp != NULL) {
         if (m != htp_method_POST) {
             reply_not_allowed(r, m, path, "POST");
-            return;
+            return -1;
         }
-        serve_data(r, dp->ep, router);
-        return;
+        r->ep = dp->ep;
+        r->is_data = 1;
+        if (!content_type_ok(r)) {
+            reply_error(r, 415, "invalid_request_error", "unsupported_media_type", NULL,
+                        "Content-Type '%s' is not supported here; use %s", r->content_type,
+                        r->multipart ? "multipart/form-data" : "application/json");
+            return -1;
+        }
+        r->target = TO_DATA;
+        return 0;
     }
     reply_error(r, 404, "invalid_request_error", "not_found", NULL, "no such path: %s", path);
+    return -1;
+}
+
+/* The request is complete (headers and body): serve it. */
+static void on_request(evhtp_request_t *req, void *arg)
+{
+    worker_t *w = arg;
+    req_t *r = req_of(req);
+    int ok;
+
+    edge_request_complete(edge_client(req));
+    if (r == NULL || r->refused)
+        return;                            /* answered already (413, 503) */
+    if (r->target == TO_NONE && admit(r) < 0)
+        return;
+    switch (r->target) {
+    case TO_HEALTH:
+        ok = r->m_endpoint[0] == 'h' || (w->gw->ready && !w->stopping);
+        reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
+        break;
+    case TO_METRICS:
+        serve_metrics(r);
+        break;
+    case TO_MODELS:
+        serve_models(r, r->router);
+        break;
+    case TO_DATA:
+        serve_data(r);
+        break;
+    case TO_NONE:
+        break;
+    }
+}
+
+/* A request answered in its headers phase or while its body arrives: the
+ * reply (sent, with Connection: close) ends the connection. Returning its
+ * status from the hook stops evhtp's parser; the parse-error path (patch
+ * 0002, edge.c) then adds nothing (the request is answered), sends the
+ * reply, half-closes and reads and discards whatever of the body still
+ * comes until the client closes, so the client reads its answer instead of
+ * a reset. */
+static evhtp_res refuse(req_t *r)
+{
+    r->refused = 1;
+    return (evhtp_res)r->final_status;
 }
 
 static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
@@ -1509,10 +1568,6 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
     req_t *r = arg;
     r->body_bytes += evbuffer_get_length(buf);
     edge_body_read(edge_client(req));
-    if (r->refused) {
-        evbuffer_drain(buf, evbuffer_get_length(buf));
-        return EVHTP_RES_OK;
-    }
     if (r->body_bytes > (uint64_t)r->w->cfg->max_body_bytes) {
         /* a chunked body has no length up front: refuse when it crosses */
         evbuffer_drain(buf, evbuffer_get_length(buf));
@@ -1520,7 +1575,7 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
         reply_error(r, 413, "invalid_request_error", "request_too_large", NULL,
                     "the request body exceeds the limit of %lld bytes",
                     (long long)r->w->cfg->max_body_bytes);
-        r->refused = 1;
+        return refuse(r);
     }
     return EVHTP_RES_OK;
 }
@@ -1603,6 +1658,12 @@ evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *ar
     ct = evhtp_kv_find(req->headers_in, "content-type");
     if (ct != NULL)
         snprintf(r->content_type, sizeof(r->content_type), "%s", ct);
+    if (path != NULL) {
+        size_t i = 0;   /* logged as a JSON string: keep only safe bytes */
+        for (; path[i] && i < sizeof(r->path) - 1; i++)
+            r->path[i] = (path[i] > 0x20 && path[i] < 0x7f && path[i] != '"' && path[i] != '\\') ? path[i] : '?';
+        r->path[i] = '\0';
+    }
     if (cl != NULL && cl->over_limit) {
         /* past limits.max_connections: health checks are still answered,
          * everything else is turned away; either way the connection closes */
@@ -1612,23 +1673,26 @@ evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *ar
             reply_error(r, 503, "server_error", "too_many_connections", NULL,
                         "this gateway worker is at its limit of %d client connections; retry shortly",
                         w->cfg->max_connections);
-            r->refused = 1;
-            return EVHTP_RES_OK;
+            return refuse(r);
         }
     }
-    if (req->conn->parser != NULL &&
-        evhtp_request_content_len(req) > (uint64_t)w->cfg->max_body_bytes) {
-        /* DESIGN.md: answer 413 now, close after it, drain what still comes */
-        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
-        evhtp_kv_t *expect = evhtp_kvs_find_kv(req->headers_in, "expect");
-        if (expect != NULL)               /* so no "100 Continue" invites the body */
-            evhtp_kv_rm_and_free(req->headers_in, expect);
+    if (req->conn->parser == NULL || !edge_expects_body(req))
+        return EVHTP_RES_OK;             /* admitted when complete; the connection stays open */
+    /* A body is coming: whatever can be refused without it is refused now
+     * (and the connection closed after the answer); what passes is told to
+     * send its body if it waits for "100 Continue" (README, HTTP edge). */
+    r->early = 1;
+    if (evhtp_request_content_len(req) > (uint64_t)w->cfg->max_body_bytes) {
         reply_error(r, 413, "invalid_request_error", "request_too_large", NULL,
                     "the request body of %llu bytes exceeds the limit of %lld bytes",
                     (unsigned long long)evhtp_request_content_len(req),
                     (long long)w->cfg->max_body_bytes);
-        r->refused = 1;
+        return refuse(r);
     }
+    if (admit(r) < 0)
+        return refuse(r);
+    r->early = 0;
+    edge_continue(req);
     return EVHTP_RES_OK;
 }
 

@@ -60,5 +60,22 @@ int main(void)
     CHECK(jscan_quote("a\"b\\c\n", buf, sizeof(buf)) == 15);
     CHECK_STR(buf, "\"a\\\"b\\\\c\\u000a\"");
     CHECK(jscan_quote("abc", buf, 4) < 0);
+
+    /* quoting gives valid UTF-8 whatever the input: well-formed sequences
+     * are kept, each byte of an ill-formed one becomes \ufffd */
+    CHECK(jscan_quote("caf\xC3\xA9 \xF0\x9F\x9A\x80", buf, sizeof(buf)) == 12);
+    CHECK_STR(buf, "\"caf\xC3\xA9 \xF0\x9F\x9A\x80\"");
+    CHECK(jscan_quote("/v1/\xFF\xFE", buf, sizeof(buf)) > 0);
+    CHECK_STR(buf, "\"/v1/\\ufffd\\ufffd\"");
+    CHECK(jscan_quote("\xC0\xAF|\xED\xA0\x80|\xE2\x82", buf, sizeof(buf)) > 0);   /* overlong, surrogate, cut */
+    CHECK_STR(buf, "\"\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|\\ufffd\\ufffd\"");
+    CHECK(jscan_quote("\xF4\x90\x80\x80", buf, sizeof(buf)) > 0);                      /* past U+10FFFF */
+    CHECK_STR(buf, "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+    CHECK(jscan_quote("\x80", buf, 8) < 0);             /* \ufffd does not fit */
+    char clean[8];
+    CHECK(jscan_utf8_clean("a\xFFz", clean, sizeof(clean)) == 5);
+    CHECK_STR(clean, "a\xEF\xBF\xBDz");
+    CHECK(jscan_utf8_clean("\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC", clean, sizeof(clean)) == 6);
+    CHECK_STR(clean, "\xE2\x82\xAC\xE2\x82\xAC");      /* cut at a whole character */
     DONE();
 }
