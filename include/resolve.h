@@ -24,6 +24,7 @@ typedef struct resolve_in {
     const char *key_id, *tenant;   /* the caller's key: scopes key:ID, tenant:T */
     const char *sticky;            /* A/B key: the body's user, x-turnout-ab-key, else the key id */
     int dry;                       /* a dry-run: no round-robin position is used up */
+    int privileged;                /* an admin key (or the bootstrap key): every router, whatever its namespaces */
 } resolve_in_t;
 
 /* One upstream to try. Strings are borrowed from the resolution's records. */
@@ -33,7 +34,7 @@ typedef struct candidate {
     const char *api_key;      /* the provider key stored in the store, or NULL */
     const char *api_key_env;  /* else the env var holding it, or NULL */
     const cJSON *headers;     /* extra upstream headers (object) or NULL */
-    const char *model;        /* upstream model name (after mapping) */
+    const char *model;        /* upstream model name (after mapping; the asked one, passed through) */
     const cJSON *target;      /* the route target it came from, or NULL */
     const cJSON *prov;        /* the provider record */
 } candidate_t;
@@ -72,7 +73,12 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *out)
 
 void resolve_free(resolution_t *res);
 
-/* The A/B label of a target: its "variant", else "PROVIDER/MODEL". */
+/* Whether ROUTER (a router record) lets a caller of TENANT ("" for none)
+ * in: it lists no namespaces, or TENANT is one of them, or PRIVILEGED. */
+int resolve_router_open(const cJSON *router, const char *tenant, int privileged);
+
+/* The A/B label of a target: its "variant", else "PROVIDER/MODEL" (a star for
+ * MODEL when the target passes the asked model through). */
 const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap);
 
 #endif

@@ -43,4 +43,7 @@ void schema_uuid(char out[37]);
 /* Writes the current UTC time as RFC 3339 ("2026-11-23T05:00:00Z"). */
 void schema_now(char out[32]);
 
+/* Whether a route name is a glob pattern (a pool): it holds *, ? or [. */
+int schema_is_glob(const char *name);
+
 #endif

@@ -54,9 +54,6 @@ void store_release(store_hold_t *hold);
  * made by the caller go back the same way; NULL when out of memory. */
 store_hold_t *store_hold_own(cJSON *rec);
 
-/* 1 when NAME is a glob pattern (has '*', '?' or '['): the route is a pool. */
-int store_is_glob(const char *name);
-
 /* Calls FN for each pool (glob route) of ROUTER ("" = none), highest
  * priority first (ties in id order), with its scope, endpoint kind and
  * pattern (its name: store_get_route finds it), until FN returns non-zero.

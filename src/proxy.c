@@ -102,6 +102,7 @@ typedef struct req {
     char content_type[256];
     char key_id[40];             /* the caller's key id, "" for none */
     char tenant[132];            /* the caller's tenant, "" for none */
+    int privileged;              /* the caller's key is the bootstrap key or of role admin */
     const cJSON *key_rec;        /* the caller's stored key, or NULL */
     store_hold_t *key_hold;      /* what keeps it alive */
     resolution_t res;
@@ -1118,6 +1119,7 @@ static int authorised(req_t *r)
         return !r->w->cfg->require_key;
     if (auth_bearer_matches(h, r->w->gw->admin_key)) {
         snprintf(r->key_id, sizeof(r->key_id), "bootstrap");
+        r->privileged = 1;
         return 1;
     }
     if ((r->key_rec = auth_find_key(r->w->reader, token, &r->key_hold)) != NULL) {
@@ -1127,6 +1129,7 @@ static int authorised(req_t *r)
             snprintf(r->key_id, sizeof(r->key_id), "%s", id->valuestring);
         if (cJSON_IsString(tenant))
             snprintf(r->tenant, sizeof(r->tenant), "%s", tenant->valuestring);
+        r->privileged = strcmp(schema_str(r->key_rec, "role", ""), "admin") == 0;
         if (cJSON_IsString(id) &&
             admin_key_use_stale(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->key_rec, "last_used_at"))))
             admin_key_used(id->valuestring);
@@ -1184,7 +1187,7 @@ static void on_list_route(const cJSON *rec, void *arg)
     const char *router = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "router"));
     const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(r->key_rec, "allowed_routes"), *a;
     int ok = cJSON_GetArraySize(allowed) == 0;
-    if (name == NULL || scope == NULL || store_is_glob(name) || strcmp(router ? router : "", l->router) != 0)
+    if (name == NULL || scope == NULL || schema_is_glob(name) || strcmp(router ? router : "", l->router) != 0)
         return;
     if (!(strcmp(scope, "global") == 0 ||
           (strncmp(scope, "tenant:", 7) == 0 && r->tenant[0] && strcmp(scope + 7, r->tenant) == 0) ||
@@ -1247,9 +1250,10 @@ static void serve_models(req_t *r, const char *router)
     if (*router != '\0') {
         store_hold_t *hold;
         const cJSON *rt = store_get_router(r->w->reader, router, &hold);
-        int active = rt != NULL && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active"));
+        int open = rt != NULL && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rt, "active")) &&
+                   resolve_router_open(rt, r->tenant, r->privileged);
         store_release(hold);
-        if (!active) {
+        if (!open) {
             cJSON_Delete(root);
             cJSON_Delete(l.seen);
             reply_no_router(r, router);
@@ -1370,7 +1374,8 @@ static void serve_data(req_t *r)
     r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (parse_body(r) < 0)
         return;
-    resolve_in_t ask = { ep, r->model, router, r->key_id, r->tenant, sticky_key(r, sticky, sizeof(sticky)), 0 };
+    resolve_in_t ask = { .ep = ep, .model = r->model, .router = router, .key_id = r->key_id, .tenant = r->tenant,
+                         .sticky = sticky_key(r, sticky, sizeof(sticky)), .privileged = r->privileged };
     resolve_model(r->w->reader, &ask, &r->res);
     r->resolved = 1;
     if (r->res.status != RESOLVE_NO_ROUTER && !route_allowed(r))

@@ -54,8 +54,28 @@ const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap)
     const char *v = schema_str(target, "variant", NULL);
     if (v != NULL)
         return v;
-    snprintf(buf, cap, "%s/%s", schema_str(target, "provider", "?"), schema_str(target, "model", "?"));
+    snprintf(buf, cap, "%s/%s", schema_str(target, "provider", "?"), schema_str(target, "model", "*"));
     return buf;
+}
+
+int resolve_router_open(const cJSON *router, const char *tenant, int privileged)
+{
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(router, "namespaces");
+    return privileged || cJSON_GetArraySize(ns) == 0 || (*tenant && listed(ns, tenant));
+}
+
+/* The upstream model target T gets for the ASKED name: the first source of
+ * its model_map that names or matches ASKED (Tyk's model mappings), else
+ * its model, else ASKED itself (a pool's pass-through). */
+static const char *upstream_model(const cJSON *t, const char *asked)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(t, "model_map")) {
+        if (cJSON_IsString(m) && (strcmp(m->string, asked) == 0 ||
+                                  (schema_is_glob(m->string) && fnmatch(m->string, asked, 0) == 0)))
+            return m->valuestring;
+    }
+    return schema_str(t, "model", asked);
 }
 
 /* Keeps provider record P (and HOLD, what keeps it alive) in RES and
@@ -294,10 +314,10 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
     if (n > 0)
         first_order = refs[0].order;
     for (int i = 0; i < n; i++) {
-        const char *pn = schema_str(refs[i].t, "provider", NULL), *model = schema_str(refs[i].t, "model", NULL), *why;
+        const char *pn = schema_str(refs[i].t, "provider", NULL), *model = upstream_model(refs[i].t, in->model), *why;
         const cJSON *p;
         store_hold_t *hold;
-        if (pn == NULL || model == NULL)
+        if (pn == NULL)
             continue;
         if (!enabled && refs[i].order == first_order) {
             drop(res, pn, model, "route_disabled", NULL);
@@ -455,9 +475,10 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
     if (*in->router != '\0') {
         store_hold_t *hold;
         const cJSON *rt = store_get_router(r, in->router, &hold);
-        int active = rt != NULL && flag(rt, "active", 1);
+        /* another tenant's router is as unknown as one that does not exist */
+        int open = rt != NULL && flag(rt, "active", 1) && resolve_router_open(rt, in->tenant, in->privileged);
         store_release(hold);
-        if (!active) {
+        if (!open) {
             res->status = RESOLVE_NO_ROUTER;
             return;
         }

@@ -304,6 +304,35 @@ static int check_prefs(const cJSON *p, const field_t *fields, size_t n, char *er
     return 0;
 }
 
+int schema_is_glob(const char *name)
+{
+    return strpbrk(name, "*?[") != NULL;
+}
+
+/* A target's model_map (Tyk's model mappings): the requested model names it
+ * translates, each to the upstream model sent instead. Sources are exact
+ * names or glob patterns, tried in the order listed. */
+static int check_model_map(const cJSON *map, const char *path, char *err, size_t errlen)
+{
+    const cJSON *m;
+    if (map == NULL)
+        return 0;
+    if (cJSON_GetArraySize(map) > 256) {
+        snprintf(err, errlen, "%smodel_map: at most 256 mappings", path);
+        return -1;
+    }
+    cJSON_ArrayForEach(m, map) {
+        size_t klen = strlen(m->string);
+        if (klen == 0 || klen > 255 || !cJSON_IsString(m) || m->valuestring[0] == '\0' ||
+            strlen(m->valuestring) > 255) {
+            snprintf(err, errlen, "%smodel_map: each source (a model name or a glob, 1-255 characters) must map to a "
+                                  "model name of 1-255 characters", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int schema_route_normalise(cJSON *r, char *err, size_t errlen)
 {
     static const field_t fields[] = {
@@ -319,7 +348,7 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     static const field_t target_fields[] = {
         { "provider", F_STR, 1, 64 }, { "model", F_STR, 1, 255 }, { "weight", F_NUM, 0, 1e6 },
         { "order", F_INT, 0, 1000000 }, { "enabled", F_BOOL, 0, 0 },
-        { "max_in_flight", F_INT, 1, 10000 }, { "variant", F_STR, 1, 64 },
+        { "max_in_flight", F_INT, 1, 10000 }, { "variant", F_STR, 1, 64 }, { "model_map", F_OBJECT, 0, 0 },
     };
     static const field_t pref_fields[] = {
         { "order", F_ARRAY, 0, 0 }, { "only", F_ARRAY, 0, 0 }, { "ignore", F_ARRAY, 0, 0 },
@@ -333,7 +362,7 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     char path[64];
     const cJSON *v, *targets;
     cJSON *t;
-    int i = 0;
+    int i = 0, pool;
 
     if (!cJSON_IsObject(r)) {
         snprintf(err, errlen, "route: must be an object");
@@ -395,6 +424,9 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
         snprintf(err, errlen, "targets: at most 64 targets");
         return -1;
     }
+    /* A pool's target may leave model out: the requested model goes to it
+     * as asked (Tyk's pass-through). A route name is no upstream model. */
+    pool = schema_is_glob(cJSON_GetObjectItemCaseSensitive(r, "name")->valuestring);
     cJSON_ArrayForEach(t, targets) {
         snprintf(path, sizeof(path), "targets[%d].", i);
         if (!cJSON_IsObject(t)) {
@@ -403,7 +435,8 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
         }
         if (check_fields(t, target_fields, sizeof(target_fields) / sizeof(target_fields[0]),
                          path, err, errlen) < 0 ||
-            require(t, "provider", path, err, errlen) < 0 || require(t, "model", path, err, errlen) < 0)
+            require(t, "provider", path, err, errlen) < 0 || (!pool && require(t, "model", path, err, errlen) < 0) ||
+            check_model_map(cJSON_GetObjectItemCaseSensitive(t, "model_map"), path, err, errlen) < 0)
             return -1;
         set_default(t, "weight", cJSON_CreateNumber(1));
         set_default(t, "order", cJSON_CreateNumber(i));
@@ -422,9 +455,10 @@ int schema_router_normalise(cJSON *r, char *err, size_t errlen)
 {
     static const field_t fields[] = {
         { "id", F_STR, 1, 64 }, { "slug", F_STR, 1, 64 }, { "name", F_STR, 1, 255 },
-        { "description", F_STR, 0, 1000 }, { "active", F_BOOL, 0, 0 },
+        { "description", F_STR, 0, 1000 }, { "active", F_BOOL, 0, 0 }, { "namespaces", F_ARRAY, 0, 0 },
         { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
     };
+    const cJSON *ns, *n;
     if (!cJSON_IsObject(r)) {
         snprintf(err, errlen, "router: must be an object");
         return -1;
@@ -432,6 +466,14 @@ int schema_router_normalise(cJSON *r, char *err, size_t errlen)
     if (check_fields(r, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
         require(r, "slug", "", err, errlen) < 0)
         return -1;
+    /* Tyk's "Available Namespaces": the tenants whose keys may use it (none: every caller) */
+    ns = cJSON_GetObjectItemCaseSensitive(r, "namespaces");
+    cJSON_ArrayForEach(n, ns) {
+        if (!cJSON_IsString(n) || n->valuestring[0] == '\0' || strlen(n->valuestring) > 128) {
+            snprintf(err, errlen, "namespaces: must be a list of tenant names (1-128 characters)");
+            return -1;
+        }
+    }
     if (!is_slug(cJSON_GetObjectItemCaseSensitive(r, "slug")->valuestring)) {
         snprintf(err, errlen, "slug: must be a slug (letters, digits, '-', '_', '.')");
         return -1;

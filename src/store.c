@@ -89,11 +89,6 @@ static int open_dbi(MDB_txn *txn, const char *name, MDB_dbi *dbi)
     return mdb_dbi_open(txn, name, MDB_CREATE, dbi);
 }
 
-int store_is_glob(const char *name)
-{
-    return strpbrk(name, "*?[") != NULL;
-}
-
 /* Key of the glob index: router NUL, the priority as 4 big-endian bytes
  * ordering highest first, the id. */
 static size_t glob_key(char *buf, size_t cap, const cJSON *route)
@@ -121,7 +116,7 @@ static int index_glob(store_t *s, MDB_txn *txn, const cJSON *route, int add)
     const char *ep = schema_str(route, "endpoint", "chat");
     MDB_val k, v;
     int rc;
-    if (!store_is_glob(name) || (k.mv_size = glob_key(key, sizeof(key), route)) == 0)
+    if (!schema_is_glob(name) || (k.mv_size = glob_key(key, sizeof(key), route)) == 0)
         return 0;
     k.mv_data = key;
     if (!add)
