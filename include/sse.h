@@ -19,4 +19,17 @@ size_t sse_whole(const char *buf, size_t len, size_t from);
  * terminator, "data: [DONE]". */
 int sse_is_done(const char *buf, size_t len);
 
+/* The fields of one whole event EV[0, LEN) (as sse_whole cuts them), read
+ * as the SSE standard says: "event" is the last event field's value
+ * (pointing into EV; NULL when there is none), "data" the values of its data
+ * lines joined by LF, copied into DATA (capacity CAP, NUL-terminated).
+ * Comments (": ping") and other fields are skipped; one leading space of a
+ * value is not part of it. Returns the data's length, or -1 when the data
+ * does not fit (or the event has no data line: -2). */
+typedef struct sse_fields {
+    const char *event;
+    size_t event_len;
+} sse_fields_t;
+long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t cap);
+
 #endif

@@ -32,6 +32,43 @@ size_t sse_whole(const char *buf, size_t len, size_t from)
     return 0;
 }
 
+long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t cap)
+{
+    size_t pos = 0, dlen = 0;
+    int have_data = 0;
+    f->event = NULL;
+    f->event_len = 0;
+    while (pos < len) {
+        size_t end = pos, name_end, v;
+        while (end < len && ev[end] != '\n' && ev[end] != '\r')
+            end++;
+        if (end == pos)
+            break;                        /* the empty line: the event's end */
+        for (name_end = pos; name_end < end && ev[name_end] != ':'; name_end++)
+            ;
+        v = name_end < end ? name_end + 1 : end;
+        if (v < end && ev[v] == ' ')
+            v++;
+        if (name_end - pos == 5 && memcmp(ev + pos, "event", 5) == 0) {
+            f->event = ev + v;
+            f->event_len = end - v;
+        } else if (name_end - pos == 4 && memcmp(ev + pos, "data", 4) == 0) {
+            if (dlen + (have_data ? 1 : 0) + (end - v) + 1 > cap)
+                return -1;
+            if (have_data)
+                data[dlen++] = '\n';
+            memcpy(data + dlen, ev + v, end - v);
+            dlen += end - v;
+            have_data = 1;
+        }                                 /* a comment (name_end == pos) or another field: skipped */
+        pos = end < len && ev[end] == '\r' && end + 1 < len && ev[end + 1] == '\n' ? end + 2 : end + 1;
+    }
+    if (!have_data)
+        return -2;
+    data[dlen] = '\0';
+    return (long)dlen;
+}
+
 int sse_is_done(const char *buf, size_t len)
 {
     size_t end = len, start;

@@ -31,5 +31,18 @@ int main(void)
     CHECK(!sse_is_done("data: [DONE]x\n\n", 15));
     CHECK(!sse_is_done("data: [DONE]\n\ndata: more\n\n", 26));
     CHECK(!sse_is_done("", 0));
+
+    {
+        char data[64];
+        sse_fields_t f;
+        static const char ev[] = "event: content_block_delta\r\ndata: {\"a\":\r\ndata:1}\r\n: ping\r\nid: 7\r\n\r\n";
+        CHECK(sse_event(ev, sizeof(ev) - 1, &f, data, sizeof(data)) == 8);
+        CHECK_STR(data, "{\"a\":\n1}");
+        CHECK(f.event_len == 19 && memcmp(f.event, "content_block_delta", 19) == 0);
+        CHECK(sse_event("data: [DONE]\n\n", 14, &f, data, sizeof(data)) == 6 && f.event == NULL);
+        CHECK(sse_event(": ping\n\n", 8, &f, data, sizeof(data)) == -2);
+        CHECK(sse_event("data: 0123456789\n\n", 18, &f, data, 8) == -1);
+        CHECK(sse_event("data\n\n", 6, &f, data, sizeof(data)) == 0 && data[0] == '\0');
+    }
     DONE();
 }
