@@ -49,7 +49,7 @@ $(BUILD)/mockllm: src/mockllm.c $(DEPS)/.stamp
 # Unit tests include the module under test; each is its own program.
 $(BUILD)/unit/%: test/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) $< $(filter-out $(OBJDIR)/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) $< $(filter-out %/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) $(LDLIBS) -o $@
 
 # Resolution micro-benchmark (bench/resolve.sh runs it).
 $(BUILD)/bench_resolve: bench/resolve.c $(LIB_OBJ)
