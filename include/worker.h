@@ -33,7 +33,7 @@ typedef struct worker {
     struct event_base *base;       /* owned */
     struct evhtp *htp;             /* owned: listener bound with SO_REUSEPORT */
     struct up_state *up;           /* owned: pooled upstream connections (upstream.c) */
-    struct req *free_reqs;         /* owned: finished requests' state, for the next ones (proxy.c) */
+    struct req *free_reqs;         /* owned: finished requests' state, for the next ones (plane/intake.c) */
     int nfree_reqs;
     CURLM *multi;                  /* owned: libcurl's upstream transfers (upcurl.c) */
     struct event *curl_timer;      /* owned: libcurl's timeout */

@@ -1,0 +1,409 @@
+/* attempt.c - the attempt engine: candidates one at a time, 429 retries on timers, caps and cooldowns, each attempt's limits. */
+#include "plane.h"
+#include "edge.h"
+#include "jscan.h"
+#include "log.h"
+#include "tally.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
+#define RETRY_CAP_DEFAULT_MS 5000     /* retry.retry_after_cap_s absent or 0 */
+
+void attempt_end(req_t *r)
+{
+    event_del(&r->timer);
+    r->waiting = 0;
+    health_release(&r->health);
+    if (r->m_target != NULL) {
+        metrics_add(r->m_target, -1);
+        r->m_target = NULL;
+    }
+    r->paused = 0;
+    if (r->req != NULL && r->req->conn != NULL)
+        evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, NULL, NULL);
+    if (r->call != NULL) {
+        up_abort(r->call);
+        r->call = NULL;
+    }
+    if (r->resp_headers != NULL) {
+        evhtp_kvs_free(r->resp_headers);
+        r->resp_headers = NULL;
+    }
+    if (r->resp != NULL)
+        evbuffer_drain(r->resp, evbuffer_get_length(r->resp));
+}
+
+int attempt_fails_over(long s)
+{
+    return s >= 500 || s == 429 || s == 401 || s == 403;
+}
+
+/* The upstream's final status line: the attempt's first byte. */
+static void on_up_status(void *arg, int status)
+{
+    req_t *r = arg;
+    const candidate_t *c = &r->res.cand[r->cand];
+    char lat[600];
+    tally_t *t;
+    r->status = status;
+    r->last_data_ms = edge_now_ms();
+    if (r->resp_headers != NULL)
+        evhtp_kvs_free(r->resp_headers);
+    r->resp_headers = evhtp_kvs_new();
+    if (r->got_first_byte)
+        return;
+    r->got_first_byte = 1;
+    r->ttfb_ms = req_elapsed_ms(r);
+    snprintf(lat, sizeof(lat), "lat:%s/%s", c->provider, c->model);   /* for sort: latency */
+    if ((t = tally_get(lat)) != NULL)
+        tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
+    metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
+                    (r->last_data_ms - r->attempt_ms) / 1000.0);
+    attempt_arm_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
+}
+
+/* How long a 429 asks us to wait, in ms: Retry-After as seconds or an HTTP
+ * date; RETRY_AFTER_DEFAULT_MS when it is missing or unreadable. */
+static double retry_after_ms(const char *ra)
+{
+    char *end;
+    double secs;
+    time_t when;
+    struct tm tm;
+    if (ra == NULL || *ra == '\0')
+        return RETRY_AFTER_DEFAULT_MS;
+    secs = strtod(ra, &end);
+    if (end != ra && *end == '\0')
+        return secs > 0 ? secs * 1000.0 : 0;
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(ra, "%a, %d %b %Y %H:%M:%S GMT", &tm);   /* an IMF-fixdate */
+    if (end == NULL || *end != '\0' || (when = timegm(&tm)) == -1)
+        return RETRY_AFTER_DEFAULT_MS;
+    return when > time(NULL) ? (double)(when - time(NULL)) * 1000.0 : 0;
+}
+
+/* Sleeps until UNTIL (monotonic ms), then attempt_next tries the current
+ * candidate again: a timer, so the worker goes on serving meanwhile. */
+static void wait_then_retry(req_t *r, double until)
+{
+    r->waiting = 1;
+    edge_timer_after(&r->timer, until - edge_now_ms() > 1 ? until - edge_now_ms() : 1);
+}
+
+/* A failed attempt counts towards its upstream's cooldown; the start of one
+ * is logged and counted. */
+static void count_failure(req_t *r, const char *code, double now)
+{
+    const config_t *cfg = r->w->cfg;
+    const candidate_t *c = &r->res.cand[r->cand];
+    uint64_t streak;
+    if (!health_failure(&r->health, (int64_t)now, cfg->cooldown_after, cfg->cooldown_s * 1000LL, &streak))
+        return;
+    metrics_add(metrics_series(r->w->metrics, M_COOLDOWNS, c->provider, c->model, NULL, NULL), 1);
+    tlog(LOG_WARN, "upstream %s/%s cools down for %d s after %llu failures in a row (the last: %s)", c->provider,
+         c->model, cfg->cooldown_s, (unsigned long long)streak, code);
+}
+
+/* Keeps DETAIL for the trace, in the request's own space. */
+static const char *keep_detail(req_t *r, const char *detail)
+{
+    size_t len = detail != NULL ? strlen(detail) + 1 : 0;
+    char *at = r->details + r->details_len;
+    if (len == 0 || len > sizeof(r->details) - r->details_len)
+        return NULL;
+    memcpy(at, detail, len);
+    r->details_len += len;
+    return at;
+}
+
+/* One attempt is over: the call ended (FAILED is NULL when a whole
+ * response arrived, else its error code and DETAIL), or our timer ended it
+ * (FAILED names which limit). Replies, retries, fails over, or ends the
+ * stream. */
+void attempt_over(req_t *r, const char *failed, const char *detail)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    trace_t *t = &r->trace[r->ntrace > 0 ? r->ntrace - 1 : 0];   /* start_attempt added it */
+    const char *code = failed;
+    double now = edge_now_ms();
+
+    if (failed == NULL && attempt_fails_over(r->status)) {
+        code = r->status == 429 ? "upstream_rate_limited" : "upstream_error";
+    } else if (failed == NULL && relay_cut(r)) {
+        code = "upstream_truncated";
+        detail = "the upstream closed the stream before its last event (data: [DONE])";
+    }
+    t->detail = keep_detail(r, detail);
+    t->status = failed == NULL ? (int)r->status : 0;
+    t->error = code;
+    t->ms = now - r->attempt_ms;
+    metrics_add(metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, code ? code : "ok", NULL), 1);
+
+    if (code == NULL) {
+        health_success(&r->health);       /* the upstream answered: success, or the caller's own error */
+        relay_finish(r);
+        attempt_end(r);
+        return;
+    }
+    if (r->relaying) {                    /* past the commit point: no failover */
+        count_failure(r, code, now);
+        relay_abort(r, code, t->detail != NULL ? t->detail : code);
+        attempt_end(r);
+        return;
+    }
+    r->last_fail = code;
+    if (t->status == 429) {
+        /* no request on any worker goes to this upstream before UNTIL;
+         * this one tries it again then, if retries and time are left */
+        const char *ra = r->resp_headers ? evhtp_kv_find(r->resp_headers, "retry-after") : NULL;
+        double wait = retry_after_ms(ra), until;
+        if (wait > r->retry_cap_ms)
+            wait = r->retry_cap_ms;
+        until = now + wait;
+        r->n429++;
+        health_defer(&r->health, (int64_t)until);
+        attempt_end(r);
+        if (r->tries <= r->max_429_retries && until < r->deadline_ms) {
+            metrics_add(metrics_series(r->w->metrics, M_RETRIES, c->provider, c->model, NULL, NULL), 1);
+            wait_then_retry(r, until);
+            return;
+        }
+    } else {
+        /* connection error, timeout, 5xx, 401/403: counts towards a cooldown */
+        count_failure(r, code, now);
+        attempt_end(r);
+    }
+    if (r->cand + 1 < r->res.ncand)        /* another candidate follows */
+        metrics_add(metrics_series(r->w->metrics, M_FAILOVERS, r->res.route, code, NULL, NULL), 1);
+    r->cand++;
+    r->tries = 0;
+    attempt_next(r);
+}
+
+static void on_up_done(void *arg, const char *code, const char *detail)
+{
+    req_t *r = arg;
+    r->call = NULL;                       /* freed by the caller once this returns */
+    attempt_over(r, code, detail);
+}
+
+static const up_handlers_t up_handlers = { on_up_status, relay_header, relay_data, on_up_done };
+
+/* The attempt's timer: fires at the nearest of its limits and re-arms
+ * itself for the next one, so bytes arriving cost no timer operation. */
+void attempt_arm_timer(req_t *r, double now)
+{
+    double next = r->attempt_deadline_ms, wait;
+    if (!r->got_first_byte) {
+        if (r->attempt_ms + r->first_byte_ms < next)
+            next = r->attempt_ms + r->first_byte_ms;
+    } else if (!r->paused && r->last_data_ms + r->idle_ms < next) {
+        next = r->last_data_ms + r->idle_ms;
+    }
+    wait = next - now;
+    if (wait < 1)
+        wait = 1;
+    edge_timer_after(&r->timer, wait);
+}
+
+static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
+{
+    req_t *r = arg;
+    double now = edge_now_ms();
+    const char *code = NULL;
+    (void)fd;
+    (void)what;
+    if (r->waiting) {                     /* a Retry-After wait is over */
+        r->waiting = 0;
+        attempt_next(r);
+        return;
+    }
+    if (r->call == NULL)
+        return;
+    if (now >= r->attempt_deadline_ms)
+        code = "upstream_total_timeout";
+    else if (!r->got_first_byte && now >= r->attempt_ms + r->first_byte_ms)
+        code = "upstream_first_byte_timeout";
+    else if (r->got_first_byte && !r->paused && now >= r->last_data_ms + r->idle_ms)
+        code = "upstream_idle_timeout";
+    if (code == NULL) {
+        attempt_arm_timer(r, now);
+        return;
+    }
+    attempt_over(r, code, NULL);
+}
+
+/* The upstream body is the client's bytes with the model value replaced:
+ * three pieces (before the value, the new value, after it), sent from the
+ * client's buffer without a copy. */
+static int body_pieces(req_t *r, const char *model, struct iovec *iov)
+{
+    long ql;
+    if (r->multipart)
+        ql = snprintf(r->up_model, sizeof(r->up_model), "%s", model);
+    else
+        ql = jscan_quote(model, r->up_model, sizeof(r->up_model));
+    if (ql < 0 || (size_t)ql >= sizeof(r->up_model))
+        return -1;
+    iov[0].iov_base = (void *)r->body;
+    iov[0].iov_len = r->model_off;
+    iov[1].iov_base = r->up_model;
+    iov[1].iov_len = (size_t)ql;
+    iov[2].iov_base = (void *)(r->body + r->model_off + r->model_len);
+    iov[2].iov_len = r->body_len - r->model_off - r->model_len;
+    return 0;
+}
+
+static const char *const upstream_paths[EP__COUNT] = {
+    "/chat/completions", "/completions", "/embeddings", "/audio/speech",
+    "/audio/transcriptions", "/images/generations",
+};
+
+/* Timeout NAME (timeouts.NAME) for candidate C: the route's, else the
+ * provider's, else DFLT (the config's). */
+static double timeout_of(const req_t *r, const candidate_t *c, const char *name, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), name);
+    if (!cJSON_IsNumber(v))
+        v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"), name);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+/* Appends "NAME: VALUE\r\n" to the head being built in BUF; -1 when it does not fit. */
+static int head_line(char *buf, size_t cap, size_t *len, const char *name, const char *value)
+{
+    return plane_append(buf, cap, len, "%s: %s\r\n", name, value);
+}
+
+static int start_attempt(req_t *r)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    const config_t *cfg = r->w->cfg;
+    const cJSON *prov_total = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"),
+                                                               "total_s");
+    const char *key = c->api_key != NULL ? c->api_key : c->api_key_env ? getenv(c->api_key_env) : NULL;
+    char head[8192], auth[1100];
+    size_t hlen = 0;
+    const cJSON *h;
+    up_request_t rq = { .base_url = c->base_url, .path = upstream_paths[r->ep], .head = head, .nbody = 3 };
+
+    if (body_pieces(r, c->model, rq.body) < 0)
+        return -1;
+    if (key != NULL && *key != '\0') {
+        snprintf(auth, sizeof(auth), "Bearer %s", key);
+        if (head_line(head, sizeof(head), &hlen, "Authorization", auth) < 0)
+            return -1;
+    }
+    if (head_line(head, sizeof(head), &hlen, "Content-Type",
+                  r->content_type[0] ? r->content_type : "application/json") < 0 ||
+        head_line(head, sizeof(head), &hlen, "x-request-id", r->request_id) < 0 ||
+        head_line(head, sizeof(head), &hlen, "User-Agent", "turnout/" TURNOUT_VERSION) < 0)
+        return -1;
+    cJSON_ArrayForEach(h, c->headers) {
+        if (cJSON_IsString(h) && head_line(head, sizeof(head), &hlen, h->string, h->valuestring) < 0)
+            return -1;
+    }
+    rq.head_len = hlen;
+    if (r->resp == NULL && (r->resp = evbuffer_new()) == NULL)
+        return -1;
+    r->status = 0;
+    r->got_first_byte = 0;
+    r->up_framed = r->sse_done = 0;
+    r->attempt_ms = r->last_data_ms = edge_now_ms();
+    r->first_byte_ms = timeout_of(r, c, "first_byte_s", cfg->first_byte_timeout_s) * 1000.0;
+    r->idle_ms = timeout_of(r, c, "idle_s", cfg->idle_gap_s) * 1000.0;
+    r->attempt_deadline_ms = r->deadline_ms;
+    if (cJSON_IsNumber(prov_total) && r->attempt_ms + prov_total->valuedouble * 1000.0 < r->deadline_ms)
+        r->attempt_deadline_ms = r->attempt_ms + prov_total->valuedouble * 1000.0;
+    rq.connect_ms = (long)timeout_of(r, c, "connect_ms", cfg->connect_timeout_ms);
+    /* the attempt timer enforces first byte, idle gap and the total; this
+     * is only a backstop behind it */
+    rq.total_ms = (long)(r->attempt_deadline_ms - r->attempt_ms) + 5000L;
+    r->attempts++;
+    r->tries++;
+    r->last_cand = r->cand;
+    trace_add(r, NULL);
+    r->m_target = metrics_series(r->w->metrics, M_TARGET_IN_FLIGHT, r->res.route, c->provider, c->model, NULL);
+    metrics_add(r->m_target, 1);
+    if ((r->call = up_start(r->w, &rq, &up_handlers, r)) == NULL) {
+        r->trace[r->ntrace - 1].error = "upstream_error";
+        attempt_end(r);
+        return -1;
+    }
+    attempt_arm_timer(r, r->attempt_ms);
+    return 0;
+}
+
+void attempt_init(req_t *r)
+{
+    evtimer_assign(&r->timer, r->w->base, on_attempt_timer, r);
+}
+
+void attempt_first(req_t *r)
+{
+    const cJSON *retry = cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "retry"), *v;
+    v = cJSON_GetObjectItemCaseSensitive(retry, "max_429_retries");
+    r->max_429_retries = cJSON_IsNumber(v) ? (int)v->valuedouble : 2;
+    v = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s");
+    r->retry_cap_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble * 1000.0 : RETRY_CAP_DEFAULT_MS;
+    v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), "total_s");
+    r->deadline_ms = edge_now_ms() + (cJSON_IsNumber(v) ? v->valuedouble : r->w->cfg->total_timeout_s) * 1000.0;
+    r->cand = 0;
+    r->m_route = metrics_series(r->w->metrics, M_ROUTE_IN_FLIGHT, r->res.route, NULL, NULL, NULL);
+    metrics_add(r->m_route, 1);
+    attempt_next(r);
+}
+
+/* The current candidate is passed over, for WHY. */
+static void skipped(req_t *r, const char *why)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    trace_add(r, why);
+    metrics_add(metrics_series(r->w->metrics, M_SKIPS, c->provider, c->model, why, NULL), 1);
+}
+
+/* Gives the current candidate, or the next one that is usable, an attempt;
+ * replies when none is left. A candidate cooling down, whose probe is out,
+ * or at a cap is passed over (and listed in the trace). */
+void attempt_next(req_t *r)
+{
+    const config_t *cfg = r->w->cfg;
+    for (; r->cand < r->res.ncand; r->cand++, r->tries = 0) {
+        double now = edge_now_ms();
+        int64_t until = 0;
+        if (now >= r->deadline_ms) {
+            r->last_fail = "upstream_total_timeout";
+            break;
+        }
+        health_of(&r->res, r->cand, &r->health);
+        switch (health_take(&r->health, (int64_t)now, cfg->cooldown_after, &until)) {
+        case HEALTH_USABLE:
+            if (start_attempt(r) == 0)
+                return;
+            health_release(&r->health);
+            r->last_fail = "upstream_error";
+            break;
+        case HEALTH_COOLING:
+            if (r->tries > 0 && until < r->deadline_ms) {
+                wait_then_retry(r, (double)until);   /* our 429 retry, put off by a later 429 */
+                return;
+            }
+            skipped(r, "cooling_down");
+            r->skipped_cool++;
+            break;
+        case HEALTH_PROBING:
+            skipped(r, "probing");
+            r->skipped_cool++;
+            break;
+        case HEALTH_AT_CAP:
+            skipped(r, "at_cap");
+            r->skipped_cap++;
+            break;
+        }
+    }
+    reply_exhausted(r);
+}

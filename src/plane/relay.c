@@ -1,0 +1,189 @@
+/* relay.c - the upstream's answer to the client: buffered whole, or relayed event by event with backpressure. */
+#include "plane.h"
+#include "edge.h"
+#include "jscan.h"
+#include "sse.h"
+
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define SSE_EVENT_MAX (1024 * 1024)   /* the longest stream event held back whole */
+
+static const char *const hop_by_hop[] = {
+    "connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
+    "upgrade", "proxy-authenticate", "proxy-authorization", "date", "server", NULL,
+};
+
+/* One upstream response header: kept for the client unless it is about
+ * the upstream connection itself. */
+void relay_header(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    req_t *r = arg;
+    char n[128], v[1024];
+    if (nlen >= sizeof(n) || vlen >= sizeof(v) || r->resp_headers == NULL)
+        return;
+    memcpy(n, name, nlen);
+    n[nlen] = '\0';
+    if (strcasecmp(n, "content-length") == 0 || strcasecmp(n, "transfer-encoding") == 0)
+        r->up_framed = 1;                /* the framing tells where the answer ends, not the close */
+    for (const char *const *h = hop_by_hop; *h; h++)
+        if (strcasecmp(n, *h) == 0)
+            return;
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    evhtp_headers_add_header(r->resp_headers, evhtp_header_new(n, v, 1, 1));
+}
+
+static int is_event_stream(req_t *r)
+{
+    const char *ct = r->resp_headers ? evhtp_kv_find(r->resp_headers, "content-type") : NULL;
+    return ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0;
+}
+
+/* Moves the upstream's headers and ours onto the client reply. */
+static void commit_headers(req_t *r)
+{
+    if (r->resp_headers != NULL) {
+        evhtp_kvs_add_kvs(r->req->headers_out, r->resp_headers);
+        evhtp_kvs_free(r->resp_headers);   /* the kvs now belong to headers_out */
+        r->resp_headers = NULL;
+    }
+    reply_std_headers(r);
+}
+
+/* The client's output has drained to the low watermark: resume a paused
+ * transfer (connection on_write hook, set only while paused). */
+static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
+{
+    req_t *r = arg;
+    if (!r->paused || r->call == NULL ||
+        evbuffer_get_length(bufferevent_get_output(conn->bev)) >= PROXY_SEND_HIGH_WATER)
+        return EVHTP_RES_OK;
+    r->paused = 0;
+    r->last_data_ms = edge_now_ms();           /* the upstream was silent because we paused it */
+    attempt_arm_timer(r, r->last_data_ms);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_write, NULL, NULL);
+    up_resume(r->call);                   /* libcurl may deliver held data at once */
+    return EVHTP_RES_OK;
+}
+
+/* Writes LEN stream bytes straight into the client's socket output (what
+ * evhtp_send_reply_chunk does, without a temporary buffer); BUF is the
+ * call's, so it is copied. They end with a whole event. */
+static int relay(req_t *r, const char *buf, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
+    int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
+    if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add(out, buf, len) < 0 ||
+        (chunked && evbuffer_add(out, "\r\n", 2) < 0))
+        return -1;
+    r->bytes_out += len;
+    r->sse_done = sse_is_done(buf, len);
+    return 0;
+}
+
+/* Stream bytes: the whole events among what has come are relayed at once,
+ * and the start of an unfinished one is held back (in r->resp, unused
+ * while relaying) until its end comes. So whatever ends the stream (an
+ * error event, the deadline) follows a whole event: a half-sent one would
+ * be joined to it by the client's SSE parser, hiding the error. An upstream
+ * read usually ends at an event's end: then nothing is held or copied. */
+static int relay_events(req_t *r, const char *buf, size_t len)
+{
+    size_t held = evbuffer_get_length(r->resp), cut;
+    const char *all;
+    if (held == 0) {
+        cut = sse_whole(buf, len, 0);
+        if ((cut > 0 && relay(r, buf, cut) < 0) || (cut < len && evbuffer_add(r->resp, buf + cut, len - cut) < 0))
+            return UP_ABORT;
+        return UP_TAKEN;
+    }
+    if (evbuffer_add(r->resp, buf, len) < 0 || (all = (const char *)evbuffer_pullup(r->resp, -1)) == NULL)
+        return UP_ABORT;
+    /* an event's end is at most 4 bytes long: the held ones were searched */
+    cut = sse_whole(all, held + len, held > 3 ? held - 3 : 0);
+    if (cut > 0 && (relay(r, all, cut) < 0 || evbuffer_drain(r->resp, cut) < 0))
+        return UP_ABORT;
+    if (evbuffer_get_length(r->resp) > SSE_EVENT_MAX)
+        return UP_ABORT;                  /* no event is that long: not a stream we can relay whole */
+    return UP_TAKEN;
+}
+
+int relay_data(void *arg, const char *buf, size_t len)
+{
+    req_t *r = arg;
+    r->last_data_ms = edge_now_ms();
+    if (attempt_fails_over(r->status))
+        return UP_TAKEN;                  /* discarded: the attempt failed */
+    if (r->req == NULL)
+        return UP_ABORT;                  /* client gone */
+    if (!r->relaying && r->status < 300 && is_event_stream(r)) {
+        /* Streams are relayed event by event; the commit point is here. */
+        commit_headers(r);
+        r->relaying = 1;
+        r->replied = 1;
+        r->final_status = (int)r->status;
+        evhtp_send_reply_chunk_start(r->req, (evhtp_res)r->status);
+    }
+    if (r->relaying) {
+        if (evbuffer_get_length(bufferevent_get_output(r->req->conn->bev)) >= PROXY_SEND_HIGH_WATER) {
+            /* the client is behind: the call keeps these bytes and hands
+             * them over again when on_client_drained resumes it */
+            r->paused = 1;
+            evhtp_connection_set_hook(r->req->conn, evhtp_hook_on_write, (evhtp_hook)on_client_drained, r);
+            return UP_PAUSE;
+        }
+        return relay_events(r, buf, len);
+    }
+    return evbuffer_add(r->resp, buf, len) < 0 ? UP_ABORT : UP_TAKEN;
+}
+
+void relay_finish(req_t *r)
+{
+    if (r->relaying) {
+        size_t held = evbuffer_get_length(r->resp);   /* an unfinished last event: passed on as it came */
+        if (held > 0)
+            relay(r, (const char *)evbuffer_pullup(r->resp, -1), held);
+        evhtp_send_reply_chunk_end(r->req);
+        return;
+    }
+    commit_headers(r);
+    r->bytes_out = evbuffer_get_length(r->resp);
+    evbuffer_add_buffer(r->req->buffer_out, r->resp);
+    r->replied = 1;
+    r->final_status = (int)r->status;
+    evhtp_send_reply(r->req, (evhtp_res)r->status);
+}
+
+/* Ends a relayed stream that broke: an SSE error event, and never [DONE]. */
+void relay_abort(req_t *r, const char *code, const char *why)
+{
+    struct evbuffer *ev = evbuffer_new();
+    char q[300];
+    r->error = code;
+    if (ev != NULL) {
+        if (jscan_quote(why, q, sizeof(q)) < 0)
+            snprintf(q, sizeof(q), "\"upstream stream failed\"");
+        evbuffer_add_printf(ev, "event: error\ndata: {\"error\":{\"message\":%s,\"type\":\"upstream_error\","
+                                "\"param\":null,\"code\":\"%s\"}}\n\n", q, code);
+        evhtp_send_reply_chunk(r->req, ev);
+        evbuffer_free(ev);
+    }
+    evhtp_send_reply_chunk_end(r->req);
+}
+
+/* Whether a whole answer is an event stream that was cut: one framed only
+ * by the close cannot tell a cut from an end, so it is judged by its
+ * dialect's terminator (SPEC 4.4): OpenAI's data: [DONE]. */
+int relay_cut(req_t *r)
+{
+    size_t held;
+    if (r->up_framed || r->status >= 300 || !(r->relaying || is_event_stream(r)))
+        return 0;
+    held = evbuffer_get_length(r->resp);  /* the unrelayed tail, or (before relaying) all of it */
+    if (held > 0)
+        return !sse_is_done((const char *)evbuffer_pullup(r->resp, -1), held);
+    return !r->sse_done;
+}
