@@ -48,8 +48,6 @@ typedef struct worker {
     double stop_deadline_ms;       /* monotonic: the grace period ends */
     struct client *clients;        /* open client connections (edge.c) */
     int nclients;
-    CURL *easy_pool[64];           /* reset easy handles kept for reuse */
-    int neasy;
     struct curl_sock **curl_socks; /* owned: libcurl's sockets by descriptor (upcurl.c) */
     int ncurl_socks;               /* entries in curl_socks */
 } worker_t;

@@ -3,8 +3,8 @@
  * The plumbing follows libcurl's hiperfifo pattern (DESIGN.md): one
  * persistent event per socket, the timer callback only arms a libevent
  * timer, and finished transfers are collected after every socket action,
- * never inside a curl callback. Easy handles are kept and reset for the
- * next call: curl_easy_init allocates and initialises several kilobytes.
+ * never inside a curl callback. Each call has an easy handle of its own
+ * (see upcurl_start: libcurl 7.88 cannot reuse one safely).
  *
  * What libcurl 7.88 lets through is held to the rules of turnout's own
  * client (h1.h), so that both answer a client the same whatever an
@@ -50,6 +50,8 @@ struct upcurl {
     int in_head;                   /* a head has begun: its status line came */
     int final;                     /* that head is the final response's */
     int head_done;                 /* the final head's empty line came */
+    int status, minor;             /* its status and HTTP/1.x minor version */
+    int conn_close, conn_keep;     /* its Connection header says close / keep-alive */
     int has_len;                   /* its Content-Length, once seen */
     uint64_t clen;
     int chunked;                   /* its body is chunked: decoded here, with CHUNKS */
@@ -70,28 +72,10 @@ typedef struct curl_sock {
     int idle;                      /* EV watches for stray bytes, not for libcurl */
 } sock_t;
 
-static CURL *easy_get(worker_t *w)
-{
-    if (w->neasy > 0) {
-        CURL *e = w->easy_pool[--w->neasy];
-        curl_easy_reset(e);
-        return e;
-    }
-    return curl_easy_init();
-}
-
-static void easy_put(worker_t *w, CURL *easy)
-{
-    if (w->neasy < (int)(sizeof(w->easy_pool) / sizeof(w->easy_pool[0])))
-        w->easy_pool[w->neasy++] = easy;
-    else
-        curl_easy_cleanup(easy);
-}
-
 static void release(upcurl_t *u)
 {
     curl_multi_remove_handle(u->w->multi, u->easy);
-    easy_put(u->w, u->easy);
+    curl_easy_cleanup(u->easy);
     curl_slist_free_all(u->headers);
     free(u);
 }
@@ -305,8 +289,6 @@ int upcurl_init(worker_t *w)
 
 void upcurl_free(worker_t *w)
 {
-    while (w->neasy > 0)
-        curl_easy_cleanup(w->easy_pool[--w->neasy]);
     if (w->multi != NULL)
         curl_multi_cleanup(w->multi);     /* closes the pooled connections, through on_close_socket */
     for (int i = 0; i < w->ncurl_socks; i++) {
@@ -360,6 +342,9 @@ static size_t take_field(upcurl_t *u, const char *line, size_t len)
         u->has_len = 1;
     } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
         u->chunked = h1_has_token(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0;
+    } else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
+        u->conn_close |= h1_has_token(v, vlen, "close");
+        u->conn_keep |= h1_has_token(v, vlen, "keep-alive");
     }
     u->in_cb = 1;
     u->h->header(u->arg, line, nlen, v, vlen);
@@ -387,6 +372,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
             return refuse(u, "a malformed response head");   /* no upgrade was asked for */
         u->in_head = 1;
         u->final = status >= 200;
+        u->status = status;
+        u->minor = minor;
         if (u->final) {
             u->in_cb = 1;
             u->h->status(u->arg, status);
@@ -397,7 +384,12 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
         u->head_done = u->final;
         if (u->chunked)
             h1_chunks_init(&u->chunks);
-        u->no_reuse = u->chunked && u->has_len;   /* RFC 9112 6.3: both say close */
+        /* the native client's rule for reuse, which libcurl is laxer
+         * about: not after Connection: close (whatever else it lists), an
+         * HTTP/1.0 answer without keep-alive, both framings (RFC 9112 6.3),
+         * or a 204/304 that announces a body (libcurl drops those bytes) */
+        u->no_reuse = (u->chunked && u->has_len) || u->conn_close || (u->minor == 0 && !u->conn_keep) ||
+                      ((u->status == 204 || u->status == 304) && u->has_len && u->clen > 0);
     } else if (take_field(u, buf, len) == 0) {
         return 0;
     }
@@ -491,7 +483,11 @@ upcurl_t *upcurl_start(worker_t *w, const up_request_t *rq, const up_handlers_t 
     const char *p = rq->head, *end = rq->head + rq->head_len;
     if (u == NULL)
         return NULL;
-    if ((u->easy = easy_get(w)) == NULL) {
+    /* A new easy handle for every call: libcurl 7.88 keeps a pointer to a
+     * reset handle's freed last header (curl#11101, fixed in 8.1.0), and a
+     * reused handle whose next answer starts a header line with a space
+     * reads and frees it again (found by test/fuzz/upstream_fuzz.py). */
+    if ((u->easy = curl_easy_init()) == NULL) {
         free(u);
         return NULL;
     }

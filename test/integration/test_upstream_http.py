@@ -753,3 +753,18 @@ def test_a_head_slower_than_idle_s_is_an_idle_timeout(env):
         st, h, data = chat(t)
         assert st == 504 and json.loads(data)["error"]["code"] == "upstream_idle_timeout", (st, data[:300])
         assert 0.9 < time.time() - t0 < 2.5, time.time() - t0
+
+
+def test_a_head_line_starting_with_whitespace_after_an_answer(env):
+    """Found by test/fuzz/upstream_fuzz.py: an answer, then one whose first
+    header line starts with a tab (an obsolete fold of nothing) on the same
+    worker. libcurl 7.88 read a freed header of the first answer there when
+    it reused its easy handle, and crashed; both clients must refuse it with
+    a 502 and serve the next request."""
+    fold = b"HTTP/1.1 200 OK\r\n\tX-Lead: 1\r\nContent-Length: 2\r\n\r\n{}"
+    with RawUpstream([Reply(OK), Reply(fold, end="close"), Reply(OK)]) as up:
+        t = one_upstream(env, up)
+        assert_ok(chat(t))
+        assert_upstream_error(chat(t))
+        assert_ok(chat(t))
+        assert t.request("GET", "/healthz")[0] == 200
