@@ -40,7 +40,8 @@ typedef struct dialect_usage {
 
 /* Why a request cannot be translated: the caller answers 400 with
  * code "unsupported_parameter" (or "invalid_request" when the body is not
- * a valid request of its dialect) and PARAM as the error's param. */
+ * a valid request of its dialect) and PARAM as the error's param; code
+ * "out_of_memory" is ours, answered 500. */
 typedef struct dialect_err {
     const char *code;              /* "unsupported_parameter" or "invalid_request" */
     char param[64];                /* the field, e.g. "n", "messages[2].content[0].type" */
@@ -92,6 +93,35 @@ typedef struct dialect_ops {
      * to OUT; the message is kept, the type mapped. */
     void (*error)(int status, const char *body, size_t len, struct evbuffer *out);
 } dialect_ops_t;
+
+/* --- what the data plane asks (src/dialect/dialect.c) ---------------------- */
+
+/* The dialect a provider's `protocol` speaks: "anthropic", else OpenAI's
+ * ("openai", "azure"). */
+dialect_t dialect_of_protocol(const char *protocol);
+
+/* The translation between a CLIENT's dialect and an UPSTREAM's; NULL when
+ * they are the same (the bytes pass through). */
+const dialect_ops_t *dialect_between(dialect_t client, dialect_t upstream);
+
+/* turnout's own error in the CLIENT's shape, appended to OUT: OpenAI's
+ * {"error":{"message","type","param","code"...EXTRA}}, or Anthropic's
+ * {"type":"error","error":{"type","message"}} whose type follows STATUS and
+ * whose message starts with CODE. MESSAGE_JSON and PARAM_JSON are JSON
+ * values (a quoted string, or null); EXTRA more members of OpenAI's error
+ * object (",\"attempts\":[...]"), or NULL. */
+void dialect_error_body(dialect_t client, int status, const char *type, const char *code, const char *param_json,
+                        const char *message_json, const char *extra, struct evbuffer *out);
+
+/* Anthropic's error type for an HTTP status (its documented pairs: 401
+ * authentication_error, 404 not_found_error, 429 rate_limit_error, 503/529
+ * overloaded_error, other 5xx api_error, other 4xx invalid_request_error...). */
+const char *dialect_anthropic_error_type(int status);
+
+/* Whether stream bytes BUF[0, LEN) end with dialect D's terminator (the
+ * last line that holds anything): OpenAI's data: [DONE], Anthropic's
+ * message_stop event. */
+int dialect_stream_ended(dialect_t d, const char *buf, size_t len);
 
 /* OpenAI client, Anthropic upstream (src/dialect/openai_to_anthropic.c). */
 extern const dialect_ops_t dialect_openai_to_anthropic;

@@ -15,9 +15,9 @@
  * the very end does not end a line yet (an LF may follow). */
 size_t sse_whole(const char *buf, size_t len, size_t from);
 
-/* Whether the last line of BUF[0, LEN) that holds anything is OpenAI's
- * terminator, "data: [DONE]". */
-int sse_is_done(const char *buf, size_t len);
+/* The length of the first whole event of BUF[0, LEN) (up to and including
+ * its empty line), or 0 when none has ended yet. */
+size_t sse_first(const char *buf, size_t len);
 
 /* The fields of one whole event EV[0, LEN) (as sse_whole cuts them), read
  * as the SSE standard says: "event" is the last event field's value

@@ -32,6 +32,27 @@ size_t sse_whole(const char *buf, size_t len, size_t from)
     return 0;
 }
 
+size_t sse_first(const char *buf, size_t len)
+{
+    int empty = 1;                        /* the line being read has no bytes yet */
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != '\r' && buf[i] != '\n') {
+            empty = 0;
+            continue;
+        }
+        if (buf[i] == '\r') {
+            if (i + 1 == len)
+                return 0;                 /* an LF may follow */
+            if (buf[i + 1] == '\n')
+                i++;
+        }
+        if (empty)
+            return i + 1;
+        empty = 1;
+    }
+    return 0;
+}
+
 long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t cap)
 {
     size_t pos = 0, dlen = 0;
@@ -67,16 +88,4 @@ long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t c
         return -2;
     data[dlen] = '\0';
     return (long)dlen;
-}
-
-int sse_is_done(const char *buf, size_t len)
-{
-    size_t end = len, start;
-    while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == '\r'))
-        end--;
-    start = end;
-    while (start > 0 && buf[start - 1] != '\n' && buf[start - 1] != '\r')
-        start--;
-    return (end - start == 12 && memcmp(buf + start, "data: [DONE]", 12) == 0) ||
-           (end - start == 11 && memcmp(buf + start, "data:[DONE]", 11) == 0);
 }

@@ -1,4 +1,4 @@
-/* test_sse.c - event boundaries in every line-ending style, and the OpenAI terminator. */
+/* test_sse.c - event boundaries in every line-ending style, and an event's fields. */
 #include "../../src/sse.c"
 #include "unit.h"
 
@@ -25,13 +25,13 @@ int main(void)
     CHECK(sse_whole("a\n\nb", 4, 3) == 0);
     CHECK(sse_whole("a\n\nb\n\n", 6, 3) == 6);
 
-    CHECK(sse_is_done("data: x\n\ndata: [DONE]\n\n", 23));
-    CHECK(sse_is_done("data:[DONE]", 11));
-    CHECK(sse_is_done("data: [DONE]\r\n", 14));
-    CHECK(!sse_is_done("data: [DONE]x\n\n", 15));
-    CHECK(!sse_is_done("data: [DONE]\n\ndata: more\n\n", 26));
-    CHECK(!sse_is_done("", 0));
 
+    CHECK(sse_first("data: a\n\ndata: b\n\n", 18) == 9);
+    CHECK(sse_first("data: a\r\n\r\ndata: b", 19) == 11);
+    CHECK(sse_first("data: a\r\r", 9) == 0);      /* an LF may follow the last CR */
+    CHECK(sse_first("data: a\r\rx", 10) == 9);
+    CHECK(sse_first("data: a\n", 8) == 0);
+    CHECK(sse_first("\ndata: a\n\n", 11) == 1);   /* an empty line alone: an event of no fields */
     {
         char data[64];
         sse_fields_t f;
