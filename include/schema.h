@@ -8,7 +8,7 @@
 /* Endpoint kinds of SPEC 1.3, in table order. */
 typedef enum {
     EP_CHAT = 0, EP_COMPLETIONS, EP_EMBEDDINGS, EP_AUDIO_SPEECH,
-    EP_AUDIO_TRANSCRIPTION, EP_IMAGE_GENERATION, EP__COUNT
+    EP_AUDIO_TRANSCRIPTION, EP_IMAGE_GENERATION, EP_RESPONSES, EP__COUNT
 } endpoint_t;
 
 /* Name of an endpoint kind ("chat", ...). */

@@ -764,7 +764,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
     }
     if ((ep = schema_endpoint_parse(ep_name)) < 0) {
         reply_error(req, 400, "endpoint: must be one of chat, completions, embeddings, audio_speech, "
-                              "audio_transcription, image_generation");
+                              "audio_transcription, image_generation, responses");
         goto out;
     }
     if (*key_id) {          /* a key's own tenant; another tenant's key is as unknown */

@@ -11,7 +11,7 @@
 #include <time.h>
 
 static const char *const endpoint_names[EP__COUNT] = {
-    "chat", "completions", "embeddings", "audio_speech", "audio_transcription", "image_generation",
+    "chat", "completions", "embeddings", "audio_speech", "audio_transcription", "image_generation", "responses",
 };
 
 const char *schema_endpoint_name(endpoint_t ep)
@@ -178,6 +178,14 @@ static int check_pair(const cJSON *obj, const char *path, const char *name, cons
     return 0;
 }
 
+static int one_of(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
 int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
 {
     static const field_t fields[] = {
@@ -188,12 +196,14 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
         { "enabled", F_BOOL, 0, 0 }, { "region", F_STR, 1, 64 }, { "eu_owned", F_BOOL, 0, 0 },
         { "data_collection", F_STR, 1, 16 }, { "description", F_STR, 0, 1000 },
         { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+        { "default_max_tokens", F_INT, 1, 1000000 }, { "api_version", F_STR, 1, 64 },
     };
     static const field_t model_fields[] = {
         { "name", F_STR, 1, 255 }, { "bare_alias", F_BOOL, 0, 0 },
         { "input_price", F_NUM, 0, 1e9 }, { "output_price", F_NUM, 0, 1e9 },
         { "enabled", F_BOOL, 0, 0 },
     };
+    static const char *const protocols[] = { "openai", "anthropic", "azure", NULL };
     char path[64];
     const cJSON *v, *models;
     cJSON *m;
@@ -221,8 +231,8 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
     if (v->valuestring[bl - 1] == '/')
         v->valuestring[bl - 1] = '\0';     /* one spelling, so joins never double the slash */
     v = cJSON_GetObjectItemCaseSensitive(p, "protocol");
-    if (cJSON_IsString(v) && strcmp(v->valuestring, "openai") != 0) {
-        snprintf(err, errlen, "protocol: only \"openai\" is supported");
+    if (cJSON_IsString(v) && !one_of(v->valuestring, protocols)) {
+        snprintf(err, errlen, "protocol: must be one of openai, anthropic, azure");
         return -1;
     }
     if (check_pair(p, "", "data_collection", "allow", "deny", err, errlen) < 0)
@@ -259,13 +269,6 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
     return stamp(p, err, errlen);
 }
 
-static int one_of(const char *s, const char *const *list)
-{
-    for (; *list; list++)
-        if (strcmp(s, *list) == 0)
-            return 1;
-    return 0;
-}
 
 /* 1 when V is an array of 1-64 character strings. */
 static int string_list(const cJSON *v)
@@ -382,7 +385,7 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
     v = cJSON_GetObjectItemCaseSensitive(r, "endpoint");
     if (schema_endpoint_parse(v->valuestring) < 0) {
         snprintf(err, errlen, "endpoint: must be one of chat, completions, embeddings, "
-                              "audio_speech, audio_transcription, image_generation");
+                              "audio_speech, audio_transcription, image_generation, responses");
         return -1;
     }
     set_default(r, "strategy", cJSON_CreateString("fallback"));

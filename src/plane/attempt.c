@@ -15,6 +15,7 @@
 
 void attempt_end(req_t *r)
 {
+    relay_end(r);
     event_del(&r->timer);
     r->waiting = 0;
     health_release(&r->health);
@@ -133,9 +134,8 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
 
     if (failed == NULL && attempt_fails_over(r->status)) {
         code = r->status == 429 ? "upstream_rate_limited" : "upstream_error";
-    } else if (failed == NULL && relay_cut(r)) {
-        code = "upstream_truncated";
-        detail = "the upstream closed the stream before its last event (data: [DONE])";
+    } else if (failed == NULL) {
+        code = relay_check(r, &detail);
     }
     t->detail = keep_detail(r, detail);
     t->status = failed == NULL ? (int)r->status : 0;
@@ -260,7 +260,7 @@ static int body_pieces(req_t *r, const char *model, struct iovec *iov)
 
 static const char *const upstream_paths[EP__COUNT] = {
     "/chat/completions", "/completions", "/embeddings", "/audio/speech",
-    "/audio/transcriptions", "/images/generations",
+    "/audio/transcriptions", "/images/generations", "/responses",
 };
 
 /* Timeout NAME (timeouts.NAME) for candidate C: the route's, else the
@@ -279,6 +279,82 @@ static int head_line(char *buf, size_t cap, size_t *len, const char *name, const
     return plane_append(buf, cap, len, "%s: %s\r\n", name, value);
 }
 
+/* Where candidate C's provider takes the request, by its protocol: OpenAI's
+ * {base_url}/chat/completions (and the other endpoints), Anthropic's
+ * {base_url}/messages, Azure's {base_url}/openai/deployments/MODEL/...
+ * ?api-version=V. Written into BUF; NULL when the provider has no such
+ * endpoint (Anthropic's has only chat) or the deployment name cannot go in a path. */
+static const char *upstream_path(const req_t *r, const candidate_t *c, const char *protocol, char *buf, size_t cap)
+{
+    if (strcmp(protocol, "anthropic") == 0)
+        return r->ep == EP_CHAT ? "/messages" : NULL;
+    if (strcmp(protocol, "azure") != 0)
+        return upstream_paths[r->ep];
+    if (strspn(c->model, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(c->model))
+        return NULL;
+    snprintf(buf, cap, "/openai/deployments/%s%s?api-version=%s", c->model, upstream_paths[r->ep],
+             schema_str(c->prov, "api_version", "2024-10-21"));
+    return buf;
+}
+
+/* The credentials and version headers of PROTOCOL, unless the provider's
+ * own headers set them: Authorization: Bearer (OpenAI), api-key (Azure),
+ * x-api-key and anthropic-version (Anthropic). */
+static int auth_lines(const candidate_t *c, const char *protocol, const char *key, char *head, size_t cap,
+                      size_t *len)
+{
+    char auth[1100];
+    int anthropic = strcmp(protocol, "anthropic") == 0;
+    if (key != NULL && *key != '\0') {
+        if (anthropic || strcmp(protocol, "azure") == 0) {
+            if (head_line(head, cap, len, anthropic ? "x-api-key" : "api-key", key) < 0)
+                return -1;
+        } else {
+            snprintf(auth, sizeof(auth), "Bearer %s", key);
+            if (head_line(head, cap, len, "Authorization", auth) < 0)
+                return -1;
+        }
+    }
+    if (anthropic && cJSON_GetObjectItem(c->headers, "anthropic-version") == NULL &&   /* case-insensitive */
+        head_line(head, cap, len, "anthropic-version", "2023-06-01") < 0)
+        return -1;
+    return 0;
+}
+
+/* The upstream body: the client's bytes with the model replaced, or, when
+ * the dialects differ, its translation (in r->xbuf). Returns 0, -1 on a
+ * failure of ours, or -2 after answering the client 400 (its request has
+ * no translation to this upstream's dialect). */
+static int upstream_body(req_t *r, const candidate_t *c, up_request_t *rq)
+{
+    dialect_req_opts_t o;
+    dialect_err_t err;
+    const cJSON *mt;
+    if (r->xl == NULL)
+        return body_pieces(r, c->model, rq->body);
+    if (r->xbuf == NULL && (r->xbuf = evbuffer_new()) == NULL)
+        return -1;
+    evbuffer_drain(r->xbuf, evbuffer_get_length(r->xbuf));
+    mt = cJSON_GetObjectItemCaseSensitive(c->prov, "default_max_tokens");
+    o.model = c->model;
+    o.default_max_tokens = cJSON_IsNumber(mt) ? (long)mt->valuedouble : 4096;
+    memset(&err, 0, sizeof(err));
+    if (r->xl->request(r->body, r->body_len, &o, r->xbuf, &r->xinfo, &err) < 0) {
+        if (err.code != NULL && strcmp(err.code, "out_of_memory") == 0)
+            return -1;                    /* ours, not the caller's: the next candidate, or a 502 */
+        reply_error(r, 400, "invalid_request_error", err.code ? err.code : "unsupported_parameter",
+                    err.param[0] ? err.param : NULL, "%s (the route's target %s/%s speaks another API)",
+                    err.message[0] ? err.message : "the request cannot be translated", c->provider, c->model);
+        return -2;
+    }
+    rq->body[0].iov_base = evbuffer_pullup(r->xbuf, -1);
+    rq->body[0].iov_len = evbuffer_get_length(r->xbuf);
+    rq->nbody = 1;
+    return 0;
+}
+
+/* Returns 0 when the attempt is under way, -1 when it could not start
+ * (the next candidate is tried), -2 when the client was answered already. */
 static int start_attempt(req_t *r)
 {
     const candidate_t *c = &r->res.cand[r->cand];
@@ -286,20 +362,27 @@ static int start_attempt(req_t *r)
     const cJSON *prov_total = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"),
                                                                "total_s");
     const char *key = c->api_key != NULL ? c->api_key : c->api_key_env ? getenv(c->api_key_env) : NULL;
-    char head[8192], auth[1100];
+    const char *protocol = schema_str(c->prov, "protocol", "openai");
+    char head[8192], path[700];
     size_t hlen = 0;
     const cJSON *h;
-    up_request_t rq = { .base_url = c->base_url, .path = upstream_paths[r->ep], .head = head, .nbody = 3 };
+    up_request_t rq = { .base_url = c->base_url, .head = head, .nbody = 3 };
+    int rc;
 
-    if (body_pieces(r, c->model, rq.body) < 0)
-        return -1;
-    if (key != NULL && *key != '\0') {
-        snprintf(auth, sizeof(auth), "Bearer %s", key);
-        if (head_line(head, sizeof(head), &hlen, "Authorization", auth) < 0)
-            return -1;
+    r->up = dialect_of_protocol(protocol);
+    r->xl = dialect_between(r->client, r->up);
+    if ((rq.path = upstream_path(r, c, protocol, path, sizeof(path))) == NULL) {
+        reply_error(r, 400, "invalid_request_error", "unsupported_endpoint", NULL,
+                    "the route's target %s/%s (protocol %s) has no %s endpoint", c->provider, c->model, protocol,
+                    schema_endpoint_name(r->ep));
+        return -2;
     }
+    if ((rc = upstream_body(r, c, &rq)) < 0)
+        return rc;
+    if (auth_lines(c, protocol, key, head, sizeof(head), &hlen) < 0)
+        return -1;
     if (head_line(head, sizeof(head), &hlen, "Content-Type",
-                  r->content_type[0] ? r->content_type : "application/json") < 0 ||
+                  r->xl == NULL && r->content_type[0] ? r->content_type : "application/json") < 0 ||
         head_line(head, sizeof(head), &hlen, "x-request-id", r->request_id) < 0 ||
         head_line(head, sizeof(head), &hlen, "User-Agent", "turnout/" TURNOUT_VERSION) < 0)
         return -1;
@@ -372,6 +455,7 @@ static void skipped(req_t *r, const char *why)
 void attempt_next(req_t *r)
 {
     const config_t *cfg = r->w->cfg;
+    int rc;
     for (; r->cand < r->res.ncand; r->cand++, r->tries = 0) {
         double now = edge_now_ms();
         int64_t until = 0;
@@ -382,9 +466,11 @@ void attempt_next(req_t *r)
         health_of(&r->res, r->cand, &r->health);
         switch (health_take(&r->health, (int64_t)now, cfg->cooldown_after, &until)) {
         case HEALTH_USABLE:
-            if (start_attempt(r) == 0)
+            if ((rc = start_attempt(r)) == 0)
                 return;
             health_release(&r->health);
+            if (rc == -2)
+                return;                   /* the client has its answer */
             r->last_fail = "upstream_error";
             break;
         case HEALTH_COOLING:

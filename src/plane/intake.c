@@ -27,7 +27,7 @@ static req_t *req_new(worker_t *w)
         w->free_reqs = r->next_free;
         w->nfree_reqs--;
     } else if ((r = malloc(sizeof(*r))) != NULL) {
-        r->resp = NULL;
+        r->resp = r->xbuf = r->xout = NULL;
     } else {
         return NULL;
     }
@@ -35,12 +35,22 @@ static req_t *req_new(worker_t *w)
     return r;
 }
 
+/* Frees R and the buffers it keeps between requests. */
+static void req_free(req_t *r)
+{
+    if (r->resp != NULL)
+        evbuffer_free(r->resp);
+    if (r->xbuf != NULL)
+        evbuffer_free(r->xbuf);
+    if (r->xout != NULL)
+        evbuffer_free(r->xout);
+    free(r);
+}
+
 static void req_drop(worker_t *w, req_t *r)
 {
     if (w->nfree_reqs >= REQ_FREE_MAX) {
-        if (r->resp != NULL)
-            evbuffer_free(r->resp);
-        free(r);
+        req_free(r);
         return;
     }
     r->next_free = w->free_reqs;
@@ -53,9 +63,7 @@ void proxy_worker_free(worker_t *w)
     while (w->free_reqs != NULL) {
         req_t *r = w->free_reqs;
         w->free_reqs = r->next_free;
-        if (r->resp != NULL)
-            evbuffer_free(r->resp);
-        free(r);
+        req_free(r);
     }
     w->nfree_reqs = 0;
 }
@@ -88,15 +96,18 @@ static void set_request_id(req_t *r)
 typedef struct route_path {
     const char *path;
     endpoint_t ep;
+    dialect_t dialect;           /* the API the client speaks there */
 } route_path_t;
 
 static const route_path_t data_paths[] = {
-    { "/v1/chat/completions", EP_CHAT },
-    { "/v1/completions", EP_COMPLETIONS },
-    { "/v1/embeddings", EP_EMBEDDINGS },
-    { "/v1/audio/speech", EP_AUDIO_SPEECH },
-    { "/v1/audio/transcriptions", EP_AUDIO_TRANSCRIPTION },
-    { "/v1/images/generations", EP_IMAGE_GENERATION },
+    { "/v1/chat/completions", EP_CHAT, DIALECT_OPENAI },
+    { "/v1/completions", EP_COMPLETIONS, DIALECT_OPENAI },
+    { "/v1/embeddings", EP_EMBEDDINGS, DIALECT_OPENAI },
+    { "/v1/audio/speech", EP_AUDIO_SPEECH, DIALECT_OPENAI },
+    { "/v1/audio/transcriptions", EP_AUDIO_TRANSCRIPTION, DIALECT_OPENAI },
+    { "/v1/images/generations", EP_IMAGE_GENERATION, DIALECT_OPENAI },
+    { "/v1/responses", EP_RESPONSES, DIALECT_OPENAI },   /* OpenAI's Responses API: passed through, never translated */
+    { "/v1/messages", EP_CHAT, DIALECT_ANTHROPIC },   /* Anthropic's Messages API: the chat routes serve it */
 };
 
 static req_t *req_of(evhtp_request_t *req)
@@ -110,6 +121,14 @@ static req_t *req_of(evhtp_request_t *req)
 static int authorised(req_t *r)
 {
     const char *h = evhtp_kv_find(r->req->headers_in, "authorization"), *token = auth_bearer_token(h);
+    char bearer[512];
+    /* Anthropic's clients send the key in x-api-key */
+    if (token == NULL && r->client == DIALECT_ANTHROPIC &&
+        (token = evhtp_kv_find(r->req->headers_in, "x-api-key")) != NULL) {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+        h = bearer;
+        token = auth_bearer_token(h);
+    }
     if (token == NULL)
         return !r->w->cfg->require_key;
     if (auth_bearer_matches(h, r->w->gw->admin_key)) {
@@ -441,12 +460,15 @@ static int admit(req_t *r)
     for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]); i++)
         if (strcmp(path, data_paths[i].path) == 0)
             dp = &data_paths[i];
-    if (dp != NULL)
+    if (dp != NULL) {
         r->m_endpoint = schema_endpoint_name(dp->ep);   /* a 401 is counted under it too */
+        r->client = dp->dialect;                        /* errors from here on are in its shape */
+    }
     if (!authorised(r)) {
         reply_header(req, "WWW-Authenticate", "Bearer");
         reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL,
-                    "a valid API key is required: send 'Authorization: Bearer KEY'");
+                    r->client == DIALECT_ANTHROPIC ? "a valid API key is required: send 'x-api-key: KEY'"
+                                                   : "a valid API key is required: send 'Authorization: Bearer KEY'");
         return -1;
     }
     if (strcmp(path, "/v1/models") == 0) {

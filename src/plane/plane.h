@@ -49,6 +49,7 @@
 #define TURNOUT_PLANE_H
 
 #include "proxy.h"
+#include "dialect.h"
 #include "health.h"
 #include "metrics.h"
 #include "resolve.h"
@@ -97,6 +98,7 @@ typedef struct req {
     size_t model_off, model_len; /* where the model value sits in the body */
     size_t user_off, user_len;   /* the body's "user" string, if any */
     int multipart;
+    dialect_t client;            /* the dialect the client speaks: /v1/messages is Anthropic's, the rest OpenAI's */
     int is_data;                 /* a data-plane endpoint (has a kind and a model) */
     char path[128];              /* for the access log */
     char content_type[256];
@@ -133,6 +135,11 @@ typedef struct req {
     evhtp_headers_t *resp_headers;
     int relaying;                /* chunked relay to the client has started */
     int up_framed;               /* the upstream's answer has a Content-Length or chunks (not the close) */
+    dialect_t up;                /* the dialect of the current attempt's upstream */
+    const dialect_ops_t *xl;     /* the translation between client and upstream, NULL for passthrough */
+    dialect_stream_t *xs;        /* a translated stream's state */
+    dialect_req_info_t xinfo;    /* what the translated request said of itself */
+    dialect_usage_t usage;       /* what the upstream reported (translated answers) */
     int sse_done;                /* the last event relayed is the stream's terminator */
     int paused;                  /* the transfer waits for the client to drain */
     int got_first_byte;          /* the current attempt has a response */
@@ -148,6 +155,8 @@ typedef struct req {
     /* Not cleared for a new request (req_new): kept, or written before being read. */
     struct req *next_free;       /* the worker's list of freed requests */
     struct evbuffer *resp;       /* a buffered non-streaming response; kept empty with a freed request */
+    struct evbuffer *xbuf;       /* a translated request body (kept with a freed request, as the next two) */
+    struct evbuffer *xout;       /* a translated answer, or translated stream events on their way out */
     char up_model[MAX_QUOTED_MODEL];   /* the target's model, as the upstream body has it */
     trace_t trace[MAX_TRACE];
     char details[1024];          /* the trace's detail messages */
@@ -210,7 +219,12 @@ int relay_data(void *arg, const char *buf, size_t len);
 void relay_finish(req_t *r);
 /* Ends a relayed stream that broke with an SSE error event. */
 void relay_abort(req_t *r, const char *code, const char *why);
-/* Whether a whole answer is an event stream that was cut (framed by the close, no terminator). */
-int relay_cut(req_t *r);
+/* A whole answer, before it goes out: its error code (with *DETAIL) when
+ * it cannot be used (a stream framed by the close that ended before its
+ * terminator; an answer that does not translate into the client's
+ * dialect), else NULL, the answer then in the client's dialect. */
+const char *relay_check(req_t *r, const char **detail);
+/* Frees a translated stream's state (with the attempt). */
+void relay_end(req_t *r);
 
 #endif

@@ -1,4 +1,10 @@
-/* relay.c - the upstream's answer to the client: buffered whole, or relayed event by event with backpressure. */
+/* relay.c - the upstream's answer to the client: buffered whole, or relayed event by event with backpressure.
+ *
+ * When the client's dialect is not the upstream's, the answer passes
+ * through the translation (dialect.h) on its way: a whole answer once it is
+ * in (relay_check, before the commit), a stream event by event as whole
+ * events come (relay_events cuts them). Otherwise the bytes go out as they
+ * came. */
 #include "plane.h"
 #include "edge.h"
 #include "jscan.h"
@@ -71,17 +77,48 @@ static evhtp_res on_client_drained(evhtp_connection_t *conn, void *arg)
 
 /* Writes LEN stream bytes straight into the client's socket output (what
  * evhtp_send_reply_chunk does, without a temporary buffer); BUF is the
- * call's, so it is copied. They end with a whole event. */
-static int relay(req_t *r, const char *buf, size_t len)
+ * call's, so it is copied. */
+static int send_bytes(req_t *r, const char *buf, size_t len)
 {
     struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
     int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
+    if (len == 0)
+        return 0;
     if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add(out, buf, len) < 0 ||
         (chunked && evbuffer_add(out, "\r\n", 2) < 0))
         return -1;
     r->bytes_out += len;
-    r->sse_done = sse_is_done(buf, len);
     return 0;
+}
+
+/* Whole stream events BUF[0, LEN) (or, at a clean end, an unfinished last
+ * one) go to the client: as they are, or each translated. */
+static int relay(req_t *r, const char *buf, size_t len)
+{
+    sse_fields_t f;
+    char probe[1];
+    if (r->xl == NULL) {
+        r->sse_done = dialect_stream_ended(r->up, buf, len);
+        return send_bytes(r, buf, len);
+    }
+    if (r->xs == NULL && (r->xs = r->xl->stream_new(r->model, &r->xinfo)) == NULL)
+        return -1;
+    evbuffer_drain(r->xout, evbuffer_get_length(r->xout));
+    while (len > 0) {
+        size_t n = sse_first(buf, len);
+        int rc = 0;
+        if (n == 0)
+            n = len;                      /* the unfinished last event of a stream that ended */
+        /* an event with no data line (a comment, a keep-alive) says nothing to translate */
+        if (r->sse_done == 0 && sse_event(buf, n, &f, probe, sizeof(probe)) != -2 &&
+            (rc = r->xl->stream_event(r->xs, buf, n, r->xout, &r->usage)) < 0)
+            return -1;
+        if (rc == 1)
+            r->sse_done = 1;              /* its terminator, and the client's went out */
+        buf += n;
+        len -= n;
+    }
+    return send_bytes(r, (const char *)evbuffer_pullup(r->xout, -1), evbuffer_get_length(r->xout));
 }
 
 /* Stream bytes: the whole events among what has come are relayed at once,
@@ -121,6 +158,8 @@ int relay_data(void *arg, const char *buf, size_t len)
         return UP_ABORT;                  /* client gone */
     if (!r->relaying && r->status < 300 && is_event_stream(r)) {
         /* Streams are relayed event by event; the commit point is here. */
+        if (r->xl != NULL && r->xout == NULL && (r->xout = evbuffer_new()) == NULL)
+            return UP_ABORT;
         commit_headers(r);
         r->relaying = 1;
         r->replied = 1;
@@ -157,7 +196,8 @@ void relay_finish(req_t *r)
     evhtp_send_reply(r->req, (evhtp_res)r->status);
 }
 
-/* Ends a relayed stream that broke: an SSE error event, and never [DONE]. */
+/* Ends a relayed stream that broke: an SSE error event in the client's
+ * shape (its data the error object of a reply), and never a terminator. */
 void relay_abort(req_t *r, const char *code, const char *why)
 {
     struct evbuffer *ev = evbuffer_new();
@@ -166,8 +206,9 @@ void relay_abort(req_t *r, const char *code, const char *why)
     if (ev != NULL) {
         if (jscan_quote(why, q, sizeof(q)) < 0)
             snprintf(q, sizeof(q), "\"upstream stream failed\"");
-        evbuffer_add_printf(ev, "event: error\ndata: {\"error\":{\"message\":%s,\"type\":\"upstream_error\","
-                                "\"param\":null,\"code\":\"%s\"}}\n\n", q, code);
+        evbuffer_add(ev, "event: error\ndata: ", 19);
+        dialect_error_body(r->client, 502, "upstream_error", code, "null", q, NULL, ev);   /* ends with LF */
+        evbuffer_add(ev, "\n", 1);
         evhtp_send_reply_chunk(r->req, ev);
         evbuffer_free(ev);
     }
@@ -176,14 +217,62 @@ void relay_abort(req_t *r, const char *code, const char *why)
 
 /* Whether a whole answer is an event stream that was cut: one framed only
  * by the close cannot tell a cut from an end, so it is judged by its
- * dialect's terminator (SPEC 4.4): OpenAI's data: [DONE]. */
-int relay_cut(req_t *r)
+ * dialect's terminator (SPEC 4.4): OpenAI's data: [DONE], Anthropic's
+ * message_stop. */
+static int cut_stream(req_t *r)
 {
     size_t held;
     if (r->up_framed || r->status >= 300 || !(r->relaying || is_event_stream(r)))
         return 0;
     held = evbuffer_get_length(r->resp);  /* the unrelayed tail, or (before relaying) all of it */
     if (held > 0)
-        return !sse_is_done((const char *)evbuffer_pullup(r->resp, -1), held);
+        return !dialect_stream_ended(r->up, (const char *)evbuffer_pullup(r->resp, -1), held);
     return !r->sse_done;
+}
+
+/* Puts the answer in r->xout in place of the upstream's, as JSON. */
+static void take_translation(req_t *r)
+{
+    evhtp_kv_t *ct = r->resp_headers != NULL ? evhtp_kvs_find_kv(r->resp_headers, "content-type") : NULL;
+    evbuffer_drain(r->resp, evbuffer_get_length(r->resp));
+    evbuffer_add_buffer(r->resp, r->xout);
+    if (ct != NULL)
+        evhtp_kv_rm_and_free(r->resp_headers, ct);
+    if (r->resp_headers != NULL)
+        evhtp_headers_add_header(r->resp_headers, evhtp_header_new("Content-Type", "application/json", 0, 0));
+}
+
+const char *relay_check(req_t *r, const char **detail)
+{
+    const char *body;
+    size_t len;
+    if (cut_stream(r)) {
+        *detail = "the upstream closed the stream before its last event";
+        return "upstream_truncated";
+    }
+    if (r->xl == NULL || r->relaying)
+        return NULL;
+    if (r->xout == NULL && (r->xout = evbuffer_new()) == NULL) {
+        *detail = "out of memory";
+        return "upstream_error";
+    }
+    evbuffer_drain(r->xout, evbuffer_get_length(r->xout));
+    len = evbuffer_get_length(r->resp);
+    body = len > 0 ? (const char *)evbuffer_pullup(r->resp, -1) : "";
+    if (r->status >= 300) {               /* the caller's error, told in its own dialect */
+        r->xl->error((int)r->status, body, len, r->xout);
+    } else if (r->xl->answer(body, len, r->model, r->xout, &r->usage) < 0) {
+        *detail = "the answer is not one of its API's";
+        return "upstream_error";
+    }
+    take_translation(r);
+    return NULL;
+}
+
+void relay_end(req_t *r)
+{
+    if (r->xs != NULL) {
+        r->xl->stream_free(r->xs);
+        r->xs = NULL;
+    }
 }

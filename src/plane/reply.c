@@ -67,9 +67,7 @@ static void reply_error_with(req_t *r, int status, const char *type, const char 
         snprintf(qmsg, sizeof(qmsg), "\"error\"");
     if (param == NULL || jscan_quote(param, qparam, sizeof(qparam)) < 0)
         snprintf(qparam, sizeof(qparam), "null");
-    evbuffer_add_printf(req->buffer_out,
-                        "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":%s,\"code\":\"%s\"%s}}\n",
-                        qmsg, type, qparam, code, extra != NULL ? extra : "");
+    dialect_error_body(r->client, status, type, code, qparam, qmsg, extra, req->buffer_out);
     reply_header(req, "Content-Type", "application/json");
     reply_std_headers(r);
     r->replied = 1;
