@@ -1,4 +1,7 @@
 /* mockllm.c - a mock OpenAI-compatible provider on libevent, for turnout's tests and benchmarks.
+ * With --protocol anthropic it is an Anthropic Messages API provider instead
+ * (POST /v1/messages, Anthropic-shaped answers, streams and errors), so the
+ * dialect translations are tested against the shapes the real APIs send.
  *
  * Behaviour is chosen per instance by flags (a fixed status, 429 with
  * Retry-After, a delay before headers, SSE streams of N events T ms apart and
@@ -7,7 +10,12 @@
  * measure relay latency; with no interval the next event is written only
  * when the previous one has left the socket buffer, so a slow reader slows
  * the stream down instead of growing the mock's memory. Every request is recorded in an in-memory log that
- * tests read at GET /_mock/log (path, model, body hash, headers). */
+ * tests read at GET /_mock/log (path, model, body hash, headers).
+ *
+ * Tool use: a chat request with `tools` whose last message is not a tool
+ * result is answered with one call of the first tool (or the one tool_choice
+ * names), its arguments built from the tool's schema, so both dialects'
+ * tool-call shapes, streamed and whole, have an upstream to come from. */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -45,7 +53,11 @@ typedef struct opts {
     const char *port_file;
     const char *name;
     int no_log;             /* benchmarks: keep no request log */
+    int anthropic;          /* --protocol anthropic: serve the Messages API */
 } opts_t;
+
+/* What a chat request is answered with. */
+enum { ANS_TEXT, ANS_TOOL_CALL, ANS_TOOL_RESULT };
 
 /* One request being answered (delayed or streaming). */
 typedef struct pending {
@@ -58,10 +70,19 @@ typedef struct pending {
     int stream;
     int sent;                /* events sent so far */
     int started;
+    long id;                 /* the request's seq: names its answer's ids, which a delay must not shift */
+    int kind;                /* ANS_*: set only for chat requests */
+    int in_tokens, out_tokens;
+    int include_usage;       /* OpenAI stream_options.include_usage */
+    const char *stop_reason; /* Anthropic's: end_turn, max_tokens or tool_use */
+    int events;              /* events of a scripted stream before its end; -1: the plain OpenAI stream */
+    int pieces;              /* of them, the deltas that carry the text or the arguments */
+    char *tool;              /* ANS_TOOL_CALL: the tool's name */
+    char *payload;           /* its arguments (JSON text), or the answer's text; owned */
     struct pending *next, *prev;
 } pending_t;
 
-static opts_t o = { "127.0.0.1", 0, 0, NULL, -1, 0, 5, 0, -1, -1, -1, 0, NULL, "mockllm", 0 };
+static opts_t o = { "127.0.0.1", 0, 0, NULL, -1, 0, 5, 0, -1, -1, -1, 0, NULL, "mockllm", 0, 0 };
 static struct event_base *base;
 static cJSON *reqlog;
 static long seq, in_flight, max_in_flight;
@@ -159,6 +180,48 @@ static void send_error(struct evhttp_request *req, int status, const char *code,
     send_text(req, status, "application/json", body, (size_t)n);
 }
 
+/* Anthropic's error type for STATUS, as its API documents them. */
+static const char *anthropic_error_type(int status)
+{
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 402: return "billing_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 504: return "timeout_error";
+    case 529: return "overloaded_error";
+    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+/* An error in the dialect served: OpenAI's shape with CODE, or Anthropic's
+ * with the type its status implies. MSG is a fixed text, put in unescaped. */
+static void send_fail(struct evhttp_request *req, int status, const char *code, const char *msg)
+{
+    char body[512];
+    int n;
+    if (!o.anthropic) {
+        send_error(req, status, code, msg);
+        return;
+    }
+    n = snprintf(body, sizeof(body), "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
+                 anthropic_error_type(status), msg);
+    send_text(req, status, "application/json", body, (size_t)n);
+}
+
+/* Anthropic names every reply with a request-id header; its SDK exposes it. */
+static void add_request_id(struct evhttp_request *req, long id)
+{
+    char v[40];
+    if (!o.anthropic)
+        return;
+    snprintf(v, sizeof(v), "req_mock_%ld", id);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "request-id", v);
+}
+
 static void pending_free(pending_t *p)
 {
     if (p->prev) p->prev->next = p->next; else pendings = p->next;
@@ -169,6 +232,8 @@ static void pending_free(pending_t *p)
         event_free(p->watch);
     if (p->owns_entry)
         cJSON_Delete(p->entry);
+    free(p->tool);
+    free(p->payload);
     free(p);
     in_flight--;
 }
@@ -257,10 +322,262 @@ static void stream_cut(pending_t *p, int reset)
     evhttp_connection_free(c);
 }
 
+/* Moves I forward to the start of a UTF-8 character, so that a piece of a
+ * text cut at I is still valid UTF-8 (a JSON string must be). */
+static size_t utf8_start(const char *s, size_t len, size_t i)
+{
+    while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80)
+        i++;
+    return i;
+}
+
+/* How many deltas a stream splits TEXT into: one per --stream-events, at
+ * least one so that nothing of it is lost, at most one per byte. */
+static int pieces_of(const char *text)
+{
+    size_t len = strlen(text);
+    size_t n = o.stream_events < 1 ? 1 : (size_t)o.stream_events;
+    return (int)(n > len && len > 0 ? len : n);
+}
+
+/* The Ith of N pieces of TEXT, as a new string. */
+static char *piece_of(const char *text, int i, int n)
+{
+    size_t len = strlen(text);
+    size_t a = utf8_start(text, len, len * (size_t)i / (size_t)n);
+    size_t b = utf8_start(text, len, len * (size_t)(i + 1) / (size_t)n);
+    char *out = malloc(b - a + 1);
+    memcpy(out, text + a, b - a);
+    out[b - a] = '\0';
+    return out;
+}
+
+/* The text of the Ith delta of a plain text stream: "tokI " padded to
+ * about --event-bytes, as the OpenAI stream's content is. */
+static char *tok_text(int i)
+{
+    int pad = o.event_bytes > 300 ? o.event_bytes - 300 : 0;
+    char *t = malloc((size_t)pad + 32);
+    int n = snprintf(t, 32, "tok%d ", i + 1);
+    memset(t + n, 'x', (size_t)pad);
+    t[n + pad] = '\0';
+    return t;
+}
+
+static cJSON *anthropic_usage(int in_tokens, int out_tokens)
+{
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "input_tokens", in_tokens);
+    cJSON_AddNumberToObject(u, "output_tokens", out_tokens);
+    cJSON_AddNumberToObject(u, "cache_read_input_tokens", 0);
+    cJSON_AddNumberToObject(u, "cache_creation_input_tokens", 0);
+    return u;
+}
+
+static cJSON *tool_use_block(const pending_t *p, int with_input)
+{
+    char id[40];
+    cJSON *b = cJSON_CreateObject();
+    snprintf(id, sizeof(id), "toolu_mock_%ld", p->id);
+    cJSON_AddStringToObject(b, "type", "tool_use");
+    cJSON_AddStringToObject(b, "id", id);
+    cJSON_AddStringToObject(b, "name", p->tool);
+    /* a stream starts the block with an empty input and sends it as deltas */
+    cJSON_AddItemToObject(b, "input", with_input ? cJSON_Parse(p->payload) : cJSON_CreateObject());
+    return b;
+}
+
+/* The Messages API's message: whole (CONTENT), or as message_start has it,
+ * with no content and no stop reason yet. */
+static cJSON *anthropic_message(const pending_t *p, int content)
+{
+    char id[40];
+    cJSON *m = cJSON_CreateObject(), *c = cJSON_CreateArray();
+    snprintf(id, sizeof(id), "msg_mock_%ld", p->id);
+    cJSON_AddStringToObject(m, "id", id);
+    cJSON_AddStringToObject(m, "type", "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "model", p->model);
+    if (content && p->kind == ANS_TOOL_CALL) {
+        cJSON_AddItemToArray(c, tool_use_block(p, 1));
+    } else if (content) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "type", "text");
+        cJSON_AddStringToObject(t, "text", p->payload);
+        cJSON_AddItemToArray(c, t);
+    }
+    cJSON_AddItemToObject(m, "content", c);
+    if (content)
+        cJSON_AddStringToObject(m, "stop_reason", p->stop_reason);
+    else
+        cJSON_AddNullToObject(m, "stop_reason");
+    cJSON_AddNullToObject(m, "stop_sequence");
+    /* message_start reports the prompt and a first output token, as the real API does */
+    cJSON_AddItemToObject(m, "usage", anthropic_usage(p->in_tokens, content ? p->out_tokens : 1));
+    return m;
+}
+
+/* Event I of an Anthropic stream, into D; returns the event's name. The
+ * order is the documented one: message_start, content_block_start, ping,
+ * the deltas, content_block_stop, message_delta, message_stop. */
+static const char *anthropic_event(const pending_t *p, int i, cJSON *d)
+{
+    int tool = p->kind == ANS_TOOL_CALL;
+    if (i == 0) {
+        cJSON_AddStringToObject(d, "type", "message_start");
+        cJSON_AddItemToObject(d, "message", anthropic_message(p, 0));
+        return "message_start";
+    }
+    if (i == 1) {
+        cJSON *b = tool ? tool_use_block(p, 0) : cJSON_CreateObject();
+        if (!tool) {
+            cJSON_AddStringToObject(b, "type", "text");
+            cJSON_AddStringToObject(b, "text", "");
+        }
+        cJSON_AddStringToObject(d, "type", "content_block_start");
+        cJSON_AddNumberToObject(d, "index", 0);
+        cJSON_AddItemToObject(d, "content_block", b);
+        return "content_block_start";
+    }
+    if (i == 2) {
+        cJSON_AddStringToObject(d, "type", "ping");
+        return "ping";
+    }
+    if (i < 3 + p->pieces) {
+        cJSON *delta = cJSON_CreateObject();
+        char *t = p->kind == ANS_TEXT ? tok_text(i - 3) : piece_of(p->payload, i - 3, p->pieces);
+        cJSON_AddStringToObject(delta, "type", tool ? "input_json_delta" : "text_delta");
+        cJSON_AddStringToObject(delta, tool ? "partial_json" : "text", t);
+        free(t);
+        cJSON_AddStringToObject(d, "type", "content_block_delta");
+        cJSON_AddNumberToObject(d, "index", 0);
+        cJSON_AddItemToObject(d, "delta", delta);
+        return "content_block_delta";
+    }
+    if (i == 3 + p->pieces) {
+        cJSON_AddStringToObject(d, "type", "content_block_stop");
+        cJSON_AddNumberToObject(d, "index", 0);
+        return "content_block_stop";
+    }
+    if (i == 4 + p->pieces) {
+        cJSON *delta = cJSON_CreateObject(), *u = cJSON_CreateObject();
+        cJSON_AddStringToObject(delta, "stop_reason", p->stop_reason);
+        cJSON_AddNullToObject(delta, "stop_sequence");
+        cJSON_AddNumberToObject(u, "output_tokens", p->out_tokens);
+        cJSON_AddStringToObject(d, "type", "message_delta");
+        cJSON_AddItemToObject(d, "delta", delta);
+        cJSON_AddItemToObject(d, "usage", u);
+        return "message_delta";
+    }
+    cJSON_AddStringToObject(d, "type", "message_stop");
+    return "message_stop";
+}
+
+static cJSON *openai_usage(const pending_t *p)
+{
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", p->in_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", p->out_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", p->in_tokens + p->out_tokens);
+    return u;
+}
+
+/* Chunk I of an OpenAI tool-call stream, into D, as OpenAI sends one: the
+ * call's id and name with empty arguments, the arguments in pieces, the
+ * finish_reason, then the usage (only when include_usage asked for it;
+ * every chunk before it then carries "usage": null). */
+static void openai_tool_chunk(const pending_t *p, int i, cJSON *d)
+{
+    cJSON *choices = cJSON_CreateArray(), *choice = cJSON_CreateObject(), *delta = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "id", "chatcmpl-mock");
+    cJSON_AddStringToObject(d, "object", "chat.completion.chunk");
+    cJSON_AddNumberToObject(d, "created", (double)time(NULL));
+    cJSON_AddStringToObject(d, "model", p->model);
+    cJSON_AddStringToObject(d, "system_fingerprint", o.name);
+    cJSON_AddItemToObject(d, "choices", choices);
+    if (i == p->pieces + 2) {               /* the usage chunk has no choice */
+        cJSON_Delete(choice);
+        cJSON_Delete(delta);
+        cJSON_AddItemToObject(d, "usage", openai_usage(p));
+        return;
+    }
+    if (p->include_usage)
+        cJSON_AddNullToObject(d, "usage");
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddItemToObject(choice, "delta", delta);
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddItemToArray(choices, choice);
+    if (i == p->pieces + 1) {
+        cJSON_AddStringToObject(choice, "finish_reason", "tool_calls");
+        return;
+    }
+    cJSON_AddNullToObject(choice, "finish_reason");
+    cJSON *calls = cJSON_CreateArray(), *call = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+    cJSON_AddNumberToObject(call, "index", 0);
+    if (i == 0) {
+        char id[40];
+        snprintf(id, sizeof(id), "call_mock_%ld", p->id);
+        cJSON_AddStringToObject(delta, "role", "assistant");
+        cJSON_AddNullToObject(delta, "content");
+        cJSON_AddStringToObject(call, "id", id);
+        cJSON_AddStringToObject(call, "type", "function");
+        cJSON_AddStringToObject(fn, "name", p->tool);
+        cJSON_AddStringToObject(fn, "arguments", "");
+    } else {
+        char *t = piece_of(p->payload, i - 1, p->pieces);
+        cJSON_AddStringToObject(fn, "arguments", t);
+        free(t);
+    }
+    cJSON_AddItemToObject(call, "function", fn);
+    cJSON_AddItemToArray(calls, call);
+    cJSON_AddItemToObject(delta, "tool_calls", calls);
+}
+
+/* The next event of a scripted stream (an Anthropic one, or an OpenAI tool
+ * call), with the same event_index and sent_ms as the plain stream's. */
+static void scripted_event(pending_t *p, struct evbuffer *b)
+{
+    cJSON *d = cJSON_CreateObject();
+    const char *name = NULL;
+    if (o.anthropic)
+        name = anthropic_event(p, p->sent, d);
+    else
+        openai_tool_chunk(p, p->sent, d);
+    cJSON_AddNumberToObject(d, "event_index", p->sent);
+    cJSON_AddNumberToObject(d, "sent_ms", wall_ms());
+    char *text = cJSON_PrintUnformatted(d);
+    if (name != NULL)
+        evbuffer_add_printf(b, "event: %s\n", name);
+    evbuffer_add_printf(b, "data: %s\n\n", text);
+    free(text);
+    cJSON_Delete(d);
+}
+
+/* Sends B, one event, and schedules the next: after the interval, or with
+ * none once B has left the socket buffer. */
+static void stream_push(pending_t *p, struct evbuffer *b)
+{
+    struct timeval tv = { o.stream_interval_ms / 1000, (o.stream_interval_ms % 1000) * 1000 };
+    p->sent++;
+    if (o.stream_interval_ms > 0) {
+        evhttp_send_reply_chunk(p->req, b);
+        event_add(p->timer, &tv);
+    } else {
+        evhttp_send_reply_chunk_with_cb(p->req, b, on_chunk_sent, p);
+    }
+    evbuffer_free(b);
+}
+
+static void stream_end(pending_t *p)
+{
+    evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
+    evhttp_send_reply_end(p->req);
+    pending_free(p);
+}
+
 static void stream_next(pending_t *p)
 {
     struct evbuffer *b;
-    struct timeval tv = { o.stream_interval_ms / 1000, (o.stream_interval_ms % 1000) * 1000 };
     if (o.close_after >= 0 && p->sent >= o.close_after) {
         stream_cut(p, 0);
         return;
@@ -272,7 +589,21 @@ static void stream_next(pending_t *p)
     if (o.stall_after >= 0 && p->sent >= o.stall_after)
         return;                          /* silent until the client gives up */
     b = evbuffer_new();
-    if (p->sent < o.stream_events) {
+    if (p->events >= 0 && p->sent < p->events) {
+        /* Every event counts for --close-after and the like, an Anthropic
+         * stream's message_stop too: it ends the stream as soon as it is
+         * written, as [DONE] does the OpenAI one. */
+        scripted_event(p, b);
+        if (o.anthropic && p->sent + 1 == p->events) {
+            p->sent++;
+            evhttp_send_reply_chunk(p->req, b);
+            evbuffer_free(b);
+            stream_end(p);
+            return;
+        }
+        stream_push(p, b);
+        return;
+    } else if (p->events < 0 && p->sent < o.stream_events) {
         int pad = o.event_bytes > 300 ? o.event_bytes - 300 : 0;
         evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
                                "\"created\":%ld,\"model\":\"%s\",\"system_fingerprint\":\"%s\",\"choices\":"
@@ -282,27 +613,100 @@ static void stream_next(pending_t *p)
             evbuffer_add(b, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", pad < 64 ? (size_t)pad : 64);
         evbuffer_add_printf(b, "\"},\"finish_reason\":null}],\"event_index\":%d,\"sent_ms\":%.3f}\n\n",
                             p->sent, wall_ms());
-        p->sent++;
-        if (o.stream_interval_ms > 0) {
-            evhttp_send_reply_chunk(p->req, b);
-            event_add(p->timer, &tv);
-        } else {
-            evhttp_send_reply_chunk_with_cb(p->req, b, on_chunk_sent, p);
-        }
-        evbuffer_free(b);
+        stream_push(p, b);
         return;
+    }
+    /* as OpenAI ends a text stream: the finish_reason, the usage when asked
+     * for, [DONE] (a scripted stream, a tool call's, wrote its own) */
+    if (p->events < 0) {
+        evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":%ld,"
+                               "\"model\":\"%s\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                            (long)time(NULL), p->model);
+        if (p->include_usage)
+            evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":%ld,"
+                                   "\"model\":\"%s\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
+                                   "\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n",
+                                (long)time(NULL), p->model, p->sent, p->sent + 3);
     }
     evbuffer_add_printf(b, "data: [DONE]\n\n");
     evhttp_send_reply_chunk(p->req, b);
     evbuffer_free(b);
-    evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
-    evhttp_send_reply_end(p->req);
-    pending_free(p);
+    stream_end(p);
 }
 
+/* The endpoint a request is for: its path, with Azure's deployment paths
+ * (/openai/deployments/NAME/chat/completions?api-version=V) read as the
+ * OpenAI paths they stand for. */
 static const char *path_of(struct evhttp_request *req)
 {
-    return evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    static char mapped[300];
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), *rest;
+    if (path != NULL && strncmp(path, "/openai/deployments/", 20) == 0 && (rest = strchr(path + 20, '/')) != NULL) {
+        snprintf(mapped, sizeof(mapped), "/v1%s", rest);
+        return mapped;
+    }
+    return path;
+}
+
+/* The whole chat.completion that calls P's tool. */
+static void send_tool_call(pending_t *p)
+{
+    char id[40];
+    cJSON *c = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *choice = cJSON_CreateObject();
+    cJSON *msg = cJSON_CreateObject(), *calls = cJSON_CreateArray(), *call = cJSON_CreateObject();
+    cJSON *fn = cJSON_CreateObject();
+    snprintf(id, sizeof(id), "chatcmpl-mock-%ld", p->id);
+    cJSON_AddStringToObject(c, "id", id);
+    cJSON_AddStringToObject(c, "object", "chat.completion");
+    cJSON_AddNumberToObject(c, "created", (double)time(NULL));
+    cJSON_AddStringToObject(c, "model", p->model);
+    cJSON_AddStringToObject(c, "system_fingerprint", o.name);
+    snprintf(id, sizeof(id), "call_mock_%ld", p->id);
+    cJSON_AddStringToObject(call, "id", id);
+    cJSON_AddStringToObject(call, "type", "function");
+    cJSON_AddStringToObject(fn, "name", p->tool);
+    cJSON_AddStringToObject(fn, "arguments", p->payload);   /* a JSON text in a string, as OpenAI sends it */
+    cJSON_AddItemToObject(call, "function", fn);
+    cJSON_AddItemToArray(calls, call);
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    cJSON_AddNullToObject(msg, "content");
+    cJSON_AddItemToObject(msg, "tool_calls", calls);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddItemToObject(choice, "message", msg);
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddStringToObject(choice, "finish_reason", "tool_calls");
+    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddItemToObject(c, "choices", choices);
+    cJSON_AddItemToObject(c, "usage", openai_usage(p));
+    char *text = cJSON_PrintUnformatted(c);
+    send_text(p->req, 200, "application/json", text, strlen(text));
+    free(text);
+    cJSON_Delete(c);
+}
+
+/* The whole chat.completion answering a tool message in P's words. */
+static void send_words(pending_t *p)
+{
+    char id[40];
+    cJSON *c = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *choice = cJSON_CreateObject();
+    cJSON *msg = cJSON_CreateObject();
+    snprintf(id, sizeof(id), "chatcmpl-mock-%ld", p->id);
+    cJSON_AddStringToObject(c, "id", id);
+    cJSON_AddStringToObject(c, "object", "chat.completion");
+    cJSON_AddNumberToObject(c, "created", (double)time(NULL));
+    cJSON_AddStringToObject(c, "model", p->model);
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    cJSON_AddStringToObject(msg, "content", p->payload);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddItemToObject(choice, "message", msg);
+    cJSON_AddStringToObject(choice, "finish_reason", "stop");
+    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddItemToObject(c, "choices", choices);
+    cJSON_AddItemToObject(c, "usage", openai_usage(p));
+    char *text = cJSON_PrintUnformatted(c);
+    send_text(p->req, 200, "application/json", text, strlen(text));
+    free(text);
+    cJSON_Delete(c);
 }
 
 /* Sends the answer for P now (after any delay). */
@@ -324,13 +728,26 @@ static void answer(pending_t *p)
         snprintf(body, sizeof(body), "mockllm forced status %d", o.status);
         char code[32];
         snprintf(code, sizeof(code), "mock_%d", o.status);
-        send_error(req, o.status, code, body);
+        add_request_id(req, p->id);
+        send_fail(req, o.status, code, body);
     } else if (p->stream) {
+        add_request_id(req, p->id);
         add_json_header(req, "text/event-stream");
         evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-cache");
         evhttp_send_reply_start(req, 200, "OK");
         stream_next(p);
         return;
+    } else if (o.anthropic) {                /* /v1/messages, the one endpoint */
+        cJSON *m = anthropic_message(p, 1);
+        char *text = cJSON_PrintUnformatted(m);
+        add_request_id(req, p->id);
+        send_text(req, 200, "application/json", text, strlen(text));
+        free(text);
+        cJSON_Delete(m);
+    } else if (p->kind == ANS_TOOL_CALL) {
+        send_tool_call(p);
+    } else if (strcmp(path, "/v1/chat/completions") == 0 && p->kind == ANS_TOOL_RESULT) {
+        send_words(p);
     } else if (strcmp(path, "/v1/chat/completions") == 0) {
         n = snprintf(body, sizeof(body),
                      "{\"id\":\"chatcmpl-mock-%ld\",\"object\":\"chat.completion\",\"created\":%ld,"
@@ -367,6 +784,11 @@ static void answer(pending_t *p)
     } else if (strcmp(path, "/v1/audio/transcriptions") == 0) {
         n = snprintf(body, sizeof(body), "{\"text\":\"mock transcription\",\"model\":\"%s\"}", p->model);
         send_text(req, 200, "application/json", body, (size_t)n);
+    } else if (strcmp(path, "/v1/responses") == 0) {
+        n = snprintf(body, sizeof(body), "{\"id\":\"resp_mock_%ld\",\"object\":\"response\",\"status\":\"completed\","
+                     "\"model\":\"%s\",\"output\":[{\"type\":\"message\",\"role\":\"assistant\",\"content\":"
+                     "[{\"type\":\"output_text\",\"text\":\"Hello from mockllm\"}]}]}", seq, p->model);
+        send_text(req, 200, "application/json", body, (size_t)n);
     }
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
     pending_free(p);
@@ -402,8 +824,205 @@ static void serve_control(struct evhttp_request *req, const char *path)
 
 static const char *const endpoints[] = {
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/images/generations",
-    "/v1/audio/speech", "/v1/audio/transcriptions", NULL,
+    "/v1/audio/speech", "/v1/audio/transcriptions", "/v1/responses", NULL,
 };
+
+/* The Messages API serves only this; everything else is its 404. */
+static const char *const anthropic_endpoints[] = { "/v1/messages", NULL };
+
+static cJSON *field(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* A tool's name and its parameters' schema, in the dialect served: OpenAI's
+ * {"type":"function","function":{"name","parameters"}}, Anthropic's
+ * {"name","input_schema"}. */
+static const char *tool_name(const cJSON *t, const cJSON **schema)
+{
+    const cJSON *holder = o.anthropic ? t : field(t, "function");
+    const cJSON *name = field(holder, "name");
+    *schema = field(holder, o.anthropic ? "input_schema" : "parameters");
+    return cJSON_IsString(name) ? name->valuestring : NULL;
+}
+
+/* A value the property schema S accepts: its first enum value, else one
+ * of its type ("Paris" for a string, the usual weather tool's city). */
+static cJSON *sample_value(const cJSON *s)
+{
+    const cJSON *en = field(s, "enum"), *type = field(s, "type");
+    if (cJSON_IsArray(en) && en->child != NULL)
+        return cJSON_Duplicate(en->child, 1);
+    if (cJSON_IsArray(type))                 /* ["integer", "null"] */
+        type = type->child;
+    const char *t = cJSON_IsString(type) ? type->valuestring : "string";
+    if (strcmp(t, "integer") == 0 || strcmp(t, "number") == 0)
+        return cJSON_CreateNumber(1);
+    if (strcmp(t, "boolean") == 0)
+        return cJSON_CreateTrue();
+    if (strcmp(t, "array") == 0)
+        return cJSON_CreateArray();
+    if (strcmp(t, "object") == 0)
+        return cJSON_CreateObject();
+    if (strcmp(t, "null") == 0)
+        return cJSON_CreateNull();
+    return cJSON_CreateString("Paris");
+}
+
+/* The call's arguments as JSON text: the schema's first property with a
+ * value of its type, so that they are deterministic and (for the usual
+ * one-argument tool) valid; {} for a tool that takes nothing. */
+static char *tool_args(const cJSON *schema)
+{
+    cJSON *args = cJSON_CreateObject();
+    const cJSON *props = field(schema, "properties");
+    if (cJSON_IsObject(props) && props->child != NULL && props->child->string != NULL)
+        cJSON_AddItemToObject(args, props->child->string, sample_value(props->child));
+    char *text = cJSON_PrintUnformatted(args);
+    cJSON_Delete(args);
+    return text;
+}
+
+/* Whether tool_choice C lets a tool be called (not "none", in either
+ * dialect's shape); *FORCED is the tool it names, if it names one. */
+static int choice_allows(const cJSON *c, const char **forced)
+{
+    const cJSON *type = field(c, "type"), *name;
+    *forced = NULL;
+    if (cJSON_IsString(c))                   /* OpenAI: "none", "auto", "required" */
+        return strcmp(c->valuestring, "none") != 0;
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "none") == 0)
+        return 0;                            /* Anthropic: {"type":"none"} */
+    name = o.anthropic ? field(c, "name") : field(field(c, "function"), "name");
+    if (cJSON_IsString(name))
+        *forced = name->valuestring;
+    return 1;
+}
+
+/* The answer to the tool results in Anthropic message M, naming what they
+ * said so that a test sees they arrived; NULL when M carries none. */
+static char *tool_results(const cJSON *m)
+{
+    const cJSON *content = field(m, "content"), *b, *part;
+    struct evbuffer *t;
+    int found = 0;
+    if (!cJSON_IsArray(content))
+        return NULL;
+    t = evbuffer_new();
+    evbuffer_add_printf(t, "mockllm saw the tool result:");
+    cJSON_ArrayForEach(b, content) {
+        const cJSON *type = field(b, "type"), *c = field(b, "content");
+        const cJSON *parts = cJSON_IsArray(c) ? c : NULL;   /* a string, or text blocks */
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "tool_result") != 0)
+            continue;
+        evbuffer_add(t, found ? "; " : " ", found ? 2 : 1);
+        found++;
+        if (cJSON_IsString(c))
+            evbuffer_add(t, c->valuestring, strlen(c->valuestring));
+        cJSON_ArrayForEach(part, parts) {
+            const cJSON *text = field(part, "text");
+            if (cJSON_IsString(text))
+                evbuffer_add(t, text->valuestring, strlen(text->valuestring));
+        }
+    }
+    size_t n = evbuffer_get_length(t);
+    char *out = NULL;
+    if (found) {
+        out = malloc(n + 1);
+        evbuffer_remove(t, out, n);
+        out[n] = '\0';
+    }
+    evbuffer_free(t);
+    return out;
+}
+
+/* What the Messages API refuses in J with 400 invalid_request_error, or NULL. */
+static const char *anthropic_invalid(const cJSON *j)
+{
+    const cJSON *msgs = field(j, "messages"), *max = field(j, "max_tokens");
+    if (!cJSON_IsObject(j))
+        return "mockllm: the body is not a JSON object";
+    if (!cJSON_IsString(field(j, "model")))
+        return "model: Field required";
+    if (!cJSON_IsArray(msgs))
+        return "messages: Field required";
+    if (cJSON_GetArraySize(msgs) == 0)
+        return "messages: at least one message is required";
+    if (!cJSON_IsNumber(max))
+        return "max_tokens: Field required";
+    if (max->valuedouble < 1)
+        return "max_tokens: Input should be greater than or equal to 1";
+    return NULL;
+}
+
+/* Decides how chat request J (LEN bytes) is answered: text, a call of a
+ * tool, or (Anthropic) an answer to the tool results its last message
+ * carries; and, for a stream, its events. */
+static void plan(pending_t *p, const cJSON *j, size_t len)
+{
+    const cJSON *msgs = field(j, "messages"), *tools = field(j, "tools"), *max = field(j, "max_tokens"), *t;
+    const cJSON *last = cJSON_IsArray(msgs) ? cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1) : NULL;
+    const cJSON *role = field(last, "role");
+    const char *forced = NULL;
+    p->kind = ANS_TEXT;
+    p->in_tokens = (int)(len / 4);
+    p->out_tokens = 5;
+    p->stop_reason = "end_turn";
+    p->include_usage = cJSON_IsTrue(field(field(j, "stream_options"), "include_usage"));
+    if (o.anthropic && (p->payload = tool_results(last)) != NULL) {
+        p->kind = ANS_TOOL_RESULT;
+    } else if (!o.anthropic && cJSON_IsString(role) && strcmp(role->valuestring, "tool") == 0 &&
+               cJSON_IsString(field(last, "content"))) {
+        /* OpenAI's tool message: answered in words that name it, as above */
+        size_t n = strlen(field(last, "content")->valuestring) + 40;
+        if ((p->payload = malloc(n)) != NULL) {
+            snprintf(p->payload, n, "mockllm saw the tool result: %s", field(last, "content")->valuestring);
+            p->kind = ANS_TOOL_RESULT;
+        }
+    } else if (cJSON_IsArray(tools) && choice_allows(field(j, "tool_choice"), &forced)
+               && !(cJSON_IsString(role) && strcmp(role->valuestring, "tool") == 0)) {
+        cJSON_ArrayForEach(t, tools) {
+            const cJSON *schema;
+            const char *name = tool_name(t, &schema);
+            if (name != NULL && (forced == NULL || strcmp(name, forced) == 0)) {
+                p->kind = ANS_TOOL_CALL;
+                p->tool = strdup(name);
+                p->payload = tool_args(schema);
+                p->stop_reason = "tool_use";
+                break;
+            }
+        }
+    }
+    if (!o.anthropic) {
+        /* only a tool call has a scripted stream: the text one stays as it was */
+        if (p->kind == ANS_TOOL_CALL) {
+            p->pieces = pieces_of(p->payload);
+            p->events = p->pieces + 2 + p->include_usage;
+        }
+        return;
+    }
+    if (p->kind == ANS_TEXT) {
+        p->payload = strdup("Hello from mockllm");
+        p->pieces = o.stream_events > 0 ? o.stream_events : 0;
+        if (p->stream)
+            p->out_tokens = p->pieces;       /* one token a delta, "tokI " */
+        /* A max_tokens below the answer's length cuts it, as the real API
+         * does, so that stop_reason max_tokens has a source. */
+        if (max->valuedouble < p->out_tokens) {
+            p->out_tokens = (int)max->valuedouble;
+            p->stop_reason = "max_tokens";
+            if (p->stream)
+                p->pieces = p->out_tokens;
+            else
+                p->payload[utf8_start(p->payload, strlen(p->payload),
+                                      (size_t)p->out_tokens * 4 < strlen(p->payload)
+                                          ? (size_t)p->out_tokens * 4 : strlen(p->payload))] = '\0';
+        }
+    } else {
+        p->pieces = pieces_of(p->payload);
+    }
+    p->events = p->pieces + 6;
+}
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
@@ -415,12 +1034,22 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct evkeyval *kv;
     char hash[17], model[256] = "";
     int is_endpoint = 0, stream = 0, has_model = 0;
+    cJSON *j = NULL;
     (void)arg;
 
     if (path == NULL)
         path = "/";
     if (strncmp(path, "/_mock/", 7) == 0) {
         serve_control(req, path);
+        return;
+    }
+    if (strcmp(path, "/v1/models") == 0 && o.anthropic) {
+        static const char models[] = "{\"data\":[{\"type\":\"model\",\"id\":\"mock-small\",\"display_name\":"
+                                     "\"Mock Small\",\"created_at\":\"2025-01-01T00:00:00Z\"},{\"type\":\"model\","
+                                     "\"id\":\"mock-large\",\"display_name\":\"Mock Large\",\"created_at\":"
+                                     "\"2025-01-01T00:00:00Z\"}],\"has_more\":false,\"first_id\":\"mock-small\","
+                                     "\"last_id\":\"mock-large\"}";
+        send_text(req, 200, "application/json", models, sizeof(models) - 1);
         return;
     }
     if (strcmp(path, "/v1/models") == 0) {
@@ -430,7 +1059,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_text(req, 200, "application/json", models, sizeof(models) - 1);
         return;
     }
-    for (const char *const *e = endpoints; *e; e++)
+    for (const char *const *e = o.anthropic ? anthropic_endpoints : endpoints; *e; e++)
         is_endpoint |= strcmp(path, *e) == 0;
 
     /* the log entry */
@@ -441,11 +1070,14 @@ static void on_request(struct evhttp_request *req, void *arg)
     cJSON_AddStringToObject(entry, "method",
                             evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST"
                             : evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET" : "OTHER");
-    cJSON_AddStringToObject(entry, "path", path);
-    if (ct != NULL && strncasecmp(ct, "multipart/form-data", 19) == 0) {
+    /* as the request had it (an Azure deployment path too), and its query */
+    cJSON_AddStringToObject(entry, "path", evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
+    if (evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) != NULL)
+        cJSON_AddStringToObject(entry, "query", evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)));
+    if (!o.anthropic && ct != NULL && strncasecmp(ct, "multipart/form-data", 19) == 0) {
         has_model = form_field(ct, body, len, "model", model, sizeof(model)) == 0;
     } else {
-        cJSON *j = cJSON_ParseWithLength(body, len);
+        j = cJSON_ParseWithLength(body, len);
         cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
         if (j == NULL && is_endpoint) {
             cJSON_AddNullToObject(entry, "model");
@@ -455,7 +1087,8 @@ static void on_request(struct evhttp_request *req, void *arg)
                 cJSON_AddItemToArray(reqlog, entry);
             else
                 cJSON_Delete(entry);
-            send_error(req, 400, "invalid_json", "mockllm: the body is not valid JSON");
+            add_request_id(req, seq);
+            send_fail(req, 400, "invalid_json", "mockllm: the body is not valid JSON");
             return;
         }
         if (cJSON_IsString(m)) {
@@ -463,7 +1096,6 @@ static void on_request(struct evhttp_request *req, void *arg)
             has_model = 1;
         }
         stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "stream"));
-        cJSON_Delete(j);
     }
     if (has_model)
         cJSON_AddStringToObject(entry, "model", model);
@@ -500,10 +1132,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (logged)
         cJSON_AddItemToArray(reqlog, entry);
 
-    if (!is_endpoint) {
+    const char *invalid = !is_endpoint ? "mockllm: no such path" : o.anthropic ? anthropic_invalid(j) : NULL;
+    if (invalid != NULL) {
+        cJSON_Delete(j);
         if (!logged)
             cJSON_Delete(entry);
-        send_error(req, 404, "not_found", "mockllm: no such path");
+        add_request_id(req, seq);
+        send_fail(req, is_endpoint ? 400 : 404, is_endpoint ? "invalid_request" : "not_found", invalid);
         return;
     }
     pending_t *p = calloc(1, sizeof(*p));
@@ -511,7 +1146,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     p->entry = entry;
     p->owns_entry = !logged;
     p->stream = stream;
+    p->id = seq;
+    p->events = -1;
     snprintf(p->model, sizeof(p->model), "%s", model);
+    if (o.anthropic || strcmp(path, "/v1/chat/completions") == 0)
+        plan(p, j, len);
+    cJSON_Delete(j);
     if (o.status != 0 && !(o.status >= 200 && o.status < 300) && (o.fail_first < 0 || seq <= o.fail_first))
         cJSON_AddTrueToObject(p->entry, "forced");
     p->timer = evtimer_new(base, on_timer, p);
@@ -546,7 +1186,10 @@ static void usage(FILE *f)
     fprintf(f, "usage: mockllm [--host H] [--port N] [--status CODE] [--retry-after S] [--fail-first N]\n"
                "               [--delay-ms MS] [--stream-events N] [--stream-interval-ms T]\n"
                "               [--close-after K] [--reset-after K] [--stall-after K] [--event-bytes N]\n"
-               "               [--port-file FILE] [--name NAME] [--no-log]\n");
+               "               [--port-file FILE] [--name NAME] [--no-log] [--protocol openai|anthropic]\n"
+               "An anthropic stream is N+6 events for text (message_start, content_block_start, ping,\n"
+               "N deltas, content_block_stop, message_delta, message_stop); the --*-after counts\n"
+               "take in every event, so --close-after N+5 cuts it just before message_stop.\n");
 }
 
 int main(int argc, char **argv)
@@ -557,7 +1200,7 @@ int main(int argc, char **argv)
         { "stream-events", 1, 0, 'e' }, { "stream-interval-ms", 1, 0, 'i' },
         { "close-after", 1, 0, 'c' }, { "reset-after", 1, 0, 'R' }, { "stall-after", 1, 0, 'S' },
         { "event-bytes", 1, 0, 'b' }, { "port-file", 1, 0, 'P' }, { "name", 1, 0, 'n' },
-        { "no-log", 0, 0, 'L' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+        { "no-log", 0, 0, 'L' }, { "protocol", 1, 0, 'A' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -577,6 +1220,13 @@ int main(int argc, char **argv)
         case 'P': o.port_file = optarg; break;
         case 'n': o.name = optarg; break;
         case 'L': o.no_log = 1; break;
+        case 'A':
+            if (strcmp(optarg, "openai") != 0 && strcmp(optarg, "anthropic") != 0) {
+                fprintf(stderr, "mockllm: --protocol is openai or anthropic\n");
+                return 2;
+            }
+            o.anthropic = strcmp(optarg, "anthropic") == 0;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

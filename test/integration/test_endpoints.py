@@ -79,7 +79,8 @@ def test_sse_stream_relayed(env):
     assert st == 200
     assert h["content-type"].startswith("text/event-stream")
     events = [e for e in body.decode().split("\n\n") if e.strip()]
-    assert len(events) == 5 and events[-1] == "data: [DONE]"
+    assert len(events) == 6 and events[-1] == "data: [DONE]"      # 4 deltas, the finish_reason chunk, [DONE]
+    assert json.loads(events[-2][6:])["choices"][0]["finish_reason"] == "stop"
     assert all(json.loads(e[6:])["model"] == "chat-m" for e in events[:-1])
     assert m.log()[0]["stream"] is True
 
