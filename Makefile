@@ -20,6 +20,7 @@ OBJDIR    := $(BUILD)/obj$(if $(SANITIZER),-san)
 LIB_SRC   := src/config.c src/fileio.c src/jscan.c src/multipart.c src/schema.c src/store.c src/resolve.c src/tally.c src/health.c src/notify.c \
              src/log.c src/metrics.c src/reload.c \
              src/h1.c src/sse.c src/upstream.c src/upcurl.c src/proxy.c src/worker.c src/edge.c src/auth.c src/admin.c
+LIB_SRC   += src/residency.c
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o)
 UNIT_SRC  := $(wildcard test/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
