@@ -43,7 +43,8 @@ static double timed(store_reader_t *r, int iters, const char *(*name)(int, char 
     resolution_t res;
     double t0 = now_us();
     for (int i = 0; i < iters; i++) {
-        resolve_in_t in = { EP_CHAT, name(i, buf), "", "", "", "", 1 };
+        resolve_in_t in = { .ep = EP_CHAT, .model = name(i, buf), .router = "", .key_id = "", .tenant = "",
+                            .sticky = "", .dry = 1 };
         resolve_model(r, &in, &res);
         if ((int)res.status != want_status) {
             fprintf(stderr, "bench_resolve: %s resolved to status %d, expected %d\n", in.model, res.status,

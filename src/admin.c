@@ -782,8 +782,9 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         }
         tenant = who->tenant;
     }
-    in = (resolve_in_t){ (endpoint_t)ep, model, schema_str(body, "router", ""), key_id, tenant,
-                         *schema_str(body, "user", "") ? schema_str(body, "user", "") : key_id, 1 };
+    in = (resolve_in_t){ .ep = (endpoint_t)ep, .model = model, .router = schema_str(body, "router", ""),
+                         .key_id = key_id, .tenant = tenant,
+                         .sticky = *schema_str(body, "user", "") ? schema_str(body, "user", "") : key_id, .dry = 1 };
     resolve_model(admin.reader, &in, &res);
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "model_route.dry_run");

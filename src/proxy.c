@@ -97,6 +97,7 @@ typedef struct req {
     size_t model_off, model_len; /* where the model value sits in the body */
     size_t user_off, user_len;   /* the body's "user" string, if any */
     int multipart;
+    char boundary[80];           /* a multipart body's boundary */
     int is_data;                 /* a data-plane endpoint (has a kind and a model) */
     char path[128];              /* for the access log */
     char content_type[256];
@@ -1279,14 +1280,13 @@ static int parse_body(req_t *r)
     jscan_t js;
     long n;
     if (r->multipart) {
-        char boundary[80];
         size_t off, len;
-        if (multipart_boundary(r->content_type, boundary, sizeof(boundary)) < 0) {
+        if (multipart_boundary(r->content_type, r->boundary, sizeof(r->boundary)) < 0) {
             reply_error(r, 400, "invalid_request_error", "invalid_multipart", NULL,
                         "multipart/form-data needs a boundary parameter of 1-70 characters");
             return -1;
         }
-        if (multipart_field(r->body, r->body_len, boundary, "model", &off, &len) < 0) {
+        if (multipart_field(r->body, r->body_len, r->boundary, "model", &off, &len) < 0) {
             reply_error(r, 400, "invalid_request_error", "missing_model", "model",
                         "the form has no 'model' field (or the multipart body is malformed)");
             return -1;
@@ -1370,7 +1370,9 @@ static void serve_data(req_t *r)
     r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (parse_body(r) < 0)
         return;
-    resolve_in_t ask = { ep, r->model, router, r->key_id, r->tenant, sticky_key(r, sticky, sizeof(sticky)), 0 };
+    resolve_in_t ask = { .ep = ep, .model = r->model, .router = router, .key_id = r->key_id, .tenant = r->tenant,
+                         .sticky = sticky_key(r, sticky, sizeof(sticky)), .body = r->body, .body_len = r->body_len,
+                         .form_boundary = r->multipart ? r->boundary : NULL };
     resolve_model(r->w->reader, &ask, &r->res);
     r->resolved = 1;
     if (r->res.status != RESOLVE_NO_ROUTER && !route_allowed(r))
