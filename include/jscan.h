@@ -26,6 +26,14 @@ typedef struct jscan {
  * levels) and fills *out. Nothing is allocated; the body is not modified. */
 jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out);
 
+/* Steps through the top-level keys of BODY (LEN bytes, an object that
+ * jscan_body accepted), in order, duplicates included. Start with *pos = 0;
+ * each call sets *key_off and *key_len to the next key (quotes included:
+ * decode it with jscan_string) and returns 1, or returns 0 after the last
+ * (and -1 on a body jscan_body would refuse). Reading every key costs a
+ * scan of the body, so callers do it only when they need the keys. */
+int jscan_next_key(const char *body, size_t len, size_t *pos, size_t *key_off, size_t *key_len);
+
 /* Decodes the JSON string value at BODY[off..off+len) (quotes included) into
  * DST (NUL-terminated, at most DSTLEN-1 bytes). Returns the decoded length or
  * -1 if it does not fit or contains an escaped NUL. */

@@ -13,4 +13,10 @@ long multipart_boundary(const char *content_type, char *out, size_t cap);
 int multipart_field(const char *body, size_t blen, const char *boundary, const char *name,
                     size_t *off, size_t *len);
 
+/* Steps through the names of BODY's form fields, in order. Start with
+ * *pos = 0; each call copies the next part's name into NAME (capacity CAP,
+ * cut to fit) and returns 1, or returns 0 after the last part and -1 on a
+ * malformed body. Parts without a name are passed over. */
+int multipart_next_name(const char *body, size_t blen, const char *boundary, size_t *pos, char *name, size_t cap);
+
 #endif

@@ -23,6 +23,18 @@ typedef struct resolve_in {
     const char *router;
     const char *key_id, *tenant;   /* the caller's key: scopes key:ID, tenant:T */
     const char *sticky;            /* A/B key: the body's user, x-turnout-ab-key, else the key id */
+    /* The request's body, read only when a route's preferences need it
+     * (require_parameters): JSON that jscan_body accepted, or a multipart
+     * form when form_boundary is set. Borrowed; NULL for none. */
+    const char *body;
+    size_t body_len;
+    const char *form_boundary;
+    /* What-if (the dry-run); NULL for a real request. params: the request's
+     * field names to assume instead of reading a body (array of strings).
+     * route: the route to use whatever the model would reach (borrowed,
+     * alive until resolve_free). prefs: preference overrides merged over
+     * the route's (an override key replaces the route's; null removes it). */
+    const cJSON *params, *route, *prefs;
     int dry;                       /* a dry-run: no round-robin position is used up */
     int privileged;                /* an admin key (or the bootstrap key): every router, whatever its namespaces */
 } resolve_in_t;
@@ -41,7 +53,9 @@ typedef struct candidate {
 
 /* A target left out, and why: "target_disabled", "provider_disabled",
  * "provider_missing", "route_disabled" (the first group of a disabled
- * route), "filtered" (DETAIL names the preference), "no_fallbacks". */
+ * route), "filtered" (DETAIL names the preference: only, ignore,
+ * data_collection, data_residency, eu_owned, max_retention_days,
+ * quantizations, require_parameters), "no_fallbacks". */
 typedef struct dropped {
     const char *provider, *model;
     const char *state, *detail;
@@ -51,7 +65,7 @@ typedef struct dropped {
 typedef struct resolution {
     resolve_status_t status;
     const char *route;        /* matched route name, NULL for direct/alias use */
-    const char *rule;         /* "route", "exact", "glob", "provider_model", "bare_alias" */
+    const char *rule;         /* "route", "exact", "glob", "provider_model", "bare_alias", "explicit" (in->route) */
     char why[320];            /* how it matched, for people (dry-run) */
     char variant[128];        /* the A/B variant picked, "" for none */
     tally_t *variant_tally;   /* its counters, or NULL */
@@ -61,6 +75,8 @@ typedef struct resolution {
     dropped_t dropped[RESOLVE_MAX_CANDIDATES];
     const cJSON *route_rec;
     store_hold_t *route_hold;
+    const cJSON *prefs;       /* the route's preferences in force (with in->prefs merged in), or NULL */
+    cJSON *prefs_own;         /* that merge, when there was one */
     int nrec;
     store_hold_t *holds[RESOLVE_MAX_CANDIDATES];   /* keep the candidates' provider records alive */
 } resolution_t;

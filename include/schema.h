@@ -24,6 +24,11 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen);
  * caller checks them against the store. */
 int schema_route_normalise(cJSON *r, char *err, size_t errlen);
 
+/* Checks a route's provider preferences object P (EUrouter / OpenRouter:
+ * order, only, ignore, sort, ...); messages name "provider.FIELD". The
+ * dry-run checks its what-if overrides with it too. Returns 0 or -1. */
+int schema_prefs_check(const cJSON *p, char *err, size_t errlen);
+
 /* Same for a router record. */
 int schema_router_normalise(cJSON *r, char *err, size_t errlen);
 

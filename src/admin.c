@@ -18,6 +18,9 @@
  *     PATCH  JSON merge patch (RFC 7386): fields replace, null removes,
  *            objects merge; the result is validated as a whole
  *     DELETE -> {"id", "object", "deleted": true}
+ *   POST /v1/model-routes/dry-run   resolve without calling anything (and
+ *            the what-if forms: route_id / route_name, models, provider)
+ *   GET  /v1/eu-residency           the country sets data_residency names
  * Errors are OpenAI-shaped with the offending field in "param".
  *
  * Callers: the bootstrap admin key and stored keys of role admin may do
@@ -31,6 +34,7 @@
 #include "auth.h"
 #include "edge.h"
 #include "jscan.h"
+#include "residency.h"
 #include "resolve.h"
 #include "schema.h"
 #include "store.h"
@@ -719,11 +723,22 @@ static void add_health(cJSON *c, const resolution_t *res, int i)
     }
 }
 
-/* POST /v1/model-routes/dry-run {model, endpoint?, router?, key_id?,
- * tenant?, user?}: resolves as a request from that caller would, calling no
- * provider, and shows the rule, why it matched and every candidate with its
- * availability. A tenant_admin asks for its own tenant only. */
-static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
+/* The preferences a resolution used, for "effective_preferences": a
+ * matched route's (the what-if OVERRIDE merged in by the resolver), else
+ * the override alone, else null. */
+static cJSON *effective_json(const resolution_t *res, const cJSON *override)
+{
+    if (res->route_rec != NULL)
+        return res->prefs != NULL ? cJSON_Duplicate(res->prefs, 1) : cJSON_CreateObject();
+    return override != NULL ? cJSON_Duplicate(override, 1) : cJSON_CreateNull();
+}
+
+/* Adds to OUT what resolution RES found: status and code a request would
+ * get, rule, why, route, A/B variant, effective_preferences,
+ * provider_count and providers (the distinct providers left after the
+ * preferences, in the order they would be tried) and every candidate with
+ * its state. */
+static void add_resolution(cJSON *out, const resolution_t *res, const cJSON *override)
 {
     static const char *const status_code[] = {
         [RESOLVE_OK] = NULL, [RESOLVE_NOT_FOUND] = "model_not_found", [RESOLVE_WRONG_ENDPOINT] = "wrong_endpoint",
@@ -733,40 +748,199 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         [RESOLVE_OK] = 200, [RESOLVE_NOT_FOUND] = 404, [RESOLVE_WRONG_ENDPOINT] = 400,
         [RESOLVE_DISABLED] = 503, [RESOLVE_NO_ROUTER] = 404,
     };
-    cJSON *body = body_object(req), *out, *arr, *key = NULL;
-    const cJSON *m;
-    const char *model, *ep_name, *tenant, *key_id;
+    char label[600];
+    cJSON *arr, *names;
+    cJSON_AddNumberToObject(out, "status", status_http[res->status]);
+    add_str_or_null(out, "code", status_code[res->status]);
+    add_str_or_null(out, "rule", res->rule);
+    add_str_or_null(out, "why", res->why);
+    if (res->route_rec != NULL) {
+        cJSON *rt = cJSON_AddObjectToObject(out, "route");
+        static const char *const fields[] = { "id", "name", "scope", "router", "endpoint", "strategy", "priority",
+                                              "enabled", NULL };
+        for (const char *const *f = fields; *f; f++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(res->route_rec, *f);
+            if (v != NULL)
+                cJSON_AddItemToObject(rt, *f, cJSON_Duplicate(v, 1));
+        }
+    } else {
+        cJSON_AddNullToObject(out, "route");
+    }
+    add_str_or_null(out, "variant", res->variant);
+    cJSON_AddItemToObject(out, "effective_preferences", effective_json(res, override));
+    names = cJSON_CreateArray();
+    for (int i = 0; i < res->ncand; i++) {
+        const cJSON *n;
+        int seen = 0;
+        cJSON_ArrayForEach(n, names)
+            seen |= strcmp(n->valuestring, res->cand[i].provider) == 0;
+        if (!seen)
+            cJSON_AddItemToArray(names, cJSON_CreateString(res->cand[i].provider));
+    }
+    cJSON_AddNumberToObject(out, "provider_count", cJSON_GetArraySize(names));
+    cJSON_AddItemToObject(out, "providers", names);
+    arr = cJSON_AddArrayToObject(out, "candidates");
+    for (int i = 0; i < res->ncand; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "provider", res->cand[i].provider);
+        cJSON_AddStringToObject(c, "model", res->cand[i].model);
+        if (res->cand[i].target != NULL)
+            cJSON_AddStringToObject(c, "variant", resolve_variant_label(res->cand[i].target, label, sizeof(label)));
+        add_health(c, res, i);
+        cJSON_AddItemToArray(arr, c);
+    }
+    for (int i = 0; i < res->ndropped; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "provider", res->dropped[i].provider);
+        cJSON_AddStringToObject(c, "model", res->dropped[i].model);
+        cJSON_AddFalseToObject(c, "available");
+        cJSON_AddStringToObject(c, "state", res->dropped[i].state);
+        add_str_or_null(c, "filter", res->dropped[i].detail);
+        cJSON_AddItemToArray(arr, c);
+    }
+    if (res->route_rec != NULL && strcmp(schema_str(res->route_rec, "strategy", ""), "ab") == 0) {
+        const cJSON *t;
+        cJSON *vs = cJSON_AddArrayToObject(out, "variants");
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(res->route_rec, "targets")) {
+            char name[700];
+            const char *lab = resolve_variant_label(t, label, sizeof(label));
+            cJSON *v = cJSON_CreateObject();
+            tally_t *tl;
+            uint64_t n = 0, errs = 0, us = 0;
+            snprintf(name, sizeof(name), "ab:%s:%s", schema_str(res->route_rec, "id", ""), lab);
+            if ((tl = tally_find(name)) != NULL) {
+                n = atomic_load_explicit(&tl->n, memory_order_relaxed);
+                errs = atomic_load_explicit(&tl->errors, memory_order_relaxed);
+                us = atomic_load_explicit(&tl->total_us, memory_order_relaxed);
+            }
+            cJSON_AddStringToObject(v, "variant", lab);
+            cJSON_AddNumberToObject(v, "weight", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "weight")));
+            cJSON_AddNumberToObject(v, "requests", (double)n);
+            cJSON_AddNumberToObject(v, "errors", (double)errs);
+            cJSON_AddNumberToObject(v, "mean_latency_ms", n ? (double)us / 1000.0 / (double)n : 0);
+            cJSON_AddItemToArray(vs, v);
+        }
+    }
+}
+
+#define DRY_MAX_MODELS 100
+
+/* Checks the dry-run body's fields; replies 400 naming the field and
+ * returns -1 on the first bad one. */
+static int dry_fields_ok(evhtp_request_t *req, const cJSON *body)
+{
+    static const char *const strings[] = { "model", "endpoint", "router", "key_id", "tenant", "user", "route_id",
+                                           "route_name", NULL };
+    char err[256];
+    const cJSON *m, *e;
+    cJSON_ArrayForEach(m, body) {
+        int known = 0;
+        for (const char *const *a = strings; *a; a++)
+            known |= strcmp(*a, m->string) == 0;
+        if (known) {
+            if (!cJSON_IsString(m)) {
+                reply_error(req, 400, "%s: must be a string", m->string);
+                return -1;
+            }
+        } else if (strcmp(m->string, "models") == 0 || strcmp(m->string, "parameters") == 0) {
+            int n = 0, models = m->string[1] == 'o';
+            if (!cJSON_IsArray(m) || (models && (cJSON_GetArraySize(m) < 1 || cJSON_GetArraySize(m) > DRY_MAX_MODELS))) {
+                reply_error(req, 400, models ? "models: must be an array of 1-%d model names"
+                                             : "parameters: must be an array of request field names", DRY_MAX_MODELS);
+                return -1;
+            }
+            cJSON_ArrayForEach(e, m) {
+                if (!cJSON_IsString(e) || e->valuestring[0] == '\0' || strlen(e->valuestring) > 255) {
+                    reply_error(req, 400, "%s: item %d must be a string of 1-255 characters", m->string, n);
+                    return -1;
+                }
+                n++;
+            }
+        } else if (strcmp(m->string, "provider") == 0) {
+            if (schema_prefs_check(m, err, sizeof(err)) < 0) {
+                reply_error(req, 400, "%s", err);
+                return -1;
+            }
+        } else {
+            reply_error(req, 400, "%s: unknown field", m->string);
+            return -1;
+        }
+    }
+    if (cJSON_HasObjectItem(body, "model") && cJSON_HasObjectItem(body, "models")) {
+        reply_error(req, 400, "models: give model or models, not both");
+        return -1;
+    }
+    if (cJSON_HasObjectItem(body, "route_id") && cJSON_HasObjectItem(body, "route_name")) {
+        reply_error(req, 400, "route_name: give route_id or route_name, not both");
+        return -1;
+    }
+    return 0;
+}
+
+/* The route a what-if names by route_id (as GET /v1/model-routes/{id}
+ * would show it to WHO) or by route_name (in ROUTER, the caller's scopes
+ * most specific first, as a request would find it); NULL after replying
+ * 404. The caller frees it. */
+static cJSON *dry_route(evhtp_request_t *req, const caller_t *who, const cJSON *body, const char *router,
+                        const char *key_id, const char *tenant)
+{
+    const char *id = schema_str(body, "route_id", NULL), *name = schema_str(body, "route_name", NULL);
+    char scope[200];
+    cJSON *rec = NULL;
+    if (id != NULL) {
+        rec = store_find(admin.gw->store, STORE_ROUTES, id);
+        if (rec == NULL || !visible(who, STORE_ROUTES, rec)) {
+            cJSON_Delete(rec);
+            reply_error(req, 404, "no route with id %s", id);
+            return NULL;
+        }
+        return rec;
+    }
+    if (*key_id) {
+        snprintf(scope, sizeof(scope), "key:%s", key_id);
+        rec = store_find_route(admin.gw->store, scope, router, name);
+    }
+    if (rec == NULL && *tenant) {
+        snprintf(scope, sizeof(scope), "tenant:%s", tenant);
+        rec = store_find_route(admin.gw->store, scope, router, name);
+    }
+    if (rec == NULL)
+        rec = store_find_route(admin.gw->store, "global", router, name);
+    if (rec == NULL)
+        reply_error(req, 404, "no route named %s%s%s in the caller's scopes", name, *router ? " in router " : "",
+                    router);
+    return rec;
+}
+
+/* POST /v1/model-routes/dry-run {model | models, endpoint?, router?,
+ * key_id?, tenant?, user?, route_id | route_name?, provider?,
+ * parameters?}: resolves as a request from that caller would, calling no
+ * provider and changing nothing, and shows the rule, why it matched and
+ * every candidate with its availability. The what-if fields (EUrouter):
+ * route_id / route_name test that route whatever the model would reach;
+ * provider overrides the route's preferences; parameters are the request
+ * fields require_parameters checks; models evaluates a fallback chain, one
+ * result per model and a summary. A tenant_admin asks for its own tenant
+ * only. */
+static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
+{
+    cJSON *body = body_object(req), *out, *key = NULL, *route = NULL, *results, *summary;
+    const cJSON *models, *override, *m;
+    const char *model, *ep_name, *tenant, *key_id, *router;
     resolution_t res;
     resolve_in_t in;
-    char label[600];
-    int ep;
+    int ep, with_providers = 0;
 
     if (body == NULL)
         return;
-    cJSON_ArrayForEach(m, body) {
-        static const char *const allowed[] = { "model", "endpoint", "router", "key_id", "tenant", "user", NULL };
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            ok |= strcmp(*a, m->string) == 0;
-        if (!ok || !cJSON_IsString(m)) {
-            reply_error(req, 400, "%s: %s", m->string, ok ? "must be a string" : "unknown field");
-            cJSON_Delete(body);
-            return;
-        }
-    }
+    if (dry_fields_ok(req, body) < 0)
+        goto out;
     model = schema_str(body, "model", NULL);
-    ep_name = schema_str(body, "endpoint", "chat");
+    models = cJSON_GetObjectItemCaseSensitive(body, "models");
+    override = cJSON_GetObjectItemCaseSensitive(body, "provider");
+    router = schema_str(body, "router", "");
     key_id = schema_str(body, "key_id", "");
     tenant = schema_str(body, "tenant", "");
-    if (model == NULL || *model == '\0') {
-        reply_error(req, 400, "model: required");
-        goto out;
-    }
-    if ((ep = schema_endpoint_parse(ep_name)) < 0) {
-        reply_error(req, 400, "endpoint: must be one of chat, completions, embeddings, audio_speech, "
-                              "audio_transcription, image_generation, responses");
-        goto out;
-    }
     if (*key_id) {          /* a key's own tenant; another tenant's key is as unknown */
         key = store_find(admin.gw->store, STORE_KEYS, key_id);
         if (key == NULL || !visible(who, STORE_KEYS, key)) {
@@ -782,83 +956,99 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         }
         tenant = who->tenant;
     }
-    in = (resolve_in_t){ .ep = (endpoint_t)ep, .model = model, .router = schema_str(body, "router", ""),
+    if (cJSON_HasObjectItem(body, "route_id") || cJSON_HasObjectItem(body, "route_name")) {
+        if ((route = dry_route(req, who, body, router, key_id, tenant)) == NULL)
+            goto out;
+        router = schema_str(route, "router", "");
+        if (model == NULL && models == NULL)
+            model = schema_str(route, "name", NULL);       /* the route as its own name would reach it */
+    }
+    ep_name = schema_str(body, "endpoint", route != NULL ? schema_str(route, "endpoint", "chat") : "chat");
+    if ((model == NULL || *model == '\0') && models == NULL) {
+        reply_error(req, 400, "model: required (or models, or route_id / route_name)");
+        goto out;
+    }
+    if ((ep = schema_endpoint_parse(ep_name)) < 0) {
+        reply_error(req, 400, "endpoint: must be one of chat, completions, embeddings, audio_speech, "
+                              "audio_transcription, image_generation, responses");
+        goto out;
+    }
+    in = (resolve_in_t){ .ep = (endpoint_t)ep, .model = model, .router = router,
                          .key_id = key_id, .tenant = tenant,
                          .sticky = *schema_str(body, "user", "") ? schema_str(body, "user", "") : key_id, .dry = 1,
+                         .params = cJSON_GetObjectItemCaseSensitive(body, "parameters"), .route = route,
+                         .prefs = override,
                          .privileged = key != NULL && strcmp(schema_str(key, "role", ""), "admin") == 0 };
-    resolve_model(admin.reader, &in, &res);
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "model_route.dry_run");
-    cJSON_AddStringToObject(out, "model", model);
+    if (models == NULL)
+        cJSON_AddStringToObject(out, "model", model);
     cJSON_AddStringToObject(out, "endpoint", ep_name);
     add_str_or_null(out, "router", in.router);
     add_str_or_null(out, "key_id", key_id);
     add_str_or_null(out, "tenant", tenant);
-    cJSON_AddNumberToObject(out, "status", status_http[res.status]);
-    add_str_or_null(out, "code", status_code[res.status]);
-    add_str_or_null(out, "rule", res.rule);
-    add_str_or_null(out, "why", res.why);
-    if (res.route_rec != NULL) {
-        cJSON *rt = cJSON_AddObjectToObject(out, "route");
-        static const char *const fields[] = { "id", "name", "scope", "router", "endpoint", "strategy", "priority",
-                                              "enabled", NULL };
-        for (const char *const *f = fields; *f; f++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(res.route_rec, *f);
-            if (v != NULL)
-                cJSON_AddItemToObject(rt, *f, cJSON_Duplicate(v, 1));
-        }
-    } else {
-        cJSON_AddNullToObject(out, "route");
+    if (models == NULL) {
+        resolve_model(admin.reader, &in, &res);
+        add_resolution(out, &res, override);
+        resolve_free(&res);
+        goto reply;
     }
-    add_str_or_null(out, "variant", res.variant);
-    arr = cJSON_AddArrayToObject(out, "candidates");
-    for (int i = 0; i < res.ncand; i++) {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "provider", res.cand[i].provider);
-        cJSON_AddStringToObject(c, "model", res.cand[i].model);
-        if (res.cand[i].target != NULL)
-            cJSON_AddStringToObject(c, "variant", resolve_variant_label(res.cand[i].target, label, sizeof(label)));
-        add_health(c, &res, i);
-        cJSON_AddItemToArray(arr, c);
+    /* a fallback chain: each model on its own, then what the chain gives */
+    results = cJSON_CreateArray();
+    cJSON_ArrayForEach(m, models) {
+        cJSON *one = cJSON_CreateObject();
+        in.model = m->valuestring;
+        resolve_model(admin.reader, &in, &res);
+        cJSON_AddStringToObject(one, "model", m->valuestring);
+        add_resolution(one, &res, override);
+        if (res.ncand > 0 && with_providers++ == 0)
+            cJSON_AddStringToObject(out, "selected_model", m->valuestring);
+        if (route != NULL && !cJSON_HasObjectItem(out, "effective_preferences"))
+            cJSON_AddItemToObject(out, "effective_preferences", effective_json(&res, override));
+        resolve_free(&res);
+        cJSON_AddItemToArray(results, one);
     }
-    for (int i = 0; i < res.ndropped; i++) {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "provider", res.dropped[i].provider);
-        cJSON_AddStringToObject(c, "model", res.dropped[i].model);
-        cJSON_AddFalseToObject(c, "available");
-        cJSON_AddStringToObject(c, "state", res.dropped[i].state);
-        add_str_or_null(c, "filter", res.dropped[i].detail);
-        cJSON_AddItemToArray(arr, c);
-    }
-    if (res.route_rec != NULL && strcmp(schema_str(res.route_rec, "strategy", ""), "ab") == 0) {
-        const cJSON *t;
-        cJSON *vs = cJSON_AddArrayToObject(out, "variants");
-        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(res.route_rec, "targets")) {
-            char name[700];
-            const char *lab = resolve_variant_label(t, label, sizeof(label));
-            cJSON *v = cJSON_CreateObject();
-            tally_t *tl;
-            uint64_t n = 0, errs = 0, us = 0;
-            snprintf(name, sizeof(name), "ab:%s:%s", schema_str(res.route_rec, "id", ""), lab);
-            if ((tl = tally_find(name)) != NULL) {
-                n = atomic_load_explicit(&tl->n, memory_order_relaxed);
-                errs = atomic_load_explicit(&tl->errors, memory_order_relaxed);
-                us = atomic_load_explicit(&tl->total_us, memory_order_relaxed);
-            }
-            cJSON_AddStringToObject(v, "variant", lab);
-            cJSON_AddNumberToObject(v, "weight", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "weight")));
-            cJSON_AddNumberToObject(v, "requests", (double)n);
-            cJSON_AddNumberToObject(v, "errors", (double)errs);
-            cJSON_AddNumberToObject(v, "mean_latency_ms", n ? (double)us / 1000.0 / (double)n : 0);
-            cJSON_AddItemToArray(vs, v);
-        }
-    }
-    resolve_free(&res);
+    if (!cJSON_HasObjectItem(out, "selected_model"))
+        cJSON_AddNullToObject(out, "selected_model");
+    if (!cJSON_HasObjectItem(out, "effective_preferences"))
+        cJSON_AddItemToObject(out, "effective_preferences",
+                              override != NULL ? cJSON_Duplicate(override, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(out, "results", results);
+    summary = cJSON_AddObjectToObject(out, "summary");
+    cJSON_AddNumberToObject(summary, "total_models", cJSON_GetArraySize(models));
+    cJSON_AddNumberToObject(summary, "models_with_providers", with_providers);
+reply:
     reply_json(req, 200, out);
     cJSON_Delete(out);
 out:
+    cJSON_Delete(route);
     cJSON_Delete(key);
     cJSON_Delete(body);
+}
+
+/* GET /v1/eu-residency: the country sets data_residency can name (EUrouter's
+ * eu_countries, eea_countries, eu_adequate_countries), each with every
+ * country it admits: ISO 3166-1 alpha-2 code and name. */
+static void serve_residency(evhtp_request_t *req)
+{
+    static const char *const keys[RESIDENCY__COUNT] = { "eu_countries", "eea_countries", "eu_adequate_countries" };
+    size_t n;
+    const residency_country_t *c = residency_countries(&n);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "object", "eu_residency");
+    for (int set = 0; set < RESIDENCY__COUNT; set++) {
+        cJSON *arr = cJSON_AddArrayToObject(out, keys[set]);
+        for (size_t i = 0; i < n; i++) {
+            if ((int)c[i].tier > set)
+                continue;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "code", c[i].code);
+            cJSON_AddStringToObject(e, "name", c[i].name);
+            cJSON_AddItemToArray(arr, e);
+        }
+    }
+    reply_json(req, 200, out);
+    cJSON_Delete(out);
 }
 
 /* --- key last use ------------------------------------------------------ */
@@ -953,6 +1143,13 @@ static void on_request(evhtp_request_t *req, void *arg)
         return;
     if (who.role == ROLE_USER) {
         reply_error(req, 403, "this key has the user role: it may call the data plane, not the admin API");
+        return;
+    }
+    if (strcmp(path, "/v1/eu-residency") == 0) {
+        if (get)
+            serve_residency(req);
+        else
+            reply_not_allowed(req, "GET");
         return;
     }
     if (strcmp(path, "/v1/model-routes/dry-run") == 0) {

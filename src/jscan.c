@@ -246,6 +246,47 @@ jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out)
     return is_object ? JSCAN_OK : JSCAN_NOT_OBJECT;
 }
 
+int jscan_next_key(const char *body, size_t len, size_t *pos, size_t *key_off, size_t *key_len)
+{
+    jscan_t ignored;
+    scanner_t s = { (const unsigned char *)body + (*pos < len ? *pos : len), (const unsigned char *)body + len,
+                    (const unsigned char *)body, 1 };
+    const unsigned char *k;
+    skip_ws(&s);
+    if (*pos == 0) {                       /* the object's opening brace */
+        if (s.p >= s.end || *s.p != '{')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == '}') {
+            *pos = len;
+            return 0;
+        }
+    } else {                               /* after a member: a comma, or the end */
+        if (s.p >= s.end || *s.p == '}') {
+            *pos = len;
+            return 0;
+        }
+        if (*s.p != ',')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+    }
+    k = s.p;
+    if (scan_string(&s) < 0)
+        return -1;
+    *key_off = (size_t)(k - s.start);
+    *key_len = (size_t)(s.p - k);
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != ':')
+        return -1;
+    s.p++;
+    if (scan_value(&s, &ignored, 0) < 0)
+        return -1;
+    *pos = (size_t)(s.p - s.start);
+    return 1;
+}
+
 static size_t put_utf8(uint32_t cp, char *d)
 {
     if (cp < 0x80) { d[0] = (char)cp; return 1; }

@@ -7,6 +7,9 @@
  * no record parse. Shared state (round-robin positions, A/B counts, observed
  * latency) lives in the lock-free tally table. */
 #include "resolve.h"
+#include "jscan.h"
+#include "multipart.h"
+#include "residency.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -120,11 +123,126 @@ static const cJSON *provider_model(const cJSON *p, const char *model)
 
 /* --- provider preferences ---------------------------------------------- */
 
-/* The preference of route preferences PREFS that provider P fails, or NULL. */
-static const char *filtered_by(const cJSON *prefs, const cJSON *p)
+#define MAX_PARAMS 64
+#define PARAM_NAME_MAX 64       /* schema.c's bound on a supported_parameters entry */
+
+/* The request's parameters for require_parameters, read from the body
+ * the first time a candidate needs them (never for routes that do not ask). */
+typedef struct params {
+    int read;                   /* 0 until read_params ran */
+    int n;
+    int undeclarable;           /* a parameter no model can declare: too long, too many, or unreadable */
+    char name[MAX_PARAMS][PARAM_NAME_MAX + 1];
+} params_t;
+
+/* Request fields that are not parameters: the model, the content asked
+ * about (each endpoint's required input), how the answer is delivered, and
+ * the end-user id every provider accepts. Everything else is a parameter. */
+static const char *const not_params[] = {
+    "model", "messages", "prompt", "input", "voice", "file", "stream", "stream_options", "user", NULL,
+};
+
+static void add_param(params_t *ps, const char *name, size_t len)
+{
+    for (const char *const *n = not_params; *n; n++)
+        if (strlen(*n) == len && memcmp(*n, name, len) == 0)
+            return;
+    for (int i = 0; i < ps->n; i++)
+        if (strlen(ps->name[i]) == len && memcmp(ps->name[i], name, len) == 0)
+            return;
+    if (len > PARAM_NAME_MAX || ps->n == MAX_PARAMS) {
+        ps->undeclarable = 1;
+        return;
+    }
+    memcpy(ps->name[ps->n], name, len);
+    ps->name[ps->n++][len] = '\0';
+}
+
+/* The dry-run's assumed names, else the JSON body's top-level keys, else
+ * the form's field names ("timestamp_granularities[]" is the parameter
+ * timestamp_granularities). */
+static void read_params(const resolve_in_t *in, params_t *ps)
+{
+    char name[PARAM_NAME_MAX + 8];
+    size_t pos = 0, off, len;
+    const cJSON *v;
+    int rc;
+    ps->read = 1;
+    ps->n = 0;
+    ps->undeclarable = 0;
+    if (in->params != NULL) {
+        cJSON_ArrayForEach(v, in->params)
+            if (cJSON_IsString(v))
+                add_param(ps, v->valuestring, strlen(v->valuestring));
+    } else if (in->body != NULL && in->form_boundary != NULL) {
+        while ((rc = multipart_next_name(in->body, in->body_len, in->form_boundary, &pos, name, sizeof(name))) == 1) {
+            len = strlen(name);
+            if (len > 2 && strcmp(name + len - 2, "[]") == 0)
+                len -= 2;
+            add_param(ps, name, len);
+        }
+        ps->undeclarable |= rc < 0;
+    } else if (in->body != NULL) {
+        while ((rc = jscan_next_key(in->body, in->body_len, &pos, &off, &len)) == 1) {
+            long n = jscan_string(in->body, off, len, name, sizeof(name));
+            if (n < 0)
+                ps->undeclarable = 1;
+            else
+                add_param(ps, name, (size_t)n);
+        }
+        ps->undeclarable |= rc < 0;
+    }
+}
+
+/* Provider P's entry for MODEL, enabled or not, or NULL. */
+static const cJSON *model_entry(const cJSON *p, const char *model)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models")) {
+        const char *n = schema_str(m, "name", NULL);
+        if (n != NULL && strcmp(n, model) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* 1 when REGION satisfies WANT, a region or set name or a list of them. */
+static int region_wanted(const cJSON *want, const char *region)
+{
+    const cJSON *w;
+    if (cJSON_IsString(want))
+        return residency_within(region, want->valuestring);
+    cJSON_ArrayForEach(w, want)
+        if (cJSON_IsString(w) && residency_within(region, w->valuestring))
+            return 1;
+    return 0;
+}
+
+/* data_residency: every region provider P names (a string or a list) must
+ * be wanted; a provider that names none is dropped. */
+static int resident(const cJSON *want, const cJSON *p)
+{
+    const cJSON *region = cJSON_GetObjectItemCaseSensitive(p, "region"), *r;
+    int n = 0;
+    if (cJSON_IsString(region))
+        return region_wanted(want, region->valuestring);
+    cJSON_ArrayForEach(r, region) {
+        if (!cJSON_IsString(r) || !region_wanted(want, r->valuestring))
+            return 0;
+        n++;
+    }
+    return n > 0;
+}
+
+/* The preference of PREFS that provider P serving MODEL fails, or NULL.
+ * What a provider or model does not declare counts against it: no region,
+ * no retention_days, no quantization (unless "unknown" is listed), no
+ * supported_parameters. PS caches the request's parameters. */
+static const char *filtered_by(const cJSON *prefs, const cJSON *p, const char *model, const resolve_in_t *in,
+                               params_t *ps)
 {
     const char *name = schema_str(p, "name", NULL), *v;
-    const cJSON *only = cJSON_GetObjectItemCaseSensitive(prefs, "only");
+    const cJSON *only = cJSON_GetObjectItemCaseSensitive(prefs, "only"), *x;
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(prefs, "data_residency");
     if (cJSON_IsArray(only) && !listed(only, name))
         return "only";
@@ -134,13 +252,45 @@ static const char *filtered_by(const cJSON *prefs, const cJSON *p)
     if ((v = schema_str(prefs, "data_collection", NULL)) != NULL && strcmp(v, "deny") == 0 &&
         (schema_str(p, "data_collection", NULL) == NULL || strcmp(schema_str(p, "data_collection", NULL), "deny") != 0))
         return "data_collection";
-    if (cJSON_IsString(res) && (schema_str(p, "region", NULL) == NULL || strcmp(schema_str(p, "region", NULL), res->valuestring) != 0))
-        return "data_residency";
-    if (cJSON_IsArray(res) && (schema_str(p, "region", NULL) == NULL || !listed(res, schema_str(p, "region", NULL))))
+    if ((cJSON_IsString(res) || cJSON_IsArray(res)) && !resident(res, p))
         return "data_residency";
     if (flag(prefs, "eu_owned", 0) && !flag(p, "eu_owned", 0))
         return "eu_owned";
+    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(prefs, "max_retention_days")) &&
+        !(num(p, "retention_days", INFINITY) <= x->valuedouble))
+        return "max_retention_days";
+    if (cJSON_IsArray(x = cJSON_GetObjectItemCaseSensitive(prefs, "quantizations")) &&
+        !listed(x, schema_str(model_entry(p, model), "quantization", "unknown")))
+        return "quantizations";
+    if (flag(prefs, "require_parameters", 0)) {
+        if (!ps->read)
+            read_params(in, ps);
+        if (ps->undeclarable)
+            return "require_parameters";
+        x = cJSON_GetObjectItemCaseSensitive(model_entry(p, model), "supported_parameters");
+        for (int i = 0; i < ps->n; i++)
+            if (!listed(x, ps->name[i]))
+                return "require_parameters";
+    }
     return NULL;
+}
+
+/* The preferences in force for route RES->route_rec: its provider object,
+ * or, for a what-if, a copy with IN->prefs merged in (owned by RES). */
+static const cJSON *effective_prefs(const resolve_in_t *in, resolution_t *res)
+{
+    const cJSON *own = cJSON_GetObjectItemCaseSensitive(res->route_rec, "provider"), *o;
+    if (!cJSON_IsObject(in->prefs))
+        return own;
+    res->prefs_own = cJSON_IsObject(own) ? cJSON_Duplicate(own, 1) : cJSON_CreateObject();
+    if (res->prefs_own == NULL)
+        return own;
+    cJSON_ArrayForEach(o, in->prefs) {
+        cJSON_DeleteItemFromObjectCaseSensitive(res->prefs_own, o->string);
+        if (!cJSON_IsNull(o))
+            cJSON_AddItemToObject(res->prefs_own, o->string, cJSON_Duplicate(o, 1));
+    }
+    return res->prefs_own;
 }
 
 /* Sort keys of one candidate: its place in preferences' order list, then
@@ -297,11 +447,13 @@ static int by_order(const void *a, const void *b)
 static void route_candidates(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
 {
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(res->route_rec, "targets"), *t;
-    const cJSON *prefs = cJSON_GetObjectItemCaseSensitive(res->route_rec, "provider");
+    const cJSON *prefs = res->prefs;
     tref_t refs[RESOLVE_MAX_CANDIDATES];
+    params_t params;        /* filled on first use only: most routes never read it */
     int n = 0, enabled = flag(res->route_rec, "enabled", 1);
     double first_order = 0;
 
+    params.read = 0;
     cJSON_ArrayForEach(t, targets) {
         if (n == RESOLVE_MAX_CANDIDATES)
             break;
@@ -333,7 +485,7 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
             store_release(hold);
             continue;
         }
-        if (prefs != NULL && (why = filtered_by(prefs, p)) != NULL) {
+        if (prefs != NULL && (why = filtered_by(prefs, p, model, in, &params)) != NULL) {
             drop(res, pn, model, "filtered", why);
             store_release(hold);
             continue;
@@ -360,6 +512,7 @@ static int use_route(store_reader_t *r, const resolve_in_t *in, const cJSON *rec
     res->route_rec = rec;
     res->route_hold = hold;
     res->route = schema_str(rec, "name", NULL);
+    res->prefs = effective_prefs(in, res);
     kind = schema_str(rec, "endpoint", NULL);
     if (kind != NULL && schema_endpoint_parse(kind) != (int)in->ep) {
         res->status = RESOLVE_WRONG_ENDPOINT;
@@ -483,6 +636,13 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
             return;
         }
     }
+    if (in->route != NULL) {      /* what-if: this route, whatever the model would reach */
+        res->rule = "explicit";
+        snprintf(res->why, sizeof(res->why), "route \"%.200s\" in scope %.60s, given by the dry-run",
+                 schema_str(in->route, "name", "?"), schema_str(in->route, "scope", "global"));
+        use_route(r, in, in->route, NULL, res);
+        return;
+    }
     if (strncmp(model, "route::", 7) == 0) {
         res->rule = "route";
         if (!try_route(r, in, model + 7, res))
@@ -531,6 +691,9 @@ void resolve_free(resolution_t *res)
     for (int i = 0; i < res->nrec; i++)
         store_release(res->holds[i]);
     store_release(res->route_hold);
+    cJSON_Delete(res->prefs_own);
+    res->prefs_own = NULL;
+    res->prefs = NULL;
     res->nrec = 0;
     res->ncand = 0;
     res->route_rec = NULL;

@@ -186,6 +186,33 @@ static int one_of(const char *s, const char *const *list)
     return 0;
 }
 
+/* 1 when V is an array of 1-64 character strings. */
+static int string_list(const cJSON *v)
+{
+    const cJSON *e;
+    if (!cJSON_IsArray(v))
+        return 0;
+    cJSON_ArrayForEach(e, v)
+        if (!cJSON_IsString(e) || e->valuestring[0] == '\0' || strlen(e->valuestring) > 64)
+            return 0;
+    return 1;
+}
+
+/* 1 when V is a region (a 1-64 character string) or a list of them; a
+ * list may be empty only when EMPTY_OK. */
+static int region_value(const cJSON *v, int empty_ok)
+{
+    if (cJSON_IsString(v))
+        return v->valuestring[0] != '\0' && strlen(v->valuestring) <= 64;
+    return string_list(v) && (empty_ok || cJSON_GetArraySize(v) > 0);
+}
+
+/* A provider model's quantization, as OpenRouter and EUrouter name them;
+ * "unknown" is what a model that declares none counts as. */
+static const char *const quantizations[] = { "int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown",
+                                             NULL };
+#define QUANTIZATION_NAMES "int4, int8, fp4, fp6, fp8, fp16, bf16, fp32, unknown"
+
 int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
 {
     static const field_t fields[] = {
@@ -193,15 +220,16 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
         { "api_key_env", F_STR, 1, 128 }, { "api_key", F_STR, 1, 4096 }, { "protocol", F_STR, 1, 32 },
         { "headers", F_OBJECT, 0, 0 }, { "models", F_ARRAY, 0, 0 },
         { "max_in_flight", F_INT, 1, 10000 }, { "timeouts", F_OBJECT, 0, 0 },
-        { "enabled", F_BOOL, 0, 0 }, { "region", F_STR, 1, 64 }, { "eu_owned", F_BOOL, 0, 0 },
+        { "enabled", F_BOOL, 0, 0 }, { "region", F_ANY, 0, 0 }, { "eu_owned", F_BOOL, 0, 0 },
         { "data_collection", F_STR, 1, 16 }, { "description", F_STR, 0, 1000 },
+        { "retention_days", F_INT, 0, 1000000 },
         { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
         { "default_max_tokens", F_INT, 1, 1000000 }, { "api_version", F_STR, 1, 64 },
     };
     static const field_t model_fields[] = {
         { "name", F_STR, 1, 255 }, { "bare_alias", F_BOOL, 0, 0 },
         { "input_price", F_NUM, 0, 1e9 }, { "output_price", F_NUM, 0, 1e9 },
-        { "enabled", F_BOOL, 0, 0 },
+        { "enabled", F_BOOL, 0, 0 }, { "supported_parameters", F_ARRAY, 0, 0 }, { "quantization", F_STR, 1, 16 },
     };
     static const char *const protocols[] = { "openai", "anthropic", "azure", NULL };
     char path[64];
@@ -237,6 +265,12 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
     }
     if (check_pair(p, "", "data_collection", "allow", "deny", err, errlen) < 0)
         return -1;
+    v = cJSON_GetObjectItemCaseSensitive(p, "region");
+    if (v != NULL && !cJSON_IsNull(v) && !region_value(v, 0)) {
+        snprintf(err, errlen, "region: must be a region (an ISO 3166-1 alpha-2 country code; 1-64 "
+                              "characters) or a non-empty array of them");
+        return -1;
+    }
     v = cJSON_GetObjectItemCaseSensitive(p, "headers");
     cJSON_ArrayForEach(m, v) {
         if (!cJSON_IsString(m)) {
@@ -262,6 +296,17 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
                          err, errlen) < 0 ||
             require(m, "name", path, err, errlen) < 0)
             return -1;
+        if ((v = cJSON_GetObjectItemCaseSensitive(m, "supported_parameters")) != NULL && !cJSON_IsNull(v) &&
+            !string_list(v)) {
+            snprintf(err, errlen, "%ssupported_parameters: must be an array of request field names "
+                                  "(1-64 characters)", path);
+            return -1;
+        }
+        if ((v = cJSON_GetObjectItemCaseSensitive(m, "quantization")) != NULL && cJSON_IsString(v) &&
+            !one_of(v->valuestring, quantizations)) {
+            snprintf(err, errlen, "%squantization: must be one of %s", path, QUANTIZATION_NAMES);
+            return -1;
+        }
         set_default(m, "bare_alias", cJSON_CreateFalse());
         set_default(m, "enabled", cJSON_CreateTrue());
         i++;
@@ -269,25 +314,22 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
     return stamp(p, err, errlen);
 }
 
-
-/* 1 when V is an array of 1-64 character strings. */
-static int string_list(const cJSON *v)
+int schema_prefs_check(const cJSON *p, char *err, size_t errlen)
 {
-    const cJSON *e;
-    if (!cJSON_IsArray(v))
-        return 0;
-    cJSON_ArrayForEach(e, v)
-        if (!cJSON_IsString(e) || e->valuestring[0] == '\0' || strlen(e->valuestring) > 64)
-            return 0;
-    return 1;
-}
-
-/* A route's provider preferences (EUrouter / OpenRouter). */
-static int check_prefs(const cJSON *p, const field_t *fields, size_t n, char *err, size_t errlen)
-{
+    static const field_t fields[] = {
+        { "order", F_ARRAY, 0, 0 }, { "only", F_ARRAY, 0, 0 }, { "ignore", F_ARRAY, 0, 0 },
+        { "allow_fallbacks", F_BOOL, 0, 0 }, { "sort", F_STR, 1, 16 }, { "data_collection", F_STR, 1, 16 },
+        { "data_residency", F_ANY, 0, 0 }, { "eu_owned", F_BOOL, 0, 0 },
+        { "require_parameters", F_BOOL, 0, 0 }, { "quantizations", F_ARRAY, 0, 0 },
+        { "max_retention_days", F_INT, 0, 9007199254740991.0 },
+    };
     static const char *const lists[] = { "order", "only", "ignore", NULL };
     const cJSON *v;
-    if (check_fields(p, fields, n, "provider.", err, errlen) < 0)
+    if (!cJSON_IsObject(p)) {
+        snprintf(err, errlen, "provider: must be an object");
+        return -1;
+    }
+    if (check_fields(p, fields, sizeof(fields) / sizeof(fields[0]), "provider.", err, errlen) < 0)
         return -1;
     for (const char *const *l = lists; *l; l++) {
         v = cJSON_GetObjectItemCaseSensitive(p, *l);
@@ -300,9 +342,16 @@ static int check_prefs(const cJSON *p, const field_t *fields, size_t n, char *er
         check_pair(p, "provider.", "data_collection", "allow", "deny", err, errlen) < 0)
         return -1;
     v = cJSON_GetObjectItemCaseSensitive(p, "data_residency");
-    if (v != NULL && !cJSON_IsNull(v) && !(cJSON_IsString(v) && v->valuestring[0] != '\0') && !string_list(v)) {
-        snprintf(err, errlen, "provider.data_residency: must be a region or an array of regions");
+    if (v != NULL && !cJSON_IsNull(v) && !region_value(v, 1)) {
+        snprintf(err, errlen, "provider.data_residency: must be a country code, a set (eu, eea, eu_adequate) "
+                              "or an array of them");
         return -1;
+    }
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(p, "quantizations")) {
+        if (!cJSON_IsString(v) || !one_of(v->valuestring, quantizations)) {
+            snprintf(err, errlen, "provider.quantizations: each must be one of %s", QUANTIZATION_NAMES);
+            return -1;
+        }
     }
     return 0;
 }
@@ -353,11 +402,6 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
         { "order", F_INT, 0, 1000000 }, { "enabled", F_BOOL, 0, 0 },
         { "max_in_flight", F_INT, 1, 10000 }, { "variant", F_STR, 1, 64 }, { "model_map", F_OBJECT, 0, 0 },
     };
-    static const field_t pref_fields[] = {
-        { "order", F_ARRAY, 0, 0 }, { "only", F_ARRAY, 0, 0 }, { "ignore", F_ARRAY, 0, 0 },
-        { "allow_fallbacks", F_BOOL, 0, 0 }, { "sort", F_STR, 1, 16 }, { "data_collection", F_STR, 1, 16 },
-        { "data_residency", F_ANY, 0, 0 }, { "eu_owned", F_BOOL, 0, 0 },
-    };
     static const field_t retry_fields[] = {
         { "max_429_retries", F_INT, 0, 10 }, { "retry_after_cap_s", F_NUM, 0, 180 },
     };
@@ -379,7 +423,7 @@ int schema_route_normalise(cJSON *r, char *err, size_t errlen)
         check_fields(v, retry_fields, 2, "retry.", err, errlen) < 0)
         return -1;
     if ((v = cJSON_GetObjectItemCaseSensitive(r, "provider")) != NULL && !cJSON_IsNull(v) &&
-        check_prefs(v, pref_fields, sizeof(pref_fields) / sizeof(pref_fields[0]), err, errlen) < 0)
+        schema_prefs_check(v, err, errlen) < 0)
         return -1;
     set_default(r, "endpoint", cJSON_CreateString("chat"));
     v = cJSON_GetObjectItemCaseSensitive(r, "endpoint");

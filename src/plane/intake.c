@@ -280,14 +280,13 @@ static int parse_body(req_t *r)
     jscan_t js;
     long n;
     if (r->multipart) {
-        char boundary[80];
         size_t off, len;
-        if (multipart_boundary(r->content_type, boundary, sizeof(boundary)) < 0) {
+        if (multipart_boundary(r->content_type, r->boundary, sizeof(r->boundary)) < 0) {
             reply_error(r, 400, "invalid_request_error", "invalid_multipart", NULL,
                         "multipart/form-data needs a boundary parameter of 1-70 characters");
             return -1;
         }
-        if (multipart_field(r->body, r->body_len, boundary, "model", &off, &len) < 0) {
+        if (multipart_field(r->body, r->body_len, r->boundary, "model", &off, &len) < 0) {
             reply_error(r, 400, "invalid_request_error", "missing_model", "model",
                         "the form has no 'model' field (or the multipart body is malformed)");
             return -1;
@@ -371,7 +370,8 @@ static void serve_data(req_t *r)
     if (parse_body(r) < 0)
         return;
     resolve_in_t ask = { .ep = ep, .model = r->model, .router = router, .key_id = r->key_id, .tenant = r->tenant,
-                         .sticky = sticky_key(r, sticky, sizeof(sticky)), .privileged = r->privileged };
+                         .sticky = sticky_key(r, sticky, sizeof(sticky)), .privileged = r->privileged,
+                         .body = r->body, .body_len = r->body_len, .form_boundary = r->multipart ? r->boundary : NULL };
     resolve_model(r->w->reader, &ask, &r->res);
     r->resolved = 1;
     if (r->res.status != RESOLVE_NO_ROUTER && !route_allowed(r))

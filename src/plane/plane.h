@@ -98,6 +98,7 @@ typedef struct req {
     size_t model_off, model_len; /* where the model value sits in the body */
     size_t user_off, user_len;   /* the body's "user" string, if any */
     int multipart;
+    char boundary[80];           /* a multipart body's boundary */
     dialect_t client;            /* the dialect the client speaks: /v1/messages is Anthropic's, the rest OpenAI's */
     int is_data;                 /* a data-plane endpoint (has a kind and a model) */
     char path[128];              /* for the access log */

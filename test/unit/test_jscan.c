@@ -56,6 +56,34 @@ int main(void)
     CHECK(scan(nul, &j) == JSCAN_OK && jscan_string(nul, j.model_off, j.model_len, buf, sizeof(buf)) < 0);
     CHECK(jscan_string(esc, j.model_off, j.model_len, buf, 4) < 0);
 
+    /* the top-level keys, in order, nested ones passed over */
+    {
+        const char *kb = " { \"model\":\"m\", \"messages\":[{\"tools\":1}] ,\"t\\u0065mp\": {\"x\":[]},\"seed\":1 } ";
+        const char *want[] = { "model", "messages", "temp", "seed" };
+        size_t pos = 0, off, klen;
+        int n = 0;
+        CHECK(scan(kb, &j) == JSCAN_OK);
+        while (jscan_next_key(kb, strlen(kb), &pos, &off, &klen) == 1) {
+            CHECK(n < 4 && jscan_string(kb, off, klen, buf, sizeof(buf)) > 0);
+            if (n < 4)
+                CHECK_STR(buf, want[n]);
+            n++;
+        }
+        CHECK(n == 4);
+        CHECK(jscan_next_key(kb, strlen(kb), &pos, &off, &klen) == 0);    /* stays at the end */
+        pos = 0;
+        CHECK(jscan_next_key("{}", 2, &pos, &off, &klen) == 0);
+        pos = 0;
+        CHECK(jscan_next_key(" { } ", 5, &pos, &off, &klen) == 0);
+        pos = 0;
+        CHECK(jscan_next_key("[1]", 3, &pos, &off, &klen) == -1);
+        pos = 0;
+        CHECK(jscan_next_key("{\"a\":1 \"b\":2}", 14, &pos, &off, &klen) == 1);
+        CHECK(jscan_next_key("{\"a\":1 \"b\":2}", 14, &pos, &off, &klen) == -1);
+        pos = 0;
+        CHECK(jscan_next_key("", 0, &pos, &off, &klen) == -1);
+    }
+
     /* quoting round-trips */
     CHECK(jscan_quote("a\"b\\c\n", buf, sizeof(buf)) == 15);
     CHECK_STR(buf, "\"a\\\"b\\\\c\\u000a\"");

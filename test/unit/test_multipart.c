@@ -24,5 +24,27 @@ int main(void)
     CHECK(len == 9 && memcmp(body + off, "whisper-1", 9) == 0);
     CHECK(multipart_field(body, blen, "XyZ", "absent", &off, &len) < 0);
     CHECK(multipart_field(body, 40, "XyZ", "model", &off, &len) < 0);   /* truncated */
+
+    /* the form's field names, in order */
+    {
+        static const char *const names[] = { "file", "models", "model" };
+        char name[16];
+        size_t pos = 0;
+        int k = 0;
+        while (multipart_next_name(body, blen, "XyZ", &pos, name, sizeof(name)) == 1) {
+            CHECK(k < 3);
+            if (k < 3)
+                CHECK_STR(name, names[k]);
+            k++;
+        }
+        CHECK(k == 3 && multipart_next_name(body, blen, "XyZ", &pos, name, sizeof(name)) == 0);
+        pos = 0;
+        CHECK(multipart_next_name(body, blen, "XyZ", &pos, name, 4) == 1);
+        CHECK_STR(name, "fil");                                            /* cut to fit */
+        pos = 0;
+        CHECK(multipart_next_name(body, 40, "XyZ", &pos, name, sizeof(name)) == -1);   /* truncated */
+        pos = 0;
+        CHECK(multipart_next_name(body, blen, "other", &pos, name, sizeof(name)) == -1);
+    }
     DONE();
 }

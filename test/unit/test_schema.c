@@ -2,6 +2,22 @@
 #include "../../src/schema.c"
 #include "unit.h"
 
+static int provider(const char *json, char *err)
+{
+    cJSON *p = cJSON_Parse(json);
+    int rc = schema_provider_normalise(p, err, 256);
+    cJSON_Delete(p);
+    return rc;
+}
+
+static int prefs(const char *json, char *err)
+{
+    cJSON *p = cJSON_Parse(json);
+    int rc = schema_prefs_check(p, err, 256);
+    cJSON_Delete(p);
+    return rc;
+}
+
 static int route(const char *json, char *err)
 {
     cJSON *r = cJSON_Parse(json);
@@ -47,6 +63,32 @@ int main(void)
     p = cJSON_Parse("{\"name\":\"x\",\"base_url\":\"ftp://h\"}");
     CHECK(schema_provider_normalise(p, err, sizeof(err)) < 0 && strstr(err, "base_url") != NULL);
     cJSON_Delete(p);
+
+    /* placement and model fields the preferences read */
+#define PROV(extra) "{\"name\":\"x\",\"base_url\":\"http://h\"" extra "}"
+    CHECK(provider(PROV(",\"region\":\"DE\",\"retention_days\":0"), err) == 0);
+    CHECK(provider(PROV(",\"region\":[\"DE\",\"FR\"]"), err) == 0);
+    CHECK(provider(PROV(",\"region\":[]"), err) < 0 && strncmp(err, "region:", 7) == 0);
+    CHECK(provider(PROV(",\"region\":5"), err) < 0 && strncmp(err, "region:", 7) == 0);
+    CHECK(provider(PROV(",\"region\":[\"DE\",\"\"]"), err) < 0 && strncmp(err, "region:", 7) == 0);
+    CHECK(provider(PROV(",\"retention_days\":-1"), err) < 0 && strncmp(err, "retention_days:", 15) == 0);
+    CHECK(provider(PROV(",\"retention_days\":1.5"), err) < 0 && strncmp(err, "retention_days:", 15) == 0);
+    CHECK(provider(PROV(",\"models\":[{\"name\":\"m\",\"supported_parameters\":[\"tools\"],\"quantization\":\"fp8\"}]"),
+                   err) == 0);
+    CHECK(provider(PROV(",\"models\":[{\"name\":\"m\",\"supported_parameters\":\"tools\"}]"), err) < 0 &&
+          strncmp(err, "models[0].supported_parameters:", 31) == 0);
+    CHECK(provider(PROV(",\"models\":[{\"name\":\"m\",\"supported_parameters\":[1]}]"), err) < 0 &&
+          strncmp(err, "models[0].supported_parameters:", 31) == 0);
+    CHECK(provider(PROV(",\"models\":[{\"name\":\"m\",\"quantization\":\"q4\"}]"), err) < 0 &&
+          strncmp(err, "models[0].quantization:", 23) == 0);
+    CHECK(prefs("{\"require_parameters\":true,\"quantizations\":[\"int4\",\"unknown\"],\"max_retention_days\":30,"
+                "\"data_residency\":[\"eu\",\"CH\"]}", err) == 0);
+    CHECK(prefs("{\"require_parameters\":1}", err) < 0 && strncmp(err, "provider.require_parameters:", 28) == 0);
+    CHECK(prefs("{\"quantizations\":[\"fp7\"]}", err) < 0 && strncmp(err, "provider.quantizations:", 23) == 0);
+    CHECK(prefs("{\"quantizations\":\"fp8\"}", err) < 0 && strncmp(err, "provider.quantizations:", 23) == 0);
+    CHECK(prefs("{\"max_retention_days\":-1}", err) < 0 && strncmp(err, "provider.max_retention_days:", 28) == 0);
+    CHECK(prefs("{\"data_residency\":[5]}", err) < 0 && strncmp(err, "provider.data_residency:", 24) == 0);
+    CHECK(prefs("[]", err) < 0 && strncmp(err, "provider:", 9) == 0);
 
     schema_uuid(id);
     CHECK(strlen(id) == 36 && id[14] == '4' && id[8] == '-');
