@@ -8,7 +8,16 @@ What runs (everything on 127.0.0.1, ephemeral ports, in a temp dir, every
 process started here is stopped by PID when the harness exits, however it exits):
   mock    nginx (nginx/mock.conf) answering POST /v1/chat/completions with a fixed
           ~600-byte chat.completion JSON and POST /sse/v1/chat/completions with a
-          fixed ~13 KB SSE body (50 chat.completion.chunk events, then [DONE]).
+          fixed ~13 KB SSE body (50 chat.completion.chunk events, then [DONE]);
+          and, in Anthropic's Messages API (the translated rows), POST /v1/messages
+          with a fixed message (id, type, role, model, one text block holding the
+          chat.completion's text, stop_reason end_turn, usage) and POST
+          /sse/v1/messages with a fixed event stream: message_start,
+          content_block_start, ping, 49 content_block_delta text_delta events (the
+          49 text pieces of the OpenAI SSE body), content_block_stop, message_delta
+          with usage, message_stop; 55 events, ~7 KB (Anthropic's events carry
+          less than OpenAI's chunks around the same text). nginx does not branch on
+          the request's "stream" flag, so the stream answers are under /sse/.
   nginx   nginx (nginx/proxy.conf) as the baseline reverse proxy to the mock:
           1 worker, keep-alive pool of 64 upstream connections, HTTP/1.1,
           proxy_buffering off.
@@ -16,7 +25,11 @@ process started here is stopped by PID when the harness exits, however it exits)
           bench-chat -> provider base_url http://127.0.0.1:MOCK/v1 and route
           bench-sse -> provider base_url http://127.0.0.1:MOCK/sse/v1 (the
           upstream model names differ from the routes', so turnout splices the
-          model into the body as it would in production).
+          model into the body as it would in production); route bench-anth-chat
+          -> provider protocol anthropic, base_url http://127.0.0.1:MOCK/v1 (so
+          POST /v1/messages) and route bench-anth-sse -> protocol anthropic,
+          base_url http://127.0.0.1:MOCK/sse/v1: OpenAI requests on those routes
+          are translated (src/dialect/openai_to_anthropic.c).
   The servers are pinned to core 1 (taskset -c 1), wrk and this script to core 0
   (taskset -c 0 wrk -t1). wrk scripts are in lua/; their done() prints one JSON
   line (requests, duration, errors incl. status > 399, latency percentiles).
@@ -27,7 +40,17 @@ seconds (default 5) after a 1 s warm-up at the same concurrency:
   - for nginx and turnout (their order alternates by round):
       64 connections non-stream: requests/s, CPU us per request, peak RSS;
       64 connections SSE: requests/s (whole streams/s), CPU us per request;
-      1 connection non-stream: p50/p99, and added latency = proxy - direct.
+      1 connection non-stream: p50/p99, and added latency = proxy - direct;
+  - turnout, translated (right after turnout's runs above): the same OpenAI
+      requests (lua/chat-translated.lua, lua/sse-translated.lua: only the model
+      differs) to the Anthropic routes, 64 connections non-stream and SSE:
+      requests/s and CPU us per request. Each is reported beside turnout's
+      passthrough figure of the same rounds, ratio translated/passthrough of
+      the medians (target: CPU per request <= 1.5x passthrough's).
+  Before the rounds every path is checked once with curl; the translated
+  answers must be a chat.completion with the mock's text and finish_reason
+  stop, and a stream of chat.completion.chunk events carrying the same text,
+  finish_reason stop, ending with data: [DONE].
   CPU per request = delta of utime+stime (/proc/PID/stat, clock ticks) of the
   server's processes over the run (nginx: master + workers; turnout: the process,
   all threads) / requests completed. Peak RSS = the largest sum of VmRSS of those
@@ -78,9 +101,12 @@ SERVER_CPU, CLIENT_CPU = "1", "0"
 CONTENTION_PCT = 10     # a run where other processes took more than this % of a core is flagged
 PIN = (os.cpu_count() or 1) >= 2
 
+# what wrk's lua scripts send (chat.lua, sse.lua; *-translated.lua for the Anthropic routes)
 CHAT_BODY = b'{"model":"bench-chat","messages":[{"role":"user","content":"Summarise the benchmark in one sentence."}]}'
 SSE_BODY = (b'{"model":"bench-sse","messages":[{"role":"user","content":"Summarise the benchmark in one sentence."}],'
             b'"stream":true}')
+XL_CHAT_BODY = CHAT_BODY.replace(b'"bench-chat"', b'"bench-anth-chat"')
+XL_SSE_BODY = SSE_BODY.replace(b'"bench-sse"', b'"bench-anth-sse"')
 
 TARGETS = {  # name: (description, test on the medians)
     "rps_nonstream_64": "turnout >= 0.8x nginx",
@@ -88,7 +114,10 @@ TARGETS = {  # name: (description, test on the medians)
     "cpu_us_per_req_64": "turnout <= 10 us",
     "added_p50_us_1": "turnout <= 15 us",
     "peak_rss_mb_64": "turnout <= 16 MB",
+    "translated_cpu_us_per_req_64": "translated <= 1.5x passthrough",
+    "translated_cpu_us_per_req_sse_64": "translated <= 1.5x passthrough",
 }
+TRANSLATED_CPU_MAX = 1.5    # translated CPU per request / passthrough's, at most
 
 _procs = []          # every process started here: (name, Popen)
 
@@ -291,6 +320,55 @@ def mock_bodies():
     return chat, sse
 
 
+def openai_texts(chat, sse):
+    """The assistant's text in the OpenAI bodies: the chat.completion's, and the
+    SSE body's content pieces in order (empty ones left out)."""
+    text = json.loads(chat)["choices"][0]["message"]["content"]
+    pieces = []
+    for ev in sse.split(b"\n\n"):
+        if ev.startswith(b"data: {"):
+            c = json.loads(ev[6:])["choices"][0]["delta"].get("content")
+            if c:
+                pieces.append(c)
+    return text, pieces
+
+
+def anthropic_bodies(chat, sse):
+    """The same answers in Anthropic's Messages API, as the real API writes them:
+    a message whose one text block is the chat.completion's text, and an event
+    stream whose text_delta events carry the OpenAI SSE body's text pieces, one
+    each (so a translated client gets the same text in the same pieces)."""
+    text, pieces = openai_texts(chat, sse)
+    mid, model = "msg_bench0000000000000000000000", "bench-upstream"
+
+    def usage(out):
+        return {"input_tokens": 17, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": out, "service_tier": "standard"}
+
+    def compact(o):
+        return json.dumps(o, separators=(",", ":"))
+
+    msg = compact({"id": mid, "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": usage(64)}).encode()
+    events = [("message_start", {"type": "message_start", "message": {
+                  "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+                  "stop_reason": None, "stop_sequence": None, "usage": usage(1)}}),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}}),
+              ("ping", {"type": "ping"})]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                        "delta": {"type": "text_delta", "text": p}}) for p in pieces]
+    events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               ("message_delta", {"type": "message_delta",
+                                  "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                  "usage": {"output_tokens": 64}}),
+               ("message_stop", {"type": "message_stop"})]
+    stream = "".join(f"event: {name}\ndata: {compact(d)}\n\n" for name, d in events).encode()
+    return msg, stream
+
+
 def render(template, tmp, name, **kw):
     with open(os.path.join(HERE, "nginx", template)) as f:
         text = f.read()
@@ -341,12 +419,18 @@ class Stack:
 
     def start_mock(self):
         chat, sse = mock_bodies()
+        amsg, asse = anthropic_bodies(chat, sse)
+        self.texts = openai_texts(chat, sse)
         www = os.path.join(self.tmp, "www")
-        for rel, data in (("v1/chat/completions", chat), ("sse/v1/chat/completions", sse)):
+        for rel, data in (("v1/chat/completions", chat), ("sse/v1/chat/completions", sse),
+                          ("v1/messages", amsg), ("sse/v1/messages", asse)):
             os.makedirs(os.path.dirname(os.path.join(www, rel)), exist_ok=True)
             with open(os.path.join(www, rel), "wb") as f:
                 f.write(data)
-        self.mock_sizes = {"chat_bytes": len(chat), "sse_bytes": len(sse), "sse_events": sse.count(b"data: ") - 1}
+        self.mock_sizes = {"chat_bytes": len(chat), "sse_bytes": len(sse), "sse_events": sse.count(b"data: ") - 1,
+                           "anthropic_message_bytes": len(amsg), "anthropic_sse_bytes": len(asse),
+                           "anthropic_sse_events": asse.count(b"\nevent: ") + 1,
+                           "anthropic_sse_text_deltas": asse.count(b"event: content_block_delta\n")}
         return self._nginx("mock", "mock.conf")
 
     def start_proxy(self):
@@ -387,11 +471,20 @@ class Stack:
             {"name": "benchmock", "base_url": f"http://127.0.0.1:{m}/v1", "models": [{"name": "bench-upstream"}]},
             {"name": "benchmock-sse", "base_url": f"http://127.0.0.1:{m}/sse/v1",
              "models": [{"name": "bench-upstream"}]},
+            # Anthropic's dialect: turnout calls POST {base_url}/messages and translates
+            {"name": "benchanth", "protocol": "anthropic", "base_url": f"http://127.0.0.1:{m}/v1",
+             "models": [{"name": "bench-upstream"}]},
+            {"name": "benchanth-sse", "protocol": "anthropic", "base_url": f"http://127.0.0.1:{m}/sse/v1",
+             "models": [{"name": "bench-upstream"}]},
         ]
         routes = [
             {"name": "bench-chat", "endpoint": "chat", "targets": [{"provider": "benchmock", "model": "bench-upstream"}]},
             {"name": "bench-sse", "endpoint": "chat",
              "targets": [{"provider": "benchmock-sse", "model": "bench-upstream"}]},
+            {"name": "bench-anth-chat", "endpoint": "chat",
+             "targets": [{"provider": "benchanth", "model": "bench-upstream"}]},
+            {"name": "bench-anth-sse", "endpoint": "chat",
+             "targets": [{"provider": "benchanth-sse", "model": "bench-upstream"}]},
         ]
         return self.start_turnout(providers, routes, limits)
 
@@ -445,6 +538,75 @@ def verify(label, url, stream):
         raise Abort(f"verification failed: {label} {what} {url}: status {status}, content-type {ctype!r}, "
                     f"body starts {data[:300]!r} ends {data[-80:]!r}")
     log(f"  ok  {label:8} {what:10} {status} {ctype:32} {len(data)} bytes")
+    return len(data)
+
+
+def verify_anthropic_mock(url, stream):
+    """The mock's Anthropic answers, once: a message, or an event stream ending with message_stop."""
+    status, ctype, data = curl_post(url, XL_SSE_BODY if stream else XL_CHAT_BODY)
+    if stream:
+        ok = status == 200 and "text/event-stream" in ctype and data.startswith(b"event: message_start\n") \
+            and data.rstrip().endswith(b'data: {"type":"message_stop"}')
+    else:
+        ok = status == 200 and "application/json" in ctype and b'"type":"message"' in data
+    what = "stream" if stream else "non-stream"
+    if not ok:
+        raise Abort(f"verification failed: mock (anthropic) {what} {url}: status {status}, content-type {ctype!r}, "
+                    f"body starts {data[:300]!r}")
+    log(f"  ok  {'mock':8} {what:10} {status} {ctype:32} {len(data)} bytes (Anthropic Messages API)")
+    return len(data)
+
+
+def verify_translated(url, stream, texts):
+    """An OpenAI request to an Anthropic route: the answer must be a real
+    chat.completion (the mock's text, finish_reason stop, usage), or a stream
+    of chat.completion.chunk events only, carrying the mock's text pieces in
+    order, finish_reason stop, ending with data: [DONE]. TEXTS: openai_texts()."""
+    status, ctype, data = curl_post(url, XL_SSE_BODY if stream else XL_CHAT_BODY)
+    what = "stream" if stream else "non-stream"
+    why, extra = None, ""
+    try:
+        if status != 200:
+            why = f"status {status}"
+        elif stream:
+            events = [e for e in data.split(b"\n\n") if e.strip()]
+            if "text/event-stream" not in ctype:
+                why = "content-type"
+            elif not events or events[-1].strip() != b"data: [DONE]":
+                why = "the stream does not end with data: [DONE]"
+            else:
+                chunks = []
+                for e in events[:-1]:
+                    if not e.startswith(b"data: "):
+                        raise ValueError(f"an event that is not one data line: {e[:80]!r}")
+                    chunks.append(json.loads(e[6:]))
+                pieces = [c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices")]
+                if any(c.get("object") != "chat.completion.chunk" for c in chunks):
+                    why = "an event that is not a chat.completion.chunk"
+                elif chunks[0]["choices"][0]["delta"].get("role") != "assistant":
+                    why = "the first chunk does not name the assistant's role"
+                elif [p for p in pieces if p] != texts[1]:
+                    why = "the text pieces differ from the mock's"
+                elif chunks[-1]["choices"][0].get("finish_reason") != "stop":
+                    why = "the last chunk's finish_reason is not stop"
+                extra = f", {len(chunks)} chunks + [DONE]"
+        else:
+            doc = json.loads(data)
+            msg = doc["choices"][0]["message"]
+            if "application/json" not in ctype or doc.get("object") != "chat.completion":
+                why = "not a chat.completion"
+            elif msg.get("role") != "assistant" or msg.get("content") != texts[0]:
+                why = "the message's role or text differs from the mock's"
+            elif doc["choices"][0].get("finish_reason") != "stop":
+                why = "finish_reason is not stop"
+            elif doc.get("usage", {}).get("completion_tokens") != 64:
+                why = "usage.completion_tokens is not the mock's 64"
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+        why = f"does not parse as the OpenAI dialect ({e})"
+    if why:
+        raise Abort(f"verification failed: turnout translated {what} {url}: {why}; content-type {ctype!r}, "
+                    f"body starts {data[:300]!r} ends {data[-80:]!r}")
+    log(f"  ok  {'turnout':8} {what:10} {status} {ctype:32} {len(data)} bytes (translated from Anthropic{extra})")
     return len(data)
 
 
@@ -606,6 +768,51 @@ def med(values):
     return statistics.median(values) if values else None
 
 
+
+def previous_bench(timestamp, rounds, duration, rows, medians):
+    """turnout's passthrough figures (ROWS: (label, key, format)) against the
+    newest earlier bench JSON in results/, preferring one with the same rounds
+    and duration: passthrough must not get slower. nginx's figures of both runs
+    are printed too, as the control: when they moved as much, the machine did.
+    Returns (a dict for the JSON or None, lines to print)."""
+    rdir = os.path.join(HERE, "results")
+    found = []          # (file, doc), newest first
+    for fn in sorted(os.listdir(rdir) if os.path.isdir(rdir) else [], reverse=True):
+        if fn.startswith("bench-") and fn.endswith(".json") and fn < f"bench-{timestamp}.json":
+            try:
+                with open(os.path.join(rdir, fn)) as f:
+                    doc = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc.get("medians", {}).get("turnout"), dict):
+                found.append((fn, doc))
+    if not found:
+        return None, []
+    same = [x for x in found if x[1].get("settings", {}).get("rounds") == rounds
+            and x[1].get("settings", {}).get("duration_s") == duration]
+    fn, prev = (same or found)[0]
+    ps = prev.get("settings", {})
+    out = {"file": fn, "rounds": ps.get("rounds"), "duration_s": ps.get("duration_s"),
+           "same_settings": bool(same), "turnout": {}, "nginx": {}, "ratio_now_over_then": {},
+           "nginx_ratio_now_over_then": {}}
+    lines = [f"turnout passthrough now vs {fn} ({ps.get('rounds')} rounds of {ps.get('duration_s')} s"
+             + ("" if same else f"; this run: {rounds} rounds of {duration} s") + "); nginx beside it as the control"]
+
+    def num(v, fmt):
+        return fmt.format(v) if v is not None else "-"
+
+    for label, key, fmt in rows:
+        row = f"  {label:38}"
+        for name in ("turnout", "nginx"):
+            then, now = prev["medians"].get(name, {}).get(key), medians[name][key]
+            r_ = now / then if now is not None and then else None
+            out[name][key] = then
+            out["ratio_now_over_then" if name == "turnout" else "nginx_ratio_now_over_then"][key] = r_
+            row += (f"  {name} now {num(now, fmt):>7} then {num(then, fmt):>7} ({num(r_, '{:.2f}')}x)")
+        lines.append(row)
+    return out, lines
+
+
 # ---------------------------------------------------------------- bench
 
 def run_bench(args, tmp):
@@ -626,6 +833,10 @@ def run_bench(args, tmp):
         ns, ss = paths[name]
         verify(name, f"http://127.0.0.1:{ports[name]}{ns}", False)
         verify(name, f"http://127.0.0.1:{ports[name]}{ss}", True)
+    verify_anthropic_mock(f"http://127.0.0.1:{ports['mock']}/v1/messages", False)
+    verify_anthropic_mock(f"http://127.0.0.1:{ports['mock']}/sse/v1/messages", True)
+    verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", False, stack.texts)
+    verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", True, stack.texts)
 
     d = args.duration
     rounds = []
@@ -648,6 +859,15 @@ def run_bench(args, tmp):
                 f"{flags(b)}")
             log(f"  {name:8} 1 conn  non-stream  p50 {c['latency_us']['p50']} us  p99 {c['latency_us']['p99']} us"
                 f"{flags(c)}")
+            if name == "turnout":
+                # translated: the same OpenAI requests to the Anthropic routes, right after passthrough's
+                xa = measure(stack, name, ns, "chat-translated.lua", 64, d)
+                xb = measure(stack, name, ss, "sse-translated.lua", 64, d)
+                r["translated"] = {"nonstream_64": xa, "sse_64": xb}
+                log(f"  {name:8} 64 conn translated non-stream {xa['rps']:9.0f} req/s  "
+                    f"{xa['cpu_us_per_req']:6.1f} us cpu/req{flags(xa)}")
+                log(f"  {name:8} 64 conn translated SSE        {xb['rps']:9.0f} req/s  "
+                    f"{xb['cpu_us_per_req']:6.1f} us cpu/req{flags(xb)}")
         rounds.append(r)
 
     # per round figures, then medians
@@ -677,6 +897,26 @@ def run_bench(args, tmp):
                          "p99_us_1": med([r["direct_1"]["latency_us"]["p99"] for r in rounds])}
     valid["direct"] = all(r["direct_1"]["valid"] for r in rounds)
 
+    # translated (OpenAI client -> Anthropic upstream) beside turnout's passthrough, same rounds
+    xkeys = ("rps_nonstream_64", "rps_sse_64", "cpu_us_per_req_64", "cpu_us_per_req_sse_64")
+
+    def xfig(r):
+        a, b = r["translated"]["nonstream_64"], r["translated"]["sse_64"]
+        return {"rps_nonstream_64": (a["rps"], a["valid"]), "rps_sse_64": (b["rps"], b["valid"]),
+                "cpu_us_per_req_64": (a["cpu_us_per_req"], a["valid"]),
+                "cpu_us_per_req_sse_64": (b["cpu_us_per_req"], b["valid"])}
+
+    per_round["translated"] = [xfig(r) for r in rounds]
+    medians["translated"] = {k: med([f[k][0] for f in per_round["translated"] if f[k][1]]) for k in xkeys}
+    valid["translated"] = {k: all(f[k][1] for f in per_round["translated"]) for k in xkeys}
+    xt = medians["translated"]
+    pt = medians["turnout"]
+    ratio_translated = {k: (xt[k] / pt[k] if xt[k] is not None and pt[k] else None) for k in xkeys}
+    # the same ratio round by round (each translated run beside the passthrough run of its round)
+    ratio_translated_per_round = [
+        {k: (x[k][0] / p[k][0] if x[k][1] and p[k][1] and x[k][0] is not None and p[k][0] else None) for k in xkeys}
+        for x, p in zip(per_round["translated"], per_round["turnout"])]
+
     t, n = medians["turnout"], medians["nginx"]
     # a ratio of differences that are not both positive means nothing: left out
     ratio = {k: (t[k] / n[k] if t[k] is not None and n[k] and n[k] > 0 and t[k] >= 0 else None) for k in t}
@@ -686,8 +926,13 @@ def run_bench(args, tmp):
         "cpu_us_per_req_64": t["cpu_us_per_req_64"] is not None and t["cpu_us_per_req_64"] <= 10,
         "added_p50_us_1": t["added_p50_us_1"] is not None and t["added_p50_us_1"] <= 15,
         "peak_rss_mb_64": t["peak_rss_mb_64"] is not None and t["peak_rss_mb_64"] <= 16,
+        "translated_cpu_us_per_req_64": ratio_translated["cpu_us_per_req_64"] is not None
+        and ratio_translated["cpu_us_per_req_64"] <= TRANSLATED_CPU_MAX,
+        "translated_cpu_us_per_req_sse_64": ratio_translated["cpu_us_per_req_sse_64"] is not None
+        and ratio_translated["cpu_us_per_req_sse_64"] <= TRANSLATED_CPU_MAX,
     }
-    all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"])) and valid["direct"]
+    all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"], valid["translated"])) \
+        and valid["direct"]
 
     rows = [
         ("non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
@@ -722,19 +967,62 @@ def run_bench(args, tmp):
         lines.append(" | ".join(c.ljust(widths[j]) for j, c in enumerate(row)).rstrip())
         if i == 0:
             lines.append("-+-".join("-" * w for w in widths))
+    xrows = [
+        ("translated non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
+        ("translated SSE streams/s, 64 conns", "rps_sse_64", "{:.0f}"),
+        ("CPU us/request translated non-stream, 64 conns", "cpu_us_per_req_64", "{:.1f}"),
+        ("CPU us/request translated SSE, 64 conns", "cpu_us_per_req_sse_64", "{:.1f}"),
+    ]
+
+    def xcell(key, fmt):
+        v = xt[key]
+        s = fmt.format(v) if v is not None else "-"
+        return s if valid["translated"][key] else s + " INVALID"
+
+    xtable = [("metric", "translated", "passthrough", "ratio x/p", "target", "")]
+    for label, key, fmt in xrows:
+        rt = "{:.2f}".format(ratio_translated[key]) if ratio_translated[key] is not None else "-"
+        tkey = "translated_" + key
+        tgt = "<= %.1fx passthrough" % TRANSLATED_CPU_MAX if tkey in met else ""
+        mark = ("met" if met[tkey] else "NOT MET") if tkey in met else ""
+        xtable.append((label, xcell(key, fmt), cell("turnout", key, fmt), rt, tgt, mark))
+    xwidths = [max(len(row[i]) for row in xtable) for i in range(6)]
+    xlines = []
+    for i, row in enumerate(xtable):
+        xlines.append(" | ".join(c.ljust(xwidths[j]) for j, c in enumerate(row)).rstrip())
+        if i == 0:
+            xlines.append("-+-".join("-" * w for w in xwidths))
+
+    previous, plines = previous_bench(args.timestamp, args.rounds, d, rows[:4], medians)
+
     log("")
     log(f"medians over {args.rounds} rounds of {d} s per run (MB = MiB; ratio = turnout / nginx)")
     for line in lines:
         log(line)
+    log("")
+    log("turnout translating (OpenAI client -> Anthropic Messages API upstream) vs the same turnout passing "
+        "through (OpenAI -> OpenAI), same rounds (ratio = translated / passthrough)")
+    for line in xlines:
+        log(line)
+    if plines:
+        log("")
+        for line in plines:
+            log(line)
 
     doc = {
         "kind": "bench", "timestamp": args.timestamp, "machine": machine_info(args.build),
         "settings": {"rounds": args.rounds, "duration_s": d, "warmup_s": 1, "connections": [64, 1],
                      "mock_bodies": stack.mock_sizes, "request_body_bytes": len(CHAT_BODY),
-                     "sse_request_body_bytes": len(SSE_BODY)},
+                     "sse_request_body_bytes": len(SSE_BODY),
+                     "translated_request_body_bytes": len(XL_CHAT_BODY),
+                     "translated_sse_request_body_bytes": len(XL_SSE_BODY)},
         "targets": TARGETS, "rounds": rounds, "per_round": per_round,
         "medians": medians, "ratios": ratio, "met": met, "valid": valid, "all_valid": all_valid,
         "table": lines,
+        "ratios_translated_over_passthrough": ratio_translated,
+        "ratios_translated_over_passthrough_per_round": ratio_translated_per_round,
+        "table_translated": xlines,
+        "previous_bench": previous,
     }
     contended = [f"round {r['round']} {k}" + (f" {sub}" if sub else "")
                  for r in rounds for k, v in r.items() if k != "round"
