@@ -95,8 +95,6 @@ static int send_bytes(req_t *r, const char *buf, size_t len)
  * one) go to the client: as they are, or each translated. */
 static int relay(req_t *r, const char *buf, size_t len)
 {
-    sse_fields_t f;
-    char probe[1];
     if (r->xl == NULL) {
         r->sse_done = dialect_stream_ended(r->up, buf, len);
         return send_bytes(r, buf, len);
@@ -109,9 +107,8 @@ static int relay(req_t *r, const char *buf, size_t len)
         int rc = 0;
         if (n == 0)
             n = len;                      /* the unfinished last event of a stream that ended */
-        /* an event with no data line (a comment, a keep-alive) says nothing to translate */
-        if (r->sse_done == 0 && sse_event(buf, n, &f, probe, sizeof(probe)) != -2 &&
-            (rc = r->xl->stream_event(r->xs, buf, n, r->xout, &r->usage)) < 0)
+        /* (an event without data, a comment or keep-alive, translates to nothing) */
+        if (r->sse_done == 0 && (rc = r->xl->stream_event(r->xs, buf, n, r->xout, &r->usage)) < 0)
             return -1;
         if (rc == 1)
             r->sse_done = 1;              /* its terminator, and the client's went out */

@@ -586,8 +586,15 @@ static void test_stream(void)
     FEED(s, "event: ping\r\ndata: {'type':'ping'}\r\n\r\n", 0, "");
     FEED(s, ": keep-alive\n\n", 0, "");
     FEED(s, "event: ping\n\n", 0, "");
+    /* a text delta in Anthropic's own spelling goes through as it came (its
+     * escapes too); with its members in another order it is read whole and
+     * quoted anew: the same text either way */
     FEED(s, "event: content_block_delta\rdata: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a\\nb'}}\r\r",
+         0, CH("{'content':'a\\nb'}"));
+    FEED(s, "data: {'index':0,'type':'content_block_delta','delta':{'text':'a\\nb','type':'text_delta'}}\n\n",
          0, CH("{'content':'a\\u000ab'}"));
+    FEED(s, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'q\\\"}}'}}\n\n",
+         0, CH("{'content':'q\\\"}}'}"));
     FEED(s, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':''}}\n\n", 0, "");
     FEED(s, "data: {'type':'content_block_delta','index':0,'delta':{'type':'citations_delta','citation':{}}}\n\n", 0, "");
     FEED(s, "event: brand_new\ndata: {'type':'brand_new','x':1}\n\n", 0, "");
