@@ -28,6 +28,29 @@ int h1_has_token(const char *value, size_t vlen, const char *token);
 /* A Content-Length value: 1 and *OUT, or 0 when it is not a number. */
 int h1_content_length(const char *value, size_t vlen, uint64_t *out);
 
+/* One header line LINE (LEN bytes, no CR LF) split into its name and its
+ * value without the whitespace around it; 0 when it is no field to relay
+ * (no colon, as in a folded line; a name that is no token; a control byte). */
+int h1_field(const char *line, size_t len, const char **name, size_t *nlen, const char **value, size_t *vlen);
+
+/* What a final head says of its body's framing and its connection. */
+typedef struct h1_framing {
+    int has_len;                   /* a Content-Length, of CLEN */
+    uint64_t clen;
+    int chunked;                   /* 1: Transfer-Encoding ends in chunked; -1: another coding; 0: none */
+    int close, keep;               /* Connection lists close / keep-alive */
+} h1_framing_t;
+
+/* Notes what field NAME: VALUE says of the framing; -1 for a Content-Length
+ * that is not a number or differs from an earlier one. */
+int h1_framing_field(h1_framing_t *f, const char *name, size_t nlen, const char *value, size_t vlen);
+
+/* Whether the connection may take another request after an answer of this
+ * framing in HTTP/1.MINOR: not after Connection: close (whatever else it
+ * lists), an HTTP/1.0 answer without keep-alive, or one with both
+ * Content-Length and chunks (RFC 9112 6.3). */
+int h1_reusable(const h1_framing_t *f, int minor);
+
 /* A chunked body being decoded. Zero it (h1_chunks_init) for a new body. */
 typedef struct h1_chunks {
     int st;                        /* where in the framing the next byte is */

@@ -81,6 +81,50 @@ int h1_content_length(const char *v, size_t len, uint64_t *out)
     return 1;
 }
 
+int h1_field(const char *line, size_t len, const char **name, size_t *nlen, const char **value, size_t *vlen)
+{
+    const char *colon = memchr(line, ':', len), *v;
+    size_t n, vl;
+    if (colon == NULL)
+        return 0;
+    n = (size_t)(colon - line);
+    v = colon + 1;
+    vl = len - n - 1;
+    while (vl > 0 && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+    if (!h1_field_ok(line, n, v, vl))
+        return 0;
+    *name = line;
+    *nlen = n;
+    *value = v;
+    *vlen = vl;
+    return 1;
+}
+
+int h1_framing_field(h1_framing_t *f, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    if (nlen == 14 && strncasecmp(name, "content-length", 14) == 0) {
+        uint64_t n;
+        if (!h1_content_length(v, vlen, &n) || (f->has_len && n != f->clen))
+            return -1;
+        f->clen = n;
+        f->has_len = 1;
+    } else if (nlen == 17 && strncasecmp(name, "transfer-encoding", 17) == 0) {
+        f->chunked = h1_has_token(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0 ? 1 : -1;
+    } else if (nlen == 10 && strncasecmp(name, "connection", 10) == 0) {
+        f->close |= h1_has_token(v, vlen, "close");
+        f->keep |= h1_has_token(v, vlen, "keep-alive");
+    }
+    return 0;
+}
+
+int h1_reusable(const h1_framing_t *f, int minor)
+{
+    return !f->close && (minor == 1 || f->keep) && !(f->chunked == 1 && f->has_len);
+}
+
 void h1_chunks_init(h1_chunks_t *d)
 {
     memset(d, 0, sizeof(*d));

@@ -51,9 +51,7 @@ struct upcurl {
     int final;                     /* that head is the final response's */
     int head_done;                 /* the final head's empty line came */
     int status, minor;             /* its status and HTTP/1.x minor version */
-    int conn_close, conn_keep;     /* its Connection header says close / keep-alive */
-    int has_len;                   /* its Content-Length, once seen */
-    uint64_t clen;
+    h1_framing_t framing;          /* what its head says of the body and the connection */
     int chunked;                   /* its body is chunked: decoded here, with CHUNKS */
     int body_done;                 /* the chunked body's end came */
     int no_reuse;                  /* bytes after the end, or a length beside chunks: the connection goes */
@@ -319,35 +317,17 @@ static size_t refuse(upcurl_t *u, const char *why)
  * then handed on. LINE has no CR LF. */
 static size_t take_field(upcurl_t *u, const char *line, size_t len)
 {
-    const char *colon = memchr(line, ':', len), *v;
+    const char *name, *v;
     size_t nlen, vlen;
-    if (colon == NULL)
+    if (!h1_field(line, len, &name, &nlen, &v, &vlen))
         return refuse(u, "a malformed response head");   /* a folded line, or none at all */
-    nlen = (size_t)(colon - line);
-    v = colon + 1;
-    vlen = len - nlen - 1;
-    while (vlen > 0 && (*v == ' ' || *v == '\t'))
-        v++, vlen--;
-    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-        vlen--;
-    if (!h1_field_ok(line, nlen, v, vlen))
-        return refuse(u, "a malformed response head");
     if (!u->final)
         return 1;                         /* an interim answer's fields go nowhere */
-    if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
-        uint64_t n;
-        if (!h1_content_length(v, vlen, &n) || (u->has_len && n != u->clen))
-            return refuse(u, "a malformed response head");
-        u->clen = n;
-        u->has_len = 1;
-    } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-        u->chunked = h1_has_token(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0;
-    } else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
-        u->conn_close |= h1_has_token(v, vlen, "close");
-        u->conn_keep |= h1_has_token(v, vlen, "keep-alive");
-    }
+    if (h1_framing_field(&u->framing, name, nlen, v, vlen) < 0)
+        return refuse(u, "a malformed response head");
+    u->chunked = u->framing.chunked == 1;
     u->in_cb = 1;
-    u->h->header(u->arg, line, nlen, v, vlen);
+    u->h->header(u->arg, name, nlen, v, vlen);
     u->in_cb = 0;
     return 1;
 }
@@ -385,11 +365,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
         if (u->chunked)
             h1_chunks_init(&u->chunks);
         /* the native client's rule for reuse, which libcurl is laxer
-         * about: not after Connection: close (whatever else it lists), an
-         * HTTP/1.0 answer without keep-alive, both framings (RFC 9112 6.3),
-         * or a 204/304 that announces a body (libcurl drops those bytes) */
-        u->no_reuse = (u->chunked && u->has_len) || u->conn_close || (u->minor == 0 && !u->conn_keep) ||
-                      ((u->status == 204 || u->status == 304) && u->has_len && u->clen > 0);
+         * about; and not after a 204/304 that announces a body (libcurl
+         * drops those bytes, where the native client sees them as stray) */
+        u->no_reuse = !h1_reusable(&u->framing, u->minor) ||
+                      ((u->status == 204 || u->status == 304) && u->framing.has_len && u->framing.clen > 0);
     } else if (take_field(u, buf, len) == 0) {
         return 0;
     }

@@ -585,9 +585,10 @@ static int take_head(up_call_t *call, size_t head_end)
 {
     up_conn_t *c = call->conn;
     size_t pos = c->start, len;
-    const char *line;
-    int status, minor, chunked = 0, has_len = 0, close = 0, keep = 0;
-    uint64_t clen = 0;
+    const char *line, *name, *v;
+    size_t nlen, vlen;
+    int status, minor;
+    h1_framing_t f = { 0 };
 
     next_line(c, &pos, &line, &len);
     if ((status = h1_status_line(line, len, &minor)) < 0)
@@ -599,46 +600,24 @@ static int take_head(up_call_t *call, size_t head_end)
     if (!announced(call, status))
         return 1;
     while (pos < head_end && next_line(c, &pos, &line, &len) && len > 0) {
-        const char *colon = memchr(line, ':', len), *v;
-        size_t nlen, vlen;
-        if (colon == NULL)
-            return -1;                    /* not a header line (a folded one, say) */
-        nlen = (size_t)(colon - line);
-        v = colon + 1;
-        vlen = len - nlen - 1;
-        while (vlen > 0 && (*v == ' ' || *v == '\t'))
-            v++, vlen--;
-        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-            vlen--;
-        if (!h1_field_ok(line, nlen, v, vlen))
+        /* not a field (a folded line, say), or a bad Content-Length */
+        if (!h1_field(line, len, &name, &nlen, &v, &vlen) || h1_framing_field(&f, name, nlen, v, vlen) < 0)
             return -1;
-        if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
-            uint64_t n;
-            if (!h1_content_length(v, vlen, &n) || (has_len && n != clen))
-                return -1;
-            clen = n;
-            has_len = 1;
-        } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-            chunked = h1_has_token(v, vlen, "chunked") && strncasecmp(v + vlen - 7, "chunked", 7) == 0 ? 1 : -1;
-        } else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
-            close |= h1_has_token(v, vlen, "close");
-            keep |= h1_has_token(v, vlen, "keep-alive");
-        }
         call->busy = 1;
-        call->h->header(call->arg, line, nlen, v, vlen);
+        call->h->header(call->arg, name, nlen, v, vlen);
         if (gone(call))
             return 1;
     }
     c->start = head_end;
-    call->keepalive = !close && (minor == 1 || keep) && !(chunked == 1 && has_len);   /* both: RFC 9112 6.3 says close */
+    call->keepalive = h1_reusable(&f, minor);
     if (status == 204 || status == 304) {
         call->st = ST_DONE;
-    } else if (chunked == 1) {
+    } else if (f.chunked == 1) {
         call->st = ST_CHUNKED;
         h1_chunks_init(&call->chunks);
-    } else if (chunked == 0 && has_len) {
-        call->st = clen > 0 ? ST_BODY_LEN : ST_DONE;
-        call->left = clen;
+    } else if (f.chunked == 0 && f.has_len) {
+        call->st = f.clen > 0 ? ST_BODY_LEN : ST_DONE;
+        call->left = f.clen;
     } else {
         call->st = ST_BODY_CLOSE;          /* until the upstream closes */
         call->keepalive = 0;

@@ -64,6 +64,28 @@ int main(void)
     CHECK(!h1_content_length("12a", 3, &n) && !h1_content_length("", 0, &n));
     CHECK(!h1_content_length("99999999999999999999999", 23, &n));
 
+    {
+        const char *name, *value;
+        size_t nlen, vlen;
+        h1_framing_t f = { 0 };
+        CHECK(h1_field("Content-Length: \t 12 \t", 21, &name, &nlen, &value, &vlen) && nlen == 14 && vlen == 2);
+        CHECK(memcmp(value, "12", 2) == 0 && h1_framing_field(&f, name, nlen, value, vlen) == 0 && f.clen == 12);
+        CHECK(h1_framing_field(&f, "content-length", 14, "13", 2) < 0);      /* a second, different length */
+        CHECK(h1_framing_field(&f, "Content-Length", 14, "12", 2) == 0);     /* the same one again */
+        CHECK(!h1_field("  folded: x", 11, &name, &nlen, &value, &vlen) && !h1_field("no colon", 8, &name, &nlen, &value, &vlen));
+        CHECK(h1_reusable(&f, 1) && !h1_reusable(&f, 0));
+        h1_framing_field(&f, "Connection", 10, "keep-alive, close", 17);
+        CHECK(!h1_reusable(&f, 1));                                            /* close, whatever else is listed */
+        memset(&f, 0, sizeof(f));
+        h1_framing_field(&f, "Connection", 10, "keep-alive", 10);
+        CHECK(h1_reusable(&f, 0));
+        h1_framing_field(&f, "Transfer-Encoding", 17, "gzip, chunked", 13);
+        h1_framing_field(&f, "Content-Length", 14, "5", 1);
+        CHECK(f.chunked == 1 && !h1_reusable(&f, 1));                        /* both framings: close */
+        h1_framing_field(&f, "Transfer-Encoding", 17, "chunked, gzip", 13);
+        CHECK(f.chunked == -1);
+    }
+
     /* every way of splitting a good body gives the same data and the same end */
     for (size_t step = 1; step <= sizeof(good); step++) {
         int r = decode(good, sizeof(good) - 1, step, out, sizeof(out), &olen, &used);
