@@ -648,19 +648,37 @@ static const char *path_of(struct evhttp_request *req)
     return path;
 }
 
-/* The whole chat.completion that calls P's tool. */
-static void send_tool_call(pending_t *p)
+/* Sends the whole chat.completion of P whose one choice is MSG (owned)
+ * with FINISH as its finish_reason. */
+static void send_completion(pending_t *p, cJSON *msg, const char *finish)
 {
     char id[40];
     cJSON *c = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *choice = cJSON_CreateObject();
-    cJSON *msg = cJSON_CreateObject(), *calls = cJSON_CreateArray(), *call = cJSON_CreateObject();
-    cJSON *fn = cJSON_CreateObject();
     snprintf(id, sizeof(id), "chatcmpl-mock-%ld", p->id);
     cJSON_AddStringToObject(c, "id", id);
     cJSON_AddStringToObject(c, "object", "chat.completion");
     cJSON_AddNumberToObject(c, "created", (double)time(NULL));
     cJSON_AddStringToObject(c, "model", p->model);
     cJSON_AddStringToObject(c, "system_fingerprint", o.name);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddItemToObject(choice, "message", msg);
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddStringToObject(choice, "finish_reason", finish);
+    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddItemToObject(c, "choices", choices);
+    cJSON_AddItemToObject(c, "usage", openai_usage(p));
+    char *text = cJSON_PrintUnformatted(c);
+    send_text(p->req, 200, "application/json", text, strlen(text));
+    free(text);
+    cJSON_Delete(c);
+}
+
+/* The whole chat.completion that calls P's tool. */
+static void send_tool_call(pending_t *p)
+{
+    char id[40];
+    cJSON *msg = cJSON_CreateObject(), *calls = cJSON_CreateArray(), *call = cJSON_CreateObject();
+    cJSON *fn = cJSON_CreateObject();
     snprintf(id, sizeof(id), "call_mock_%ld", p->id);
     cJSON_AddStringToObject(call, "id", id);
     cJSON_AddStringToObject(call, "type", "function");
@@ -671,42 +689,16 @@ static void send_tool_call(pending_t *p)
     cJSON_AddStringToObject(msg, "role", "assistant");
     cJSON_AddNullToObject(msg, "content");
     cJSON_AddItemToObject(msg, "tool_calls", calls);
-    cJSON_AddNumberToObject(choice, "index", 0);
-    cJSON_AddItemToObject(choice, "message", msg);
-    cJSON_AddNullToObject(choice, "logprobs");
-    cJSON_AddStringToObject(choice, "finish_reason", "tool_calls");
-    cJSON_AddItemToArray(choices, choice);
-    cJSON_AddItemToObject(c, "choices", choices);
-    cJSON_AddItemToObject(c, "usage", openai_usage(p));
-    char *text = cJSON_PrintUnformatted(c);
-    send_text(p->req, 200, "application/json", text, strlen(text));
-    free(text);
-    cJSON_Delete(c);
+    send_completion(p, msg, "tool_calls");
 }
 
 /* The whole chat.completion answering a tool message in P's words. */
 static void send_words(pending_t *p)
 {
-    char id[40];
-    cJSON *c = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *choice = cJSON_CreateObject();
     cJSON *msg = cJSON_CreateObject();
-    snprintf(id, sizeof(id), "chatcmpl-mock-%ld", p->id);
-    cJSON_AddStringToObject(c, "id", id);
-    cJSON_AddStringToObject(c, "object", "chat.completion");
-    cJSON_AddNumberToObject(c, "created", (double)time(NULL));
-    cJSON_AddStringToObject(c, "model", p->model);
     cJSON_AddStringToObject(msg, "role", "assistant");
     cJSON_AddStringToObject(msg, "content", p->payload);
-    cJSON_AddNumberToObject(choice, "index", 0);
-    cJSON_AddItemToObject(choice, "message", msg);
-    cJSON_AddStringToObject(choice, "finish_reason", "stop");
-    cJSON_AddItemToArray(choices, choice);
-    cJSON_AddItemToObject(c, "choices", choices);
-    cJSON_AddItemToObject(c, "usage", openai_usage(p));
-    char *text = cJSON_PrintUnformatted(c);
-    send_text(p->req, 200, "application/json", text, strlen(text));
-    free(text);
-    cJSON_Delete(c);
+    send_completion(p, msg, "stop");
 }
 
 /* Sends the answer for P now (after any delay). */
