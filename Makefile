@@ -30,7 +30,7 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
 DESTDIR    ?=
 
-.PHONY: all deps test unit-bins run clean install bench
+.PHONY: all deps test unit-bins run clean install bench fuzz
 all: $(BUILD)/turnout $(BUILD)/mockllm
 
 deps: $(DEPS)/.stamp
@@ -65,6 +65,20 @@ test:
 	bash scripts/run-tests.sh build/san
 
 unit-bins: $(UNIT_BIN)
+
+# libFuzzer drivers (test/fuzz/fuzz_*.c), built with clang: `make fuzz` runs
+# each from its seed corpus for FUZZ_SECONDS (the corpus grows in build/fuzz).
+FUZZ_SECONDS ?= 60
+FUZZ_SRC  := src/dialect/dialect.c src/dialect/openai_to_anthropic.c src/dialect/anthropic_to_openai.c src/sse.c src/jscan.c
+$(BUILD)/fuzz/fuzz_dialect: test/fuzz/fuzz_dialect.c $(FUZZ_SRC) $(wildcard include/*.h)
+	@mkdir -p $(@D)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    test/fuzz/fuzz_dialect.c $(FUZZ_SRC) -lcjson -levent -o $@
+
+fuzz: $(BUILD)/fuzz/fuzz_dialect
+	@mkdir -p $(BUILD)/fuzz/corpus-dialect
+	$(BUILD)/fuzz/fuzz_dialect -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(BUILD)/fuzz/corpus-dialect test/fuzz/corpus/dialect
 
 # turnout against an nginx reverse proxy on the same nginx upstream (bench/Makefile).
 bench: all

@@ -118,6 +118,19 @@ void dialect_error_body(dialect_t client, int status, const char *type, const ch
  * overloaded_error, other 5xx api_error, other 4xx invalid_request_error...). */
 const char *dialect_anthropic_error_type(int status);
 
+/* What of the JSON text S (LEN bytes, well-formed) cJSON cannot hold:
+ * DIALECT_ESC_NUL for a \u0000 escape (cJSON decodes it into a C string,
+ * which would silently end there), DIALECT_ESC_SURROGATE for an unpaired
+ * surrogate escape (well-formed JSON, but no character), or 0. */
+enum { DIALECT_ESC_NUL = 1, DIALECT_ESC_SURROGATE = 2 };
+int dialect_bad_escape(const char *s, size_t len);
+
+/* What an upstream sent, parsed (the caller deletes it), when it is
+ * well-formed JSON of valid UTF-8 that cJSON holds whole; else NULL. Every
+ * translation reads upstream bytes through this, so that what it prints
+ * is valid JSON of valid UTF-8 too. */
+struct cJSON *dialect_parse(const char *body, size_t len);
+
 /* Whether stream bytes BUF[0, LEN) end with dialect D's terminator (the
  * last line that holds anything): OpenAI's data: [DONE], Anthropic's
  * message_stop event. */

@@ -774,12 +774,18 @@ static int translate_request(const cJSON *root, const dialect_req_opts_t *o, cJS
 static int do_request(const char *body, size_t len, const dialect_req_opts_t *o, struct evbuffer *out,
                       dialect_req_info_t *info, dialect_err_t *err)
 {
-    cJSON *root = cJSON_ParseWithLength(body, len), *obody;
+    int esc = dialect_bad_escape(body, len);
+    cJSON *root = esc ? NULL : cJSON_ParseWithLength(body, len), *obody;
     char *text = NULL;
     int rc = -1;
 
     info->stream = 0;
     info->include_usage = 0;
+    /* cJSON would cut a string at \u0000, and print a lone surrogate as bytes that are no UTF-8 */
+    if (esc == DIALECT_ESC_NUL)
+        return fail(err, "unsupported_parameter", "a string holds \\u0000, which cannot be translated", "%s", "");
+    if (esc == DIALECT_ESC_SURROGATE)
+        return fail(err, "invalid_request", "a string holds an unpaired UTF-16 surrogate escape", "%s", "");
     if (!cJSON_IsObject(root)) {
         jscan_t j;
         int parsed = root != NULL;
@@ -859,7 +865,7 @@ static cJSON *tool_use_block(const cJSON *tc)
 
     if (id == NULL || name == NULL || args == NULL || (type != NULL && strcmp(type, "function") != 0))
         return NULL;
-    input = args[strspn(args, " \t\r\n")] == '\0' ? cJSON_CreateObject() : cJSON_Parse(args);
+    input = args[strspn(args, " \t\r\n")] == '\0' ? cJSON_CreateObject() : dialect_parse(args, strlen(args));
     if (!cJSON_IsObject(input)) {
         cJSON_Delete(input);
         return NULL;
@@ -930,7 +936,7 @@ static cJSON *translate_answer(const cJSON *root, const char *model, dialect_usa
 static int do_answer(const char *body, size_t len, const char *model, struct evbuffer *out, dialect_usage_t *usage)
 {
     dialect_usage_t d = {-1, -1, -1};
-    cJSON *root = cJSON_ParseWithLength(body, len), *a = translate_answer(root, model, &d);
+    cJSON *root = dialect_parse(body, len), *a = translate_answer(root, model, &d);
     char *text = a != NULL ? cJSON_PrintUnformatted(a) : NULL;
     int rc = text != NULL && evbuffer_add(out, text, strlen(text)) == 0 ? 0 : -1;
 
@@ -1191,7 +1197,7 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
     if (strcmp(data, "[DONE]") == 0) {
         rc = finish(s, b);
     } else {
-        cJSON *root = cJSON_ParseWithLength(data, (size_t)n);
+        cJSON *root = dialect_parse(data, (size_t)n);
         rc = root != NULL ? chunk(s, root, b) : -1;
         cJSON_Delete(root);
     }

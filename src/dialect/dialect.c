@@ -1,6 +1,8 @@
 /* dialect.c - which dialect a provider speaks, which translation joins two, and turnout's own errors in each shape. */
 #include "dialect.h"
+#include "jscan.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,4 +60,53 @@ int dialect_stream_ended(dialect_t d, const char *buf, size_t len)
     /* event: message_stop, then its data line {"type":"message_stop"} */
     return end - start > 5 && memcmp(buf + start, "data:", 5) == 0 &&
            memmem(buf + start, end - start, "\"message_stop\"", 14) != NULL;
+}
+
+static int hex4(const char *s, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                   : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
+        if (d == 16)
+            return 0;
+        *v = *v << 4 | d;
+    }
+    return 1;
+}
+
+int dialect_bad_escape(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        unsigned v, lo;
+        if (s[i] != '\\')
+            continue;
+        if (s[i + 1] != 'u' || i + 6 > len || !hex4(s + i + 2, &v)) {
+            i++;                        /* the escaped character: \\u0000 is text */
+            continue;
+        }
+        if (v == 0)
+            return DIALECT_ESC_NUL;
+        if (v >= 0xDC00 && v <= 0xDFFF)
+            return DIALECT_ESC_SURROGATE;
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u' || !hex4(s + i + 8, &lo) || lo < 0xDC00 ||
+                lo > 0xDFFF)
+                return DIALECT_ESC_SURROGATE;
+            i += 6;
+        }
+        i += 5;
+    }
+    return 0;
+}
+
+/* An upstream's BODY parsed, when it is well-formed JSON of valid UTF-8
+ * (jscan checks what cJSON does not, so what we print is valid too). */
+cJSON *dialect_parse(const char *body, size_t len)
+{
+    jscan_t j;
+    if (jscan_body(body, len, &j) == JSCAN_INVALID || dialect_bad_escape(body, len))
+        return NULL;
+    return cJSON_ParseWithLength(body, len);
 }

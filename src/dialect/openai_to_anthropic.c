@@ -104,61 +104,6 @@ static int listed(const char *const *list, const char *name)
     return 0;
 }
 
-static int hex4(const char *s, unsigned *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                   : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
-        if (d == 16)
-            return 0;
-        *v = *v << 4 | d;
-    }
-    return 1;
-}
-
-/* What of the JSON text S (LEN bytes, well-formed) cJSON cannot hold:
- * ESC_NUL for a \u0000 escape (cJSON decodes it into a C string, which
- * would silently end there), ESC_SURROGATE for an unpaired surrogate
- * escape (well-formed JSON, but no character: cJSON refuses it), or 0. */
-enum { ESC_NUL = 1, ESC_SURROGATE = 2 };
-
-static int bad_escape(const char *s, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i++) {
-        unsigned v, lo;
-        if (s[i] != '\\')
-            continue;
-        if (s[i + 1] != 'u' || i + 6 > len || !hex4(s + i + 2, &v)) {
-            i++;                        /* the escaped character: \\u0000 is text */
-            continue;
-        }
-        if (v == 0)
-            return ESC_NUL;
-        if (v >= 0xDC00 && v <= 0xDFFF)
-            return ESC_SURROGATE;
-        if (v >= 0xD800 && v <= 0xDBFF) {
-            if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u' || !hex4(s + i + 8, &lo) || lo < 0xDC00 ||
-                lo > 0xDFFF)
-                return ESC_SURROGATE;
-            i += 6;
-        }
-        i += 5;
-    }
-    return 0;
-}
-
-/* An upstream's BODY parsed, when it is well-formed JSON of valid UTF-8
- * (jscan checks what cJSON does not, so what we print is valid too). */
-static cJSON *parse_upstream(const char *body, size_t len)
-{
-    jscan_t j;
-    if (jscan_body(body, len, &j) == JSCAN_INVALID || bad_escape(body, len))
-        return NULL;
-    return cJSON_ParseWithLength(body, len);
-}
-
 static void *mem_grow(char **p, size_t *cap, size_t need)
 {
     char *n;
@@ -468,7 +413,7 @@ static int tool_use_blocks(tr_t *t, cJSON *blocks, const cJSON *calls, const cha
         path(q, sizeof(q), "%s.tool_calls[%d].function.arguments", p, j);
         if (!args)
             return invalid(t, q, "must be a string");
-        input = bad_escape(args, strlen(args)) ? NULL : cJSON_ParseWithOpts(args, NULL, 1);
+        input = dialect_bad_escape(args, strlen(args)) ? NULL : cJSON_ParseWithOpts(args, NULL, 1);
         if (!cJSON_IsObject(input)) {
             cJSON_Delete(input);
             return unsupported(t, q, "Anthropic takes a tool call's input as a JSON object only");
@@ -823,11 +768,11 @@ static int request(const char *body, size_t len, const dialect_req_opts_t *o, st
         refuse(&t, "invalid_request", "", "the body is not a JSON object");
         goto done;
     }
-    if ((esc = bad_escape(body, len)) == ESC_NUL) {
+    if ((esc = dialect_bad_escape(body, len)) == DIALECT_ESC_NUL) {
         refuse(&t, "unsupported_parameter", "", "a string holds \\u0000, which cannot be translated");
         goto done;
     }
-    if (esc == ESC_SURROGATE) {
+    if (esc == DIALECT_ESC_SURROGATE) {
         refuse(&t, "invalid_request", "", "a string holds an unpaired UTF-16 surrogate escape");
         goto done;
     }
@@ -889,7 +834,7 @@ static int answer(const char *body, size_t len, const char *model, struct evbuff
     int ntext = 0, rc = -1;
     tokens_t tk = { -1, -1, -1, -1 };
     usage->prompt = usage->completion = usage->cached = -1;
-    if (!(in = parse_upstream(body, len)))
+    if (!(in = dialect_parse(body, len)))
         return -1;
     content = get(in, "content");
     id = str_of(in, "id");
@@ -1275,7 +1220,7 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
         return -1;
     if ((n = sse_event(ev, len, &f, s->data, s->data_cap)) == -2)
         return 0;                       /* a comment or an event without data: nothing to translate */
-    if (n < 0 || jscan_body(s->data, (size_t)n, &j) == JSCAN_INVALID || bad_escape(s->data, (size_t)n))
+    if (n < 0 || jscan_body(s->data, (size_t)n, &j) == JSCAN_INVALID || dialect_bad_escape(s->data, (size_t)n))
         return -1;
     if ((f.event == NULL || (f.event_len == 19 && memcmp(f.event, "content_block_delta", 19) == 0)) &&
         text_delta_fast(s, s->data, (size_t)n, &rc)) {

@@ -683,8 +683,27 @@ static void test_oom(void)
     free(want_stream);
 }
 
+/* Found by test/fuzz/fuzz_dialect.c: bytes that are no UTF-8 in an
+ * upstream's answer, stream or tool arguments never reach the client's JSON. */
+static void test_invalid_utf8_upstream(void)
+{
+    static const char answer[] = "{\"id\":\"c\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+                                 "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"t\","
+                                 "\"type\":\"function\",\"function\":{\"name\":\"\xe3" "f\",\"arguments\":\"{}\"}}]},"
+                                 "\"finish_reason\":\"tool_calls\"}]}";
+    static const char lone[] = "{\"id\":\"c\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+                               "\"message\":{\"role\":\"assistant\",\"content\":\"a\\udc00\"},\"finish_reason\":\"stop\"}]}";
+    struct evbuffer *out = evbuffer_new();
+    dialect_usage_t u;
+    CHECK(dialect_anthropic_to_openai.answer(answer, sizeof(answer) - 1, "m", out, &u) == -1);
+    CHECK(dialect_anthropic_to_openai.answer(lone, sizeof(lone) - 1, "m", out, &u) == -1);
+    CHECK(evbuffer_get_length(out) == 0);
+    evbuffer_free(out);
+}
+
 int main(void)
 {
+    test_invalid_utf8_upstream();
     test_request();
     test_answer();
     test_stream();
