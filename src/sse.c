@@ -37,7 +37,10 @@ size_t sse_first(const char *buf, size_t len)
     int empty = 1;                        /* the line being read has no bytes yet */
     for (size_t i = 0; i < len; i++) {
         if (buf[i] != '\r' && buf[i] != '\n') {
+            /* the rest of a line: to its LF at once (a CR before it is looked at then) */
+            const char *lf = memchr(buf + i, '\n', len - i), *cr = memchr(buf + i, '\r', (lf ? (size_t)(lf - buf) : len) - i);
             empty = 0;
+            i = (size_t)((cr != NULL ? cr : lf != NULL ? lf : buf + len) - buf) - 1;
             continue;
         }
         if (buf[i] == '\r') {

@@ -1185,6 +1185,7 @@ static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc
     static const char mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":\"";
     size_t k = sizeof(pre) - 1, start, end;
     double ix = 0;
+    int escapes = 0;
     if (s->open != BLOCK_TEXT || n < sizeof(pre) + sizeof(mid) || memcmp(d, pre, sizeof(pre) - 1) != 0)
         return 0;
     for (; k < n && d[k] >= '0' && d[k] <= '9' && k < sizeof(pre) + 8; k++)
@@ -1195,11 +1196,13 @@ static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc
     start = k + sizeof(mid) - 2;        /* the text's opening quote */
     for (end = start + 1; end < n && d[end] != '"'; end++)
         if (d[end] == '\\')
-            end++;                      /* an escaped character, a quote too */
+            escapes = 1, end++;         /* an escaped character, a quote too */
     if (end + 3 != n || d[end + 1] != '}' || d[end + 2] != '}')
         return 0;                       /* more members after the text: the long way */
     s->len = 0;
-    if (end == start + 1)
+    if (escapes && dialect_bad_escape(d + start, end + 1 - start))
+        *rc = -1;                       /* \u0000 or a lone surrogate, refused as the long way refuses them */
+    else if (end == start + 1)
         *rc = 0;                        /* an empty text says nothing */
     else
         *rc = chunk_open(s) || add_s(s, "{\"content\":") || add(s, d + start, end + 1 - start) ||
@@ -1220,12 +1223,13 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
         return -1;
     if ((n = sse_event(ev, len, &f, s->data, s->data_cap)) == -2)
         return 0;                       /* a comment or an event without data: nothing to translate */
-    if (n < 0 || jscan_body(s->data, (size_t)n, &j) == JSCAN_INVALID || dialect_bad_escape(s->data, (size_t)n))
+    if (n < 0 || jscan_body(s->data, (size_t)n, &j) == JSCAN_INVALID)
         return -1;
+    /* (the fast path copies the text as it came: only cJSON needs the escape check) */
     if ((f.event == NULL || (f.event_len == 19 && memcmp(f.event, "content_block_delta", 19) == 0)) &&
         text_delta_fast(s, s->data, (size_t)n, &rc)) {
         /* taken */
-    } else if (!(d = cJSON_ParseWithLength(s->data, (size_t)n))) {
+    } else if (dialect_bad_escape(s->data, (size_t)n) || !(d = cJSON_ParseWithLength(s->data, (size_t)n))) {
         return -1;
     } else {
         type = str_of(d, "type");

@@ -91,6 +91,22 @@ static int send_bytes(req_t *r, const char *buf, size_t len)
     return 0;
 }
 
+/* Moves what is in BUF into the client's socket output, framed as one
+ * chunk when the reply is chunked: no copy, the buffer's chains move. */
+static int send_buffer(req_t *r, struct evbuffer *buf)
+{
+    struct evbuffer *out = bufferevent_get_output(r->req->conn->bev);
+    size_t len = evbuffer_get_length(buf);
+    int chunked = (r->req->flags & EVHTP_REQ_FLAG_CHUNKED) != 0;
+    if (len == 0)
+        return 0;
+    if ((chunked && evbuffer_add_printf(out, "%zx\r\n", len) < 0) || evbuffer_add_buffer(out, buf) < 0 ||
+        (chunked && evbuffer_add(out, "\r\n", 2) < 0))
+        return -1;
+    r->bytes_out += len;
+    return 0;
+}
+
 /* Whole stream events BUF[0, LEN) (or, at a clean end, an unfinished last
  * one) go to the client: as they are, or each translated. */
 static int relay(req_t *r, const char *buf, size_t len)
@@ -115,7 +131,7 @@ static int relay(req_t *r, const char *buf, size_t len)
         buf += n;
         len -= n;
     }
-    return send_bytes(r, (const char *)evbuffer_pullup(r->xout, -1), evbuffer_get_length(r->xout));
+    return send_buffer(r, r->xout);
 }
 
 /* Stream bytes: the whole events among what has come are relayed at once,
