@@ -54,6 +54,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import harness  # noqa: E402  (free_port: ports below the ephemeral range, on loopback)
+
 CANARY = "sk-fuzz-canary-5d1f0c9e7a2b4f36"
 ADMIN_KEY = "fuzz-admin-key-0123456789"
 FIRST_BYTE_S, IDLE_S, TOTAL_S = 2, 2, 5
@@ -1082,24 +1085,9 @@ class Fuzzer:
 
     # turnout
 
-    def free_port(self):
-        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-        rng = random.Random()
-        for _ in range(200):
-            port = rng.randrange(10000, max(low, 10001))
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-            finally:
-                s.close()
-        raise RuntimeError("no free port")
-
     def start_turnout(self):
         d = tempfile.mkdtemp(prefix="turnout-fuzz-", dir=self.outdir)
-        self.port, self.admin_port = self.free_port(), self.free_port()
+        self.port, self.admin_port = harness.free_port(), harness.free_port()
         providers = [{"name": "fz%d" % i, "base_url": "http://127.0.0.1:%d/v1" % p, "api_key_env": "FUZZ_KEY",
                       "models": [{"name": "m"}]} for i, p in enumerate(self.upstream.ports)]
         seed = {"providers": providers, "routers": [], "routes": [

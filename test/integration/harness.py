@@ -48,13 +48,19 @@ def sdk(script, spec, timeout=60):
     return json.loads(p.stdout.decode().strip().splitlines()[-1])
 
 
+# Ports are drawn from a generator of their own, so that a caller seeding
+# the random module (test/fuzz/upstream_fuzz.py) does not get the same ports
+# on every run.
+_PORT_RNG = random.Random()
+
+
 def free_port():
     """A port that binds now, taken below the kernel's ephemeral range: a port
     from bind(0) is released before the server binds it, and in between any
     outgoing connection (a proxied request, curl) may take it as its source."""
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     for _ in range(200):
-        port = random.randrange(10000, max(low, 10001))
+        port = _PORT_RNG.randrange(10000, max(low, 10001))
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))

@@ -4,14 +4,7 @@ import json
 import uuid
 
 from harness import seed_for
-
-CHAT = "/v1/chat/completions"
-
-
-def add_route(t, **r):
-    st, rec = t.admin("POST", "/v1/model-routes", r)
-    assert st == 201, rec
-    return rec
+from test_resolver import CHAT, add_route
 
 
 def tg(provider, model="m", **extra):
