@@ -26,6 +26,11 @@ typedef struct jscan {
  * levels) and fills *out. Nothing is allocated; the body is not modified. */
 jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out);
 
+/* Validates the JSON string literal at STR (its opening quote first; at
+ * most LEN bytes) as jscan_body would inside a body; returns its length
+ * quotes included, or -1. *ESCAPED (when not NULL) says whether it holds
+ * an escape. Nothing is allocated. */
+long jscan_string_len(const char *str, size_t len, int *escaped);
 /* Steps through the top-level keys of BODY (LEN bytes, an object that
  * jscan_body accepted), in order, duplicates included. Start with *pos = 0;
  * each call sets *key_off and *key_len to the next key (quotes included:

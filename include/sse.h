@@ -22,13 +22,15 @@ size_t sse_first(const char *buf, size_t len);
 /* The fields of one whole event EV[0, LEN) (as sse_whole cuts them), read
  * as the SSE standard says: "event" is the last event field's value
  * (pointing into EV; NULL when there is none), "data" the values of its data
- * lines joined by LF, copied into DATA (capacity CAP, NUL-terminated).
- * Comments (": ping") and other fields are skipped; one leading space of a
- * value is not part of it. Returns the data's length, or -1 when the data
- * does not fit (or the event has no data line: -2). */
+ * lines joined by LF: one line is read where it lies in EV, more are joined
+ * in DATA (capacity CAP). Neither is NUL-terminated. Comments (": ping") and
+ * other fields are skipped; one leading space of a value is not part of it.
+ * Returns the data's length, or -1 when joined lines do not fit in CAP
+ * (-2: the event has no data line). */
 typedef struct sse_fields {
     const char *event;
     size_t event_len;
+    const char *data;
 } sse_fields_t;
 long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t cap);
 

@@ -119,6 +119,16 @@ static int scan_string(scanner_t *s)
     return -1;
 }
 
+long jscan_string_len(const char *str, size_t len, int *escaped)
+{
+    scanner_t s = { (const unsigned char *)str, (const unsigned char *)str + len, (const unsigned char *)str, 0 };
+    if (scan_string(&s) != 0)
+        return -1;
+    if (escaped)
+        *escaped = memchr(str, '\\', (size_t)((const char *)s.p - str)) != NULL;
+    return (long)((const char *)s.p - str);
+}
+
 static int scan_number(scanner_t *s)
 {
     const unsigned char *p = s->p, *e = s->end;

@@ -59,36 +59,43 @@ size_t sse_first(const char *buf, size_t len)
 long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t cap)
 {
     size_t pos = 0, dlen = 0;
-    int have_data = 0;
+    int lines = 0;
     f->event = NULL;
     f->event_len = 0;
+    f->data = NULL;
     while (pos < len) {
-        size_t end = pos, name_end, v;
-        while (end < len && ev[end] != '\n' && ev[end] != '\r')
-            end++;
+        const char *lf = memchr(ev + pos, '\n', len - pos), *cr, *colon;
+        size_t end = lf != NULL ? (size_t)(lf - ev) : len, next = end + 1, name, v;
+        if ((cr = memchr(ev + pos, '\r', end - pos)) != NULL) {   /* a CR ends the line, alone or before its LF */
+            end = (size_t)(cr - ev);
+            next = end + 1 < len && ev[end + 1] == '\n' ? end + 2 : end + 1;
+        }
         if (end == pos)
             break;                        /* the empty line: the event's end */
-        for (name_end = pos; name_end < end && ev[name_end] != ':'; name_end++)
-            ;
-        v = name_end < end ? name_end + 1 : end;
+        colon = memchr(ev + pos, ':', end - pos);
+        name = colon != NULL ? (size_t)(colon - ev) - pos : end - pos;
+        v = colon != NULL ? (size_t)(colon - ev) + 1 : end;
         if (v < end && ev[v] == ' ')
             v++;
-        if (name_end - pos == 5 && memcmp(ev + pos, "event", 5) == 0) {
+        if (name == 5 && memcmp(ev + pos, "event", 5) == 0) {
             f->event = ev + v;
             f->event_len = end - v;
-        } else if (name_end - pos == 4 && memcmp(ev + pos, "data", 4) == 0) {
-            if (dlen + (have_data ? 1 : 0) + (end - v) + 1 > cap)
-                return -1;
-            if (have_data)
+        } else if (name == 4 && memcmp(ev + pos, "data", 4) == 0) {
+            if (lines++ == 0) {           /* one line (the usual case) is read where it is */
+                f->data = ev + v;
+                dlen = end - v;
+            } else {                      /* more are joined in DATA */
+                if (dlen + 1 + (end - v) > cap)
+                    return -1;
+                if (f->data != data)
+                    memmove(data, f->data, dlen);
+                f->data = data;
                 data[dlen++] = '\n';
-            memcpy(data + dlen, ev + v, end - v);
-            dlen += end - v;
-            have_data = 1;
-        }                                 /* a comment (name_end == pos) or another field: skipped */
-        pos = end < len && ev[end] == '\r' && end + 1 < len && ev[end + 1] == '\n' ? end + 2 : end + 1;
+                memcpy(data + dlen, ev + v, end - v);
+                dlen += end - v;
+            }
+        }                                 /* a comment (name 0) or another field: skipped */
+        pos = next;
     }
-    if (!have_data)
-        return -2;
-    data[dlen] = '\0';
-    return (long)dlen;
+    return lines ? (long)dlen : -2;
 }

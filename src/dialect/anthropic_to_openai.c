@@ -1194,10 +1194,10 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
         free(data);
         return -1;
     }
-    if (strcmp(data, "[DONE]") == 0) {
+    if (n == 6 && memcmp(f.data, "[DONE]", 6) == 0) {
         rc = finish(s, b);
     } else {
-        cJSON *root = dialect_parse(data, (size_t)n);
+        cJSON *root = dialect_parse(f.data, (size_t)n);
         rc = root != NULL ? chunk(s, root, b) : -1;
         cJSON_Delete(root);
     }

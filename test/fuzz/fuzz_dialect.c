@@ -42,7 +42,8 @@ static void must_be_events(struct evbuffer *out)
         if (e == 0)
             abort();                      /* half an event */
         dl = sse_event(b, e, &f, data, sizeof(data));
-        if (dl == -1 || (dl >= 0 && strcmp(data, "[DONE]") != 0 && jscan_body(data, (size_t)dl, &j) != JSCAN_OK))
+        if (dl == -1 || (dl >= 0 && !(dl == 6 && memcmp(f.data, "[DONE]", 6) == 0) &&
+                         jscan_body(f.data, (size_t)dl, &j) != JSCAN_OK))
             abort();
         b += e;
         n -= e;

@@ -105,5 +105,17 @@ int main(void)
     CHECK_STR(clean, "a\xEF\xBF\xBDz");
     CHECK(jscan_utf8_clean("\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC", clean, sizeof(clean)) == 6);
     CHECK_STR(clean, "\xE2\x82\xAC\xE2\x82\xAC");      /* cut at a whole character */
+    {   /* one string literal, as the stream translation's fast path checks a text */
+        int escd = -1;
+        CHECK(jscan_string_len("\"abc\"}}", 7, &escd) == 5 && escd == 0);
+        CHECK(jscan_string_len("\"a\\\"b\"", 6, &escd) == 6 && escd == 1);
+        CHECK(jscan_string_len("\"\xC3\xA9\"", 4, NULL) == 4);
+        CHECK(jscan_string_len("\"abc", 4, &escd) == -1);          /* unterminated */
+        CHECK(jscan_string_len("\"a\x01\"", 4, &escd) == -1);     /* a control byte */
+        CHECK(jscan_string_len("\"\xff\"", 3, &escd) == -1);       /* not UTF-8 */
+        CHECK(jscan_string_len("\"\\q\"", 5, &escd) == -1);       /* no such escape */
+        CHECK(jscan_string_len("abc", 3, &escd) == -1);
+        CHECK(jscan_string_len("", 0, &escd) == -1);
+    }
     DONE();
 }

@@ -37,12 +37,17 @@ int main(void)
         sse_fields_t f;
         static const char ev[] = "event: content_block_delta\r\ndata: {\"a\":\r\ndata:1}\r\n: ping\r\nid: 7\r\n\r\n";
         CHECK(sse_event(ev, sizeof(ev) - 1, &f, data, sizeof(data)) == 8);
-        CHECK_STR(data, "{\"a\":\n1}");
+        CHECK(f.data == data && memcmp(data, "{\"a\":\n1}", 8) == 0);   /* two lines: joined in DATA */
         CHECK(f.event_len == 19 && memcmp(f.event, "content_block_delta", 19) == 0);
         CHECK(sse_event("data: [DONE]\n\n", 14, &f, data, sizeof(data)) == 6 && f.event == NULL);
+        CHECK(memcmp(f.data, "[DONE]", 6) == 0 && f.data != data);          /* one line: read in place */
+        CHECK(sse_event("event:x\rdata:a\rdata: b\rdata\r\r", 29, &f, data, sizeof(data)) == 4);
+        CHECK(memcmp(f.data, "a\nb\n", 4) == 0 && f.event_len == 1 && *f.event == 'x');
         CHECK(sse_event(": ping\n\n", 8, &f, data, sizeof(data)) == -2);
-        CHECK(sse_event("data: 0123456789\n\n", 18, &f, data, 8) == -1);
-        CHECK(sse_event("data\n\n", 6, &f, data, sizeof(data)) == 0 && data[0] == '\0');
+        CHECK(sse_event("data: 0123456789\n\n", 18, &f, data, 8) == 10);       /* one line needs no room */
+        CHECK(sse_event("data: 0123\ndata: 456789\n\n", 25, &f, data, 8) == -1);
+        CHECK(sse_event("data\n\n", 6, &f, data, sizeof(data)) == 0 && f.data != NULL);
+        CHECK(sse_event("data: a", 7, &f, data, sizeof(data)) == 1 && f.data[0] == 'a');  /* no terminator */
     }
     DONE();
 }
