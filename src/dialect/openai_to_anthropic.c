@@ -62,6 +62,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1099,11 +1100,11 @@ static int on_block_delta(dialect_stream_t *s, const cJSON *d)
     return args_chunk(s, str_of(delta, "partial_json"));
 }
 
-static int on_block_stop(dialect_stream_t *s, const cJSON *d)
+/* IX: the event's index, NAN when it has none that is a number */
+static int on_block_stop(dialect_stream_t *s, double ix)
 {
-    const cJSON *ix = get(d, "index");
     int rc = 0;
-    if (s->open == BLOCK_NONE || !cJSON_IsNumber(ix) || ix->valuedouble != s->open_index)
+    if (s->open == BLOCK_NONE || ix != s->open_index)
         return -1;
     if (s->open == BLOCK_TOOL) {
         /* OpenAI's clients parse the arguments: never leave them empty */
@@ -1164,7 +1165,7 @@ static int on_event(dialect_stream_t *s, const char *type, const cJSON *d, diale
     if (is(type, "content_block_delta"))
         return on_block_delta(s, d);
     if (is(type, "content_block_stop"))
-        return on_block_stop(s, d);
+        return on_block_stop(s, cJSON_IsNumber(get(d, "index")) ? get(d, "index")->valuedouble : NAN);
     if (is(type, "message_delta"))
         return on_message_delta(s, d, usage);
     if (is(type, "message_stop"))
@@ -1172,41 +1173,108 @@ static int on_event(dialect_stream_t *s, const char *type, const cJSON *d, diale
     return 0;                           /* a type added since: Anthropic asks clients to pass over them */
 }
 
+/* A JSON index at D[*K] (digits, no leading zero, at most 9 of them),
+ * its value in *IX and *K moved past it; 0 when there is none. */
+static int index_at(const char *d, size_t n, size_t *k, double *ix)
+{
+    size_t i = *k;
+    double v = 0;
+    while (i < n && i - *k < 9 && d[i] >= '0' && d[i] <= '9')
+        v = v * 10 + (d[i++] - '0');
+    if (i == *k || (d[*k] == '0' && i - *k > 1) || (i < n && d[i] >= '0' && d[i] <= '9'))
+        return 0;
+    *k = i;
+    *ix = v;
+    return 1;
+}
+
+/* Whether D (N bytes) is LIT, an index, then REST, exactly. */
+static int spelled(const char *d, size_t n, const char *lit, size_t lit_len, const char *rest, size_t rest_len,
+                   double *ix)
+{
+    size_t k = lit_len;
+    return n > lit_len + rest_len && memcmp(d, lit, lit_len) == 0 && index_at(d, n, &k, ix) &&
+           n - k == rest_len && memcmp(d + k, rest, rest_len) == 0;
+}
+#define SPELLED(d, n, lit, rest, ix) spelled(d, n, lit, sizeof(lit) - 1, rest, sizeof(rest) - 1, ix)
+#define EVENT_IS(f, name) ((f)->event == NULL || ((f)->event_len == sizeof(name) - 1 && \
+                           memcmp((f)->event, name, sizeof(name) - 1) == 0))
+
 /* The one event a stream is mostly made of, a text delta of the open text
- * block, read without building a tree: DATA (N bytes, already checked to be
- * valid JSON of valid UTF-8) is exactly Anthropic's own spelling,
+ * block, read without building a tree: DATA (N bytes, not yet validated)
+ * is exactly Anthropic's own spelling,
  * {"type":"content_block_delta","index":I,"delta":{"type":"text_delta","text":"..."}},
- * and its text, a valid JSON string, goes into the chunk as it came.
+ * and its text, once jscan finds it a valid JSON string (which makes the
+ * whole event valid JSON), goes into the chunk as it came, with one copy.
  * Returns 1 when the event was taken (with -1 in *RC on a failure), 0 when
- * it is anything else: the long way reads it. */
+ * it is anything else: the long way validates and reads it. */
 static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc)
 {
     static const char pre[] = "{\"type\":\"content_block_delta\",\"index\":";
-    static const char mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":\"";
-    size_t k = sizeof(pre) - 1, start, end;
-    double ix = 0;
+    static const char mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":";
+    static const char open[] = "\"choices\":[{\"index\":0,\"delta\":{\"content\":";
+    static const char close[] = "},\"finish_reason\":null}]";
+    static const char usage_null[] = ",\"usage\":null";
+    size_t k = sizeof(pre) - 1, start, need;
+    double ix;
+    long q;
     int escapes = 0;
-    if (s->open != BLOCK_TEXT || n < sizeof(pre) + sizeof(mid) || memcmp(d, pre, sizeof(pre) - 1) != 0)
-        return 0;
-    for (; k < n && d[k] >= '0' && d[k] <= '9' && k < sizeof(pre) + 8; k++)
-        ix = ix * 10 + (d[k] - '0');
-    if (k == sizeof(pre) - 1 || ix != s->open_index || n - k < sizeof(mid) - 1 ||
+    char *w;
+    if (s->open != BLOCK_TEXT || n < sizeof(pre) + sizeof(mid) || memcmp(d, pre, sizeof(pre) - 1) != 0 ||
+        !index_at(d, n, &k, &ix) || ix != s->open_index || n - k < sizeof(mid) - 1 ||
         memcmp(d + k, mid, sizeof(mid) - 1) != 0)
         return 0;
-    start = k + sizeof(mid) - 2;        /* the text's opening quote */
-    for (end = start + 1; end < n && d[end] != '"'; end++)
-        if (d[end] == '\\')
-            escapes = 1, end++;         /* an escaped character, a quote too */
-    if (end + 3 != n || d[end + 1] != '}' || d[end + 2] != '}')
-        return 0;                       /* more members after the text: the long way */
+    start = k + sizeof(mid) - 1;        /* the text's opening quote */
+    if ((q = jscan_string_len(d + start, n - start, &escapes)) < 0 || start + (size_t)q + 2 != n ||
+        d[n - 2] != '}' || d[n - 1] != '}')
+        return 0;                       /* not a valid string, or more members after it: the long way */
     s->len = 0;
-    if (escapes && dialect_bad_escape(d + start, end + 1 - start))
+    *rc = 0;
+    if (escapes && dialect_bad_escape(d + start, (size_t)q))
         *rc = -1;                       /* \u0000 or a lone surrogate, refused as the long way refuses them */
-    else if (end == start + 1)
+    else if (q == 2)
+        return 1;                       /* an empty text says nothing */
+    need = s->head_len + sizeof(open) - 1 + (size_t)q + sizeof(close) - 1 + sizeof(usage_null) - 1 + 3;
+    if (*rc < 0 || !mem_grow(&s->buf, &s->cap, need)) {
+        *rc = -1;
+        return 1;
+    }
+    w = s->buf;
+    memcpy(w, s->head, s->head_len), w += s->head_len;
+    memcpy(w, open, sizeof(open) - 1), w += sizeof(open) - 1;
+    memcpy(w, d + start, (size_t)q), w += q;
+    memcpy(w, close, sizeof(close) - 1), w += sizeof(close) - 1;
+    if (s->include_usage)
+        memcpy(w, usage_null, sizeof(usage_null) - 1), w += sizeof(usage_null) - 1;
+    memcpy(w, "}\n\n", 3), w += 3;
+    s->len = (size_t)(w - s->buf);
+    return 1;
+}
+
+/* The events whose whole spelling is fixed but for an index, read without
+ * a tree when Anthropic spells them as it does: ping, message_stop, a
+ * block's stop, and the start of a text block with no text yet. Returns 1
+ * when the event was taken (its result in *RC), 0 for the long way. */
+static int fixed_event(dialect_stream_t *s, const sse_fields_t *f, const char *d, size_t n, int *rc)
+{
+    double ix;
+    if (n == 15 && memcmp(d, "{\"type\":\"ping\"}", 15) == 0 && EVENT_IS(f, "ping"))
+        *rc = 0;
+    else if (!s->started)
+        return 0;                       /* the long way says what is wrong */
+    else if (n == 23 && memcmp(d, "{\"type\":\"message_stop\"}", 23) == 0 && EVENT_IS(f, "message_stop"))
+        *rc = on_message_stop(s);
+    else if (SPELLED(d, n, "{\"type\":\"content_block_stop\",\"index\":", "}", &ix) &&
+             EVENT_IS(f, "content_block_stop"))
+        *rc = on_block_stop(s, ix);
+    else if (SPELLED(d, n, "{\"type\":\"content_block_start\",\"index\":",
+                     ",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}", &ix) &&
+             EVENT_IS(f, "content_block_start") && s->open == BLOCK_NONE) {
+        s->open_index = ix;
+        s->open = BLOCK_TEXT;
         *rc = 0;                        /* an empty text says nothing */
-    else
-        *rc = chunk_open(s) || add_s(s, "{\"content\":") || add(s, d + start, end + 1 - start) ||
-              chunk_close(s, NULL) ? -1 : 0;
+    } else
+        return 0;
     return 1;
 }
 
@@ -1216,20 +1284,19 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
     sse_fields_t f;
     cJSON *d = NULL;
     const char *type;
-    jscan_t j;
     long n;
     int rc;
     if (!s || s->done || len == SIZE_MAX || !mem_grow(&s->data, &s->data_cap, len + 1))
         return -1;
     if ((n = sse_event(ev, len, &f, s->data, s->data_cap)) == -2)
         return 0;                       /* a comment or an event without data: nothing to translate */
-    if (n < 0 || jscan_body(s->data, (size_t)n, &j) == JSCAN_INVALID)
+    if (n < 0)
         return -1;
-    /* (the fast path copies the text as it came: only cJSON needs the escape check) */
-    if ((f.event == NULL || (f.event_len == 19 && memcmp(f.event, "content_block_delta", 19) == 0)) &&
-        text_delta_fast(s, s->data, (size_t)n, &rc)) {
+    s->len = 0;
+    if ((EVENT_IS(&f, "content_block_delta") && text_delta_fast(s, f.data, (size_t)n, &rc)) ||
+        fixed_event(s, &f, f.data, (size_t)n, &rc)) {
         /* taken */
-    } else if (dialect_bad_escape(s->data, (size_t)n) || !(d = cJSON_ParseWithLength(s->data, (size_t)n))) {
+    } else if (!(d = dialect_parse(f.data, (size_t)n))) {
         return -1;
     } else {
         type = str_of(d, "type");

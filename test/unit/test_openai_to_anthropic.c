@@ -638,6 +638,17 @@ static void test_stream(void)
     BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':7}}\n\n");
     BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'\xff'}}\n\n");
     BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a\\u0000'}}\n\n");
+    /* what the text delta's fast path must refuse as the long way does */
+    BAD(1, "data: {'type':'content_block_delta','index':00,'delta':{'type':'text_delta','text':'a'}}\n\n");
+    BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a\x01'}}\n\n");
+    BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a\\x'}}\n\n");
+    BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a}}\n\n");
+    BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a'}}x\n\n");
+    BAD(1, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'\\ud800'}}\n\n");
+    BAD(1, "data: {'type':'content_block_stop','index':01}\n\n");
+    BAD(1, "event: content_block_stop\ndata: {'type':'content_block_stop','index':1}\n\n");
+    BAD(1, "event: ping\ndata: {'type':'content_block_stop','index':0}\n\n");
+    BAD(0, "event: content_block_start\ndata: {'type':'content_block_start','index':0,'content_block':{'type':'text','text':''}}x\n\n");
     BAD(1, "data: {'type':'content_block_start','index':1,'content_block':{'type':'text','text':''}}\n\n");
     BAD(1, "data: {'type':'content_block_stop','index':1}\n\n");
     BAD(0, "data: {'type':'content_block_delta','index':0,'delta':{'type':'text_delta','text':'a'}}\n\n");
