@@ -66,20 +66,26 @@ typedef struct resolution {
     resolve_status_t status;
     const char *route;        /* matched route name, NULL for direct/alias use */
     const char *rule;         /* "route", "exact", "glob", "provider_model", "bare_alias", "explicit" (in->route) */
-    char why[320];            /* how it matched, for people (dry-run) */
-    char variant[128];        /* the A/B variant picked, "" for none */
-    tally_t *variant_tally;   /* its counters, or NULL */
+    tally_t *variant_tally;   /* the A/B variant's counters, or NULL */
     int ncand;
-    candidate_t cand[RESOLVE_MAX_CANDIDATES];
     int ndropped;
-    dropped_t dropped[RESOLVE_MAX_CANDIDATES];
     const cJSON *route_rec;
     store_hold_t *route_hold;
     const cJSON *prefs;       /* the route's preferences in force (with in->prefs merged in), or NULL */
     cJSON *prefs_own;         /* that merge, when there was one */
     int nrec;
+    /* resolve_clear zeroes what is above and empties the strings; the
+     * arrays' entries are written before they are read (up to the counts) */
+    char why[320];            /* how it matched, for people (dry-run) */
+    char variant[128];        /* the A/B variant picked, "" for none */
+    candidate_t cand[RESOLVE_MAX_CANDIDATES];
+    dropped_t dropped[RESOLVE_MAX_CANDIDATES];
     store_hold_t *holds[RESOLVE_MAX_CANDIDATES];   /* keep the candidates' provider records alive */
 } resolution_t;
+
+/* An empty resolution (what resolve_model starts from): a few dozen bytes
+ * written, not the 7 KB of the arrays. */
+void resolve_clear(resolution_t *res);
 
 /* Resolves IN->model as SPEC 2 orders it: route::NAME; an exact route name
  * (scopes key:ID, tenant:T, global); glob pools by priority; PROVIDER/MODEL;

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -619,11 +620,18 @@ static void on_provider(const cJSON *p, void *arg)
     }
 }
 
+void resolve_clear(resolution_t *res)
+{
+    memset(res, 0, offsetof(resolution_t, why));
+    res->status = RESOLVE_OK;
+    res->why[0] = '\0';
+    res->variant[0] = '\0';
+}
+
 void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
 {
     const char *model = in->model, *slash;
-    memset(res, 0, sizeof(*res));
-    res->status = RESOLVE_OK;
+    resolve_clear(res);
 
     if (*in->router != '\0') {
         store_hold_t *hold;

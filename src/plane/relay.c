@@ -17,10 +17,24 @@
 
 #define SSE_EVENT_MAX (1024 * 1024)   /* the longest stream event held back whole */
 
-static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
-    "upgrade", "proxy-authenticate", "proxy-authorization", "date", "server", NULL,
-};
+/* NAME (NLEN bytes, any case) is about the upstream connection or is one
+ * of ours: connection, keep-alive, transfer-encoding, content-length, te,
+ * trailer, upgrade, proxy-authenticate, proxy-authorization, date, server.
+ * Looked up by length first: every answer's every header passes here. */
+static int hop_by_hop(const char *name, size_t nlen)
+{
+    static const char *const by_len[20][3] = {
+        [2] = { "te" }, [4] = { "date" }, [6] = { "server" }, [7] = { "trailer", "upgrade" },
+        [10] = { "connection", "keep-alive" }, [14] = { "content-length" }, [17] = { "transfer-encoding" },
+        [18] = { "proxy-authenticate" }, [19] = { "proxy-authorization" },
+    };
+    if (nlen >= 20)
+        return 0;
+    for (int i = 0; i < 3 && by_len[nlen][i] != NULL; i++)
+        if (strncasecmp(name, by_len[nlen][i], nlen) == 0)
+            return 1;
+    return 0;
+}
 
 /* One upstream response header: kept for the client unless it is about
  * the upstream connection itself. */
@@ -30,13 +44,13 @@ void relay_header(void *arg, const char *name, size_t nlen, const char *value, s
     char n[128], v[1024];
     if (nlen >= sizeof(n) || vlen >= sizeof(v) || r->resp_headers == NULL)
         return;
+    if ((nlen == 14 && strncasecmp(name, "content-length", 14) == 0) ||
+        (nlen == 17 && strncasecmp(name, "transfer-encoding", 17) == 0))
+        r->up_framed = 1;                /* the framing tells where the answer ends, not the close */
+    if (hop_by_hop(name, nlen))
+        return;
     memcpy(n, name, nlen);
     n[nlen] = '\0';
-    if (strcasecmp(n, "content-length") == 0 || strcasecmp(n, "transfer-encoding") == 0)
-        r->up_framed = 1;                /* the framing tells where the answer ends, not the close */
-    for (const char *const *h = hop_by_hop; *h; h++)
-        if (strcasecmp(n, *h) == 0)
-            return;
     memcpy(v, value, vlen);
     v[vlen] = '\0';
     evhtp_headers_add_header(r->resp_headers, evhtp_header_new(n, v, 1, 1));
