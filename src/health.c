@@ -9,6 +9,7 @@
  * when it overshoots, so no worker ever waits for another and the count
  * never stays above the cap. */
 #include "health.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,19 +34,19 @@ void health_of(const resolution_t *res, int i, health_t *h)
     const char *route_id = schema_str(res->route_rec, "id", "");
     char name[700];
     memset(h, 0, sizeof(*h));
-    snprintf(name, sizeof(name), "up:%s/%s", c->provider, c->model);
+    text_cat(name, sizeof(name), "up:", c->provider, "/", c->model, NULL);
     h->up = tally_get(name);
     /* a cap's slot is named (and looked up) only when the cap is set */
     if (*route_id && (h->limit[CAP_ROUTE] = cap_of(res->route_rec)) > 0) {
-        snprintf(name, sizeof(name), "cap:r:%s", route_id);
+        text_cat(name, sizeof(name), "cap:r:", route_id, NULL);
         h->cap[CAP_ROUTE] = tally_get(name);
     }
     if (*route_id && (h->limit[CAP_TARGET] = cap_of(c->target)) > 0) {
-        snprintf(name, sizeof(name), "cap:t:%s:%s/%s", route_id, c->provider, c->model);
+        text_cat(name, sizeof(name), "cap:t:", route_id, ":", c->provider, "/", c->model, NULL);
         h->cap[CAP_TARGET] = tally_get(name);
     }
     if ((h->limit[CAP_PROVIDER] = cap_of(c->prov)) > 0) {
-        snprintf(name, sizeof(name), "cap:p:%s", c->provider);
+        text_cat(name, sizeof(name), "cap:p:", c->provider, NULL);
         h->cap[CAP_PROVIDER] = tally_get(name);
     }
 }

@@ -182,9 +182,10 @@ series_t *metrics_series(metrics_t *m, metric_t f, const char *v1, const char *v
 {
     static _Alignas(series_t) char sink[sizeof(series_t) + (NBUCKETS + 2) * sizeof(uint64_t)];
     const char *vals[MAX_LABELS] = { v1, v2, v3, v4 };
-    char key[MAX_LABELS * (MAX_VALUE + 1)] = "";
+    char key[MAX_LABELS * (MAX_VALUE + 1)];   /* written up to klen: no initialiser, which would clear it all */
     size_t klen = 0;
     series_t *s;
+    key[0] = '\0';
     if (m == NULL)
         return (series_t *)sink;
     for (int i = 0; i < families[f].nlabels; i++) {

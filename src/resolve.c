@@ -10,6 +10,7 @@
 #include "jscan.h"
 #include "multipart.h"
 #include "residency.h"
+#include "text.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -58,7 +59,7 @@ const char *resolve_variant_label(const cJSON *target, char *buf, size_t cap)
     const char *v = schema_str(target, "variant", NULL);
     if (v != NULL)
         return v;
-    snprintf(buf, cap, "%s/%s", schema_str(target, "provider", "?"), schema_str(target, "model", "*"));
+    text_cat(buf, cap, schema_str(target, "provider", "?"), "/", schema_str(target, "model", "*"), NULL);
     return buf;
 }
 
@@ -324,7 +325,7 @@ static double latency_of(const candidate_t *c)
 {
     char name[600];
     tally_t *t;
-    snprintf(name, sizeof(name), "lat:%s/%s", c->provider, c->model);
+    text_cat(name, sizeof(name), "lat:", c->provider, "/", c->model, NULL);
     t = tally_find(name);
     /* unmeasured targets go first, so each is measured once */
     return t != NULL ? (double)atomic_load_explicit(&t->ewma_us, memory_order_relaxed) : 0;
@@ -397,7 +398,7 @@ static void apply_strategy(resolution_t *res, const resolve_in_t *in)
     } else if (strcmp(strategy, "round_robin") == 0) {
         tally_t *t;
         uint64_t n;
-        snprintf(name, sizeof(name), "rr:%s", id);
+        text_cat(name, sizeof(name), "rr:", id, NULL);
         if ((t = tally_get(name)) == NULL) {
             n = (uint64_t)(uniform() * res->ncand);       /* table full: still spread */
         } else {
@@ -418,9 +419,9 @@ static void apply_strategy(resolution_t *res, const resolve_in_t *in)
         snprintf(seed, sizeof(seed), "ab-split:%s:%.300s", id, sticky ? sticky : "");
         u = sticky ? (double)(tally_hash(seed) >> 11) / 9007199254740992.0 : uniform();
         to_front(res, by_weight(res, u));
-        snprintf(res->variant, sizeof(res->variant), "%s",
-                 resolve_variant_label(res->cand[0].target, label, sizeof(label)));
-        snprintf(name, sizeof(name), "ab:%s:%s", id, res->variant);
+        text_cat(res->variant, sizeof(res->variant), resolve_variant_label(res->cand[0].target, label, sizeof(label)),
+                 NULL);
+        text_cat(name, sizeof(name), "ab:", id, ":", res->variant, NULL);
         res->variant_tally = tally_get(name);
     }
 }
@@ -531,20 +532,23 @@ static int try_route(store_reader_t *r, const resolve_in_t *in, const char *name
     const cJSON *rec = NULL;
     store_hold_t *hold = NULL;
     if (*in->key_id) {
-        snprintf(scope, sizeof(scope), "key:%s", in->key_id);
+        text_cat(scope, sizeof(scope), "key:", in->key_id, NULL);
         rec = store_get_route(r, scope, in->router, name, &hold);
     }
     if (rec == NULL && *in->tenant) {
-        snprintf(scope, sizeof(scope), "tenant:%s", in->tenant);
+        text_cat(scope, sizeof(scope), "tenant:", in->tenant, NULL);
         rec = store_get_route(r, scope, in->router, name, &hold);
     }
     if (rec == NULL) {
-        snprintf(scope, sizeof(scope), "global");
+        text_cat(scope, sizeof(scope), "global", NULL);
         rec = store_get_route(r, scope, in->router, name, &hold);
     }
     if (rec == NULL)
         return 0;
-    snprintf(res->why, sizeof(res->why), "route \"%.200s\" in scope %.100s", name, scope);
+    if (strlen(name) <= 200 && strlen(scope) <= 100)
+        text_cat(res->why, sizeof(res->why), "route \"", name, "\" in scope ", scope, NULL);
+    else                                 /* both cut, so that the end of the sentence stays */
+        snprintf(res->why, sizeof(res->why), "route \"%.200s\" in scope %.100s", name, scope);
     return use_route(r, in, rec, hold, res);
 }
 

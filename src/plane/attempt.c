@@ -4,6 +4,7 @@
 #include "jscan.h"
 #include "log.h"
 #include "tally.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,7 @@ static void on_up_status(void *arg, int status)
         return;
     r->got_first_byte = 1;
     r->ttfb_ms = req_elapsed_ms(r);
-    snprintf(lat, sizeof(lat), "lat:%s/%s", c->provider, c->model);   /* for sort: latency */
+    text_cat(lat, sizeof(lat), "lat:", c->provider, "/", c->model, NULL);   /* for sort: latency */
     if ((t = tally_get(lat)) != NULL)
         tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
     metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
@@ -244,7 +245,7 @@ static int body_pieces(req_t *r, const char *model, struct iovec *iov)
 {
     long ql;
     if (r->multipart)
-        ql = snprintf(r->up_model, sizeof(r->up_model), "%s", model);
+        ql = strlen(model) < sizeof(r->up_model) ? (long)text_cat(r->up_model, sizeof(r->up_model), model, NULL) : -1;
     else
         ql = jscan_quote(model, r->up_model, sizeof(r->up_model));
     if (ql < 0 || (size_t)ql >= sizeof(r->up_model))
@@ -276,7 +277,7 @@ static double timeout_of(const req_t *r, const candidate_t *c, const char *name,
 /* Appends "NAME: VALUE\r\n" to the head being built in BUF; -1 when it does not fit. */
 static int head_line(char *buf, size_t cap, size_t *len, const char *name, const char *value)
 {
-    return plane_append(buf, cap, len, "%s: %s\r\n", name, value);
+    return text_append(buf, cap, len, name, ": ", value, "\r\n", NULL);
 }
 
 /* Where candidate C's provider takes the request, by its protocol: OpenAI's
@@ -310,7 +311,7 @@ static int auth_lines(const candidate_t *c, const char *protocol, const char *ke
             if (head_line(head, cap, len, anthropic ? "x-api-key" : "api-key", key) < 0)
                 return -1;
         } else {
-            snprintf(auth, sizeof(auth), "Bearer %s", key);
+            text_cat(auth, sizeof(auth), "Bearer ", key, NULL);
             if (head_line(head, cap, len, "Authorization", auth) < 0)
                 return -1;
         }

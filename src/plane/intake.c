@@ -6,6 +6,7 @@
 #include "jscan.h"
 #include "multipart.h"
 #include "tally.h"
+#include "text.h"
 
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -89,11 +90,11 @@ static void set_request_id(req_t *r)
     int ok = n > 0 && n < sizeof(r->request_id);
     for (size_t i = 0; ok && i < n; i++)  /* echo only what is safe to put in a header */
         ok = id[i] > 0x20 && id[i] < 0x7f && id[i] != '"' && id[i] != '\\';
+    char hex[17];
     if (ok)
         memcpy(r->request_id, id, n + 1);
     else
-        snprintf(r->request_id, sizeof(r->request_id), "req_%016llx",
-                 (unsigned long long)next_rand(r->w));
+        text_cat(r->request_id, sizeof(r->request_id), "req_", text_hex64(hex, next_rand(r->w)), NULL);
 }
 
 typedef struct route_path {
@@ -128,14 +129,14 @@ static int authorised(req_t *r)
     /* Anthropic's clients send the key in x-api-key */
     if (token == NULL && r->client == DIALECT_ANTHROPIC &&
         (token = evhtp_kv_find(r->req->headers_in, "x-api-key")) != NULL) {
-        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+        text_cat(bearer, sizeof(bearer), "Bearer ", token, NULL);
         h = bearer;
         token = auth_bearer_token(h);
     }
     if (token == NULL)
         return !r->w->cfg->require_key;
     if (auth_bearer_matches(h, r->w->gw->admin_key)) {
-        snprintf(r->key_id, sizeof(r->key_id), "bootstrap");
+        text_cat(r->key_id, sizeof(r->key_id), "bootstrap", NULL);
         r->privileged = 1;
         return 1;
     }
@@ -143,9 +144,9 @@ static int authorised(req_t *r)
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(r->key_rec, "id");
         const cJSON *tenant = cJSON_GetObjectItemCaseSensitive(r->key_rec, "tenant");
         if (cJSON_IsString(id))
-            snprintf(r->key_id, sizeof(r->key_id), "%s", id->valuestring);
+            text_cat(r->key_id, sizeof(r->key_id), id->valuestring, NULL);
         if (cJSON_IsString(tenant))
-            snprintf(r->tenant, sizeof(r->tenant), "%s", tenant->valuestring);
+            text_cat(r->tenant, sizeof(r->tenant), tenant->valuestring, NULL);
         r->privileged = strcmp(schema_str(r->key_rec, "role", ""), "admin") == 0;
         if (cJSON_IsString(id) &&
             admin_key_use_stale(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->key_rec, "last_used_at"))))
@@ -569,8 +570,8 @@ static void count_request(req_t *r)
 {
     const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
     metrics_t *m = r->w->metrics;
-    char status[16];
-    snprintf(status, sizeof(status), "%d", r->final_status);
+    char status[24];
+    text_int(status, r->final_status);
     metrics_add(metrics_series(m, M_REQUESTS, r->m_endpoint, r->res.route, c ? c->provider : NULL, status), 1);
     if (r->is_data)
         metrics_observe(metrics_series(m, M_DURATION, r->m_endpoint, r->res.route, NULL, NULL), req_elapsed_ms(r) / 1000.0);
@@ -641,7 +642,7 @@ evhtp_res proxy_on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *ar
     set_request_id(r);
     ct = evhtp_kv_find(req->headers_in, "content-type");
     if (ct != NULL)
-        snprintf(r->content_type, sizeof(r->content_type), "%s", ct);
+        text_cat(r->content_type, sizeof(r->content_type), ct, NULL);
     if (path != NULL) {
         size_t i = 0;   /* logged as a JSON string: keep only safe bytes */
         for (; path[i] && i < sizeof(r->path) - 1; i++)

@@ -3,6 +3,7 @@
 #include "edge.h"
 #include "health.h"
 #include "jscan.h"
+#include "text.h"
 
 #include <event2/buffer.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@ void reply_header_held(evhtp_request_t *req, const char *k, const char *v)
 void reply_std_headers(req_t *r)
 {
     evhtp_request_t *req = r->req;
+    char num[24];
     if (r->w->stopping || r->early)   /* draining, or the body is still coming: the connection ends with the reply */
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     reply_header_held(req, "x-request-id", r->request_id);
@@ -40,7 +42,7 @@ void reply_std_headers(req_t *r)
         reply_header_held(req, "x-turnout-provider", r->res.cand[r->last_cand].provider);
         reply_header_held(req, "x-turnout-model", r->res.cand[r->last_cand].model);
     }
-    snprintf(r->attempts_text, sizeof(r->attempts_text), "%d", r->attempts);
+    text_cat(r->attempts_text, sizeof(r->attempts_text), text_int(num, r->attempts), NULL);
     reply_header_held(req, "x-turnout-attempts", r->attempts_text);
     if (r->res.variant[0])
         reply_header_held(req, "x-turnout-variant", r->res.variant);
