@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""turnout's benchmark harness: turnout against an nginx reverse proxy, same upstream.
+"""turnout's benchmark harness: turnout against nginx reverse proxies, same upstream.
 
 Run through bench/Makefile (`make -C bench`, `make -C bench scale`); standard
 library only, for Debian's /usr/bin/python3.
@@ -18,9 +18,14 @@ process started here is stopped by PID when the harness exits, however it exits)
           with usage, message_stop; 55 events, ~7 KB (Anthropic's events carry
           less than OpenAI's chunks around the same text). nginx does not branch on
           the request's "stream" flag, so the stream answers are under /sse/.
-  nginx   nginx (nginx/proxy.conf) as the baseline reverse proxy to the mock:
-          1 worker, keep-alive pool of 64 upstream connections, HTTP/1.1,
-          proxy_buffering off.
+  nginx-buf  nginx (nginx/proxy-buffered.conf), the baseline of the non-stream
+          targets: nginx at its best for non-stream traffic, i.e. its default
+          proxy_buffering on; 1 worker, keep-alive pool of 64 upstream
+          connections, HTTP/1.1.
+  nginx   nginx (nginx/proxy.conf), the same with proxy_buffering off: the
+          baseline of the SSE targets (nginx relays a stream as it arrives only
+          so), and of the non-stream rows labelled "earlier baseline" (what the
+          bench compared with before; kept for comparison with older JSONs).
   turnout BUILD/turnout, 1 worker, require_key false, access log off; route
           bench-chat -> provider base_url http://127.0.0.1:MOCK/v1 and route
           bench-sse -> provider base_url http://127.0.0.1:MOCK/sse/v1 (the
@@ -37,9 +42,10 @@ process started here is stopped by PID when the harness exits, however it exits)
 `bench` (the default target), per round (ROUNDS, default 3), each run DURATION
 seconds (default 5) after a 1 s warm-up at the same concurrency:
   - direct to the mock, 1 connection, non-stream: p50/p99 (the floor);
-  - for nginx and turnout (their order alternates by round):
+  - for nginx-buf, nginx and turnout (their order rotates by round):
       64 connections non-stream: requests/s, CPU us per request, peak RSS;
-      64 connections SSE: requests/s (whole streams/s), CPU us per request;
+      64 connections SSE (nginx and turnout): requests/s (whole streams/s),
+        CPU us per request;
       1 connection non-stream: p50/p99, and added latency = proxy - direct;
   - turnout, translated (right after turnout's runs above): the same OpenAI
       requests (lua/chat-translated.lua, lua/sse-translated.lua: only the model
@@ -47,6 +53,38 @@ seconds (default 5) after a 1 s warm-up at the same concurrency:
       requests/s and CPU us per request. Each is reported beside turnout's
       passthrough figure of the same rounds, ratio translated/passthrough of
       the medians (target: CPU per request <= 1.5x passthrough's).
+  Then, once per bench run (after the rounds; "1 run" in the table):
+  - system calls per request, non-stream, 64 connections, nginx-buf and
+      turnout: `perf stat -e raw_syscalls:sys_enter` plus the
+      syscalls:sys_enter_* tracepoints of SYSCALL_NAMES (a per-syscall
+      breakdown, in the log and the JSON; "other" = the rest) on the server's
+      processes (-p, every thread), after a 1 s warm-up, over SYSCALL_REQUESTS
+      (20,000) requests: lua/chat-count.lua stops wrk after that many
+      responses. perf starts with its events off and is switched on and off
+      through a control FIFO (it acknowledges each), so its start-up is not
+      counted. Counted: the span from just before wrk connects to just after
+      it closed, so the accepts and closes of its 64 connections are in, and
+      so are the < 64 requests still in flight when wrk stopped (< 0.4%).
+      Target: turnout <= nginx-buf + 0.5;
+  - a 200 KB request body (lua/chat-200k.lua), 8 connections, DURATION s,
+      nginx-buf and turnout: CPU us per request (target <= 2x nginx-buf's);
+  - heap allocations per request: bench/alloccount.c, built here with cc into
+      the temp dir, is an LD_PRELOAD library counting malloc, calloc, realloc,
+      reallocarray, posix_memalign, aligned_alloc, memalign, valloc, pvalloc
+      and free (all threads) into a file it maps (ALLOCCOUNT_FILE), with the
+      4 innermost frames of each allocating call's stack. A turnout of its own
+      (turnout-alloc; the measured ones are never hooked) serves 4 keep-alive
+      connections from this script: 2,000 non-stream requests of warm-up,
+      then the counters are read, then exactly 10,000 requests, then read
+      again: allocations / request (target 0), frees and bytes per request,
+      and the top call stacks (addr2line on turnout, the nearest dynamic
+      symbol in Debian's libraries). Then as long again with the connections
+      idle, for what allocates without requests (timers): information;
+  - two workers: a stack of its own, nothing pinned (mock with 2 workers, so
+      it does not limit the proxies; nginx-buf with worker_processes 2;
+      turnout with "workers": 2; wrk -t2 on the same 2 cores), 64
+      connections non-stream, DURATION s each: requests/s (target turnout >=
+      1.0x nginx-buf) and CPU us per request.
   Before the rounds every path is checked once with curl; the translated
   answers must be a chat.completion with the mock's text and finish_reason
   stop, and a stream of chat.completion.chunk events carrying the same text,
@@ -59,9 +97,18 @@ seconds (default 5) after a 1 s warm-up at the same concurrency:
   peak PSS (smaps_rollup, shared pages split) is reported beside it.
   Added latency = the proxy's p50 (p99) at 1 connection - the direct p50 (p99)
   of the same round; the median of those differences is reported.
-  Medians over the rounds are compared with the targets; any run with socket
+  Targets (TARGETS; medians over the rounds, or the one run): non-stream
+  req/s >= 1.0x nginx-buf, SSE req/s >= 1.1x nginx; CPU us per request <=
+  nginx-buf's (non-stream), nginx's (SSE); system calls per request <=
+  nginx-buf's + 0.5; added p50 at 1 connection <= nginx-buf's; peak RSS <=
+  16 MB; 0 allocations per request; 2 workers >= 1.0x nginx-buf with 2
+  workers; 200 KB bodies CPU <= 2x nginx-buf's; translated <= 1.5x
+  passthrough's CPU. The table prints each with MET / NOT MET (NOT MEASURED
+  when perf or cc could not be used: exit status 1). Any run with socket
   errors or status errors makes its figure INVALID and the exit status 1.
-  Targets not met are reported, not failures. A run during which other
+  Targets not met are reported, not failures. turnout's passthrough figures
+  are compared with the newest earlier bench JSON (older layouts: what they
+  lack prints as "-"), nginx's beside them as the control. A run during which other
   processes on the machine used more than 10% of a core (or the hypervisor stole
   as much) is flagged CONTENDED in the output and the JSON (cpu_load): its
   figures may be skewed, rerun on a quiet machine. JSON: results/bench-<UTC>.json.
@@ -75,8 +122,10 @@ seconds (default 5) after a 1 s warm-up at the same concurrency:
     open - RSS idle) / streams. Bounded to 60 s. If the hard RLIMIT_NOFILE
     cannot hold 2 fds per stream in turnout (client side + upstream side) and
     cannot be raised, the count is lowered to fit and the report says so;
-  - big body: a 200 KB chat body through turnout and nginx at 8 connections for
-    DURATION: requests/s and CPU us per request, and the ratios.
+  - big body: a 200 KB chat body through turnout, nginx-buf and nginx at 8
+    connections, ROUNDS runs of DURATION each: requests/s and CPU us per
+    request, and the ratios turnout / nginx-buf (the bench's row, measured
+    there once) and turnout / nginx.
   JSON: results/scale-<UTC>.json.
 """
 import argparse
@@ -84,11 +133,13 @@ import datetime
 import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -108,16 +159,35 @@ SSE_BODY = (b'{"model":"bench-sse","messages":[{"role":"user","content":"Summari
 XL_CHAT_BODY = CHAT_BODY.replace(b'"bench-chat"', b'"bench-anth-chat"')
 XL_SSE_BODY = SSE_BODY.replace(b'"bench-sse"', b'"bench-anth-sse"')
 
-TARGETS = {  # name: (description, test on the medians)
-    "rps_nonstream_64": "turnout >= 0.8x nginx",
-    "rps_sse_64": "turnout >= 0.8x nginx",
-    "cpu_us_per_req_64": "turnout <= 10 us",
-    "added_p50_us_1": "turnout <= 15 us",
+TARGETS = {  # met-key: the target as printed ("nginx" = the baseline named in the row)
+    "rps_nonstream_64": "turnout >= 1.0x nginx (buffering on)",
+    "rps_sse_64": "turnout >= 1.1x nginx (buffering off)",
+    "cpu_us_per_req_64": "turnout <= nginx (buffering on)",
+    "cpu_us_per_req_sse_64": "turnout <= nginx (buffering off)",
+    "syscalls_per_req_64": "turnout <= nginx (buffering on) + 0.5",
+    "added_p50_us_1": "turnout <= nginx (buffering on)",
     "peak_rss_mb_64": "turnout <= 16 MB",
+    "allocs_per_req": "turnout = 0 (steady state)",
+    "rps_nonstream_64_2workers": "turnout >= 1.0x nginx (buffering on)",
+    "cpu_us_per_req_200k_body": "turnout <= 2x nginx (buffering on)",
     "translated_cpu_us_per_req_64": "translated <= 1.5x passthrough",
     "translated_cpu_us_per_req_sse_64": "translated <= 1.5x passthrough",
 }
 TRANSLATED_CPU_MAX = 1.5    # translated CPU per request / passthrough's, at most
+RPS_NONSTREAM_MIN, RPS_SSE_MIN = 1.0, 1.1    # turnout / nginx req/s, at least
+SYSCALLS_SLACK = 0.5        # turnout's system calls per request <= nginx's + this
+BIG_BODY_CPU_MAX = 2.0      # 200 KB bodies: turnout's CPU per request / nginx's, at most
+RPS_2WORKERS_MIN = 1.0
+SYSCALL_REQUESTS = 20000    # requests over which the system calls are counted
+ALLOC_REQUESTS, ALLOC_WARMUP, ALLOC_CONNS = 10000, 2000, 4
+# the system calls counted one by one beside the total (those this kernel traces)
+SYSCALL_NAMES = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg", "sendfile64",
+                 "splice", "epoll_wait", "epoll_pwait", "epoll_ctl", "ioctl", "accept4", "accept", "close",
+                 "shutdown", "connect", "socket", "setsockopt", "getsockopt", "getsockname", "getpeername",
+                 "fcntl", "clock_gettime", "gettimeofday", "futex", "mmap", "munmap", "brk", "madvise", "mprotect",
+                 "openat", "newfstatat", "fstat", "pread64", "pwrite64", "lseek", "getrandom", "eventfd2",
+                 "timerfd_settime", "getpid", "gettid", "rt_sigprocmask")
+ALL_CPUS = "0-%d" % ((os.cpu_count() or 1) - 1)
 
 _procs = []          # every process started here: (name, Popen)
 
@@ -132,13 +202,15 @@ class Abort(Exception):
 
 # ---------------------------------------------------------------- processes
 
-def start(name, argv, tmp, cpu=SERVER_CPU):
-    """Starts ARGV pinned to CPU (taskset execs it, so the PID is the server's)."""
+def start(name, argv, tmp, cpu=SERVER_CPU, env=None):
+    """Starts ARGV pinned to CPU (taskset execs it, so the PID is the server's);
+    CPU ALL_CPUS lets it run anywhere (this script itself is pinned to core 0,
+    and what it starts would inherit that). ENV: variables added to ours."""
     if PIN and cpu is not None:
         argv = ["taskset", "-c", cpu] + argv
     out = open(os.path.join(tmp, name + ".out"), "wb")
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+                         start_new_session=True, env=dict(os.environ, **env) if env else None)
     out.close()
     _procs.append((name, p))
     return p
@@ -391,8 +463,10 @@ def nginx_bin():
 class Stack:
     """The mock, the nginx proxy and turnout, started on demand in TMP."""
 
-    def __init__(self, build, tmp):
-        self.build, self.tmp = build, tmp
+    def __init__(self, build, tmp, cpu=SERVER_CPU, workers=1):
+        """CPU: where the servers run (taskset list); WORKERS: nginx's
+        worker_processes and turnout's workers."""
+        self.build, self.tmp, self.cpu, self.workers = build, tmp, cpu, workers
         self.nginx = nginx_bin()
         self.servers = {}        # name -> {"port", "proc", "pids"}
 
@@ -400,18 +474,18 @@ class Stack:
         port = free_port()
         # nginx makes the temp subdirectories itself, owned by its worker user
         os.makedirs(os.path.join(self.tmp, f"{name}-tmp"), exist_ok=True)
-        conf = render(template, self.tmp, f"{name}.conf", PORT=port, NAME=name, **kw)
+        conf = render(template, self.tmp, f"{name}.conf", PORT=port, NAME=name, WORKERS=self.workers, **kw)
         # -e: the log nginx writes before it has read the config (not /var/log/nginx)
         argv = [self.nginx, "-c", conf, "-p", self.tmp + "/", "-e", os.path.join(self.tmp, f"{name}-error.log"),
                 "-g", "daemon off;"]
         r = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True)
         if r.returncode != 0:
             raise Abort(f"nginx -t refused {conf}:\n{r.stderr}")
-        p = start(name, argv, self.tmp)
+        p = start(name, argv, self.tmp, cpu=self.cpu)
         wait_port(port, p, name, self.tmp)
         end = time.monotonic() + 5
         kids = []
-        while not kids and time.monotonic() < end:
+        while len(kids) < self.workers and time.monotonic() < end:
             kids = children_of(p.pid)
             time.sleep(0.02)
         self.servers[name] = {"port": port, "proc": p, "pids": [p.pid] + kids}
@@ -433,16 +507,21 @@ class Stack:
                            "anthropic_sse_text_deltas": asse.count(b"event: content_block_delta\n")}
         return self._nginx("mock", "mock.conf")
 
-    def start_proxy(self):
-        return self._nginx("nginx", "proxy.conf", UPSTREAM_PORT=self.servers["mock"]["port"])
+    def start_proxy(self, name="nginx", template="proxy.conf"):
+        """The nginx proxy: NAME "nginx" with proxy.conf (buffering off), or
+        "nginx-buf" with proxy-buffered.conf (nginx's default, buffering on)."""
+        return self._nginx(name, template, UPSTREAM_PORT=self.servers["mock"]["port"])
 
-    def start_turnout(self, providers, routes, limits=None, name="turnout"):
+    def start_proxy_buffered(self):
+        return self.start_proxy("nginx-buf", "proxy-buffered.conf")
+
+    def start_turnout(self, providers, routes, limits=None, name="turnout", env=None):
         port, admin = free_port(), free_port()
         data = os.path.join(self.tmp, name + "-data")
         seed = os.path.join(self.tmp, name + "-seed.json")
         with open(seed, "w") as f:
             json.dump({"providers": providers, "routes": routes}, f)
-        cfg = {"listen": f"127.0.0.1:{port}", "workers": 1, "data_dir": data, "require_key": False,
+        cfg = {"listen": f"127.0.0.1:{port}", "workers": self.workers, "data_dir": data, "require_key": False,
                "admin": {"listen": f"127.0.0.1:{admin}"}, "log": {"level": "warn", "access": "off"},
                "seed": seed}
         if limits:
@@ -451,7 +530,7 @@ class Stack:
         with open(path, "w") as f:
             json.dump(cfg, f, indent=1)
         binary = os.path.join(self.build, "turnout")
-        p = start(name, [binary, "-c", path], self.tmp)
+        p = start(name, [binary, "-c", path], self.tmp, cpu=self.cpu, env=env)
         wait_port(port, p, name, self.tmp)
         # /healthz answers once the worker serves
         end = time.monotonic() + 10
@@ -465,7 +544,7 @@ class Stack:
         self.servers[name] = {"port": port, "proc": p, "pids": [p.pid]}
         return port
 
-    def start_turnout_on_mock(self, limits=None):
+    def start_turnout_on_mock(self, limits=None, name="turnout", env=None):
         m = self.servers["mock"]["port"]
         providers = [
             {"name": "benchmock", "base_url": f"http://127.0.0.1:{m}/v1", "models": [{"name": "bench-upstream"}]},
@@ -486,7 +565,13 @@ class Stack:
             {"name": "bench-anth-sse", "endpoint": "chat",
              "targets": [{"provider": "benchanth-sse", "model": "bench-upstream"}]},
         ]
-        return self.start_turnout(providers, routes, limits)
+        return self.start_turnout(providers, routes, limits, name=name, env=env)
+
+    def stop_server(self, name):
+        """Stops one server started here and forgets it."""
+        s = self.servers.pop(name)
+        stop(s["proc"])
+        forget(s["proc"])
 
     def all_pids(self):
         return [p for s in self.servers.values() for p in s["pids"] if os.path.exists(f"/proc/{p}")]
@@ -616,23 +701,57 @@ _wrk_proc = None
 _last_wrk_pid = None
 
 
-def wrk(url, script, conns, duration):
+def wrk(url, script, conns, duration, cpu=CLIENT_CPU, threads=1, script_args=(), stop_marker=False):
+    """One wrk run (CPU: the taskset list it runs on; SCRIPT_ARGS: what the lua
+    script's init() gets); returns report.lua's BENCHJSON object.
+    STOP_MARKER: the script writes a line BENCHSTOP to stderr once its thread
+    has stopped (lua/chat-count.lua); wrk itself would still sleep out its -d
+    before reporting, so it gets a SIGINT then (wrk's own "stop now": it joins
+    its threads and reports as at the end of -d)."""
     global _wrk_proc, _last_wrk_pid
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "-s",
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "-s",
             os.path.join(HERE, "lua", script), url]
+    if script_args:
+        argv += ["--"] + [str(a) for a in script_args]
     if PIN:
-        argv = ["taskset", "-c", CLIENT_CPU] + argv
+        argv = ["taskset", "-c", cpu] + argv
     p = _wrk_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _last_wrk_pid = p.pid
+    err_lines = []
+
+    def read_stderr():
+        for line in p.stderr:
+            err_lines.append(line)
+            if line.strip() == "BENCHSTOP":
+                try:
+                    p.send_signal(signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+    reader = None
     try:
-        out, err = p.communicate(timeout=duration + 30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise Abort(f"wrk did not finish in {duration + 30} s: {argv}")
+        if stop_marker:
+            reader = threading.Thread(target=read_stderr, daemon=True)
+            reader.start()
+            try:
+                p.wait(timeout=duration + 30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise Abort(f"wrk did not finish in {duration + 30} s: {argv}")
+            out = p.stdout.read()
+            reader.join(timeout=5)
+            err = "".join(err_lines)
+        else:
+            try:
+                out, err = p.communicate(timeout=duration + 30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                raise Abort(f"wrk did not finish in {duration + 30} s: {argv}")
     except BaseException:      # interrupted: stop this wrk too
-        p.kill()
-        p.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
         raise
     finally:
         _wrk_proc = None
@@ -673,11 +792,12 @@ def flags(r):
     return out
 
 
-def measure(stack, name, path, script, conns, duration, sample_rss=False):
-    """One measured wrk run against server NAME, after a 1 s warm-up."""
+def measure(stack, name, path, script, conns, duration, sample_rss=False, cpu=CLIENT_CPU, threads=1):
+    """One measured wrk run against server NAME, after a 1 s warm-up (wrk on
+    the taskset list CPU, with THREADS threads)."""
     s = stack.servers[name]
     url = f"http://127.0.0.1:{s['port']}{path}"
-    warm = wrk(url, script, conns, 1)
+    warm = wrk(url, script, conns, 1, cpu=cpu, threads=threads)
     pids = s["pids"]
     sampler = RssSampler(pids) if sample_rss else None
     if sampler:
@@ -685,7 +805,7 @@ def measure(stack, name, path, script, conns, duration, sample_rss=False):
     every = stack.all_pids()
     c0, o0 = cpu_stat(), others_ticks()
     t0 = ticks(pids)
-    r = wrk(url, script, conns, duration)
+    r = wrk(url, script, conns, duration, cpu=cpu, threads=threads)
     t1 = ticks(pids)
     c1, o1 = cpu_stat(), others_ticks()
     other = others_delta(o0, o1, set(every) | {os.getpid(), _last_wrk_pid})
@@ -719,6 +839,471 @@ def measure(stack, name, path, script, conns, duration, sample_rss=False):
         out["peak_pss_kb"] = sampler.peak_pss
         out["rss_samples"] = sampler.samples
     return out
+
+
+# ---------------------------------------------------------------- measured once per bench run
+
+def forget(p):
+    """Drops P (already stopped) from the processes stop_all() would stop."""
+    for i, (_n, q) in enumerate(_procs):
+        if q is p:
+            del _procs[i]
+            return
+
+
+def perf_bin():
+    for c in (shutil.which("perf"), "/usr/bin/perf"):
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def traced_syscalls(perf):
+    """(the names in SYSCALL_NAMES this kernel has a syscalls:sys_enter_NAME
+    tracepoint for, None) or (None, why not) when raw_syscalls:sys_enter itself
+    is missing. perf mounts tracefs the first time it needs it."""
+    def root():
+        for d in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+            if os.path.isdir(os.path.join(d, "events", "raw_syscalls", "sys_enter")):
+                return d
+        return None
+    d = root()
+    if d is None:
+        subprocess.run([perf, "list", "raw_syscalls:sys_enter"], capture_output=True, timeout=60)
+        d = root()
+    if d is None:
+        return None, "no raw_syscalls:sys_enter tracepoint (tracefs not mounted, or a kernel without ftrace syscalls)"
+    return [n for n in SYSCALL_NAMES if os.path.isdir(os.path.join(d, "events", "syscalls", "sys_enter_" + n))], None
+
+
+class PerfStat:
+    """`perf stat` counting EVENTS in the processes PIDS (every thread each has
+    when it starts), started with the events disabled and switched on and off
+    through a control FIFO (perf answers "ack"), so what is counted is exactly
+    the span between enable() and finish(), not perf's own start-up (setting
+    up ~40 tracepoints per thread takes perf a second or two)."""
+
+    def __init__(self, perf, events, pids, tmp, tag):
+        self.out = os.path.join(tmp, f"perf-{tag}.csv")
+        self.tag, self.tmp = tag, tmp
+        ctl, ack = os.path.join(tmp, f"perf-{tag}.ctl"), os.path.join(tmp, f"perf-{tag}.ack")
+        for f in (ctl, ack):
+            os.mkfifo(f)
+        # O_RDWR: on Linux, opening a FIFO so does not wait for the other end
+        self.ctl = os.open(ctl, os.O_RDWR)
+        self.ack = os.open(ack, os.O_RDWR | os.O_NONBLOCK)
+        argv = [perf, "stat", "-x,", "-o", self.out, "-D", "-1", "--control", f"fifo:{ctl},{ack}"]
+        for e in events:
+            argv += ["-e", e]
+        argv += ["-p", ",".join(str(p) for p in pids)]
+        self.proc = start(f"perf-{tag}", argv, tmp, cpu=CLIENT_CPU)
+
+    def _why(self):
+        try:
+            with open(os.path.join(self.tmp, f"perf-{self.tag}.out"), errors="replace") as f:
+                return f.read()[-1500:]
+        except OSError:
+            return ""
+
+    def command(self, cmd, timeout=60):
+        os.write(self.ctl, (cmd + "\n").encode())
+        end, got = time.monotonic() + timeout, b""
+        while b"ack" not in got:
+            if self.proc.poll() is not None:
+                raise Abort(f"perf stat exited ({self.proc.returncode}) before acknowledging '{cmd}': {self._why()}")
+            left = end - time.monotonic()
+            if left <= 0:
+                raise Abort(f"perf stat did not acknowledge '{cmd}' in {timeout} s")
+            if select.select([self.ack], [], [], min(left, 0.2))[0]:
+                got += os.read(self.ack, 64)
+
+    def finish(self):
+        """Disables the events, stops perf (SIGINT: it writes its counts) and
+        returns {event: count, or None when perf could not count it}."""
+        self.command("disable")
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        counts = {}
+        with open(self.out) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) < 3 or line.startswith("#"):
+                    continue
+                try:
+                    counts[parts[2]] = int(float(parts[0]))
+                except ValueError:
+                    counts[parts[2]] = None      # <not counted>, <not supported>
+        return counts
+
+    def close(self):
+        stop(self.proc)
+        forget(self.proc)
+        os.close(self.ctl)
+        os.close(self.ack)
+
+
+def count_syscalls(stack, name, path, tmp, perf, names, n=SYSCALL_REQUESTS, conns=64):
+    """System calls of server NAME's processes (all threads) over N non-stream
+    requests at CONNS connections (lua/chat-count.lua stops wrk after N
+    responses), after a 1 s warm-up: perf stat -e raw_syscalls:sys_enter, and
+    the syscalls:sys_enter_* of NAMES one by one. Includes the accepts and
+    closes of wrk's CONNS connections; at most CONNS - 1 requests the server
+    answered after wrk had its N are counted as syscalls but not as requests."""
+    s = stack.servers[name]
+    url = f"http://127.0.0.1:{s['port']}{path}"
+    wrk(url, "chat.lua", conns, 1)
+    time.sleep(0.3)          # the warm-up's connections closed
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{x}" for x in names]
+    ps = PerfStat(perf, events, s["pids"], tmp, name)
+    try:
+        ps.command("enable")
+        t0 = time.monotonic()
+        r = wrk(url, "chat-count.lua", conns, 60, script_args=(n,), stop_marker=True)
+        wall = time.monotonic() - t0
+        time.sleep(0.1)      # the server sees the connections close
+        counts = ps.finish()
+    finally:
+        ps.close()
+    stack.check_alive()
+    done = r["requests"]
+    total = counts.get("raw_syscalls:sys_enter")
+    by = {x: counts.get(f"syscalls:sys_enter_{x}") for x in names}
+    known = sum(v for v in by.values() if v)
+    errs = sum(r["errors"].values())
+    return {
+        "server": name, "tool": "perf stat -e raw_syscalls:sys_enter (+ syscalls:sys_enter_*) -p PIDS",
+        "pids": s["pids"], "connections": conns, "requests_asked": n, "requests": done, "errors": r["errors"],
+        "wall_s": round(wall, 2), "syscalls": total,
+        "per_req": total / done if total is not None and done else None,
+        "by_syscall": {x: v for x, v in by.items() if v},
+        "per_req_by_syscall": {x: round(v / done, 3) for x, v in sorted(by.items(), key=lambda kv: -(kv[1] or 0))
+                               if v and done},
+        "other": total - known if total is not None else None,
+        "not_traced_here": [x for x in SYSCALL_NAMES if x not in names],
+        "valid": errs == 0 and done >= n and total is not None,
+    }
+
+
+def syscall_breakdown(res):
+    """'readv 1.00, writev 1.00, ...' for the log."""
+    parts = [f"{k} {v:.2f}" for k, v in res["per_req_by_syscall"].items() if v >= 0.01]
+    if res["other"] and res["requests"]:
+        parts.append(f"other {res['other'] / res['requests']:.2f}")
+    return ", ".join(parts)
+
+
+ALLOC_COUNTERS = ("malloc", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc", "memalign",
+                  "valloc", "pvalloc", "free", "free_null", "bytes", "sites_dropped")   # alloccount.c's enum
+ALLOC_CALLS = ALLOC_COUNTERS[:9]
+ALLOC_MAGIC = 0x544e434f4c4c41
+
+
+def build_alloccount(tmp):
+    """Compiles alloccount.c into TMP; returns (path of the .so, None) or (None, why not)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None, "no C compiler (cc) to build bench/alloccount.c"
+    so = os.path.join(tmp, "alloccount.so")
+    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, os.path.join(HERE, "alloccount.c")],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        return None, "cc failed on bench/alloccount.c: " + r.stderr[-800:]
+    return so, None
+
+
+def read_alloc_counts(path):
+    """alloccount.so's counters file: ({counter: n}, {call stack (a tuple of
+    return addresses, innermost first): allocating calls from there})."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 64:
+        raise Abort(f"{path}: not alloccount.so's counters (LD_PRELOAD did not take?)")
+    magic, version, ncount, nsites, depth = struct.unpack_from("<5Q", data)
+    if magic != ALLOC_MAGIC or version != 2 or ncount != len(ALLOC_COUNTERS):
+        raise Abort(f"{path}: not alloccount.so's counters (magic {magic:#x}, version {version}, {ncount} counters)")
+    counts = dict(zip(ALLOC_COUNTERS, struct.unpack_from(f"<{ncount}Q", data, 64)))
+    words = struct.unpack_from(f"<{nsites * (depth + 1)}Q", data, 64 + 8 * ncount)
+    sites = {}
+    for i in range(nsites):
+        e = words[i * (depth + 1):(i + 1) * (depth + 1)]
+        if e[depth]:
+            sites[tuple(pc for pc in e[:depth] if pc)] = e[depth]
+    return counts, sites
+
+
+def read_maps(pid):
+    """The file-backed mappings of PID: [(start, end, file offset, path)]."""
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                out.append((lo, hi, int(parts[2], 16), parts[5].strip()))
+    return out
+
+
+def resolve_sites(maps, addrs):
+    """{return address: "function (dir/file:line)" or "function [module]"}:
+    addr2line on the module's file (turnout has -g; Debian's libraries give the
+    function only through their dynamic symbols, so the nearest exported one,
+    as "~name+0xN", stands in where addr2line has none)."""
+    by_mod = {}
+    names = {}
+    for a in addrs:
+        for lo, hi, off, path in maps:
+            if lo <= a < hi:
+                by_mod.setdefault(path, []).append((a, a - lo + off))
+                break
+        else:
+            names[a] = f"{a:#x} (no mapping)"
+    for path, items in by_mod.items():
+        mod = os.path.basename(path)
+        try:       # a return address: the call is the instruction before it
+            lines = subprocess.run(["addr2line", "-f", "-C", "-e", path] + ["%x" % (rel - 1) for _, rel in items],
+                                   capture_output=True, text=True, timeout=60).stdout.splitlines()
+        except (OSError, subprocess.SubprocessError):
+            lines = []
+        syms = None
+        for i, (a, rel) in enumerate(items):
+            fn, loc = (lines[2 * i], lines[2 * i + 1]) if len(lines) >= 2 * i + 2 else ("??", "??:0")
+            if fn == "??":
+                if syms is None:
+                    syms = dynamic_symbols(path)
+                best = None
+                for sa, sn in syms:
+                    if sa <= rel:
+                        best = (sa, sn)
+                    else:
+                        break
+                fn = f"~{best[1]}+{rel - best[0]:#x}" if best else "??"
+            if not loc.startswith("??"):      # turnout's own code: the source line
+                names[a] = f"{fn} ({'/'.join(loc.split(' ')[0].split('/')[-2:])})"
+            else:
+                names[a] = f"{fn} [{mod}{'' if fn != '??' else f'+{rel:#x}'}]"
+    return names
+
+
+def dynamic_symbols(path):
+    """[(address, name)] of PATH's defined dynamic function symbols, sorted."""
+    try:
+        out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    syms = []
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) == 3 and p[1] in "TtWi":
+            syms.append((int(p[0], 16), p[2]))
+    return sorted(syms)
+
+
+def parse_response(buf):
+    """(length, status) of the first whole HTTP/1.1 response in BUF
+    (Content-Length or chunked), or None while it is incomplete."""
+    i = buf.find(b"\r\n\r\n")
+    if i < 0:
+        return None
+    head = buf[:i].split(b"\r\n")
+    status = int(head[0].split()[1])
+    clen, chunked = 0, False
+    for h in head[1:]:
+        k, _, v = h.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            clen = int(v)
+        elif k == b"transfer-encoding" and b"chunked" in v.lower():
+            chunked = True
+    pos = i + 4
+    if not chunked:
+        return (pos + clen, status) if len(buf) >= pos + clen else None
+    while True:
+        j = buf.find(b"\r\n", pos)
+        if j < 0:
+            return None
+        size = int(buf[pos:j].split(b";")[0], 16)
+        pos = j + 2
+        if size == 0:
+            end = buf.find(b"\r\n\r\n", pos - 2)     # no trailers: the empty line right here
+            return (end + 4, status) if end >= 0 else None
+        if len(buf) < pos + size + 2:
+            return None
+        pos += size + 2
+
+
+class KeepAliveClient:
+    """CONNS keep-alive connections to 127.0.0.1:PORT, each with one request
+    (POST /v1/chat/completions carrying BODY, as wrk sends it) in flight at a
+    time: a client that sends an exact number of requests, and always over the
+    same connections (so no connection is opened or closed while counting)."""
+
+    def __init__(self, port, body, conns):
+        self.req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        self.socks = []
+        for _ in range(conns):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setblocking(False)
+            self.socks.append(s)
+
+    def run(self, total, deadline):
+        """Sends TOTAL requests; returns (responses, non-200 responses)."""
+        sel = selectors.DefaultSelector()
+        bufs = {}
+        sent = done = bad = 0
+        try:
+            for s in self.socks:
+                if sent < total:
+                    if s.send(self.req) != len(self.req):
+                        raise Abort("a short send on an idle keep-alive connection")
+                    sent += 1
+                    sel.register(s, selectors.EVENT_READ)
+                    bufs[s] = b""
+            while done < sent:
+                if time.monotonic() > deadline:
+                    raise Abort(f"keep-alive client: {done} of {total} answers before the deadline")
+                for key, _mask in sel.select(0.5):
+                    s = key.fileobj
+                    try:
+                        chunk = s.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        raise Abort(f"the server closed a keep-alive connection after {done} answers")
+                    bufs[s] += chunk
+                    got = parse_response(bufs[s])
+                    if got is None:
+                        continue
+                    bufs[s] = bufs[s][got[0]:]
+                    done += 1
+                    bad += got[1] != 200
+                    if sent < total:
+                        if s.send(self.req) != len(self.req):
+                            raise Abort("a short send on a keep-alive connection")
+                        sent += 1
+        finally:
+            sel.close()
+        return done, bad
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def count_allocations(stack, tmp, so):
+    """Heap allocations per request in a turnout of its own (the one measured
+    for throughput is never hooked) started with LD_PRELOAD=alloccount.so, on
+    the same mock: ALLOC_CONNS keep-alive connections send ALLOC_WARMUP
+    non-stream requests (warm-up: upstream connections, caches), then exactly
+    ALLOC_REQUESTS more; the counters are read before and after. Then the
+    same time again with the connections open and idle, for the allocations
+    that happen without requests (timers): information."""
+    counts_file = os.path.join(tmp, "alloccount.counts")
+    name = "turnout-alloc"
+    port = stack.start_turnout_on_mock(name=name, env={"LD_PRELOAD": so, "ALLOCCOUNT_FILE": counts_file})
+    pid = stack.servers[name]["pids"][0]
+    try:
+        verify(name, f"http://127.0.0.1:{port}/v1/chat/completions", False)
+        read_alloc_counts(counts_file)       # the preload took
+        client = KeepAliveClient(port, CHAT_BODY, ALLOC_CONNS)
+        try:
+            deadline = time.monotonic() + 120
+            wdone, wbad = client.run(ALLOC_WARMUP, deadline)
+            c0, k0 = read_alloc_counts(counts_file)
+            t0 = time.monotonic()
+            done, bad = client.run(ALLOC_REQUESTS, deadline)
+            t1 = time.monotonic()
+            c1, k1 = read_alloc_counts(counts_file)
+            time.sleep(t1 - t0)
+            c2, _ = read_alloc_counts(counts_file)
+            maps = read_maps(pid)
+        finally:
+            client.close()
+        stack.check_alive()
+    finally:
+        stack.stop_server(name)
+    delta = {k: c1[k] - c0[k] for k in ALLOC_COUNTERS}
+    allocs = sum(delta[k] for k in ALLOC_CALLS)
+    idle = sum(c2[k] - c1[k] for k in ALLOC_CALLS)
+    sites = sorted(((st, k1[st] - k0.get(st, 0)) for st in k1 if k1[st] > k0.get(st, 0)), key=lambda x: -x[1])[:60]
+    names = resolve_sites(maps, sorted({pc for st, _ in sites for pc in st}))
+    merged = {}      # stacks that read the same once resolved (several calls on one line, say): summed
+    for st, c in sites:
+        key = tuple(names.get(pc, hex(pc)) for pc in st)
+        merged[key] = merged.get(key, 0) + c
+    sites = sorted(merged.items(), key=lambda x: -x[1])[:25]
+    return {
+        "tool": "LD_PRELOAD bench/alloccount.c (malloc, calloc, realloc, reallocarray, posix_memalign, "
+                "aligned_alloc, memalign, valloc, pvalloc, free; all threads)",
+        "connections": ALLOC_CONNS, "warmup_requests": wdone, "warmup_non_200": wbad,
+        "requests": done, "non_200": bad, "seconds": round(t1 - t0, 2),
+        "allocations": allocs, "allocs_per_req": allocs / done if done else None,
+        "frees_per_req": delta["free"] / done if done else None,
+        "bytes_per_req": delta["bytes"] / done if done else None,
+        "by_call": delta,
+        "allocations_idle_same_time": idle,
+        "top_sites": [{"stack": list(st), "calls": c, "per_req": round(c / done, 3) if done else None}
+                      for st, c in sites],
+        "sites_dropped": delta["sites_dropped"],
+        "valid": done == ALLOC_REQUESTS and bad == 0 and wbad == 0,
+    }
+
+
+BIG_BODY = ('{"model":"bench-chat","messages":[{"role":"user","content":"'
+            + ("Summarise the benchmark in one sentence. " * 5000)[:204800] + '"}]}').encode()   # = chat-200k.lua's
+
+
+def big_body_runs(stack, names, rounds, duration, conns=8):
+    """A 200 KB chat body (lua/chat-200k.lua) through the servers NAMES at CONNS
+    connections, ROUNDS runs each (order alternating): req/s, CPU us/request."""
+    for name in names:
+        status, ctype, data = curl_post(f"http://127.0.0.1:{stack.servers[name]['port']}/v1/chat/completions",
+                                        BIG_BODY)
+        if status != 200 or b'"chat.completion"' not in data:
+            raise Abort(f"200 KB body through {name}: status {status}, body {data[:200]!r}")
+        log(f"  ok  {name:9} 200 KB body {status} {ctype}")
+    runs = {name: [] for name in names}
+    for rnd in range(rounds):
+        for name in (names if rnd % 2 == 0 else names[::-1]):
+            r = measure(stack, name, "/v1/chat/completions", "chat-200k.lua", conns, duration)
+            runs[name].append(r)
+            log(f"  round {rnd + 1} {name:9} {conns} conns 200 KB body: {r['rps']:8.0f} req/s "
+                f"{r['cpu_us_per_req']:7.1f} us cpu/req{flags(r)}")
+    m = {name: {"rps": med([r["rps"] for r in rs if r["valid"]]),
+                "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rs if r["valid"]])} for name, rs in runs.items()}
+    return {"body_bytes": len(BIG_BODY), "connections": conns, "duration_s": duration, "rounds": rounds,
+            "runs": runs, "medians": m, "valid": all(r["valid"] for rs in runs.values() for r in rs),
+            "contended_runs": sum(1 for rs in runs.values() for r in rs if r.get("contended"))}
+
+
+def two_workers(args, tmp):
+    """turnout with "workers": 2 against nginx (buffering on) with
+    worker_processes 2, non-stream at 64 connections; the mock has 2 workers
+    too. Nothing is pinned: the servers, the mock and wrk (2 threads) share
+    both cores."""
+    stack = Stack(args.build, tmp, cpu=ALL_CPUS, workers=2)
+    stack.start_mock()
+    stack.start_proxy_buffered()
+    stack.start_turnout_on_mock()
+    for name in ("nginx-buf", "turnout"):
+        verify(name, f"http://127.0.0.1:{stack.servers[name]['port']}/v1/chat/completions", False)
+    runs = {}
+    for name in ("nginx-buf", "turnout"):
+        r = measure(stack, name, "/v1/chat/completions", "chat.lua", 64, args.duration, cpu=ALL_CPUS, threads=2)
+        r["server_pids"] = stack.servers[name]["pids"]
+        runs[name] = r
+        log(f"  {name:9} 2 workers 64 conns non-stream {r['rps']:9.0f} req/s  {r['cpu_us_per_req']:6.1f} us cpu/req"
+            f"{flags(r)}")
+    stop_all()
+    t, n = runs["turnout"], runs["nginx-buf"]
+    return {"workers": 2, "connections": 64, "wrk_threads": 2, "pinned": False, "duration_s": args.duration,
+            "runs": runs, "ratio_rps": t["rps"] / n["rps"] if n["rps"] else None,
+            "valid": t["valid"] and n["valid"]}
 
 
 # ---------------------------------------------------------------- info
@@ -773,7 +1358,9 @@ def previous_bench(timestamp, rounds, duration, rows, medians):
     """turnout's passthrough figures (ROWS: (label, key, format)) against the
     newest earlier bench JSON in results/, preferring one with the same rounds
     and duration: passthrough must not get slower. nginx's figures of both runs
-    are printed too, as the control: when they moved as much, the machine did.
+    (buffering off, and on where the earlier JSON has it) are printed too, as
+    the control: when they moved as much, the machine did. Earlier JSONs may
+    lack keys (older layouts): those figures print as "-".
     Returns (a dict for the JSON or None, lines to print)."""
     rdir = os.path.join(HERE, "results")
     found = []          # (file, doc), newest first
@@ -784,42 +1371,66 @@ def previous_bench(timestamp, rounds, duration, rows, medians):
                     doc = json.load(f)
             except (OSError, ValueError):
                 continue
-            if isinstance(doc.get("medians", {}).get("turnout"), dict):
+            if isinstance(doc, dict) and isinstance(doc.get("medians"), dict) \
+                    and isinstance(doc["medians"].get("turnout"), dict):
                 found.append((fn, doc))
     if not found:
         return None, []
-    same = [x for x in found if x[1].get("settings", {}).get("rounds") == rounds
-            and x[1].get("settings", {}).get("duration_s") == duration]
+    same = [x for x in found if (x[1].get("settings") or {}).get("rounds") == rounds
+            and (x[1].get("settings") or {}).get("duration_s") == duration]
     fn, prev = (same or found)[0]
-    ps = prev.get("settings", {})
+    ps = prev.get("settings") or {}
+    names = ("turnout", "nginx", "nginx-buf")
     out = {"file": fn, "rounds": ps.get("rounds"), "duration_s": ps.get("duration_s"),
-           "same_settings": bool(same), "turnout": {}, "nginx": {}, "ratio_now_over_then": {},
-           "nginx_ratio_now_over_then": {}}
+           "same_settings": bool(same), "ratio_now_over_then": {}, "nginx_ratio_now_over_then": {},
+           "nginx-buf_ratio_now_over_then": {}}
+    for name in names:
+        out[name] = {}
     lines = [f"turnout passthrough now vs {fn} ({ps.get('rounds')} rounds of {ps.get('duration_s')} s"
-             + ("" if same else f"; this run: {rounds} rounds of {duration} s") + "); nginx beside it as the control"]
+             + ("" if same else f"; this run: {rounds} rounds of {duration} s")
+             + "); nginx (buffering off; on) beside it as the control"]
 
     def num(v, fmt):
-        return fmt.format(v) if v is not None else "-"
+        return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
     for label, key, fmt in rows:
         row = f"  {label:38}"
-        for name in ("turnout", "nginx"):
-            then, now = prev["medians"].get(name, {}).get(key), medians[name][key]
-            r_ = now / then if now is not None and then else None
+        for name in names:
+            then = (prev["medians"].get(name) or {}).get(key)
+            now = (medians.get(name) or {}).get(key)
+            if now is None and then is None:
+                continue
+            ok = isinstance(now, (int, float)) and isinstance(then, (int, float)) and then
+            r_ = now / then if ok else None
             out[name][key] = then
-            out["ratio_now_over_then" if name == "turnout" else "nginx_ratio_now_over_then"][key] = r_
-            row += (f"  {name} now {num(now, fmt):>7} then {num(then, fmt):>7} ({num(r_, '{:.2f}')}x)")
+            out["ratio_now_over_then" if name == "turnout" else f"{name}_ratio_now_over_then"][key] = r_
+            row += f"  {name} now {num(now, fmt):>7} then {num(then, fmt):>7} ({num(r_, '{:.2f}')}x)"
         lines.append(row)
     return out, lines
 
 
+def format_table(table):
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for i, row in enumerate(table):
+        lines.append(" | ".join(c.ljust(widths[j]) for j, c in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return lines
+
+
 # ---------------------------------------------------------------- bench
+
+PROXIES = ("nginx-buf", "nginx")      # nginx with buffering on (non-stream's best), off (SSE's)
+CONFIG_LABEL = {"nginx-buf": "buffering on", "nginx": "buffering off"}
+
 
 def run_bench(args, tmp):
     stack = Stack(args.build, tmp)
-    log("starting mock nginx, nginx proxy and turnout (servers on core %s, wrk on core %s)"
+    log("starting mock nginx, nginx proxies (buffering on and off) and turnout (servers on core %s, wrk on core %s)"
         % ((SERVER_CPU, CLIENT_CPU) if PIN else ("any", "any")))
     stack.start_mock()
+    stack.start_proxy_buffered()
     stack.start_proxy()
     stack.start_turnout_on_mock()
     ports = {k: v["port"] for k, v in stack.servers.items()}
@@ -827,66 +1438,145 @@ def run_bench(args, tmp):
         + f"; mock bodies: {stack.mock_sizes}")
     paths = {"mock": ("/v1/chat/completions", "/sse/v1/chat/completions"),
              "nginx": ("/v1/chat/completions", "/sse/v1/chat/completions"),
+             "nginx-buf": ("/v1/chat/completions", "/sse/v1/chat/completions"),
              "turnout": ("/v1/chat/completions", "/v1/chat/completions")}
     log("verifying each path once with curl")
-    for name in ("mock", "nginx", "turnout"):
+    for name in ("mock", "nginx-buf", "nginx", "turnout"):
         ns, ss = paths[name]
         verify(name, f"http://127.0.0.1:{ports[name]}{ns}", False)
-        verify(name, f"http://127.0.0.1:{ports[name]}{ss}", True)
+        if name != "nginx-buf":
+            verify(name, f"http://127.0.0.1:{ports[name]}{ss}", True)
     verify_anthropic_mock(f"http://127.0.0.1:{ports['mock']}/v1/messages", False)
     verify_anthropic_mock(f"http://127.0.0.1:{ports['mock']}/sse/v1/messages", True)
     verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", False, stack.texts)
     verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", True, stack.texts)
 
     d = args.duration
+    t_start = time.monotonic()
     rounds = []
+    servers = ["nginx-buf", "nginx", "turnout"]
     for rnd in range(1, args.rounds + 1):
         r = {"round": rnd}
         log(f"round {rnd}/{args.rounds}")
         r["direct_1"] = measure(stack, "mock", paths["mock"][0], "chat.lua", 1, d)
-        log(f"  direct   1 conn  non-stream  p50 {r['direct_1']['latency_us']['p50']} us"
+        log(f"  direct    1 conn  non-stream  p50 {r['direct_1']['latency_us']['p50']} us"
             f"  p99 {r['direct_1']['latency_us']['p99']} us{flags(r['direct_1'])}")
-        order = ["nginx", "turnout"] if rnd % 2 else ["turnout", "nginx"]
-        for name in order:
+        k = (rnd - 1) % len(servers)
+        for name in servers[k:] + servers[:k]:
             ns, ss = paths[name]
-            a = measure(stack, name, ns, "chat.lua", 64, d, sample_rss=True)
-            b = measure(stack, name, ss, "sse.lua", 64, d)
-            c = measure(stack, name, ns, "chat.lua", 1, d)
-            r[name] = {"nonstream_64": a, "sse_64": b, "nonstream_1": c}
-            log(f"  {name:8} 64 conn non-stream {a['rps']:9.0f} req/s  {a['cpu_us_per_req']:6.1f} us cpu/req"
+            runs = {"nonstream_64": measure(stack, name, ns, "chat.lua", 64, d, sample_rss=True)}
+            if name != "nginx-buf":      # SSE through nginx: buffering off only
+                runs["sse_64"] = measure(stack, name, ss, "sse.lua", 64, d)
+            runs["nonstream_1"] = measure(stack, name, ns, "chat.lua", 1, d)
+            r[name] = runs
+            a, c = runs["nonstream_64"], runs["nonstream_1"]
+            log(f"  {name:9} 64 conn non-stream {a['rps']:9.0f} req/s  {a['cpu_us_per_req']:6.1f} us cpu/req"
                 f"  peak rss {a['peak_rss_kb'] / 1024:.1f} MB (pss {a['peak_pss_kb'] / 1024:.1f}){flags(a)}")
-            log(f"  {name:8} 64 conn SSE        {b['rps']:9.0f} req/s  {b['cpu_us_per_req']:6.1f} us cpu/req"
-                f"{flags(b)}")
-            log(f"  {name:8} 1 conn  non-stream  p50 {c['latency_us']['p50']} us  p99 {c['latency_us']['p99']} us"
+            if "sse_64" in runs:
+                b = runs["sse_64"]
+                log(f"  {name:9} 64 conn SSE        {b['rps']:9.0f} req/s  {b['cpu_us_per_req']:6.1f} us cpu/req"
+                    f"{flags(b)}")
+            log(f"  {name:9} 1 conn  non-stream  p50 {c['latency_us']['p50']} us  p99 {c['latency_us']['p99']} us"
                 f"{flags(c)}")
             if name == "turnout":
                 # translated: the same OpenAI requests to the Anthropic routes, right after passthrough's
                 xa = measure(stack, name, ns, "chat-translated.lua", 64, d)
                 xb = measure(stack, name, ss, "sse-translated.lua", 64, d)
                 r["translated"] = {"nonstream_64": xa, "sse_64": xb}
-                log(f"  {name:8} 64 conn translated non-stream {xa['rps']:9.0f} req/s  "
+                log(f"  {name:9} 64 conn translated non-stream {xa['rps']:9.0f} req/s  "
                     f"{xa['cpu_us_per_req']:6.1f} us cpu/req{flags(xa)}")
-                log(f"  {name:8} 64 conn translated SSE        {xb['rps']:9.0f} req/s  "
+                log(f"  {name:9} 64 conn translated SSE        {xb['rps']:9.0f} req/s  "
                     f"{xb['cpu_us_per_req']:6.1f} us cpu/req{flags(xb)}")
         rounds.append(r)
+    rounds_s = time.monotonic() - t_start
 
-    # per round figures, then medians
+    # ---- measured once per bench run (each is expensive, or a count that does not need medians)
+    once = {}
+    t_once = time.monotonic()
+    perf = perf_bin()
+    log(f"once: system calls per request, non-stream, 64 conns, {SYSCALL_REQUESTS} requests "
+        "(perf stat on the server's processes)")
+    if not perf:
+        once["syscalls"] = {"error": "perf not found (make -C bench deps installs linux-perf)"}
+    else:
+        names, why = traced_syscalls(perf)
+        if names is None:
+            once["syscalls"] = {"error": why}
+        else:
+            once["syscalls"] = {}
+            for name in ("nginx-buf", "turnout"):
+                try:
+                    res = count_syscalls(stack, name, paths[name][0], tmp, perf, names)
+                except (Abort, OSError, subprocess.SubprocessError) as e:
+                    once["syscalls"] = {"error": f"{name}: {e}"}
+                    break
+                once["syscalls"][name] = res
+                log(f"  {name:9} {res['per_req'] if res['per_req'] is not None else float('nan'):6.2f} syscalls/request "
+                    f"over {res['requests']} requests ({syscall_breakdown(res)}){'' if res['valid'] else '  INVALID'}")
+    if "error" in once["syscalls"]:
+        log(f"  NOT MEASURED: {once['syscalls']['error']}")
+
+    log(f"once: 200 KB request bodies, 8 conns, 1 run of {d} s each")
+    once["big_body"] = big_body_runs(stack, ("nginx-buf", "turnout"), 1, d)
+
+    log(f"once: heap allocations per request: a turnout of its own with LD_PRELOAD=alloccount.so, "
+        f"{ALLOC_CONNS} keep-alive connections, {ALLOC_WARMUP} requests of warm-up, then {ALLOC_REQUESTS}")
+    so, why = build_alloccount(tmp)
+    if so is None:
+        once["allocations"] = {"error": why}
+    else:
+        try:
+            once["allocations"] = count_allocations(stack, tmp, so)
+        except (Abort, OSError) as e:
+            once["allocations"] = {"error": str(e)}
+    al = once["allocations"]
+    if "error" in al:
+        log(f"  NOT MEASURED: {al['error']}")
+    else:
+        log(f"  turnout   {al['allocs_per_req']:.2f} allocations/request ({al['allocations']} over {al['requests']} "
+            f"requests; {al['frees_per_req']:.2f} frees, {al['bytes_per_req']:.0f} bytes per request; "
+            f"{al['allocations_idle_same_time']} while idle as long){'' if al['valid'] else '  INVALID'}")
+        log("    where (the 3 innermost frames above malloc & co., caller first; all 4 in the JSON):")
+        short = {}
+        for site in al["top_sites"]:
+            k = " < ".join(site["stack"][:3])
+            short[k] = short.get(k, 0) + site["calls"]
+        for k, c in sorted(short.items(), key=lambda x: -x[1])[:15]:
+            log(f"      {c / al['requests']:7.3f}/req  {k}")
+
+    stack.check_alive()
+    stop_all()       # the two-worker row runs a stack of its own, on both cores
+    log(f"once: 2 workers each, non-stream 64 conns, nothing pinned (servers, mock and wrk -t2 share the 2 cores), "
+        f"1 run of {d} s each")
+    sub = os.path.join(tmp, "two-workers")
+    os.makedirs(sub)
+    os.chmod(sub, 0o755)
+    once["two_workers"] = two_workers(args, sub)
+    once_s = time.monotonic() - t_once
+
+    # ---- per round figures, then medians
     def fig(r, name):
-        a, b, c, dr = r[name]["nonstream_64"], r[name]["sse_64"], r[name]["nonstream_1"], r["direct_1"]
-        return {
-            "rps_nonstream_64": (a["rps"], a["valid"]),
-            "rps_sse_64": (b["rps"], b["valid"]),
-            "cpu_us_per_req_64": (a["cpu_us_per_req"], a["valid"]),
-            "cpu_us_per_req_sse_64": (b["cpu_us_per_req"], b["valid"]),
-            "peak_rss_mb_64": (a["peak_rss_kb"] / 1024, a["valid"]),
-            "peak_pss_mb_64": (a["peak_pss_kb"] / 1024, a["valid"]),
-            "p50_us_1": (c["latency_us"]["p50"], c["valid"]),
-            "p99_us_1": (c["latency_us"]["p99"], c["valid"]),
-            "added_p50_us_1": (c["latency_us"]["p50"] - dr["latency_us"]["p50"], c["valid"] and dr["valid"]),
-            "added_p99_us_1": (c["latency_us"]["p99"] - dr["latency_us"]["p99"], c["valid"] and dr["valid"]),
-        }
+        x, dr = r[name], r["direct_1"]
+        out = {}
+        if "nonstream_64" in x:
+            a = x["nonstream_64"]
+            out.update({"rps_nonstream_64": (a["rps"], a["valid"]),
+                        "cpu_us_per_req_64": (a["cpu_us_per_req"], a["valid"]),
+                        "peak_rss_mb_64": (a["peak_rss_kb"] / 1024, a["valid"]),
+                        "peak_pss_mb_64": (a["peak_pss_kb"] / 1024, a["valid"])})
+        if "sse_64" in x:
+            b = x["sse_64"]
+            out.update({"rps_sse_64": (b["rps"], b["valid"]), "cpu_us_per_req_sse_64": (b["cpu_us_per_req"], b["valid"])})
+        if "nonstream_1" in x:
+            c = x["nonstream_1"]
+            ok = c["valid"] and dr["valid"]
+            out.update({"p50_us_1": (c["latency_us"]["p50"], c["valid"]),
+                        "p99_us_1": (c["latency_us"]["p99"], c["valid"]),
+                        "added_p50_us_1": (c["latency_us"]["p50"] - dr["latency_us"]["p50"], ok),
+                        "added_p99_us_1": (c["latency_us"]["p99"] - dr["latency_us"]["p99"], ok)})
+        return out
 
-    per_round = {name: [fig(r, name) for r in rounds] for name in ("turnout", "nginx")}
+    per_round = {name: [fig(r, name) for r in rounds] for name in ("turnout",) + PROXIES}
     medians, valid = {}, {}
     for name, figs in per_round.items():
         medians[name], valid[name] = {}, {}
@@ -917,56 +1607,138 @@ def run_bench(args, tmp):
         {k: (x[k][0] / p[k][0] if x[k][1] and p[k][1] and x[k][0] is not None and p[k][0] else None) for k in xkeys}
         for x, p in zip(per_round["translated"], per_round["turnout"])]
 
-    t, n = medians["turnout"], medians["nginx"]
-    # a ratio of differences that are not both positive means nothing: left out
-    ratio = {k: (t[k] / n[k] if t[k] is not None and n[k] and n[k] > 0 and t[k] >= 0 else None) for k in t}
+    t = medians["turnout"]
+
+    def ratio_to(base):
+        # a ratio of differences that are not both positive means nothing: left out
+        b = medians[base]
+        return {k: (t[k] / b[k] if t[k] is not None and b.get(k) and b[k] > 0 and t[k] >= 0 else None)
+                for k in t if k in b}
+    ratio = ratio_to("nginx")            # vs buffering off (the only baseline of earlier JSONs)
+    ratio_buf = ratio_to("nginx-buf")
+
+    # the figures measured once, as (turnout, nginx, valid)
+    sc = once["syscalls"]
+    sys_t = sys_n = None
+    sys_ok = "error" not in sc
+    if sys_ok:
+        sys_t, sys_n = sc["turnout"]["per_req"], sc["nginx-buf"]["per_req"]
+        sys_ok = sc["turnout"]["valid"] and sc["nginx-buf"]["valid"]
+    al = once["allocations"]
+    alloc_t = al.get("allocs_per_req")
+    alloc_ok = "error" not in al and al["valid"]
+    bb = once["big_body"]
+    bb_t, bb_n = bb["medians"]["turnout"]["cpu_us_per_req"], bb["medians"]["nginx-buf"]["cpu_us_per_req"]
+    bb_rt, bb_rn = bb["medians"]["turnout"]["rps"], bb["medians"]["nginx-buf"]["rps"]
+    tw = once["two_workers"]
+    tw_t, tw_n = tw["runs"]["turnout"], tw["runs"]["nginx-buf"]
+    once_figs = {
+        "syscalls_per_req_64": {"turnout": sys_t, "nginx-buf": sys_n, "valid": sys_ok},
+        "allocs_per_req": {"turnout": alloc_t, "valid": alloc_ok},
+        "cpu_us_per_req_200k_body": {"turnout": bb_t, "nginx-buf": bb_n, "valid": bb["valid"]},
+        "rps_200k_body": {"turnout": bb_rt, "nginx-buf": bb_rn, "valid": bb["valid"]},
+        "rps_nonstream_64_2workers": {"turnout": tw_t["rps"], "nginx-buf": tw_n["rps"], "valid": tw["valid"]},
+        "cpu_us_per_req_64_2workers": {"turnout": tw_t["cpu_us_per_req"], "nginx-buf": tw_n["cpu_us_per_req"],
+                                       "valid": tw["valid"]},
+    }
+
+    def le(a, b, slack=0.0, factor=1.0):
+        return a is not None and b is not None and a <= b * factor + slack
+
+    def ge_ratio(r_, x):
+        return r_ is not None and r_ >= x
+
+    nb, n = medians["nginx-buf"], medians["nginx"]
     met = {
-        "rps_nonstream_64": ratio["rps_nonstream_64"] is not None and ratio["rps_nonstream_64"] >= 0.8,
-        "rps_sse_64": ratio["rps_sse_64"] is not None and ratio["rps_sse_64"] >= 0.8,
-        "cpu_us_per_req_64": t["cpu_us_per_req_64"] is not None and t["cpu_us_per_req_64"] <= 10,
-        "added_p50_us_1": t["added_p50_us_1"] is not None and t["added_p50_us_1"] <= 15,
-        "peak_rss_mb_64": t["peak_rss_mb_64"] is not None and t["peak_rss_mb_64"] <= 16,
+        "rps_nonstream_64": ge_ratio(ratio_buf.get("rps_nonstream_64"), RPS_NONSTREAM_MIN),
+        "rps_sse_64": ge_ratio(ratio.get("rps_sse_64"), RPS_SSE_MIN),
+        "cpu_us_per_req_64": le(t["cpu_us_per_req_64"], nb["cpu_us_per_req_64"]),
+        "cpu_us_per_req_sse_64": le(t["cpu_us_per_req_sse_64"], n["cpu_us_per_req_sse_64"]),
+        "syscalls_per_req_64": sys_ok and le(sys_t, sys_n, slack=SYSCALLS_SLACK),
+        "added_p50_us_1": le(t["added_p50_us_1"], nb["added_p50_us_1"]),
+        "peak_rss_mb_64": le(t["peak_rss_mb_64"], 16),
+        "allocs_per_req": alloc_ok and alloc_t == 0,
+        "rps_nonstream_64_2workers": tw["valid"] and ge_ratio(tw["ratio_rps"], RPS_2WORKERS_MIN),
+        "cpu_us_per_req_200k_body": bb["valid"] and le(bb_t, bb_n, factor=BIG_BODY_CPU_MAX),
         "translated_cpu_us_per_req_64": ratio_translated["cpu_us_per_req_64"] is not None
         and ratio_translated["cpu_us_per_req_64"] <= TRANSLATED_CPU_MAX,
         "translated_cpu_us_per_req_sse_64": ratio_translated["cpu_us_per_req_sse_64"] is not None
         and ratio_translated["cpu_us_per_req_sse_64"] <= TRANSLATED_CPU_MAX,
     }
-    all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"], valid["translated"])) \
-        and valid["direct"]
+    measured = {"syscalls_per_req_64": "error" not in sc, "allocs_per_req": "error" not in al}
+    all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"], valid["nginx-buf"],
+                                               valid["translated"])) \
+        and valid["direct"] and all(f["valid"] for f in once_figs.values())
 
-    rows = [
-        ("non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
-        ("SSE streams/s, 64 conns (13 KB each)", "rps_sse_64", "{:.0f}"),
-        ("CPU us/request, non-stream 64 conns", "cpu_us_per_req_64", "{:.1f}"),
-        ("CPU us/request, SSE 64 conns", "cpu_us_per_req_sse_64", "{:.1f}"),
-        ("p50 us, 1 conn non-stream", "p50_us_1", "{:.0f}"),
-        ("p99 us, 1 conn non-stream", "p99_us_1", "{:.0f}"),
-        ("added p50 us vs direct, 1 conn", "added_p50_us_1", "{:.0f}"),
-        ("added p99 us vs direct, 1 conn", "added_p99_us_1", "{:.0f}"),
-        ("peak RSS MB, 64 conns non-stream", "peak_rss_mb_64", "{:.1f}"),
-        ("peak PSS MB, 64 conns (shared pages once)", "peak_pss_mb_64", "{:.1f}"),
+    # ---- the table: one row per figure, each against the nginx named in the row
+    R = "median"
+    rows = [  # label, how, source key, nginx (None: no nginx figure), format, met key
+        ("non-stream req/s, 64 conns", R, "rps_nonstream_64", "nginx-buf", "{:.0f}", "rps_nonstream_64"),
+        ("non-stream req/s, 64 conns (earlier baseline)", R, "rps_nonstream_64", "nginx", "{:.0f}", None),
+        ("SSE streams/s, 64 conns (13 KB each)", R, "rps_sse_64", "nginx", "{:.0f}", "rps_sse_64"),
+        ("CPU us/request, non-stream 64 conns", R, "cpu_us_per_req_64", "nginx-buf", "{:.1f}", "cpu_us_per_req_64"),
+        ("CPU us/request, non-stream 64 conns (earlier baseline)", R, "cpu_us_per_req_64", "nginx", "{:.1f}", None),
+        ("CPU us/request, SSE 64 conns", R, "cpu_us_per_req_sse_64", "nginx", "{:.1f}", "cpu_us_per_req_sse_64"),
+        (f"syscalls/request, non-stream 64 conns ({SYSCALL_REQUESTS} req)", "1 run", "syscalls_per_req_64",
+         "nginx-buf", "{:.2f}", "syscalls_per_req_64"),
+        ("p50 us, 1 conn non-stream", R, "p50_us_1", "nginx-buf", "{:.0f}", None),
+        ("p99 us, 1 conn non-stream", R, "p99_us_1", "nginx-buf", "{:.0f}", None),
+        ("added p50 us vs direct, 1 conn", R, "added_p50_us_1", "nginx-buf", "{:.0f}", "added_p50_us_1"),
+        ("added p50 us vs direct, 1 conn (earlier baseline)", R, "added_p50_us_1", "nginx", "{:.0f}", None),
+        ("added p99 us vs direct, 1 conn", R, "added_p99_us_1", "nginx-buf", "{:.0f}", None),
+        ("peak RSS MB, 64 conns non-stream", R, "peak_rss_mb_64", "nginx-buf", "{:.1f}", "peak_rss_mb_64"),
+        ("peak PSS MB, 64 conns (shared pages once)", R, "peak_pss_mb_64", "nginx-buf", "{:.1f}", None),
+        (f"heap allocations/request, non-stream passthrough ({ALLOC_REQUESTS} req)", "1 run", "allocs_per_req",
+         None, "{:.2f}", "allocs_per_req"),
+        ("non-stream req/s, 2 workers each, 64 conns, unpinned (wrk shares the 2 cores)", "1 run",
+         "rps_nonstream_64_2workers", "nginx-buf", "{:.0f}", "rps_nonstream_64_2workers"),
+        ("CPU us/request, 2 workers each (as above)", "1 run", "cpu_us_per_req_64_2workers", "nginx-buf", "{:.1f}",
+         None),
+        ("CPU us/request, 200 KB request body, 8 conns", "1 run", "cpu_us_per_req_200k_body", "nginx-buf", "{:.1f}",
+         "cpu_us_per_req_200k_body"),
+        ("req/s, 200 KB request body, 8 conns", "1 run", "rps_200k_body", "nginx-buf", "{:.0f}", None),
     ]
 
-    def cell(name, key, fmt):
-        v = medians[name][key]
-        s = fmt.format(v) if v is not None else "-"
-        return s if valid[name][key] else s + " INVALID"
+    def fmtv(v, fmt):
+        return fmt.format(v) if v is not None else "-"
 
-    table = [("metric", "turnout", "nginx proxy", "ratio t/n", "target", "")]
-    for label, key, fmt in rows:
-        rt = "{:.2f}".format(ratio[key]) if ratio[key] is not None else "-"
-        tgt = TARGETS.get(key, "")
-        mark = ("met" if met[key] else "NOT MET") if key in met else ""
-        table.append((label, cell("turnout", key, fmt), cell("nginx", key, fmt), rt, tgt, mark))
-    table.append(("direct to mock p50 / p99 us, 1 conn",
-                  "{:.0f} / {:.0f}".format(medians["direct"]["p50_us_1"], medians["direct"]["p99_us_1"])
-                  + ("" if valid["direct"] else " INVALID"), "", "", "", ""))
-    widths = [max(len(row[i]) for row in table) for i in range(6)]
-    lines = []
-    for i, row in enumerate(table):
-        lines.append(" | ".join(c.ljust(widths[j]) for j, c in enumerate(row)).rstrip())
-        if i == 0:
-            lines.append("-+-".join("-" * w for w in widths))
+    table = [("metric", "how", "turnout", "nginx", "nginx config", "ratio t/n", "target", "")]
+    row_docs = []
+    for label, how, key, base, fmt, mkey in rows:
+        if how == R:
+            tv, tok = t.get(key), valid["turnout"].get(key, True)
+            nv = medians[base].get(key) if base else None
+            nok = valid[base].get(key, True) if base else True
+            if key.startswith("added_"):
+                tok = tok and valid["direct"]
+        else:
+            f = once_figs[key]
+            tv, nv, tok = f["turnout"], f.get(base) if base else None, f["valid"]
+            nok = tok
+        rt = tv / nv if tv is not None and nv and nv > 0 and tv >= 0 else None
+        config = CONFIG_LABEL[base] if base else ""
+        if key.endswith("_2workers"):
+            config += ", 2 workers"
+        if mkey is None:
+            mark = ""
+        elif mkey in measured and not measured[mkey]:
+            mark = "NOT MEASURED"
+        else:
+            mark = "MET" if met[mkey] else "NOT MET"
+        tcell = fmtv(tv, fmt) + ("" if tok else " INVALID")
+        ncell = (fmtv(nv, fmt) + ("" if nok else " INVALID")) if base else ""
+        how_cell = f"median of {args.rounds}" if how == R else how
+        table.append((label, how_cell, tcell, ncell, config, fmtv(rt, "{:.2f}"), TARGETS.get(mkey, "") if mkey
+                      else "", mark))
+        row_docs.append({"metric": label, "key": key, "how": how_cell, "turnout": tv, "nginx": nv,
+                         "nginx_config": config or None, "ratio": rt, "target": TARGETS.get(mkey) if mkey else None,
+                         "met": met.get(mkey) if mkey else None, "valid": tok and nok})
+    table.append(("direct to mock p50 / p99 us, 1 conn", f"median of {args.rounds}",
+                  "{} / {}".format(fmtv(medians["direct"]["p50_us_1"], "{:.0f}"),
+                                   fmtv(medians["direct"]["p99_us_1"], "{:.0f}"))
+                  + ("" if valid["direct"] else " INVALID"), "", "", "", "", ""))
+    lines = format_table(table)
+
     xrows = [
         ("translated non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
         ("translated SSE streams/s, 64 conns", "rps_sse_64", "{:.0f}"),
@@ -974,10 +1746,10 @@ def run_bench(args, tmp):
         ("CPU us/request translated SSE, 64 conns", "cpu_us_per_req_sse_64", "{:.1f}"),
     ]
 
-    def xcell(key, fmt):
-        v = xt[key]
+    def xcell(name, key, fmt):
+        v = medians[name][key]
         s = fmt.format(v) if v is not None else "-"
-        return s if valid["translated"][key] else s + " INVALID"
+        return s if valid[name][key] else s + " INVALID"
 
     xtable = [("metric", "translated", "passthrough", "ratio x/p", "target", "")]
     for label, key, fmt in xrows:
@@ -985,18 +1757,22 @@ def run_bench(args, tmp):
         tkey = "translated_" + key
         tgt = "<= %.1fx passthrough" % TRANSLATED_CPU_MAX if tkey in met else ""
         mark = ("met" if met[tkey] else "NOT MET") if tkey in met else ""
-        xtable.append((label, xcell(key, fmt), cell("turnout", key, fmt), rt, tgt, mark))
-    xwidths = [max(len(row[i]) for row in xtable) for i in range(6)]
-    xlines = []
-    for i, row in enumerate(xtable):
-        xlines.append(" | ".join(c.ljust(xwidths[j]) for j, c in enumerate(row)).rstrip())
-        if i == 0:
-            xlines.append("-+-".join("-" * w for w in xwidths))
+        xtable.append((label, xcell("translated", key, fmt), xcell("turnout", key, fmt), rt, tgt, mark))
+    xlines = format_table(xtable)
 
-    previous, plines = previous_bench(args.timestamp, args.rounds, d, rows[:4], medians)
+    prow = [("non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
+            ("SSE streams/s, 64 conns (13 KB each)", "rps_sse_64", "{:.0f}"),
+            ("CPU us/request, non-stream 64 conns", "cpu_us_per_req_64", "{:.1f}"),
+            ("CPU us/request, SSE 64 conns", "cpu_us_per_req_sse_64", "{:.1f}")]
+    previous, plines = previous_bench(args.timestamp, args.rounds, d, prow, medians)
 
+    n_met = sum(1 for row in table[1:] if row[-1] == "MET")
+    n_tgt = sum(1 for row in table[1:] if row[-1])
     log("")
-    log(f"medians over {args.rounds} rounds of {d} s per run (MB = MiB; ratio = turnout / nginx)")
+    log(f"turnout (1 worker) vs nginx at its best for each mode: buffering on for non-stream, off for SSE "
+        f"(the 'earlier baseline' rows: buffering off, as the bench measured before); 'median of {args.rounds}': "
+        f"the median of {args.rounds} rounds of {d} s per run; '1 run': measured once per bench run, after the "
+        f"rounds. MB = MiB; ratio = turnout / nginx. {n_met} of {n_tgt} targets met.")
     for line in lines:
         log(line)
     log("")
@@ -1015,10 +1791,16 @@ def run_bench(args, tmp):
                      "mock_bodies": stack.mock_sizes, "request_body_bytes": len(CHAT_BODY),
                      "sse_request_body_bytes": len(SSE_BODY),
                      "translated_request_body_bytes": len(XL_CHAT_BODY),
-                     "translated_sse_request_body_bytes": len(XL_SSE_BODY)},
+                     "translated_sse_request_body_bytes": len(XL_SSE_BODY),
+                     "baselines": {"nginx-buf": "nginx/proxy-buffered.conf (proxy_buffering on, nginx's default)",
+                                   "nginx": "nginx/proxy.conf (proxy_buffering off)"},
+                     "syscall_requests": SYSCALL_REQUESTS, "alloc_requests": ALLOC_REQUESTS,
+                     "alloc_warmup_requests": ALLOC_WARMUP, "alloc_connections": ALLOC_CONNS,
+                     "rounds_s": round(rounds_s, 1), "once_s": round(once_s, 1)},
         "targets": TARGETS, "rounds": rounds, "per_round": per_round,
-        "medians": medians, "ratios": ratio, "met": met, "valid": valid, "all_valid": all_valid,
-        "table": lines,
+        "medians": medians, "ratios": ratio, "ratios_vs_nginx_buffered": ratio_buf, "once": once,
+        "once_figures": once_figs, "met": met, "valid": valid, "all_valid": all_valid,
+        "rows": row_docs, "table": lines,
         "ratios_translated_over_passthrough": ratio_translated,
         "ratios_translated_over_passthrough_per_round": ratio_translated_per_round,
         "table_translated": xlines,
@@ -1027,6 +1809,8 @@ def run_bench(args, tmp):
     contended = [f"round {r['round']} {k}" + (f" {sub}" if sub else "")
                  for r in rounds for k, v in r.items() if k != "round"
                  for sub, run in ([("", v)] if "requests" in v else v.items()) if run.get("contended")]
+    contended += [f"once big_body {name}" for name, rs in bb["runs"].items() for x in rs if x.get("contended")]
+    contended += [f"once two_workers {name}" for name, x in tw["runs"].items() if x.get("contended")]
     doc["contended_runs"] = contended
     if contended:
         log(f"WARNING: {len(contended)} run(s) shared the machine with other busy processes (> {CONTENTION_PCT}% "
@@ -1034,6 +1818,10 @@ def run_bench(args, tmp):
             "rerun on a quiet machine (see cpu_load in the JSON).")
     path = save("bench", doc)
     log(f"\nsaved {os.path.relpath(path)}")
+    if not all(measured.values()):
+        log("NOT MEASURED: " + "; ".join(f"{k}: {(sc if k.startswith('sys') else al)['error']}"
+                                         for k, ok in measured.items() if not ok) + "; exit 1")
+        return 1
     if not all_valid:
         log("INVALID: some runs had socket or status errors (see the rows marked INVALID); exit 1")
         return 1
@@ -1224,32 +2012,24 @@ def scale_streams(args, tmp):
 
 
 def scale_body(args, tmp):
+    """The 200 KB body at 8 connections through turnout and nginx, buffering on
+    (nginx's default: the baseline of the bench's row) and off, ROUNDS runs
+    each; ratios turnout / nginx (buffering on), and / nginx (buffering off)."""
     stack = Stack(args.build, tmp)
     stack.start_mock()
+    stack.start_proxy_buffered()
     stack.start_proxy()
     stack.start_turnout_on_mock()
-    big = ('{"model":"bench-chat","messages":[{"role":"user","content":"'
-           + ("Summarise the benchmark in one sentence. " * 5000)[:204800] + '"}]}').encode()
-    for name in ("nginx", "turnout"):
-        status, ctype, data = curl_post(f"http://127.0.0.1:{stack.servers[name]['port']}/v1/chat/completions", big)
-        if status != 200 or b'"chat.completion"' not in data:
-            raise Abort(f"200 KB body through {name}: status {status}, body {data[:200]!r}")
-        log(f"  ok  {name:8} 200 KB body {status} {ctype}")
-    runs = {"nginx": [], "turnout": []}
-    for rnd in range(args.rounds):
-        for name in (("nginx", "turnout") if rnd % 2 == 0 else ("turnout", "nginx")):
-            r = measure(stack, name, "/v1/chat/completions", "chat-200k.lua", 8, args.duration)
-            runs[name].append(r)
-            log(f"  round {rnd + 1} {name:8} 8 conns 200 KB body: {r['rps']:8.0f} req/s "
-                f"{r['cpu_us_per_req']:7.1f} us cpu/req{flags(r)}")
-    m = {name: {"rps": med([r["rps"] for r in rs if r["valid"]]),
-                "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rs if r["valid"]])} for name, rs in runs.items()}
-    res = {"body_bytes": len(big), "connections": 8, "duration_s": args.duration, "runs": runs, "medians": m,
-           "ratio_rps": m["turnout"]["rps"] / m["nginx"]["rps"] if m["turnout"]["rps"] and m["nginx"]["rps"] else None,
-           "ratio_cpu": (m["turnout"]["cpu_us_per_req"] / m["nginx"]["cpu_us_per_req"]
-                         if m["turnout"]["cpu_us_per_req"] and m["nginx"]["cpu_us_per_req"] else None),
-           "valid": all(r["valid"] for rs in runs.values() for r in rs),
-           "contended_runs": sum(1 for rs in runs.values() for r in rs if r.get("contended"))}
+    res = big_body_runs(stack, ("nginx-buf", "nginx", "turnout"), args.rounds, args.duration)
+    m = res["medians"]
+
+    def ratio(key, base):
+        t, n = m["turnout"][key], m[base][key]
+        return t / n if t is not None and n else None
+    res.update({"ratio_rps": ratio("rps", "nginx-buf"), "ratio_cpu": ratio("cpu_us_per_req", "nginx-buf"),
+                "ratio_rps_buffering_off": ratio("rps", "nginx"),
+                "ratio_cpu_buffering_off": ratio("cpu_us_per_req", "nginx"),
+                "baselines": {"nginx-buf": "proxy_buffering on (nginx's default)", "nginx": "proxy_buffering off"}})
     stop_all()
     return res
 
@@ -1321,9 +2101,12 @@ def run_scale(args, tmp):
         def f(v, fmt):
             return fmt.format(v) if v is not None else "-"
         log(f"  200 KB body, 8 conns: turnout {f(m['turnout']['rps'], '{:.0f}')} req/s "
-            f"{f(m['turnout']['cpu_us_per_req'], '{:.1f}')} us cpu/req; nginx {f(m['nginx']['rps'], '{:.0f}')} req/s "
-            f"{f(m['nginx']['cpu_us_per_req'], '{:.1f}')} us cpu/req; ratios t/n: rps "
-            f"{f(b['ratio_rps'], '{:.2f}')}, cpu {f(b['ratio_cpu'], '{:.2f}')}")
+            f"{f(m['turnout']['cpu_us_per_req'], '{:.1f}')} us cpu/req; nginx (buffering on) "
+            f"{f(m['nginx-buf']['rps'], '{:.0f}')} req/s {f(m['nginx-buf']['cpu_us_per_req'], '{:.1f}')} us cpu/req; "
+            f"nginx (buffering off) {f(m['nginx']['rps'], '{:.0f}')} req/s "
+            f"{f(m['nginx']['cpu_us_per_req'], '{:.1f}')} us cpu/req; ratios t/n (on): rps "
+            f"{f(b['ratio_rps'], '{:.2f}')}, cpu {f(b['ratio_cpu'], '{:.2f}')} (target <= {BIG_BODY_CPU_MAX:.0f}); "
+            f"(off): rps {f(b['ratio_rps_buffering_off'], '{:.2f}')}, cpu {f(b['ratio_cpu_buffering_off'], '{:.2f}')}")
     valid = all(doc[k].get("valid", True) for k in ("resolve", "streams", "big_body") if k in doc
                 and "skipped" not in doc[k])
     doc["all_valid"] = valid
