@@ -910,7 +910,8 @@ class PerfStat:
         end, got = time.monotonic() + timeout, b""
         while b"ack" not in got:
             if self.proc.poll() is not None:
-                raise Abort(f"perf stat exited ({self.proc.returncode}) before acknowledging '{cmd}': {self._why()}")
+                raise Abort(f"perf stat exited ({self.proc.returncode}) before acknowledging '{cmd}' (tracepoints "
+                            f"need root, or kernel.perf_event_paranoid -1): {self._why()}")
             left = end - time.monotonic()
             if left <= 0:
                 raise Abort(f"perf stat did not acknowledge '{cmd}' in {timeout} s")
@@ -1048,9 +1049,10 @@ def read_maps(pid):
 
 def resolve_sites(maps, addrs):
     """{return address: "function (dir/file:line)" or "function [module]"}:
-    addr2line on the module's file (turnout has -g; Debian's libraries give the
-    function only through their dynamic symbols, so the nearest exported one,
-    as "~name+0xN", stands in where addr2line has none)."""
+    addr2line on the module's file. turnout has -g; Debian's libraries have no
+    .symtab (their debug symbols are packaged apart), so what addr2line names
+    there is the nearest exported symbol before the address, which may be the
+    wrong function (a static one after it): such names get a "~" in front."""
     by_mod = {}
     names = {}
     for a in addrs:
@@ -1068,6 +1070,11 @@ def resolve_sites(maps, addrs):
         except (OSError, subprocess.SubprocessError):
             lines = []
         syms = None
+        try:
+            has_symtab = " .symtab " in subprocess.run(["readelf", "-S", "-W", path], capture_output=True,
+                                                        text=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            has_symtab = False
         for i, (a, rel) in enumerate(items):
             fn, loc = (lines[2 * i], lines[2 * i + 1]) if len(lines) >= 2 * i + 2 else ("??", "??:0")
             if fn == "??":
@@ -1080,7 +1087,9 @@ def resolve_sites(maps, addrs):
                     else:
                         break
                 fn = f"~{best[1]}+{rel - best[0]:#x}" if best else "??"
-            if not loc.startswith("??"):      # turnout's own code: the source line
+            elif not has_symtab and loc.startswith("??"):     # no debug information either
+                fn = "~" + fn
+            if not loc.startswith("??"):      # debug information (turnout's -g): the source line
                 names[a] = f"{fn} ({'/'.join(loc.split(' ')[0].split('/')[-2:])})"
             else:
                 names[a] = f"{fn} [{mod}{'' if fn != '??' else f'+{rel:#x}'}]"
@@ -1536,7 +1545,8 @@ def run_bench(args, tmp):
         log(f"  turnout   {al['allocs_per_req']:.2f} allocations/request ({al['allocations']} over {al['requests']} "
             f"requests; {al['frees_per_req']:.2f} frees, {al['bytes_per_req']:.0f} bytes per request; "
             f"{al['allocations_idle_same_time']} while idle as long){'' if al['valid'] else '  INVALID'}")
-        log("    where (the 3 innermost frames above malloc & co., caller first; all 4 in the JSON):")
+        log("    where (the 3 innermost frames above malloc & co., caller first; all 4 in the JSON; ~name: the "
+            "nearest exported symbol of a library without symbols, maybe not the function):")
         short = {}
         for site in al["top_sites"]:
             k = " < ".join(site["stack"][:3])
