@@ -26,6 +26,7 @@
 #include "edge.h"
 #include "h1.h"
 #include "upcurl.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -87,7 +88,12 @@ struct up_pool {
 typedef struct up_state {
     up_pool_t *bucket[UP_BUCKETS];
     struct evdns_base *dns;        /* created on the first name lookup */
+    struct up_call *free_calls;    /* ended calls kept for the next ones (calls_free of them) */
+    int nfree_calls;
 } up_state_t;
+
+#define CALLS_KEPT 64              /* ended calls a worker keeps, and the */
+#define CALL_KEPT_CAP 16384        /*   largest head room one may have */
 
 typedef enum {
     ST_HEAD, ST_BODY_LEN, ST_BODY_CLOSE, ST_CHUNKED, ST_DONE,
@@ -124,6 +130,8 @@ struct up_call {
     uint64_t left;                 /* of the body (Content-Length) */
     h1_chunks_t chunks;            /* a chunked body's framing */
     size_t scanned;                /* the head: bytes past start already searched for its end */
+    struct up_call *next_free;     /* in the worker's kept calls */
+    size_t head_cap;               /* the room in head */
     size_t head_len;
     char head[];
 };
@@ -288,6 +296,11 @@ void up_worker_free(worker_t *w)
             free(p);
         }
     }
+    while (s->free_calls != NULL) {
+        up_call_t *call = s->free_calls;
+        s->free_calls = call->next_free;
+        free(call);
+    }
     if (s->dns != NULL)
         evdns_base_free(s->dns, 0);
     free(s);
@@ -296,15 +309,42 @@ void up_worker_free(worker_t *w)
 
 /* --- the end of a call ----------------------------------------------------- */
 
+/* A native call with HEAD_CAP bytes of head room: one the worker kept
+ * (a call is about 1 KB, and one a request is malloc's slow path), or new.
+ * Cleared up to its head. */
+static up_call_t *call_new(up_state_t *s, size_t head_cap)
+{
+    up_call_t *call = s->free_calls, **pp = &s->free_calls;
+    for (; call != NULL && call->head_cap < head_cap; pp = &call->next_free, call = call->next_free)
+        ;
+    if (call != NULL) {
+        *pp = call->next_free;
+        s->nfree_calls--;
+        head_cap = call->head_cap;
+    } else if ((call = malloc(sizeof(*call) + head_cap)) == NULL) {
+        return NULL;
+    }
+    memset(call, 0, sizeof(*call));
+    call->head_cap = head_cap;
+    return call;
+}
+
 static void call_free(up_call_t *call)
 {
+    up_state_t *s = call->w != NULL ? call->w->up : NULL;
     event_del(&call->tev);
     if (call->dns != NULL) {
         struct evdns_getaddrinfo_request *d = call->dns;
         call->dns = NULL;
         evdns_getaddrinfo_cancel(d);      /* its callback sees EVUTIL_EAI_CANCEL and returns */
     }
-    free(call);
+    if (s == NULL || s->nfree_calls >= CALLS_KEPT || call->head_cap > CALL_KEPT_CAP) {
+        free(call);
+        return;
+    }
+    call->next_free = s->free_calls;
+    s->free_calls = call;
+    s->nfree_calls++;
 }
 
 /* Ends CALL (CODE NULL: a whole response) and tells its owner. The
@@ -857,8 +897,9 @@ static const up_handlers_t via_curl = { curl_status, curl_header, curl_body, cur
 up_call_t *up_start(worker_t *w, const up_request_t *rq, const up_handlers_t *h, void *arg)
 {
     const char *host, *prefix;
-    size_t hlen, plen, head_cap;
-    int port, n;
+    size_t hlen, plen, head_cap, hl;
+    char num[24];
+    int port;
     up_state_t *s;
     up_pool_t *p;
     up_call_t *call;
@@ -878,8 +919,9 @@ up_call_t *up_start(worker_t *w, const up_request_t *rq, const up_handlers_t *h,
         return NULL;
     plen = strlen(prefix) + strlen(rq->path);
     head_cap = plen + strlen(p->authority) + rq->head_len + 96;
-    if ((call = calloc(1, sizeof(*call) + head_cap)) == NULL)
+    if ((call = call_new(s, head_cap < 1024 ? 1024 : head_cap)) == NULL)
         return NULL;
+    head_cap = call->head_cap;
     call->w = w;
     call->pool = p;
     call->h = h;
@@ -890,11 +932,14 @@ up_call_t *up_start(worker_t *w, const up_request_t *rq, const up_handlers_t *h,
         call->iov[1 + i] = rq->body[i];
         call->total += rq->body[i].iov_len;
     }
-    n = snprintf(call->head, head_cap, "POST %s%s HTTP/1.1\r\nHost: %s\r\n", prefix, rq->path, p->authority);
-    memcpy(call->head + n, rq->head, rq->head_len);
-    n += (int)rq->head_len;
-    n += snprintf(call->head + n, head_cap - (size_t)n, "Content-Length: %zu\r\n\r\n", call->total);
-    call->head_len = (size_t)n;
+    /* (head_cap has room for all of it: 64 bytes of words and digits) */
+    hl = 0;
+    text_append(call->head, head_cap, &hl, "POST ", prefix, rq->path, " HTTP/1.1\r\nHost: ", p->authority, "\r\n", NULL);
+    memcpy(call->head + hl, rq->head, rq->head_len);
+    hl += rq->head_len;
+    call->head[hl] = '\0';
+    text_append(call->head, head_cap, &hl, "Content-Length: ", text_int(num, (long long)call->total), "\r\n\r\n", NULL);
+    call->head_len = hl;
     call->iov[0].iov_base = call->head;
     call->iov[0].iov_len = call->head_len;
     call->niov = 1 + (rq->nbody < UP_MAX_BODY_PIECES ? rq->nbody : UP_MAX_BODY_PIECES);

@@ -56,6 +56,7 @@ static void on_up_status(void *arg, int status)
     if (r->resp_headers != NULL)
         evhtp_kvs_free(r->resp_headers);
     r->resp_headers = evhtp_kvs_new();
+    r->up_hdrs_len = 0;                  /* (the kvs pointing into up_hdrs went with the old list) */
     if (r->got_first_byte)
         return;
     r->got_first_byte = 1;

@@ -159,6 +159,8 @@ typedef struct req {
     struct evbuffer *xbuf;       /* a translated request body (kept with a freed request, as the next two) */
     struct evbuffer *xout;       /* a translated answer, or translated stream events on their way out */
     char up_model[MAX_QUOTED_MODEL];   /* the target's model, as the upstream body has it */
+    char up_hdrs[4096];          /* the upstream headers kept for the client (names and values, */
+    size_t up_hdrs_len;          /*   NUL-terminated): resp_headers point into it */
     trace_t trace[MAX_TRACE];
     char details[1024];          /* the trace's detail messages */
 } req_t;

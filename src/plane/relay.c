@@ -41,7 +41,7 @@ static int hop_by_hop(const char *name, size_t nlen)
 void relay_header(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     req_t *r = arg;
-    char n[128], v[1024];
+    char n[128], v[1024], *at = r->up_hdrs + r->up_hdrs_len;
     if (nlen >= sizeof(n) || vlen >= sizeof(v) || r->resp_headers == NULL)
         return;
     if ((nlen == 14 && strncasecmp(name, "content-length", 14) == 0) ||
@@ -49,6 +49,16 @@ void relay_header(void *arg, const char *name, size_t nlen, const char *value, s
         r->up_framed = 1;                /* the framing tells where the answer ends, not the close */
     if (hop_by_hop(name, nlen))
         return;
+    if (nlen + vlen + 2 <= sizeof(r->up_hdrs) - r->up_hdrs_len) {
+        /* kept in R until the reply's head is written (commit_headers): not copied again */
+        memcpy(at, name, nlen);
+        at[nlen] = '\0';
+        memcpy(at + nlen + 1, value, vlen);
+        at[nlen + 1 + vlen] = '\0';
+        r->up_hdrs_len += nlen + vlen + 2;
+        evhtp_headers_add_header(r->resp_headers, evhtp_header_new(at, at + nlen + 1, 0, 0));
+        return;
+    }
     memcpy(n, name, nlen);
     n[nlen] = '\0';
     memcpy(v, value, vlen);
@@ -66,8 +76,9 @@ static int is_event_stream(req_t *r)
 static void commit_headers(req_t *r)
 {
     if (r->resp_headers != NULL) {
-        evhtp_kvs_add_kvs(r->req->headers_out, r->resp_headers);
-        evhtp_kvs_free(r->resp_headers);   /* the kvs now belong to headers_out */
+        /* moved, not copied (evhtp_kvs_add_kvs would copy each one) */
+        TAILQ_CONCAT(r->req->headers_out, r->resp_headers, next);
+        evhtp_kvs_free(r->resp_headers);   /* empty now */
         r->resp_headers = NULL;
     }
     reply_std_headers(r);
