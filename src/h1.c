@@ -37,11 +37,17 @@ int h1_status_line(const char *line, size_t len, int *minor)
     return (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 }
 
-/* tchar: "!#$%&'*+-.^_`|~", digits and letters. */
+/* tchar: "!#$%&'*+-.^_`|~", digits and letters (every header name's every
+ * byte is looked up here). */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
+    ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
 static int is_tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    return tchar[c];
 }
 
 int h1_field_ok(const char *name, size_t nlen, const char *value, size_t vlen)
