@@ -1735,8 +1735,9 @@ def run_bench(args, tmp):
             mark = "NOT MEASURED"
         else:
             mark = "MET" if met[mkey] else "NOT MET"
-        tcell = fmtv(tv, fmt) + ("" if tok else " INVALID")
-        ncell = (fmtv(nv, fmt) + ("" if nok else " INVALID")) if base else ""
+        shown_ok = mark == "NOT MEASURED"      # no figure: "-", not "- INVALID"
+        tcell = fmtv(tv, fmt) + ("" if tok or shown_ok else " INVALID")
+        ncell = (fmtv(nv, fmt) + ("" if nok or shown_ok else " INVALID")) if base else ""
         how_cell = f"median of {args.rounds}" if how == R else how
         table.append((label, how_cell, tcell, ncell, config, fmtv(rt, "{:.2f}"), TARGETS.get(mkey, "") if mkey
                       else "", mark))
