@@ -279,7 +279,10 @@ def test_attempt_trace_everywhere(env):
 def test_waiting_requests_do_not_block_the_workers(env):
     """100 requests asleep on Retry-After timers (100 upstream models, so the
     shared not-before of one does not turn the others away); meanwhile requests
-    on another route complete with p99 within 2x of the idle figure."""
+    on another route complete with p99 within 2x of the idle figure. Each p99
+    is the best of up to three rounds: noise (another process, the VM) only
+    ever adds latency, while workers blocked by the waiting requests would
+    slow every round."""
     a = env.mock("--status", "429", "--retry-after", "3", name="a")
     b = env.mock(name="b")
     s = {"providers": [{"name": "a", "base_url": a.base_url, "models": [{"name": "m%d" % i} for i in range(100)]},
@@ -307,7 +310,7 @@ def test_waiting_requests_do_not_block_the_workers(env):
         c.close()
         return out
     measure(50)
-    idle = p99(measure())
+    idle = min(p99(measure(200)) for _ in range(3))
     waiting = []
     threads = [threading.Thread(target=lambda i=i: waiting.append(timed_chat(t, "slow%d" % i, timeout=30)))
                for i in range(100)]
@@ -317,7 +320,12 @@ def test_waiting_requests_do_not_block_the_workers(env):
     while len(a.log()) < 100 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(a.log()) == 100          # all 100 got their 429 and are now waiting
-    loaded = p99(measure())
+    started = time.monotonic()
+    loaded = p99(measure(200))
+    for _ in range(2):                  # more rounds while well inside the 3 s wait
+        if time.monotonic() - started > 1.0:
+            break
+        loaded = min(loaded, p99(measure(200)))
     in_window = len(a.log()) == 100     # measured while they were all still waiting
     for th in threads:
         th.join(30)
