@@ -366,6 +366,17 @@ long jscan_quote(const char *s, char *dst, size_t cap)
     if (cap < 3) return -1;
     dst[n++] = '"';
     while (u < end) {
+        /* a run of bytes that need nothing goes across at once */
+        const unsigned char *p = skip_plain8(u, end);
+        while (p < end && plain[*p])
+            p++;
+        if (p > u) {
+            if (n + (size_t)(p - u) + 1 >= cap) return -1;
+            memcpy(dst + n, u, (size_t)(p - u));
+            n += (size_t)(p - u);
+            u = p;
+            continue;
+        }
         unsigned char c = *u;
         char esc[8];
         size_t k, len = 1;

@@ -79,9 +79,11 @@ static int hex4(const char *s, unsigned *v)
 int dialect_bad_escape(const char *s, size_t len)
 {
     for (size_t i = 0; i + 1 < len; i++) {
+        const char *bs = memchr(s + i, '\\', len - 1 - i);   /* most bodies have few escapes: skip to the next */
         unsigned v, lo;
-        if (s[i] != '\\')
-            continue;
+        if (bs == NULL)
+            break;
+        i = (size_t)(bs - s);
         if (s[i + 1] != 'u' || i + 6 > len || !hex4(s + i + 2, &v)) {
             i++;                        /* the escaped character: \\u0000 is text */
             continue;

@@ -59,6 +59,7 @@
 #include "dialect.h"
 #include "jscan.h"
 #include "sse.h"
+#include "text.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -118,6 +119,48 @@ static void *mem_grow(char **p, size_t *cap, size_t need)
     *p = n;
     *cap = c;
     return n;
+}
+
+/* A growing text: a translation written piece by piece (the answer, a
+ * stream's event) instead of built as a tree and printed. Each append
+ * returns 0, or -1 when memory ran out. */
+typedef struct outbuf {
+    char *buf;
+    size_t len, cap;
+} outbuf_t;
+
+static int ob_add(outbuf_t *o, const char *p, size_t n)
+{
+    if (n > SIZE_MAX - o->len || !mem_grow(&o->buf, &o->cap, o->len + n))
+        return -1;
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+static int ob_s(outbuf_t *o, const char *lit)
+{
+    return ob_add(o, lit, strlen(lit));
+}
+
+/* STR as a JSON string: jscan_quote writes at most 6 bytes a byte, the
+ * quotes and a NUL. */
+static int ob_q(outbuf_t *o, const char *str)
+{
+    size_t n = strlen(str);
+    long w;
+    if (n > (SIZE_MAX - o->len - 3) / 6 || !mem_grow(&o->buf, &o->cap, o->len + 6 * n + 3))
+        return -1;
+    if ((w = jscan_quote(str, o->buf + o->len, o->cap - o->len)) < 0)
+        return -1;
+    o->len += (size_t)w;
+    return 0;
+}
+
+static int ob_int(outbuf_t *o, int64_t v)
+{
+    char n[24];
+    return ob_s(o, text_int(n, (long long)v));
 }
 
 static void free_printed(const void *data, size_t len, void *arg)
@@ -824,15 +867,25 @@ done:
 
 /* ----------------------------------------------------------------- answer */
 
+static void free_outbuf(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* The answer is read as a tree (it is validated and its blocks checked
+ * first) and written straight out as OpenAI's chat.completion, members in
+ * OpenAI's order: no second tree, no print. */
 static int answer(const char *body, size_t len, const char *model, struct evbuffer *out, dialect_usage_t *usage)
 {
-    tr_t t = { NULL, 0 };
-    cJSON *in, *doc = NULL, *choices, *choice, *msg, *calls = NULL;
+    outbuf_t o = { NULL, 0, 0 };
+    cJSON *in;
     const cJSON *content, *u;
     const char *id;
     char *text = NULL;
     size_t text_len = 0;
-    int ntext = 0, rc = -1;
+    int ntext = 0, ncalls = 0, rc = -1;
     tokens_t tk = { -1, -1, -1, -1 };
     usage->prompt = usage->completion = usage->cached = -1;
     if (!(in = dialect_parse(body, len)))
@@ -854,65 +907,60 @@ static int answer(const char *body, size_t len, const char *model, struct evbuff
             goto done;
         }
     }
+    /* the text blocks are one content string */
     if (ntext && !(text = malloc(text_len + 1)))
         goto done;
     text_len = 0;
-    doc = cJSON_CreateObject();
-    put(&t, doc, "id", ref(id));
-    put(&t, doc, "object", ref("chat.completion"));
-    put(&t, doc, "created", cJSON_CreateNumber((double)time(NULL)));
-    put(&t, doc, "model", ref(model ? model : ""));
-    choices = put(&t, doc, "choices", cJSON_CreateArray());
-    choice = push(&t, choices, cJSON_CreateObject());
-    put(&t, choice, "index", cJSON_CreateNumber(0));
-    msg = put(&t, choice, "message", cJSON_CreateObject());
-    put(&t, msg, "role", ref("assistant"));
-    for (const cJSON *b = content->child; b; b = b->next) {
-        const char *type = str_of(b, "type");
-        if (is(type, "text")) {
+    for (const cJSON *b = content->child; b && ntext; b = b->next) {
+        if (is(str_of(b, "type"), "text")) {
             size_t n = strlen(str_of(b, "text"));
             memcpy(text + text_len, str_of(b, "text"), n);
             text_len += n;
-        } else if (is(type, "tool_use")) {
-            char *args = cJSON_PrintUnformatted(get(b, "input"));
-            cJSON *c, *fn;
-            if (!calls)
-                calls = cJSON_CreateArray();
-            c = push(&t, calls, cJSON_CreateObject());
-            put(&t, c, "id", ref(str_of(b, "id")));
-            put(&t, c, "type", ref("function"));
-            fn = put(&t, c, "function", cJSON_CreateObject());
-            put(&t, fn, "name", ref(str_of(b, "name")));
-            put(&t, fn, "arguments", args ? cJSON_CreateString(args) : NULL);
-            cJSON_free(args);
         }
     }
     if (text)
         text[text_len] = '\0';
-    put(&t, msg, "content", text ? cJSON_CreateString(text) : cJSON_CreateNull());
-    if (calls)
-        put(&t, msg, "tool_calls", calls);
-    put(&t, msg, "refusal", cJSON_CreateNull());
-    put(&t, choice, "logprobs", cJSON_CreateNull());
-    put(&t, choice, "finish_reason", ref(finish_reason(str_of(in, "stop_reason"))));
+    if (ob_s(&o, "{\"id\":") || ob_q(&o, id) || ob_s(&o, ",\"object\":\"chat.completion\",\"created\":") ||
+        ob_int(&o, (int64_t)time(NULL)) || ob_s(&o, ",\"model\":") || ob_q(&o, model ? model : "") ||
+        ob_s(&o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":") ||
+        (text ? ob_q(&o, text) : ob_s(&o, "null")))
+        goto done;
+    for (const cJSON *b = content->child; b; b = b->next) {
+        char *args;
+        int bad;
+        if (!is(str_of(b, "type"), "tool_use"))
+            continue;
+        if (!(args = cJSON_PrintUnformatted(get(b, "input"))))
+            goto done;
+        bad = ob_s(&o, ncalls++ ? ",{\"id\":" : ",\"tool_calls\":[{\"id\":") || ob_q(&o, str_of(b, "id")) ||
+              ob_s(&o, ",\"type\":\"function\",\"function\":{\"name\":") || ob_q(&o, str_of(b, "name")) ||
+              ob_s(&o, ",\"arguments\":") || ob_q(&o, args) || ob_s(&o, "}}");
+        cJSON_free(args);
+        if (bad)
+            goto done;
+    }
+    if ((ncalls && ob_s(&o, "]")) || ob_s(&o, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":") ||
+        ob_q(&o, finish_reason(str_of(in, "stop_reason"))) || ob_s(&o, "}]"))
+        goto done;
     if (cJSON_IsObject(u = get(in, "usage"))) {
-        cJSON *ou, *details;
         take_tokens(u, &tk, 1);
         to_usage(&tk, usage);
-        ou = put(&t, doc, "usage", cJSON_CreateObject());
-        put(&t, ou, "prompt_tokens", cJSON_CreateNumber((double)nonneg(usage->prompt)));
-        put(&t, ou, "completion_tokens", cJSON_CreateNumber((double)nonneg(usage->completion)));
-        put(&t, ou, "total_tokens", cJSON_CreateNumber((double)(nonneg(usage->prompt) + nonneg(usage->completion))));
-        details = put(&t, ou, "prompt_tokens_details", cJSON_CreateObject());
-        put(&t, details, "cached_tokens", cJSON_CreateNumber((double)nonneg(usage->cached)));
+        if (ob_s(&o, ",\"usage\":{\"prompt_tokens\":") || ob_int(&o, nonneg(usage->prompt)) ||
+            ob_s(&o, ",\"completion_tokens\":") || ob_int(&o, nonneg(usage->completion)) ||
+            ob_s(&o, ",\"total_tokens\":") || ob_int(&o, nonneg(usage->prompt) + nonneg(usage->completion)) ||
+            ob_s(&o, ",\"prompt_tokens_details\":{\"cached_tokens\":") || ob_int(&o, nonneg(usage->cached)) ||
+            ob_s(&o, "}}"))
+            goto done;
     }
-    if (!t.oom && print_to(doc, out) == 0)
+    if (ob_s(&o, "}") == 0 && evbuffer_add_reference(out, o.buf, o.len, free_outbuf, NULL) == 0) {
+        o.buf = NULL;                   /* the buffer's now */
         rc = 0;
+    }
 done:
     if (rc < 0)
         usage->prompt = usage->completion = usage->cached = -1;
+    free(o.buf);
     free(text);
-    cJSON_Delete(doc);
     cJSON_Delete(in);
     return rc;
 }
@@ -938,8 +986,7 @@ struct dialect_stream {
     tokens_t tk;
     char *data;                         /* the event's data */
     size_t data_cap;
-    char *buf;                          /* the event's translation: appended to OUT only when whole */
-    size_t len, cap;
+    outbuf_t o;                         /* the event's translation: appended to OUT only when whole */
 };
 
 static dialect_stream_t *stream_new(const char *model, const dialect_req_info_t *info)
@@ -965,42 +1012,28 @@ static void stream_free(dialect_stream_t *s)
     free(s->head);
     free(s->start_input);
     free(s->data);
-    free(s->buf);
+    free(s->o.buf);
     free(s);
 }
 
 static int add(dialect_stream_t *s, const char *p, size_t n)
 {
-    if (n > SIZE_MAX - s->len || !mem_grow(&s->buf, &s->cap, s->len + n))
-        return -1;
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
-    return 0;
+    return ob_add(&s->o, p, n);
 }
 
 static int add_s(dialect_stream_t *s, const char *lit)
 {
-    return add(s, lit, strlen(lit));
+    return ob_s(&s->o, lit);
 }
 
-/* STR as a JSON string: jscan_quote writes at most 6 bytes a byte, the
- * quotes and a NUL. */
 static int add_q(dialect_stream_t *s, const char *str)
 {
-    size_t n = strlen(str);
-    long w;
-    if (n > (SIZE_MAX - s->len - 3) / 6 || !mem_grow(&s->buf, &s->cap, s->len + 6 * n + 3))
-        return -1;
-    if ((w = jscan_quote(str, s->buf + s->len, s->cap - s->len)) < 0)
-        return -1;
-    s->len += (size_t)w;
-    return 0;
+    return ob_q(&s->o, str);
 }
 
 static int add_int(dialect_stream_t *s, int64_t v)
 {
-    char n[24];
-    return add(s, n, (size_t)snprintf(n, sizeof(n), "%" PRId64, v));
+    return ob_int(&s->o, v);
 }
 
 static int chunk_open(dialect_stream_t *s)
@@ -1037,15 +1070,15 @@ static int on_message_start(dialect_stream_t *s, const cJSON *d, dialect_usage_t
     if (!id)
         return -1;
     /* the head is built once, in the buffer, then moved out of it */
-    s->len = 0;
+    s->o.len = 0;
     if (add_s(s, "data: {\"id\":") || add_q(s, id) || add_s(s, ",\"object\":\"chat.completion.chunk\",\"created\":") ||
         add_int(s, (int64_t)s->created) || add_s(s, ",\"model\":") || add_q(s, s->model) || add_s(s, ","))
         return -1;
-    if (!(s->head = malloc(s->len)))
+    if (!(s->head = malloc(s->o.len)))
         return -1;
-    memcpy(s->head, s->buf, s->len);
-    s->head_len = s->len;
-    s->len = 0;
+    memcpy(s->head, s->o.buf, s->o.len);
+    s->head_len = s->o.len;
+    s->o.len = 0;
     s->started = 1;
     take_tokens(get(m, "usage"), &s->tk, 0);
     to_usage(&s->tk, usage);
@@ -1228,18 +1261,18 @@ static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc
     if ((q = jscan_string_len(d + start, n - start, &escapes)) < 0 || start + (size_t)q + 2 != n ||
         d[n - 2] != '}' || d[n - 1] != '}')
         return 0;                       /* not a valid string, or more members after it: the long way */
-    s->len = 0;
+    s->o.len = 0;
     *rc = 0;
     if (escapes && dialect_bad_escape(d + start, (size_t)q))
         *rc = -1;                       /* \u0000 or a lone surrogate, refused as the long way refuses them */
     else if (q == 2)
         return 1;                       /* an empty text says nothing */
     need = s->head_len + sizeof(open) - 1 + (size_t)q + sizeof(close) - 1 + sizeof(usage_null) - 1 + 3;
-    if (*rc < 0 || !mem_grow(&s->buf, &s->cap, need)) {
+    if (*rc < 0 || !mem_grow(&s->o.buf, &s->o.cap, need)) {
         *rc = -1;
         return 1;
     }
-    w = s->buf;
+    w = s->o.buf;
     memcpy(w, s->head, s->head_len), w += s->head_len;
     memcpy(w, open, sizeof(open) - 1), w += sizeof(open) - 1;
     memcpy(w, d + start, (size_t)q), w += q;
@@ -1247,7 +1280,7 @@ static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc
     if (s->include_usage)
         memcpy(w, usage_null, sizeof(usage_null) - 1), w += sizeof(usage_null) - 1;
     memcpy(w, "}\n\n", 3), w += 3;
-    s->len = (size_t)(w - s->buf);
+    s->o.len = (size_t)(w - s->o.buf);
     return 1;
 }
 
@@ -1292,7 +1325,7 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
         return 0;                       /* a comment or an event without data: nothing to translate */
     if (n < 0)
         return -1;
-    s->len = 0;
+    s->o.len = 0;
     if ((EVENT_IS(&f, "content_block_delta") && text_delta_fast(s, f.data, (size_t)n, &rc)) ||
         fixed_event(s, &f, f.data, (size_t)n, &rc)) {
         /* taken */
@@ -1300,13 +1333,13 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
         return -1;
     } else {
         type = str_of(d, "type");
-        s->len = 0;
+        s->o.len = 0;
         if (!type || (f.event && (f.event_len != strlen(type) || memcmp(f.event, type, f.event_len) != 0)))
             rc = -1;
         else
             rc = on_event(s, type, d, usage);
     }
-    if (rc >= 0 && s->len && evbuffer_add(out, s->buf, s->len) != 0)
+    if (rc >= 0 && s->o.len && evbuffer_add(out, s->o.buf, s->o.len) != 0)
         rc = -1;
     cJSON_Delete(d);
     return rc;
