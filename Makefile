@@ -69,7 +69,7 @@ unit-bins: $(UNIT_BIN)
 # libFuzzer drivers (test/fuzz/fuzz_*.c), built with clang: `make fuzz` runs
 # each from its seed corpus for FUZZ_SECONDS (the corpus grows in build/fuzz).
 FUZZ_SECONDS ?= 60
-FUZZ_SRC  := src/dialect/dialect.c src/dialect/openai_to_anthropic.c src/dialect/anthropic_to_openai.c src/sse.c src/jscan.c
+FUZZ_SRC  := src/dialect/dialect.c src/dialect/openai_to_anthropic.c src/dialect/anthropic_to_openai.c src/sse.c src/jscan.c src/text.c
 $(BUILD)/fuzz/fuzz_dialect: test/fuzz/fuzz_dialect.c $(FUZZ_SRC) $(wildcard include/*.h)
 	@mkdir -p $(@D)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

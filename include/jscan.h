@@ -39,6 +39,17 @@ long jscan_string_len(const char *str, size_t len, int *escaped);
  * scan of the body, so callers do it only when they need the keys. */
 int jscan_next_key(const char *body, size_t len, size_t *pos, size_t *key_off, size_t *key_len);
 
+/* Steps through the members of the object, or the elements of the array,
+ * whose value starts at BODY[START] (each step validates what it passes).
+ * Start with *pos = START; each call fills *IT (key_off and key_len: the
+ * member's key, quotes included, 0 for an array's element; val_off and
+ * val_len: its value) and returns 1, or returns 0 after the last (*pos is
+ * then past the closing brace) and -1 on bytes that are not JSON. Nothing
+ * is allocated. */
+typedef struct jscan_item {
+    size_t key_off, key_len, val_off, val_len;
+} jscan_item_t;
+int jscan_next_item(const char *body, size_t len, size_t start, size_t *pos, jscan_item_t *it);
 /* Decodes the JSON string value at BODY[off..off+len) (quotes included) into
  * DST (NUL-terminated, at most DSTLEN-1 bytes). Returns the decoded length or
  * -1 if it does not fit or contains an escaped NUL. */

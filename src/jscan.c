@@ -256,6 +256,54 @@ jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out)
     return is_object ? JSCAN_OK : JSCAN_NOT_OBJECT;
 }
 
+int jscan_next_item(const char *body, size_t len, size_t start, size_t *pos, jscan_item_t *it)
+{
+    jscan_t ignored;
+    scanner_t s = { (const unsigned char *)body + (*pos < len ? *pos : len), (const unsigned char *)body + len,
+                    (const unsigned char *)body, 1 };
+    char close;
+    if (start >= len || (body[start] != '{' && body[start] != '['))
+        return -1;
+    close = body[start] == '{' ? '}' : ']';
+    if (*pos == start) {                   /* the opening brace or bracket */
+        s.p++;
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == close) {
+            *pos = (size_t)(s.p + 1 - s.start);
+            return 0;
+        }
+    } else {                               /* after an item: a comma, or the end */
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == close) {
+            *pos = (size_t)(s.p + 1 - s.start);
+            return 0;
+        }
+        if (s.p >= s.end || *s.p != ',')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+    }
+    it->key_off = it->key_len = 0;
+    if (close == '}') {
+        const unsigned char *k = s.p;
+        if (scan_string(&s) < 0)
+            return -1;
+        it->key_off = (size_t)(k - s.start);
+        it->key_len = (size_t)(s.p - k);
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+    }
+    it->val_off = (size_t)(s.p - s.start);
+    if (scan_value(&s, &ignored, 0) < 0)
+        return -1;
+    it->val_len = (size_t)(s.p - s.start) - it->val_off;
+    *pos = (size_t)(s.p - s.start);
+    return 1;
+}
+
 int jscan_next_key(const char *body, size_t len, size_t *pos, size_t *key_off, size_t *key_len)
 {
     jscan_t ignored;

@@ -874,6 +874,145 @@ static void free_outbuf(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
+/* A value as it lies in the answer's bytes. */
+typedef struct raw {
+    const char *p;
+    size_t n;
+} raw_t;
+
+/* RAW is the JSON string LIT, spelled without escapes. */
+static int raw_is(raw_t raw, const char *lit)
+{
+    size_t n = strlen(lit);
+    return raw.n == n + 2 && raw.p[0] == '"' && memcmp(raw.p + 1, lit, n) == 0;
+}
+
+/* RAW is a string with an escape in it: compared by its bytes, it could
+ * mean what the long way (cJSON, which decodes it) reads otherwise. */
+static int raw_escaped(raw_t raw)
+{
+    return raw.p != NULL && raw.p[0] == '"' && memchr(raw.p, '\\', raw.n) != NULL;
+}
+
+/* The values of the members of the object at B[START] named by KEYS (N
+ * of them) into VALS (the first of duplicates, as cJSON finds it); -1 on
+ * a key with an escape in it (the long way reads those), 0 after the last. */
+static int members(const char *b, size_t len, size_t start, const char *const *keys, raw_t *vals, int n)
+{
+    size_t pos = start;
+    jscan_item_t it;
+    int r;
+    while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
+        if (memchr(b + it.key_off, '\\', it.key_len) != NULL)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            if (!vals[i].p && it.key_len == strlen(keys[i]) + 2 &&
+                memcmp(b + it.key_off + 1, keys[i], it.key_len - 2) == 0)
+                vals[i] = (raw_t){ b + it.val_off, it.val_len };
+        }
+    }
+    return r;
+}
+
+/* A count as take_count reads it: a number, at least 0, below 9e15. */
+static void raw_count(raw_t v, int64_t *to)
+{
+    char num[64];
+    double d;
+    if (!v.p || v.n >= sizeof(num) || !(v.p[0] == '-' || (v.p[0] >= '0' && v.p[0] <= '9')))
+        return;
+    memcpy(num, v.p, v.n);
+    num[v.n] = '\0';
+    d = strtod(num, NULL);
+    if (d >= 0 && d < 9e15)
+        *to = (int64_t)d;
+}
+
+/* The answer almost every request gets, read without a tree: a message of
+ * one text block (thinking blocks aside), no escapes in its keys or in the
+ * strings it compares; the text and the id go into the chat.completion as
+ * they came (valid JSON strings of valid UTF-8: the whole body was
+ * checked). Returns 1 when it was taken (its result in *RC), 0 for the
+ * long way, which reads anything else exactly as before. */
+static int answer_fast(const char *b, size_t len, const char *model, struct evbuffer *out, dialect_usage_t *usage,
+                       int *rc)
+{
+    static const char *const top_keys[] = { "id", "type", "content", "stop_reason", "usage" };
+    static const char *const block_keys[] = { "type", "text" };
+    static const char *const usage_keys[] = { "input_tokens", "cache_read_input_tokens",
+                                              "cache_creation_input_tokens", "output_tokens" };
+    raw_t top[5] = { { 0 } }, text = { 0 }, u[4] = { { 0 } };
+    tokens_t tk = { -1, -1, -1, -1 };
+    outbuf_t o = { NULL, 0, 0 };
+    size_t start = 0, pos;
+    jscan_item_t it;
+    jscan_t j;
+    const char *finish = "stop";
+    int r;
+    if (jscan_body(b, len, &j) != JSCAN_OK || dialect_bad_escape(b, len))
+        return 0;
+    while (start < len && b[start] != '{')
+        start++;                        /* (jscan_body found an object: only white space before it) */
+    if (members(b, len, start, top_keys, top, 5) < 0 || !top[0].p || top[0].p[0] != '"' ||
+        !raw_is(top[1], "message") || !top[2].p || top[2].p[0] != '[' || raw_escaped(top[3]))
+        return 0;
+    pos = (size_t)(top[2].p - b);
+    start = pos;
+    while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
+        raw_t blk[2] = { { 0 }, { 0 } };
+        if (b[it.val_off] != '{' || members(b, len, it.val_off, block_keys, blk, 2) < 0 || raw_escaped(blk[0]))
+            return 0;
+        if (raw_is(blk[0], "text") && blk[1].p && blk[1].p[0] == '"' && !text.p)
+            text = blk[1];
+        else if (!raw_is(blk[0], "thinking") && !raw_is(blk[0], "redacted_thinking"))
+            return 0;                   /* a tool call, a second text, anything else */
+    }
+    if (r < 0)
+        return 0;
+    if (top[3].p && top[3].p[0] == '"') {
+        if (raw_is(top[3], "max_tokens") || raw_is(top[3], "model_context_window_exceeded"))
+            finish = "length";
+        else if (raw_is(top[3], "tool_use"))
+            finish = "tool_calls";
+        else if (raw_is(top[3], "refusal"))
+            finish = "content_filter";
+    }
+    if (top[4].p && top[4].p[0] == '{') {
+        if (members(b, len, (size_t)(top[4].p - b), usage_keys, u, 4) < 0)
+            return 0;
+        raw_count(u[0], &tk.input);
+        raw_count(u[1], &tk.cache_read);
+        raw_count(u[2], &tk.cache_creation);
+        raw_count(u[3], &tk.output);
+        to_usage(&tk, usage);
+    }
+    *rc = -1;
+    if (ob_s(&o, "{\"id\":") || ob_add(&o, top[0].p, top[0].n) ||
+        ob_s(&o, ",\"object\":\"chat.completion\",\"created\":") || ob_int(&o, (int64_t)time(NULL)) ||
+        ob_s(&o, ",\"model\":") || ob_q(&o, model ? model : "") ||
+        ob_s(&o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":") ||
+        (text.p ? ob_add(&o, text.p, text.n) : ob_s(&o, "null")) ||
+        ob_s(&o, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"") || ob_s(&o, finish) ||
+        ob_s(&o, "\"}]"))
+        goto done;
+    if (top[4].p && top[4].p[0] == '{' &&
+        (ob_s(&o, ",\"usage\":{\"prompt_tokens\":") || ob_int(&o, nonneg(usage->prompt)) ||
+         ob_s(&o, ",\"completion_tokens\":") || ob_int(&o, nonneg(usage->completion)) ||
+         ob_s(&o, ",\"total_tokens\":") || ob_int(&o, nonneg(usage->prompt) + nonneg(usage->completion)) ||
+         ob_s(&o, ",\"prompt_tokens_details\":{\"cached_tokens\":") || ob_int(&o, nonneg(usage->cached)) ||
+         ob_s(&o, "}}")))
+        goto done;
+    if (ob_s(&o, "}") == 0 && evbuffer_add_reference(out, o.buf, o.len, free_outbuf, NULL) == 0) {
+        o.buf = NULL;                   /* the buffer's now */
+        *rc = 0;
+    }
+done:
+    if (*rc < 0)
+        usage->prompt = usage->completion = usage->cached = -1;
+    free(o.buf);
+    return 1;
+}
+
 /* The answer is read as a tree (it is validated and its blocks checked
  * first) and written straight out as OpenAI's chat.completion, members in
  * OpenAI's order: no second tree, no print. */
@@ -888,6 +1027,8 @@ static int answer(const char *body, size_t len, const char *model, struct evbuff
     int ntext = 0, ncalls = 0, rc = -1;
     tokens_t tk = { -1, -1, -1, -1 };
     usage->prompt = usage->completion = usage->cached = -1;
+    if (answer_fast(body, len, model, out, usage, &rc))
+        return rc;
     if (!(in = dialect_parse(body, len)))
         return -1;
     content = get(in, "content");

@@ -469,6 +469,27 @@ static void test_answer(void)
     NOT_ANSWER("{'id':'m','type':'message','content':[{'type':'text','text':'a\\u0000b'}]}");
     NOT_ANSWER("{'id':'m','type':'message','content':[{'type':'text','text':'\xc3'}]}");
     NOT_ANSWER("{'id':'m','type':'message','content':[{'type':'text','text':'\\udc00'}]}");
+    NOT_ANSWER("{'id':'m','type':'message','content':[{'type':'text'}]}");
+    NOT_ANSWER("{'id':'m','type':'message','content':[{'type':'text','text':'a'}],'usage':{'input_tokens':1}} x");
+
+    /* the one-text-block answer is read without a tree: escapes in the text
+     * and id go through as they came; escaped keys and compared strings, odd
+     * counts and white space read as the long way reads them */
+    ANSWER(" { 'id' : 'm\\u0031' , 'type' : 'message' , 'content' : [ { 'type' : 'text' , 'text' : 'a\\nb \\u00e9 \\'q\\' \\/' } ] } ",
+           "{'id':'m\\u0031','object':'chat.completion','created':0,'model':'gpt-4o','choices':[{'index':0,'message':"
+           "{'role':'assistant','content':'a\\nb \\u00e9 \\'q\\' \\/','refusal':null},'logprobs':null,'finish_reason':'stop'}]}");
+    ANSWER("{'id':'m','typ\\u0065':'mess\\u0061ge','content':[{'t\\u0079pe':'text','text':'x'}],'stop_reason':'tool\\u005fuse'}",
+           "{'id':'m','object':'chat.completion','created':0,'model':'gpt-4o','choices':[{'index':0,'message':"
+           "{'role':'assistant','content':'x','refusal':null},'logprobs':null,'finish_reason':'tool_calls'}]}");
+    ANSWER("{'id':'a','id':'b','type':'message','content':[{'type':'thinking','thinking':'t'},{'type':'text','text':'x','text':'y'}],"
+           "'usage':{'input_tokens':-1,'output_tokens':1e3,'cache_read_input_tokens':'7','cache_creation_input_tokens':2,'input_tokens':9}}",
+           "{'id':'a','object':'chat.completion','created':0,'model':'gpt-4o','choices':[{'index':0,'message':"
+           "{'role':'assistant','content':'x','refusal':null},'logprobs':null,'finish_reason':'stop'}],"
+           "'usage':{'prompt_tokens':0,'completion_tokens':1000,'total_tokens':1000,'prompt_tokens_details':{'cached_tokens':0}}}");
+    CHECK(usage.prompt == -1 && usage.completion == 1000 && usage.cached == -1);
+    ANSWER("{'id':'m','type':'message','content':[{'type':'text','text':'x'}],'usage':5}",
+           "{'id':'m','object':'chat.completion','created':0,'model':'gpt-4o','choices':[{'index':0,'message':"
+           "{'role':'assistant','content':'x','refusal':null},'logprobs':null,'finish_reason':'stop'}]}");
     NOT_ANSWER("<html>bad gateway</html>");
     NOT_ANSWER("");
     NOT_ANSWER("[]");
