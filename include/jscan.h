@@ -40,12 +40,14 @@ long jscan_string_len(const char *str, size_t len, int *escaped);
 int jscan_next_key(const char *body, size_t len, size_t *pos, size_t *key_off, size_t *key_len);
 
 /* Steps through the members of the object, or the elements of the array,
- * whose value starts at BODY[START] (each step validates what it passes).
+ * whose value starts at BODY[START], in a body jscan_body accepted: values
+ * are skipped (strings quote to quote with memchr), not validated again.
  * Start with *pos = START; each call fills *IT (key_off and key_len: the
  * member's key, quotes included, 0 for an array's element; val_off and
  * val_len: its value) and returns 1, or returns 0 after the last (*pos is
- * then past the closing brace) and -1 on bytes that are not JSON. Nothing
- * is allocated. */
+ * then past the closing brace). On bytes jscan_body refuses it may return
+ * -1 or items that mean nothing, but never reads or points beyond LEN.
+ * Nothing is allocated. */
 typedef struct jscan_item {
     size_t key_off, key_len, val_off, val_len;
 } jscan_item_t;

@@ -256,9 +256,52 @@ jscan_status_t jscan_body(const char *body, size_t len, jscan_t *out)
     return is_object ? JSCAN_OK : JSCAN_NOT_OBJECT;
 }
 
+/* The end of the string at P in a body jscan_body accepted: the next quote
+ * that no backslash escapes, found with memchr (E when there is none). */
+static const unsigned char *skip_string_trusted(const unsigned char *p, const unsigned char *e)
+{
+    for (p++; p < e;) {
+        const unsigned char *q = memchr(p, '"', (size_t)(e - p)), *b;
+        if (q == NULL)
+            return e;
+        for (b = q; b > p && b[-1] == '\\'; b--)
+            ;
+        if ((q - b) % 2 == 0)
+            return q + 1;             /* an even run of backslashes escapes each other */
+        p = q + 1;
+    }
+    return e;
+}
+
+/* The end of the value at P in a body jscan_body accepted, without
+ * validating it again: strings are skipped quote to quote, containers by
+ * their nesting. Never beyond E, whatever the bytes. */
+static const unsigned char *skip_value_trusted(const unsigned char *p, const unsigned char *e)
+{
+    int depth = 0;
+    if (p < e && *p == '"')
+        return skip_string_trusted(p, e);
+    if (p < e && *p != '{' && *p != '[') {     /* a number or a literal */
+        while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            p++;
+        return p;
+    }
+    while (p < e) {
+        if (*p == '"') {
+            p = skip_string_trusted(p, e);
+            continue;
+        }
+        if (*p == '{' || *p == '[')
+            depth++;
+        else if ((*p == '}' || *p == ']') && --depth == 0)
+            return p + 1;
+        p++;
+    }
+    return e;
+}
+
 int jscan_next_item(const char *body, size_t len, size_t start, size_t *pos, jscan_item_t *it)
 {
-    jscan_t ignored;
     scanner_t s = { (const unsigned char *)body + (*pos < len ? *pos : len), (const unsigned char *)body + len,
                     (const unsigned char *)body, 1 };
     char close;
@@ -297,8 +340,9 @@ int jscan_next_item(const char *body, size_t len, size_t start, size_t *pos, jsc
         skip_ws(&s);
     }
     it->val_off = (size_t)(s.p - s.start);
-    if (scan_value(&s, &ignored, 0) < 0)
+    if (s.p >= s.end)
         return -1;
+    s.p = skip_value_trusted(s.p, s.end);
     it->val_len = (size_t)(s.p - s.start) - it->val_off;
     *pos = (size_t)(s.p - s.start);
     return 1;

@@ -303,6 +303,16 @@ static cJSON *ref(const char *s)
     return cJSON_CreateStringReference(s);
 }
 
+/* V (a whole number, as a token limit is) as a JSON number spelled by hand:
+ * cJSON prints every number with sprintf and reads it back with sscanf. */
+static cJSON *whole_number(double v)
+{
+    char b[24];
+    if (v != floor(v) || fabs(v) >= 9e15)
+        return cJSON_CreateNumber(v);
+    return cJSON_CreateRaw(text_int(b, (long long)v));
+}
+
 /* The name of the first key of OBJ not in KNOWN (NULL-terminated), or NULL. */
 static const char *unknown_key(const cJSON *obj, const char *const *known)
 {
@@ -846,7 +856,7 @@ static int request(const char *body, size_t len, const dialect_req_opts_t *o, st
                                     : (double)(o->default_max_tokens > 0 ? o->default_max_tokens : DEFAULT_MAX_TOKENS);
     up = cJSON_CreateObject();
     put(&t, up, "model", cJSON_CreateString(o->model ? o->model : ""));
-    put(&t, up, "max_tokens", cJSON_CreateNumber(max_tokens));
+    put(&t, up, "max_tokens", whole_number(max_tokens));
     if (do_messages(&t, get(in, "messages"), up) || do_fields(&t, in, up))
         goto done;
     if ((ntools = do_tools(&t, get(in, "tools"), up)) < 0 ||

@@ -117,5 +117,37 @@ int main(void)
         CHECK(jscan_string_len("abc", 3, &escd) == -1);
         CHECK(jscan_string_len("", 0, &escd) == -1);
     }
+    {   /* stepping through an object's members and an array's elements in place */
+        static const char b[] = " {\"a\" : \"x\\\"]}\\\\\" , \"b\":[1, {\"c\":\"]\"} ,[ ]], \"d\":-1.5e3,\"e\":true } ";
+        size_t pos = 1, n = sizeof(b) - 1, arr;
+        jscan_item_t it;
+        jscan_t js;
+        CHECK(jscan_body(b, n, &js) == JSCAN_OK);
+        CHECK(jscan_next_item(b, n, 1, &pos, &it) == 1 && it.key_len == 3 && memcmp(b + it.key_off, "\"a\"", 3) == 0);
+        CHECK(it.val_len == 9 && memcmp(b + it.val_off, "\"x\\\"]}\\\\\"", 9) == 0);   /* "x\"]}\\" */
+        CHECK(jscan_next_item(b, n, 1, &pos, &it) == 1 && b[it.val_off] == '[');
+        arr = it.val_off;
+        CHECK(jscan_next_item(b, n, 1, &pos, &it) == 1 && it.val_len == 6 && memcmp(b + it.val_off, "-1.5e3", 6) == 0);
+        CHECK(jscan_next_item(b, n, 1, &pos, &it) == 1 && it.val_len == 4);
+        CHECK(jscan_next_item(b, n, 1, &pos, &it) == 0 && b[pos - 1] == '}');
+        pos = arr;
+        CHECK(jscan_next_item(b, n, arr, &pos, &it) == 1 && it.key_len == 0 && it.val_len == 1 && b[it.val_off] == '1');
+        CHECK(jscan_next_item(b, n, arr, &pos, &it) == 1 && it.val_len == 9);       /* {"c":"]"} */
+        CHECK(jscan_next_item(b, n, arr, &pos, &it) == 1 && it.val_len == 3);       /* [ ] */
+        CHECK(jscan_next_item(b, n, arr, &pos, &it) == 0);
+        pos = 0;
+        CHECK(jscan_next_item("{}", 2, 0, &pos, &it) == 0 && pos == 2);
+        pos = 0;
+        CHECK(jscan_next_item("5", 1, 0, &pos, &it) == -1);
+        /* bytes jscan_body refuses: no promise but staying inside them */
+        static const char *const refused[] = { "{\"a\":\"x", "{\"a\":[1,{", "{\"a\"", "{\"a\":}", "[\"\\", "{\"a\":1 2}" };
+        for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++) {
+            size_t bl = strlen(refused[k]), p2 = 0;
+            int steps = 0, r;
+            while ((r = jscan_next_item(refused[k], bl, 0, &p2, &it)) == 1 && steps++ < 10)
+                CHECK(it.val_off + it.val_len <= bl && p2 <= bl);
+            CHECK(p2 <= bl);
+        }
+    }
     DONE();
 }
