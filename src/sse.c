@@ -35,6 +35,16 @@ size_t sse_whole(const char *buf, size_t len, size_t from)
 size_t sse_first(const char *buf, size_t len)
 {
     int empty = 1;                        /* the line being read has no bytes yet */
+    const char *nl = buf;
+    /* what every upstream sends: lines ending in LF alone, so the event ends
+     * at the first LF LF if no CR comes before it (memchr line to line:
+     * glibc's memmem is slower than that) */
+    if (len > 0 && buf[0] == '\n')
+        return 1;
+    while ((nl = memchr(nl, '\n', len - (size_t)(nl - buf))) != NULL && (size_t)(nl - buf) + 1 < len && nl[1] != '\n')
+        nl++;
+    if (nl != NULL && (size_t)(nl - buf) + 1 < len && memchr(buf, '\r', (size_t)(nl - buf)) == NULL)
+        return (size_t)(nl - buf) + 2;
     for (size_t i = 0; i < len; i++) {
         if (buf[i] != '\r' && buf[i] != '\n') {
             /* the rest of a line: to its LF at once (a CR before it is looked at then) */
@@ -59,20 +69,25 @@ size_t sse_first(const char *buf, size_t len)
 long sse_event(const char *ev, size_t len, sse_fields_t *f, char *data, size_t cap)
 {
     size_t pos = 0, dlen = 0;
-    int lines = 0;
+    int lines = 0, crs = memchr(ev, '\r', len) != NULL;   /* (without a CR, lines end at LFs alone) */
     f->event = NULL;
     f->event_len = 0;
     f->data = NULL;
     while (pos < len) {
         const char *lf = memchr(ev + pos, '\n', len - pos), *cr, *colon;
         size_t end = lf != NULL ? (size_t)(lf - ev) : len, next = end + 1, name, v;
-        if ((cr = memchr(ev + pos, '\r', end - pos)) != NULL) {   /* a CR ends the line, alone or before its LF */
+        if (crs && (cr = memchr(ev + pos, '\r', end - pos)) != NULL) {   /* a CR ends the line, alone or before its LF */
             end = (size_t)(cr - ev);
             next = end + 1 < len && ev[end + 1] == '\n' ? end + 2 : end + 1;
         }
         if (end == pos)
             break;                        /* the empty line: the event's end */
-        colon = memchr(ev + pos, ':', end - pos);
+        if (end - pos >= 5 && memcmp(ev + pos, "data:", 5) == 0)
+            colon = ev + pos + 4;         /* the two fields every event has, without a search */
+        else if (end - pos >= 6 && memcmp(ev + pos, "event:", 6) == 0)
+            colon = ev + pos + 5;
+        else
+            colon = memchr(ev + pos, ':', end - pos);
         name = colon != NULL ? (size_t)(colon - ev) - pos : end - pos;
         v = colon != NULL ? (size_t)(colon - ev) + 1 : end;
         if (v < end && ev[v] == ' ')

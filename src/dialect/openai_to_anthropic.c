@@ -897,6 +897,11 @@ static int raw_is(raw_t raw, const char *lit)
     return raw.n == n + 2 && raw.p[0] == '"' && memcmp(raw.p + 1, lit, n) == 0;
 }
 
+static int raw_is_null(raw_t raw)
+{
+    return raw.n == 4 && memcmp(raw.p, "null", 4) == 0;
+}
+
 /* RAW is a string with an escape in it: compared by its bytes, it could
  * mean what the long way (cJSON, which decodes it) reads otherwise. */
 static int raw_escaped(raw_t raw)
@@ -938,6 +943,19 @@ static void raw_count(raw_t v, int64_t *to)
         *to = (int64_t)d;
 }
 
+/* finish_reason of a stop_reason as it lies in the bytes (one with an
+ * escape never gets here: raw_escaped sends it the long way). */
+static const char *raw_finish(raw_t v)
+{
+    if (raw_is(v, "max_tokens") || raw_is(v, "model_context_window_exceeded"))
+        return "length";
+    if (raw_is(v, "tool_use"))
+        return "tool_calls";
+    if (raw_is(v, "refusal"))
+        return "content_filter";
+    return "stop";
+}
+
 /* The answer almost every request gets, read without a tree: a message of
  * one text block (thinking blocks aside), no escapes in its keys or in the
  * strings it compares; the text and the id go into the chat.completion as
@@ -957,7 +975,7 @@ static int answer_fast(const char *b, size_t len, const char *model, struct evbu
     size_t start = 0, pos;
     jscan_item_t it;
     jscan_t j;
-    const char *finish = "stop";
+    const char *finish;
     int r;
     if (jscan_body(b, len, &j) != JSCAN_OK || dialect_bad_escape(b, len))
         return 0;
@@ -979,14 +997,7 @@ static int answer_fast(const char *b, size_t len, const char *model, struct evbu
     }
     if (r < 0)
         return 0;
-    if (top[3].p && top[3].p[0] == '"') {
-        if (raw_is(top[3], "max_tokens") || raw_is(top[3], "model_context_window_exceeded"))
-            finish = "length";
-        else if (raw_is(top[3], "tool_use"))
-            finish = "tool_calls";
-        else if (raw_is(top[3], "refusal"))
-            finish = "content_filter";
-    }
+    finish = raw_finish(top[3]);
     if (top[4].p && top[4].p[0] == '{') {
         if (members(b, len, (size_t)(top[4].p - b), usage_keys, u, 4) < 0)
             return 0;
@@ -1462,6 +1473,75 @@ static int fixed_event(dialect_stream_t *s, const sse_fields_t *f, const char *d
     return 1;
 }
 
+/* message_start and message_delta read without a tree, as answer_fast
+ * reads an answer: the message's id (as it came) and usage, the stop
+ * reason and the final counts. Returns 1 when the event was taken (its
+ * result in *RC), 0 for the long way (escaped keys or compared strings,
+ * anything unexpected), which reads it exactly as before. */
+static int message_fast(dialect_stream_t *s, const sse_fields_t *f, const char *d, size_t n, dialect_usage_t *usage,
+                        int *rc)
+{
+    static const char *const top_keys[] = { "type", "message", "delta", "usage" };
+    static const char *const msg_keys[] = { "id", "usage" };
+    static const char *const delta_keys[] = { "stop_reason" };
+    static const char *const usage_keys[] = { "input_tokens", "cache_read_input_tokens",
+                                              "cache_creation_input_tokens", "output_tokens" };
+    raw_t top[4] = { { 0 } }, m[2] = { { 0 } }, reason[1] = { { 0 } }, u[4] = { { 0 } }, *usage_v;
+    size_t start = 0;
+    jscan_t j;
+    int start_event;
+    if (n < 2 || d[0] != '{' || jscan_body(d, n, &j) != JSCAN_OK || dialect_bad_escape(d, n) ||
+        members(d, n, start, top_keys, top, 4) < 0 || raw_escaped(top[0]))
+        return 0;
+    start_event = raw_is(top[0], "message_start");
+    if (!start_event && !raw_is(top[0], "message_delta"))
+        return 0;
+    if (!EVENT_IS(f, "message_start") && start_event)
+        return 0;
+    if (!EVENT_IS(f, "message_delta") && !start_event)
+        return 0;
+    if (start_event) {
+        if (s->started || !top[1].p || top[1].p[0] != '{' ||
+            members(d, n, (size_t)(top[1].p - d), msg_keys, m, 2) < 0 || !m[0].p || m[0].p[0] != '"')
+            return 0;
+        usage_v = &m[1];
+    } else {
+        if (!s->started || !top[2].p || top[2].p[0] != '{' ||
+            members(d, n, (size_t)(top[2].p - d), delta_keys, reason, 1) < 0 || raw_escaped(reason[0]) ||
+            (reason[0].p && reason[0].p[0] != '"' && !raw_is_null(reason[0])))
+            return 0;
+        usage_v = &top[3];
+    }
+    if (usage_v->p && usage_v->p[0] == '{') {
+        if (members(d, n, (size_t)(usage_v->p - d), usage_keys, u, 4) < 0)
+            return 0;
+        raw_count(u[0], &s->tk.input);
+        raw_count(u[1], &s->tk.cache_read);
+        raw_count(u[2], &s->tk.cache_creation);
+        if (!start_event)
+            raw_count(u[3], &s->tk.output);   /* message_start's is a placeholder */
+    }
+    to_usage(&s->tk, usage);
+    s->o.len = 0;
+    if (!start_event) {
+        s->finished = 1;
+        *rc = chunk_open(s) || add_s(s, "{") || chunk_close(s, raw_finish(reason[0])) ? -1 : 0;
+        return 1;
+    }
+    /* the head is built once, in the buffer, then moved out of it */
+    *rc = -1;
+    if (add_s(s, "data: {\"id\":") || add(s, m[0].p, m[0].n) ||
+        add_s(s, ",\"object\":\"chat.completion.chunk\",\"created\":") || add_int(s, (int64_t)s->created) ||
+        add_s(s, ",\"model\":") || add_q(s, s->model) || add_s(s, ",") || !(s->head = malloc(s->o.len)))
+        return 1;
+    memcpy(s->head, s->o.buf, s->o.len);
+    s->head_len = s->o.len;
+    s->o.len = 0;
+    s->started = 1;
+    *rc = chunk_open(s) || add_s(s, "{\"role\":\"assistant\",\"content\":\"\"") || chunk_close(s, NULL) ? -1 : 0;
+    return 1;
+}
+
 static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct evbuffer *out,
                         dialect_usage_t *usage)
 {
@@ -1478,7 +1558,7 @@ static int stream_event(dialect_stream_t *s, const char *ev, size_t len, struct 
         return -1;
     s->o.len = 0;
     if ((EVENT_IS(&f, "content_block_delta") && text_delta_fast(s, f.data, (size_t)n, &rc)) ||
-        fixed_event(s, &f, f.data, (size_t)n, &rc)) {
+        fixed_event(s, &f, f.data, (size_t)n, &rc) || message_fast(s, &f, f.data, (size_t)n, usage, &rc)) {
         /* taken */
     } else if (!(d = dialect_parse(f.data, (size_t)n))) {
         return -1;

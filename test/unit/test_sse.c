@@ -32,6 +32,11 @@ int main(void)
     CHECK(sse_first("data: a\r\rx", 10) == 9);
     CHECK(sse_first("data: a\n", 8) == 0);
     CHECK(sse_first("\ndata: a\n\n", 11) == 1);   /* an empty line alone: an event of no fields */
+#define FIRST(lit) sse_first(lit, sizeof(lit) - 1)
+    CHECK(FIRST("data: a\ndata: b\n\nrest") == 17);          /* LFs alone: the quick way */
+    CHECK(FIRST("data: a\n\r\ndata: b\n\n") == 10);        /* a CR first: the long way */
+    CHECK(FIRST("data: a\rb\n\n") == 11);                    /* a lone CR ends a line: "b" is the next */
+    CHECK(FIRST("data: a\r\rdata: b\n\n") == 9);
     {
         char data[64];
         sse_fields_t f;
