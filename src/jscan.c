@@ -79,14 +79,23 @@ static const unsigned char *skip_plain8(const unsigned char *p, const unsigned c
     /* 16 at a time where there is SSE2 (every x86-64): as signed bytes, both
      * the control bytes and those with the top bit set are below 0x20 */
     const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+#define NOT_PLAIN(v) _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)))
+    while (e - p >= 64) {                 /* long text: 64 bytes a test */
+        __m128i a = NOT_PLAIN(_mm_loadu_si128((const __m128i *)(const void *)p));
+        __m128i b = NOT_PLAIN(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
+        __m128i c = NOT_PLAIN(_mm_loadu_si128((const __m128i *)(const void *)(p + 32)));
+        __m128i d = NOT_PLAIN(_mm_loadu_si128((const __m128i *)(const void *)(p + 48)));
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) != 0)
+            break;                        /* the 16-byte steps below find where */
+        p += 64;
+    }
     while (e - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        int m = _mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(v, space),
-                                               _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash))));
+        int m = _mm_movemask_epi8(NOT_PLAIN(_mm_loadu_si128((const __m128i *)(const void *)p)));
         if (m != 0)
             return p + __builtin_ctz((unsigned)m);
         p += 16;
     }
+#undef NOT_PLAIN
 #endif
     while (e - p >= 8) {
         uint64_t w, q, b;

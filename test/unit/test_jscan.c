@@ -149,25 +149,25 @@ int main(void)
             CHECK(p2 <= bl);
         }
     }
-    {   /* one odd byte at every offset of a long string: the 16- and 8-byte skips stop at it */
-        char str[80];
-        for (int k = 0; k < 60; k++) {
+    {   /* one odd byte at every offset of a long string: the 64-, 16- and 8-byte skips stop at it */
+        char str[160];
+        for (int k = 0; k < 140; k++) {
             memset(str, 'a', sizeof(str));
             str[0] = '"';
-            str[70] = '"';
+            str[150] = '"';
             str[1 + k] = '\x01';
-            CHECK(jscan_string_len(str, 71, NULL) == -1);                 /* a control byte */
+            CHECK(jscan_string_len(str, 151, NULL) == -1);                 /* a control byte */
             str[1 + k] = '"';
-            CHECK(jscan_string_len(str, 71, NULL) == 2 + k);              /* a quote ends it there */
+            CHECK(jscan_string_len(str, 151, NULL) == 2 + k);              /* a quote ends it there */
             str[1 + k] = '\x80';
-            CHECK(jscan_string_len(str, 71, NULL) == -1);                 /* not UTF-8 */
+            CHECK(jscan_string_len(str, 151, NULL) == -1);                 /* not UTF-8 */
             str[1 + k] = '\xc3', str[2 + k] = '\xa9';
-            CHECK(jscan_string_len(str, 71, NULL) == 71);                 /* é */
+            CHECK(jscan_string_len(str, 151, NULL) == 151);                 /* é */
             str[1 + k] = '\\', str[2 + k] = 'n';
             int e2 = 0;
-            CHECK(jscan_string_len(str, 71, &e2) == 71 && e2 == 1);     /* an escape */
+            CHECK(jscan_string_len(str, 151, &e2) == 151 && e2 == 1);     /* an escape */
             str[1 + k] = 0x7f;
-            CHECK(jscan_string_len(str, 71, NULL) == 71);                 /* DEL is text */
+            CHECK(jscan_string_len(str, 151, NULL) == 151);                 /* DEL is text */
         }
     }
     DONE();
