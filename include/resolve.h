@@ -40,6 +40,11 @@ typedef struct resolve_in {
 } resolve_in_t;
 
 /* One upstream to try. Strings are borrowed from the resolution's records. */
+/* A record's "timeouts" object read once; NAN where a field is absent. */
+typedef struct resolve_timeouts {
+    double first_byte_s, idle_s, connect_ms, total_s;
+} resolve_timeouts_t;
+
 typedef struct candidate {
     const char *provider;     /* provider name */
     const char *base_url;     /* "http://host:port/v1", no trailing slash */
@@ -49,6 +54,13 @@ typedef struct candidate {
     const char *model;        /* upstream model name (after mapping; the asked one, passed through) */
     const cJSON *target;      /* the route target it came from, or NULL */
     const cJSON *prov;        /* the provider record */
+    /* read from the records once, when the candidate is made: the request
+     * path reads these fields instead of looking them up by name */
+    const char *protocol;     /* "openai" (the default), "anthropic", "azure" */
+    const char *api_version;  /* azure's (its default when the record has none) */
+    const cJSON *default_max_tokens;   /* the provider's (a number), or NULL */
+    resolve_timeouts_t to;    /* the provider's timeouts */
+    int prov_cap, target_cap; /* max_in_flight of the provider and the target; 0: none */
 } candidate_t;
 
 /* A target left out, and why: "target_disabled", "provider_disabled",
@@ -74,6 +86,12 @@ typedef struct resolution {
     const cJSON *prefs;       /* the route's preferences in force (with in->prefs merged in), or NULL */
     cJSON *prefs_own;         /* that merge, when there was one */
     int nrec;
+    /* the matched route's fields the request path reads (as route_rec has them) */
+    const char *route_id;     /* "" for none */
+    resolve_timeouts_t to;    /* its timeouts; all NAN for none */
+    int route_cap;            /* its max_in_flight; 0: none */
+    int max_429_retries;      /* its retry settings; -1 and NAN when absent */
+    double retry_after_cap_s;
     /* resolve_clear zeroes what is above and empties the strings; the
      * arrays' entries are written before they are read (up to the counts) */
     char why[320];            /* how it matched, for people (dry-run) */

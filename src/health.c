@@ -22,30 +22,24 @@ int64_t health_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int cap_of(const cJSON *rec)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, "max_in_flight");
-    return cJSON_IsNumber(v) && v->valuedouble >= 1 ? (int)v->valuedouble : 0;
-}
-
 void health_of(const resolution_t *res, int i, health_t *h)
 {
     const candidate_t *c = &res->cand[i];
-    const char *route_id = schema_str(res->route_rec, "id", "");
+    const char *route_id = res->route_id;
     char name[700];
     memset(h, 0, sizeof(*h));
     text_cat(name, sizeof(name), "up:", c->provider, "/", c->model, NULL);
     h->up = tally_get(name);
     /* a cap's slot is named (and looked up) only when the cap is set */
-    if (*route_id && (h->limit[CAP_ROUTE] = cap_of(res->route_rec)) > 0) {
+    if (*route_id && (h->limit[CAP_ROUTE] = res->route_cap) > 0) {
         text_cat(name, sizeof(name), "cap:r:", route_id, NULL);
         h->cap[CAP_ROUTE] = tally_get(name);
     }
-    if (*route_id && (h->limit[CAP_TARGET] = cap_of(c->target)) > 0) {
+    if (*route_id && (h->limit[CAP_TARGET] = c->target_cap) > 0) {
         text_cat(name, sizeof(name), "cap:t:", route_id, ":", c->provider, "/", c->model, NULL);
         h->cap[CAP_TARGET] = tally_get(name);
     }
-    if ((h->limit[CAP_PROVIDER] = cap_of(c->prov)) > 0) {
+    if ((h->limit[CAP_PROVIDER] = c->prov_cap) > 0) {
         text_cat(name, sizeof(name), "cap:p:", c->provider, NULL);
         h->cap[CAP_PROVIDER] = tally_get(name);
     }

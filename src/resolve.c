@@ -83,6 +83,33 @@ static const char *upstream_model(const cJSON *t, const char *asked)
     return schema_str(t, "model", asked);
 }
 
+/* The "timeouts" object of REC, NAN for each field it does not give. */
+static resolve_timeouts_t timeouts_of(const cJSON *rec)
+{
+    resolve_timeouts_t t = { NAN, NAN, NAN, NAN };
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(rec, "timeouts")) {
+        if (!cJSON_IsNumber(f))
+            continue;
+        if (strcmp(f->string, "first_byte_s") == 0)
+            t.first_byte_s = f->valuedouble;
+        else if (strcmp(f->string, "idle_s") == 0)
+            t.idle_s = f->valuedouble;
+        else if (strcmp(f->string, "connect_ms") == 0)
+            t.connect_ms = f->valuedouble;
+        else if (strcmp(f->string, "total_s") == 0)
+            t.total_s = f->valuedouble;
+    }
+    return t;
+}
+
+/* max_in_flight of REC; 0 when it sets none. */
+static int cap_of(const cJSON *rec)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, "max_in_flight");
+    return cJSON_IsNumber(v) && v->valuedouble >= 1 ? (int)v->valuedouble : 0;
+}
+
 /* Keeps provider record P (and HOLD, what keeps it alive) in RES and
  * appends a candidate for MODEL. */
 static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_t *hold, const char *model,
@@ -103,6 +130,14 @@ static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_
     c->model = model;
     c->target = target;
     c->prov = p;
+    c->protocol = schema_str(p, "protocol", "openai");
+    c->api_version = schema_str(p, "api_version", "2024-10-21");
+    c->default_max_tokens = cJSON_GetObjectItemCaseSensitive(p, "default_max_tokens");
+    if (!cJSON_IsNumber(c->default_max_tokens))
+        c->default_max_tokens = NULL;
+    c->to = timeouts_of(p);
+    c->prov_cap = cap_of(p);
+    c->target_cap = cap_of(target);
     return c;
 }
 
@@ -511,9 +546,17 @@ static int use_route(store_reader_t *r, const resolve_in_t *in, const cJSON *rec
                      resolution_t *res)
 {
     const char *kind;
+    const cJSON *retry = cJSON_GetObjectItemCaseSensitive(rec, "retry"), *v;
     res->route_rec = rec;
     res->route_hold = hold;
     res->route = schema_str(rec, "name", NULL);
+    res->route_id = schema_str(rec, "id", "");
+    res->to = timeouts_of(rec);
+    res->route_cap = cap_of(rec);
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(retry, "max_429_retries")))
+        res->max_429_retries = (int)v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s")))
+        res->retry_after_cap_s = v->valuedouble;
     res->prefs = effective_prefs(in, res);
     kind = schema_str(rec, "endpoint", NULL);
     if (kind != NULL && schema_endpoint_parse(kind) != (int)in->ep) {
@@ -628,6 +671,10 @@ void resolve_clear(resolution_t *res)
 {
     memset(res, 0, offsetof(resolution_t, why));
     res->status = RESOLVE_OK;
+    res->route_id = "";
+    res->to = (resolve_timeouts_t){ NAN, NAN, NAN, NAN };
+    res->max_429_retries = -1;
+    res->retry_after_cap_s = NAN;
     res->why[0] = '\0';
     res->variant[0] = '\0';
 }

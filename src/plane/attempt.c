@@ -6,6 +6,7 @@
 #include "tally.h"
 #include "text.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,14 +266,11 @@ static const char *const upstream_paths[EP__COUNT] = {
     "/audio/transcriptions", "/images/generations", "/responses",
 };
 
-/* Timeout NAME (timeouts.NAME) for candidate C: the route's, else the
- * provider's, else DFLT (the config's). */
-static double timeout_of(const req_t *r, const candidate_t *c, const char *name, double dflt)
+/* A timeout for candidate C: the route's (ROUTE_V), else the provider's
+ * (PROV_V), else DFLT (the config's); NAN is "not set". */
+static double timeout_of(double route_v, double prov_v, double dflt)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), name);
-    if (!cJSON_IsNumber(v))
-        v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"), name);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+    return !isnan(route_v) ? route_v : !isnan(prov_v) ? prov_v : dflt;
 }
 
 /* Appends "NAME: VALUE\r\n" to the head being built in BUF; -1 when it does not fit. */
@@ -295,7 +293,7 @@ static const char *upstream_path(const req_t *r, const candidate_t *c, const cha
     if (strspn(c->model, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(c->model))
         return NULL;
     snprintf(buf, cap, "/openai/deployments/%s%s?api-version=%s", c->model, upstream_paths[r->ep],
-             schema_str(c->prov, "api_version", "2024-10-21"));
+             c->api_version);
     return buf;
 }
 
@@ -337,7 +335,7 @@ static int upstream_body(req_t *r, const candidate_t *c, up_request_t *rq)
     if (r->xbuf == NULL && (r->xbuf = evbuffer_new()) == NULL)
         return -1;
     evbuffer_drain(r->xbuf, evbuffer_get_length(r->xbuf));
-    mt = cJSON_GetObjectItemCaseSensitive(c->prov, "default_max_tokens");
+    mt = c->default_max_tokens;
     o.model = c->model;
     o.default_max_tokens = cJSON_IsNumber(mt) ? (long)mt->valuedouble : 4096;
     memset(&err, 0, sizeof(err));
@@ -361,10 +359,8 @@ static int start_attempt(req_t *r)
 {
     const candidate_t *c = &r->res.cand[r->cand];
     const config_t *cfg = r->w->cfg;
-    const cJSON *prov_total = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c->prov, "timeouts"),
-                                                               "total_s");
     const char *key = c->api_key != NULL ? c->api_key : c->api_key_env ? getenv(c->api_key_env) : NULL;
-    const char *protocol = schema_str(c->prov, "protocol", "openai");
+    const char *protocol = c->protocol;
     char head[8192], path[700];
     size_t hlen = 0;
     const cJSON *h;
@@ -399,12 +395,12 @@ static int start_attempt(req_t *r)
     r->got_first_byte = 0;
     r->up_framed = r->sse_done = 0;
     r->attempt_ms = r->last_data_ms = edge_now_ms();
-    r->first_byte_ms = timeout_of(r, c, "first_byte_s", cfg->first_byte_timeout_s) * 1000.0;
-    r->idle_ms = timeout_of(r, c, "idle_s", cfg->idle_gap_s) * 1000.0;
+    r->first_byte_ms = timeout_of(r->res.to.first_byte_s, c->to.first_byte_s, cfg->first_byte_timeout_s) * 1000.0;
+    r->idle_ms = timeout_of(r->res.to.idle_s, c->to.idle_s, cfg->idle_gap_s) * 1000.0;
     r->attempt_deadline_ms = r->deadline_ms;
-    if (cJSON_IsNumber(prov_total) && r->attempt_ms + prov_total->valuedouble * 1000.0 < r->deadline_ms)
-        r->attempt_deadline_ms = r->attempt_ms + prov_total->valuedouble * 1000.0;
-    rq.connect_ms = (long)timeout_of(r, c, "connect_ms", cfg->connect_timeout_ms);
+    if (!isnan(c->to.total_s) && r->attempt_ms + c->to.total_s * 1000.0 < r->deadline_ms)
+        r->attempt_deadline_ms = r->attempt_ms + c->to.total_s * 1000.0;
+    rq.connect_ms = (long)timeout_of(r->res.to.connect_ms, c->to.connect_ms, cfg->connect_timeout_ms);
     /* the attempt timer enforces first byte, idle gap and the total; this
      * is only a backstop behind it */
     rq.total_ms = (long)(r->attempt_deadline_ms - r->attempt_ms) + 5000L;
@@ -430,13 +426,10 @@ void attempt_init(req_t *r)
 
 void attempt_first(req_t *r)
 {
-    const cJSON *retry = cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "retry"), *v;
-    v = cJSON_GetObjectItemCaseSensitive(retry, "max_429_retries");
-    r->max_429_retries = cJSON_IsNumber(v) ? (int)v->valuedouble : 2;
-    v = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s");
-    r->retry_cap_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ? v->valuedouble * 1000.0 : RETRY_CAP_DEFAULT_MS;
-    v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->res.route_rec, "timeouts"), "total_s");
-    r->deadline_ms = edge_now_ms() + (cJSON_IsNumber(v) ? v->valuedouble : r->w->cfg->total_timeout_s) * 1000.0;
+    const resolution_t *res = &r->res;
+    r->max_429_retries = res->max_429_retries >= 0 ? res->max_429_retries : 2;
+    r->retry_cap_ms = res->retry_after_cap_s > 0 ? res->retry_after_cap_s * 1000.0 : RETRY_CAP_DEFAULT_MS;
+    r->deadline_ms = edge_now_ms() + (!isnan(res->to.total_s) ? res->to.total_s : r->w->cfg->total_timeout_s) * 1000.0;
     r->cand = 0;
     r->m_route = metrics_series(r->w->metrics, M_ROUTE_IN_FLIGHT, r->res.route, NULL, NULL, NULL);
     metrics_add(r->m_route, 1);
