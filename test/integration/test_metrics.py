@@ -177,6 +177,13 @@ def test_metrics_method_and_no_key(env):
     st, h, body = t.request("POST", "/metrics", b"{}")
     assert st == 405 and h["allow"] == "GET, HEAD" and json.loads(body)["error"]["code"] == "method_not_allowed"
     assert t.chat("mock-small")[0] == 401
-    s = samples(scrape(t))
+    # a request is counted when it is over, just after its reply went out:
+    # a scrape on the other worker can come a moment before that
+    deadline = time.time() + 2
+    while True:
+        s = samples(scrape(t))
+        if any(n == "turnout_requests_total" and 'status="401"' in l for n, l in s) or time.time() > deadline:
+            break
+        time.sleep(0.02)
     assert value(s, "turnout_requests_total", endpoint="metrics", status="405") == 1
     assert value(s, "turnout_requests_total", endpoint="chat", status="401") == 1
