@@ -266,12 +266,31 @@ static int invalid(tr_t *t, const char *param, const char *why)
 
 static void path(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Where a field is, for a refusal: FMT with its %s and %d filled in, cut
+ * to CAP. Every message's paths are made whether or not they are needed,
+ * so this is written by hand rather than with vsnprintf. */
 static void path(char *dst, size_t cap, const char *fmt, ...)
 {
     va_list ap;
+    size_t n = 0;
     va_start(ap, fmt);
-    vsnprintf(dst, cap, fmt, ap);
+    for (const char *f = fmt; *f && n + 1 < cap; f++) {
+        char num[24];
+        const char *piece = NULL;
+        if (f[0] == '%' && f[1] == 's')
+            piece = va_arg(ap, const char *);
+        else if (f[0] == '%' && f[1] == 'd')
+            piece = text_int(num, va_arg(ap, int));
+        if (piece == NULL) {
+            dst[n++] = *f;
+            continue;
+        }
+        f++;
+        for (; *piece && n + 1 < cap; piece++)
+            dst[n++] = *piece;
+    }
     va_end(ap);
+    dst[n] = '\0';
 }
 
 /* ITEM added to OBJ under KEY (or to the array ARR); on failure ITEM is
