@@ -5,11 +5,13 @@
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
+#include "smallmem.h"
 #include "store.h"
 #include "worker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <evhtp/evhtp.h>
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -200,6 +202,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* before libevent allocates anything (its locks, just below) */
+    evhtp_set_mem_functions(smallmem_malloc, smallmem_realloc, smallmem_free);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || evthread_use_pthreads() != 0) {
         tlog(LOG_ERROR, "cannot initialise libcurl or libevent threading");
         goto out;

@@ -1,0 +1,22 @@
+/* smallmem.h - per-thread free lists for the small blocks libevent and libevhtp allocate per request.
+ *
+ * A request through libevhtp allocates some thirty small blocks (the
+ * request, its URI and path, each header's key, value and kv, the hooks,
+ * buffer chains) and frees them when it ends; with glibc each is a trip
+ * through malloc's bins. smallmem keeps freed blocks per thread and size
+ * class (32 bytes to 4 KB) and hands them out again, so a worker in its
+ * steady state allocates nothing for them. Installed for both libraries
+ * with evhtp_set_mem_functions before libevent is used. Under
+ * AddressSanitizer a kept block is poisoned, so a use after free is still
+ * reported. */
+#ifndef TURNOUT_SMALLMEM_H
+#define TURNOUT_SMALLMEM_H
+#include <stddef.h>
+
+void *smallmem_malloc(size_t n);
+void *smallmem_realloc(void *p, size_t n);
+void smallmem_free(void *p);
+
+/* Blocks kept by the calling thread now (for tests). */
+size_t smallmem_kept(void);
+#endif

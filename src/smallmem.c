@@ -1,0 +1,157 @@
+/* smallmem.c - per-thread free lists for libevent's and libevhtp's small blocks (see smallmem.h). */
+#include "smallmem.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define CLASSES 8                  /* 32, 64, ... 4096 bytes */
+#define KEEP 4096                  /* blocks a thread keeps per class; more go back to malloc */
+#define BIG UINT32_MAX             /* the class of a block larger than the largest */
+
+/* Before every block: its class, and its size (a big block) or the next
+ * kept block (a kept one). 16 bytes, so blocks stay aligned as malloc's. */
+typedef struct head {
+    uint32_t cls;
+    uint32_t unused;
+    union {
+        size_t size;
+        struct head *next;
+    } u;
+} head_t;
+
+typedef struct kept {
+    head_t *list[CLASSES];
+    size_t n[CLASSES];
+} kept_t;
+
+static _Thread_local kept_t kept;
+static _Thread_local int registered;
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static size_t class_size(uint32_t c)
+{
+    return (size_t)32 << c;
+}
+
+/* A thread's kept blocks go back to malloc when it ends. */
+static void release(void *arg)
+{
+    kept_t *k = arg;
+    for (int c = 0; c < CLASSES; c++) {
+        while (k->list[c] != NULL) {
+            head_t *h = k->list[c];
+            UNPOISON(h + 1, class_size((uint32_t)c));
+            k->list[c] = h->u.next;
+            free(h);
+        }
+        k->n[c] = 0;
+    }
+}
+
+static void make_key(void)
+{
+    (void)pthread_key_create(&exit_key, release);
+}
+
+/* The calling thread's lists are given back to malloc when it ends. */
+static void keep_for_this_thread(void)
+{
+    if (registered)
+        return;
+    registered = 1;
+    (void)pthread_once(&exit_once, make_key);
+    (void)pthread_setspecific(exit_key, &kept);
+}
+
+void *smallmem_malloc(size_t n)
+{
+    uint32_t c = 0;
+    head_t *h;
+    while (c < CLASSES && n > class_size(c))
+        c++;
+    if (c == CLASSES) {
+        if (n > SIZE_MAX - sizeof(head_t) || (h = malloc(sizeof(head_t) + n)) == NULL)
+            return NULL;
+        h->cls = BIG;
+        h->u.size = n;
+        return h + 1;
+    }
+    if ((h = kept.list[c]) != NULL) {
+        kept.list[c] = h->u.next;
+        kept.n[c]--;
+    } else if ((h = malloc(sizeof(head_t) + class_size(c))) != NULL) {
+        h->cls = c;
+    } else {
+        return NULL;
+    }
+    /* only the N bytes asked for are addressable: ASan sees an overflow into the rest */
+    UNPOISON(h + 1, n);
+    POISON((char *)(h + 1) + n, class_size(c) - n);
+    return h + 1;
+}
+
+void smallmem_free(void *p)
+{
+    head_t *h;
+    if (p == NULL)
+        return;
+    h = (head_t *)p - 1;
+    if (h->cls == BIG || kept.n[h->cls] >= KEEP) {
+        if (h->cls != BIG)
+            UNPOISON(p, class_size(h->cls));
+        free(h);
+        return;
+    }
+    keep_for_this_thread();
+    h->u.next = kept.list[h->cls];
+    kept.list[h->cls] = h;
+    kept.n[h->cls]++;
+    POISON(p, class_size(h->cls));
+}
+
+void *smallmem_realloc(void *p, size_t n)
+{
+    head_t *h;
+    size_t have;
+    void *q;
+    if (p == NULL)
+        return smallmem_malloc(n);
+    h = (head_t *)p - 1;
+    if (h->cls == BIG) {
+        if (n > SIZE_MAX - sizeof(head_t) || (h = realloc(h, sizeof(head_t) + n)) == NULL)
+            return NULL;
+        h->u.size = n;
+        return h + 1;
+    }
+    if (n <= (have = class_size(h->cls))) {
+        UNPOISON(p, n);
+        POISON((char *)p + n, have - n);
+        return p;
+    }
+    if ((q = smallmem_malloc(n)) == NULL)
+        return NULL;
+    UNPOISON(p, have);                 /* (what was asked for before is not known: the class is copied) */
+    memcpy(q, p, have);
+    smallmem_free(p);
+    return q;
+}
+
+size_t smallmem_kept(void)
+{
+    size_t n = 0;
+    for (int c = 0; c < CLASSES; c++)
+        n += kept.n[c];
+    return n;
+}

@@ -1,0 +1,67 @@
+/* test_smallmem.c - blocks kept per thread and handed out again, realloc across classes, big blocks, threads ending. */
+#include "../../src/smallmem.c"
+#include "unit.h"
+
+#include <pthread.h>
+
+static void *in_thread(void *arg)
+{
+    void *p[100];
+    (void)arg;
+    for (int i = 0; i < 100; i++)
+        p[i] = smallmem_malloc(40);
+    for (int i = 0; i < 100; i++)
+        smallmem_free(p[i]);
+    return (void *)(uintptr_t)smallmem_kept();   /* its lists go back to malloc when it ends (LSan checks) */
+}
+
+int main(void)
+{
+    char *a, *b, *c;
+    void *ret;
+    pthread_t t;
+    CHECK(smallmem_kept() == 0);
+    a = smallmem_malloc(10);
+    memcpy(a, "123456789", 10);
+    smallmem_free(a);
+    CHECK(smallmem_kept() == 1);
+    b = smallmem_malloc(32);                     /* the same class: the same block again */
+    CHECK(b == a && smallmem_kept() == 0);
+    memcpy(b, "abcdefghijklmnopqrstuvwxyz01234", 32);
+    c = smallmem_realloc(b, 20);                 /* fits: stays */
+    CHECK(c == b);
+    c = smallmem_realloc(b, 100);                /* grows to another class: copied */
+    CHECK(c != NULL && memcmp(c, "abcdefghijklmnopqrstuvwxyz01234", 32) == 0 && smallmem_kept() == 1);
+    c = smallmem_realloc(c, 10000);              /* to a big block */
+    CHECK(c != NULL && memcmp(c, "abcdefghijklmnopqrstuvwxyz01234", 32) == 0);
+    memset(c + 32, 'x', 10000 - 32);
+    c = smallmem_realloc(c, 20000);              /* a big block grows as realloc grows it */
+    CHECK(c != NULL && memcmp(c, "abcdefghijklmnopqrstuvwxyz01234", 32) == 0 && c[9999] == 'x');
+    smallmem_free(c);
+    smallmem_free(NULL);
+    a = smallmem_realloc(NULL, 5);               /* realloc of nothing: a new block */
+    CHECK(a != NULL);
+    smallmem_free(a);
+    a = smallmem_malloc(0);
+    CHECK(a != NULL);
+    smallmem_free(a);
+    for (size_t n = 1; n <= 8192; n *= 2) {      /* every class, and the first big size */
+        char *p = smallmem_malloc(n);
+        CHECK(p != NULL && ((uintptr_t)p % 16) == 0);
+        memset(p, 1, n);
+        smallmem_free(p);
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    /* only what was asked for is addressable, and a kept block not at all */
+    a = smallmem_malloc(10);
+    CHECK(!__asan_address_is_poisoned(a + 9) && __asan_address_is_poisoned(a + 10) &&
+          __asan_address_is_poisoned(a + 31));
+    a = smallmem_realloc(a, 20);
+    CHECK(!__asan_address_is_poisoned(a + 19) && __asan_address_is_poisoned(a + 20));
+    smallmem_free(a);
+    CHECK(__asan_address_is_poisoned(a));
+#endif
+    CHECK(pthread_create(&t, NULL, in_thread, NULL) == 0 && pthread_join(t, &ret) == 0);
+    CHECK((uintptr_t)ret == 100);
+    DONE();
+}
