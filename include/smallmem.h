@@ -4,7 +4,7 @@
  * request, its URI and path, each header's key, value and kv, the hooks,
  * buffer chains) and frees them when it ends; with glibc each is a trip
  * through malloc's bins. smallmem keeps freed blocks per thread and size
- * class (32 bytes to 4 KB) and hands them out again, so a worker in its
+ * class (32 bytes to 16 KB, up to 1 MB of each) and hands them out again, so a worker in its
  * steady state allocates nothing for them. Installed for both libraries
  * with evhtp_set_mem_functions before libevent is used. Under
  * AddressSanitizer a kept block is poisoned, so a use after free is still

@@ -15,8 +15,8 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define CLASSES 8                  /* 32, 64, ... 4096 bytes */
-#define KEEP 4096                  /* blocks a thread keeps per class; more go back to malloc */
+#define CLASSES 10                 /* 32, 64, ... 16384 bytes (a buffer chain for a 13 KB stream is 16 KB) */
+#define KEEP_BYTES (1024 * 1024)   /* what a thread keeps per class (so at most 10 MB); more goes back to malloc */
 #define BIG UINT32_MAX             /* the class of a block larger than the largest */
 
 /* Before every block: its class, and its size (a big block) or the next
@@ -58,6 +58,7 @@ static void release(void *arg)
         }
         k->n[c] = 0;
     }
+    registered = 0;                    /* a block freed by a later destructor registers the lists again */
 }
 
 static void make_key(void)
@@ -108,7 +109,7 @@ void smallmem_free(void *p)
     if (p == NULL)
         return;
     h = (head_t *)p - 1;
-    if (h->cls == BIG || kept.n[h->cls] >= KEEP) {
+    if (h->cls == BIG || kept.n[h->cls] >= KEEP_BYTES / class_size(h->cls)) {
         if (h->cls != BIG)
             UNPOISON(p, class_size(h->cls));
         free(h);

@@ -45,7 +45,7 @@ int main(void)
     a = smallmem_malloc(0);
     CHECK(a != NULL);
     smallmem_free(a);
-    for (size_t n = 1; n <= 8192; n *= 2) {      /* every class, and the first big size */
+    for (size_t n = 1; n <= 32768; n *= 2) {     /* every class, and the first big size */
         char *p = smallmem_malloc(n);
         CHECK(p != NULL && ((uintptr_t)p % 16) == 0);
         memset(p, 1, n);
@@ -61,6 +61,15 @@ int main(void)
     smallmem_free(a);
     CHECK(__asan_address_is_poisoned(a));
 #endif
+    {   /* a class keeps at most 1 MB: 256 blocks of 4 KB; the rest go back to malloc */
+        static void *big[300];
+        size_t before = smallmem_kept();
+        for (int i = 0; i < 300; i++)
+            big[i] = smallmem_malloc(4000);
+        for (int i = 0; i < 300; i++)
+            smallmem_free(big[i]);
+        CHECK(kept.n[7] == 256 && smallmem_kept() > before);
+    }
     CHECK(pthread_create(&t, NULL, in_thread, NULL) == 0 && pthread_join(t, &ret) == 0);
     CHECK((uintptr_t)ret == 100);
     DONE();
