@@ -1235,13 +1235,15 @@ static int content_chunk(dialect_stream_t *s, const char *text)
 {
     if (!*text)
         return 0;                       /* says nothing */
-    return chunk_open(s) || add_s(s, "{\"content\":") || add_q(s, text) || chunk_close(s, NULL);
+    return chunk_open(s) || add_s(s, "{\"content\":") || add_q(s, text) || chunk_close(s, NULL) ? -1 : 0;
 }
 
 static int args_chunk(dialect_stream_t *s, const char *args)
 {
     return chunk_open(s) || add_s(s, "{\"tool_calls\":[{\"index\":") || add_int(s, s->tools) ||
-           add_s(s, ",\"function\":{\"arguments\":") || add_q(s, args) || add_s(s, "}}]") || chunk_close(s, NULL);
+           add_s(s, ",\"function\":{\"arguments\":") || add_q(s, args) || add_s(s, "}}]") || chunk_close(s, NULL)
+               ? -1
+               : 0;
 }
 
 static int on_message_start(dialect_stream_t *s, const cJSON *d, dialect_usage_t *usage)
@@ -1263,7 +1265,7 @@ static int on_message_start(dialect_stream_t *s, const cJSON *d, dialect_usage_t
     s->started = 1;
     take_tokens(get(m, "usage"), &s->tk, 0);
     to_usage(&s->tk, usage);
-    return chunk_open(s) || add_s(s, "{\"role\":\"assistant\",\"content\":\"\"") || chunk_close(s, NULL);
+    return chunk_open(s) || add_s(s, "{\"role\":\"assistant\",\"content\":\"\"") || chunk_close(s, NULL) ? -1 : 0;
 }
 
 static int on_block_start(dialect_stream_t *s, const cJSON *d)
@@ -1290,7 +1292,9 @@ static int on_block_start(dialect_stream_t *s, const cJSON *d)
         return -1;
     return chunk_open(s) || add_s(s, "{\"tool_calls\":[{\"index\":") || add_int(s, s->tools) ||
            add_s(s, ",\"id\":") || add_q(s, id) || add_s(s, ",\"type\":\"function\",\"function\":{\"name\":") ||
-           add_q(s, name) || add_s(s, ",\"arguments\":\"\"}}]") || chunk_close(s, NULL);
+           add_q(s, name) || add_s(s, ",\"arguments\":\"\"}}]") || chunk_close(s, NULL)
+               ? -1
+               : 0;
 }
 
 static int on_block_delta(dialect_stream_t *s, const cJSON *d)
@@ -1341,7 +1345,9 @@ static int on_message_delta(dialect_stream_t *s, const cJSON *d, dialect_usage_t
     to_usage(&s->tk, usage);
     s->finished = 1;
     return chunk_open(s) || add_s(s, "{") ||
-           chunk_close(s, finish_reason(cJSON_IsString(reason) ? reason->valuestring : NULL));
+                   chunk_close(s, finish_reason(cJSON_IsString(reason) ? reason->valuestring : NULL))
+               ? -1
+               : 0;
 }
 
 static int on_message_stop(dialect_stream_t *s)
