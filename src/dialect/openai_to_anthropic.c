@@ -966,13 +966,65 @@ static void raw_count(raw_t v, int64_t *to)
  * escape never gets here: raw_escaped sends it the long way). */
 static const char *raw_finish(raw_t v)
 {
-    if (raw_is(v, "max_tokens") || raw_is(v, "model_context_window_exceeded"))
-        return "length";
-    if (raw_is(v, "tool_use"))
-        return "tool_calls";
-    if (raw_is(v, "refusal"))
-        return "content_filter";
-    return "stop";
+    char name[32];                      /* longer than any stop reason Anthropic has: "stop" */
+    if (v.p == NULL || v.p[0] != '"' || v.n - 2 >= sizeof(name))
+        return finish_reason(NULL);
+    memcpy(name, v.p + 1, v.n - 2);
+    name[v.n - 2] = '\0';
+    return finish_reason(name);
+}
+
+/* The counts of the usage object U as take_tokens reads them; -1 on an
+ * escaped key (the long way reads it), 0 otherwise (U not an object: none). */
+static int raw_tokens(const char *b, size_t len, raw_t u, tokens_t *tk, int with_output)
+{
+    static const char *const keys[] = { "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                                         "output_tokens" };
+    raw_t v[4] = { { 0 } };
+    if (u.p == NULL || u.p[0] != '{')
+        return 0;
+    if (members(b, len, (size_t)(u.p - b), keys, v, 4) < 0)
+        return -1;
+    raw_count(v[0], &tk->input);
+    raw_count(v[1], &tk->cache_read);
+    raw_count(v[2], &tk->cache_creation);
+    if (with_output)
+        raw_count(v[3], &tk->output);
+    return 0;
+}
+
+/* A chat.completion from its id on: the members after the id, up to the
+ * message's content, which the caller writes next. */
+static int completion_head(outbuf_t *o, const char *model)
+{
+    return ob_s(o, ",\"object\":\"chat.completion\",\"created\":") || ob_int(o, (int64_t)time(NULL)) ||
+           ob_s(o, ",\"model\":") || ob_q(o, model ? model : "") ||
+           ob_s(o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+}
+
+/* A chat.completion after the message's content (and tool calls) to its
+ * end: why it finished, and USAGE when the answer reported it. */
+static int completion_tail(outbuf_t *o, const char *finish, int with_usage, const dialect_usage_t *usage)
+{
+    if (ob_s(o, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":") || ob_q(o, finish) || ob_s(o, "}]"))
+        return -1;
+    if (with_usage &&
+        (ob_s(o, ",\"usage\":{\"prompt_tokens\":") || ob_int(o, nonneg(usage->prompt)) ||
+         ob_s(o, ",\"completion_tokens\":") || ob_int(o, nonneg(usage->completion)) ||
+         ob_s(o, ",\"total_tokens\":") || ob_int(o, nonneg(usage->prompt) + nonneg(usage->completion)) ||
+         ob_s(o, ",\"prompt_tokens_details\":{\"cached_tokens\":") || ob_int(o, nonneg(usage->cached)) ||
+         ob_s(o, "}}")))
+        return -1;
+    return ob_s(o, "}");
+}
+
+/* O's text onto OUT, without a copy (OUT frees it); 0 or -1. */
+static int ob_give(outbuf_t *o, struct evbuffer *out)
+{
+    if (evbuffer_add_reference(out, o->buf, o->len, free_outbuf, NULL) != 0)
+        return -1;
+    o->buf = NULL;
+    return 0;
 }
 
 /* The answer almost every request gets, read without a tree: a message of
@@ -986,16 +1038,13 @@ static int answer_fast(const char *b, size_t len, const char *model, struct evbu
 {
     static const char *const top_keys[] = { "id", "type", "content", "stop_reason", "usage" };
     static const char *const block_keys[] = { "type", "text" };
-    static const char *const usage_keys[] = { "input_tokens", "cache_read_input_tokens",
-                                              "cache_creation_input_tokens", "output_tokens" };
-    raw_t top[5] = { { 0 } }, text = { 0 }, u[4] = { { 0 } };
+    raw_t top[5] = { { 0 } }, text = { 0 };
     tokens_t tk = { -1, -1, -1, -1 };
     outbuf_t o = { NULL, 0, 0 };
     size_t start = 0, pos;
     jscan_item_t it;
     jscan_t j;
-    const char *finish;
-    int r;
+    int r, with_usage;
     if (jscan_body(b, len, &j) != JSCAN_OK || dialect_bad_escape(b, len))
         return 0;
     while (start < len && b[start] != '{')
@@ -1014,39 +1063,15 @@ static int answer_fast(const char *b, size_t len, const char *model, struct evbu
         else if (!raw_is(blk[0], "thinking") && !raw_is(blk[0], "redacted_thinking"))
             return 0;                   /* a tool call, a second text, anything else */
     }
-    if (r < 0)
+    if (r < 0 || raw_tokens(b, len, top[4], &tk, 1) < 0)
         return 0;
-    finish = raw_finish(top[3]);
-    if (top[4].p && top[4].p[0] == '{') {
-        if (members(b, len, (size_t)(top[4].p - b), usage_keys, u, 4) < 0)
-            return 0;
-        raw_count(u[0], &tk.input);
-        raw_count(u[1], &tk.cache_read);
-        raw_count(u[2], &tk.cache_creation);
-        raw_count(u[3], &tk.output);
+    if ((with_usage = top[4].p && top[4].p[0] == '{'))
         to_usage(&tk, usage);
-    }
-    *rc = -1;
-    if (ob_s(&o, "{\"id\":") || ob_add(&o, top[0].p, top[0].n) ||
-        ob_s(&o, ",\"object\":\"chat.completion\",\"created\":") || ob_int(&o, (int64_t)time(NULL)) ||
-        ob_s(&o, ",\"model\":") || ob_q(&o, model ? model : "") ||
-        ob_s(&o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":") ||
-        (text.p ? ob_add(&o, text.p, text.n) : ob_s(&o, "null")) ||
-        ob_s(&o, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"") || ob_s(&o, finish) ||
-        ob_s(&o, "\"}]"))
-        goto done;
-    if (top[4].p && top[4].p[0] == '{' &&
-        (ob_s(&o, ",\"usage\":{\"prompt_tokens\":") || ob_int(&o, nonneg(usage->prompt)) ||
-         ob_s(&o, ",\"completion_tokens\":") || ob_int(&o, nonneg(usage->completion)) ||
-         ob_s(&o, ",\"total_tokens\":") || ob_int(&o, nonneg(usage->prompt) + nonneg(usage->completion)) ||
-         ob_s(&o, ",\"prompt_tokens_details\":{\"cached_tokens\":") || ob_int(&o, nonneg(usage->cached)) ||
-         ob_s(&o, "}}")))
-        goto done;
-    if (ob_s(&o, "}") == 0 && evbuffer_add_reference(out, o.buf, o.len, free_outbuf, NULL) == 0) {
-        o.buf = NULL;                   /* the buffer's now */
-        *rc = 0;
-    }
-done:
+    *rc = ob_s(&o, "{\"id\":") || ob_add(&o, top[0].p, top[0].n) || completion_head(&o, model) ||
+                  (text.p ? ob_add(&o, text.p, text.n) : ob_s(&o, "null")) ||
+                  completion_tail(&o, raw_finish(top[3]), with_usage, usage) || ob_give(&o, out)
+              ? -1
+              : 0;
     if (*rc < 0)
         usage->prompt = usage->completion = usage->cached = -1;
     free(o.buf);
@@ -1101,10 +1126,7 @@ static int answer(const char *body, size_t len, const char *model, struct evbuff
     }
     if (text)
         text[text_len] = '\0';
-    if (ob_s(&o, "{\"id\":") || ob_q(&o, id) || ob_s(&o, ",\"object\":\"chat.completion\",\"created\":") ||
-        ob_int(&o, (int64_t)time(NULL)) || ob_s(&o, ",\"model\":") || ob_q(&o, model ? model : "") ||
-        ob_s(&o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":") ||
-        (text ? ob_q(&o, text) : ob_s(&o, "null")))
+    if (ob_s(&o, "{\"id\":") || ob_q(&o, id) || completion_head(&o, model) || (text ? ob_q(&o, text) : ob_s(&o, "null")))
         goto done;
     for (const cJSON *b = content->child; b; b = b->next) {
         char *args;
@@ -1120,23 +1142,14 @@ static int answer(const char *body, size_t len, const char *model, struct evbuff
         if (bad)
             goto done;
     }
-    if ((ncalls && ob_s(&o, "]")) || ob_s(&o, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":") ||
-        ob_q(&o, finish_reason(str_of(in, "stop_reason"))) || ob_s(&o, "}]"))
-        goto done;
     if (cJSON_IsObject(u = get(in, "usage"))) {
         take_tokens(u, &tk, 1);
         to_usage(&tk, usage);
-        if (ob_s(&o, ",\"usage\":{\"prompt_tokens\":") || ob_int(&o, nonneg(usage->prompt)) ||
-            ob_s(&o, ",\"completion_tokens\":") || ob_int(&o, nonneg(usage->completion)) ||
-            ob_s(&o, ",\"total_tokens\":") || ob_int(&o, nonneg(usage->prompt) + nonneg(usage->completion)) ||
-            ob_s(&o, ",\"prompt_tokens_details\":{\"cached_tokens\":") || ob_int(&o, nonneg(usage->cached)) ||
-            ob_s(&o, "}}"))
-            goto done;
     }
-    if (ob_s(&o, "}") == 0 && evbuffer_add_reference(out, o.buf, o.len, free_outbuf, NULL) == 0) {
-        o.buf = NULL;                   /* the buffer's now */
+    if ((ncalls == 0 || ob_s(&o, "]") == 0) &&
+        completion_tail(&o, finish_reason(str_of(in, "stop_reason")), cJSON_IsObject(u), usage) == 0 &&
+        ob_give(&o, out) == 0)
         rc = 0;
-    }
 done:
     if (rc < 0)
         usage->prompt = usage->completion = usage->cached = -1;
@@ -1217,18 +1230,28 @@ static int add_int(dialect_stream_t *s, int64_t v)
     return ob_int(&s->o, v);
 }
 
+/* A chunk is the head, CHUNK_OPEN, the delta object, then CHUNK_CLOSE
+ * (finish_reason null; another is spelled out), USAGE_NULL when the client
+ * asked for usage, CHUNK_END. Spelled once here for chunk_open and
+ * chunk_close and for text_delta_fast, which writes a text chunk whole. */
+static const char CHUNK_OPEN[] = "\"choices\":[{\"index\":0,\"delta\":";
+static const char CHUNK_CLOSE[] = "},\"finish_reason\":null}]";
+static const char USAGE_NULL[] = ",\"usage\":null";
+static const char CHUNK_END[] = "}\n\n";
+
 static int chunk_open(dialect_stream_t *s)
 {
-    return add(s, s->head, s->head_len) || add_s(s, "\"choices\":[{\"index\":0,\"delta\":");
+    return add(s, s->head, s->head_len) || add(s, CHUNK_OPEN, sizeof(CHUNK_OPEN) - 1);
 }
 
 static int chunk_close(dialect_stream_t *s, const char *finish)
 {
-    if (add_s(s, "},\"finish_reason\":") || (finish ? add_q(s, finish) : add_s(s, "null")) || add_s(s, "}]"))
+    if (finish == NULL ? add(s, CHUNK_CLOSE, sizeof(CHUNK_CLOSE) - 1)
+                       : add_s(s, "},\"finish_reason\":") || add_q(s, finish) || add_s(s, "}]"))
         return -1;
-    if (s->include_usage && add_s(s, ",\"usage\":null"))
+    if (s->include_usage && add(s, USAGE_NULL, sizeof(USAGE_NULL) - 1))
         return -1;
-    return add_s(s, "}\n\n");
+    return add(s, CHUNK_END, sizeof(CHUNK_END) - 1);
 }
 
 static int content_chunk(dialect_stream_t *s, const char *text)
@@ -1246,26 +1269,36 @@ static int args_chunk(dialect_stream_t *s, const char *args)
                : 0;
 }
 
+/* The message has begun: its id is the last thing in s->o, after
+ * "data: {"id":" (head_start). The rest of every chunk's head is added and
+ * the head moved out of the buffer; then the first chunk, the role. */
+static int head_start(dialect_stream_t *s)
+{
+    s->o.len = 0;
+    return add_s(s, "data: {\"id\":");
+}
+
+static int message_started(dialect_stream_t *s, dialect_usage_t *usage)
+{
+    if (add_s(s, ",\"object\":\"chat.completion.chunk\",\"created\":") || add_int(s, (int64_t)s->created) ||
+        add_s(s, ",\"model\":") || add_q(s, s->model) || add_s(s, ",") || !(s->head = malloc(s->o.len)))
+        return -1;
+    memcpy(s->head, s->o.buf, s->o.len);
+    s->head_len = s->o.len;
+    s->o.len = 0;
+    s->started = 1;
+    to_usage(&s->tk, usage);
+    return chunk_open(s) || add_s(s, "{\"role\":\"assistant\",\"content\":\"\"") || chunk_close(s, NULL) ? -1 : 0;
+}
+
 static int on_message_start(dialect_stream_t *s, const cJSON *d, dialect_usage_t *usage)
 {
     const cJSON *m = get(d, "message");
     const char *id = str_of(m, "id");
     if (!id)
         return -1;
-    /* the head is built once, in the buffer, then moved out of it */
-    s->o.len = 0;
-    if (add_s(s, "data: {\"id\":") || add_q(s, id) || add_s(s, ",\"object\":\"chat.completion.chunk\",\"created\":") ||
-        add_int(s, (int64_t)s->created) || add_s(s, ",\"model\":") || add_q(s, s->model) || add_s(s, ","))
-        return -1;
-    if (!(s->head = malloc(s->o.len)))
-        return -1;
-    memcpy(s->head, s->o.buf, s->o.len);
-    s->head_len = s->o.len;
-    s->o.len = 0;
-    s->started = 1;
     take_tokens(get(m, "usage"), &s->tk, 0);
-    to_usage(&s->tk, usage);
-    return chunk_open(s) || add_s(s, "{\"role\":\"assistant\",\"content\":\"\"") || chunk_close(s, NULL) ? -1 : 0;
+    return head_start(s) || add_q(s, id) ? -1 : message_started(s, usage);
 }
 
 static int on_block_start(dialect_stream_t *s, const cJSON *d)
@@ -1336,18 +1369,21 @@ static int on_block_stop(dialect_stream_t *s, double ix)
     return rc;
 }
 
+/* The message has ended, for FINISH (an OpenAI finish_reason): the chunk that says so. */
+static int message_finished(dialect_stream_t *s, const char *finish, dialect_usage_t *usage)
+{
+    to_usage(&s->tk, usage);
+    s->finished = 1;
+    return chunk_open(s) || add_s(s, "{") || chunk_close(s, finish) ? -1 : 0;
+}
+
 static int on_message_delta(dialect_stream_t *s, const cJSON *d, dialect_usage_t *usage)
 {
     const cJSON *delta = get(d, "delta"), *reason = get(delta, "stop_reason");
     if (!cJSON_IsObject(delta) || (!absent(reason) && !cJSON_IsString(reason)))
         return -1;
     take_tokens(get(d, "usage"), &s->tk, 1);
-    to_usage(&s->tk, usage);
-    s->finished = 1;
-    return chunk_open(s) || add_s(s, "{") ||
-                   chunk_close(s, finish_reason(cJSON_IsString(reason) ? reason->valuestring : NULL))
-               ? -1
-               : 0;
+    return message_finished(s, finish_reason(cJSON_IsString(reason) ? reason->valuestring : NULL), usage);
 }
 
 static int on_message_stop(dialect_stream_t *s)
@@ -1432,9 +1468,7 @@ static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc
 {
     static const char pre[] = "{\"type\":\"content_block_delta\",\"index\":";
     static const char mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":";
-    static const char open[] = "\"choices\":[{\"index\":0,\"delta\":{\"content\":";
-    static const char close[] = "},\"finish_reason\":null}]";
-    static const char usage_null[] = ",\"usage\":null";
+    static const char content[] = "{\"content\":";
     size_t k = sizeof(pre) - 1, start, need;
     double ix;
     long q;
@@ -1454,19 +1488,22 @@ static int text_delta_fast(dialect_stream_t *s, const char *d, size_t n, int *rc
         *rc = -1;                       /* \u0000 or a lone surrogate, refused as the long way refuses them */
     else if (q == 2)
         return 1;                       /* an empty text says nothing */
-    need = s->head_len + sizeof(open) - 1 + (size_t)q + sizeof(close) - 1 + sizeof(usage_null) - 1 + 3;
+    /* chunk_open, the content, chunk_close(NULL): one growth, then copies */
+    need = s->head_len + sizeof(CHUNK_OPEN) - 1 + sizeof(content) - 1 + (size_t)q + sizeof(CHUNK_CLOSE) - 1 +
+           sizeof(USAGE_NULL) - 1 + sizeof(CHUNK_END) - 1;
     if (*rc < 0 || !mem_grow(&s->o.buf, &s->o.cap, need)) {
         *rc = -1;
         return 1;
     }
     w = s->o.buf;
     memcpy(w, s->head, s->head_len), w += s->head_len;
-    memcpy(w, open, sizeof(open) - 1), w += sizeof(open) - 1;
+    memcpy(w, CHUNK_OPEN, sizeof(CHUNK_OPEN) - 1), w += sizeof(CHUNK_OPEN) - 1;
+    memcpy(w, content, sizeof(content) - 1), w += sizeof(content) - 1;
     memcpy(w, d + start, (size_t)q), w += q;
-    memcpy(w, close, sizeof(close) - 1), w += sizeof(close) - 1;
+    memcpy(w, CHUNK_CLOSE, sizeof(CHUNK_CLOSE) - 1), w += sizeof(CHUNK_CLOSE) - 1;
     if (s->include_usage)
-        memcpy(w, usage_null, sizeof(usage_null) - 1), w += sizeof(usage_null) - 1;
-    memcpy(w, "}\n\n", 3), w += 3;
+        memcpy(w, USAGE_NULL, sizeof(USAGE_NULL) - 1), w += sizeof(USAGE_NULL) - 1;
+    memcpy(w, CHUNK_END, sizeof(CHUNK_END) - 1), w += sizeof(CHUNK_END) - 1;
     s->o.len = (size_t)(w - s->o.buf);
     return 1;
 }
@@ -1506,64 +1543,32 @@ static int fixed_event(dialect_stream_t *s, const sse_fields_t *f, const char *d
 static int message_fast(dialect_stream_t *s, const sse_fields_t *f, const char *d, size_t n, dialect_usage_t *usage,
                         int *rc)
 {
+    static const char lead[] = "{\"type\":\"message_";   /* Anthropic's spelling of both */
     static const char *const top_keys[] = { "type", "message", "delta", "usage" };
     static const char *const msg_keys[] = { "id", "usage" };
     static const char *const delta_keys[] = { "stop_reason" };
-    static const char *const usage_keys[] = { "input_tokens", "cache_read_input_tokens",
-                                              "cache_creation_input_tokens", "output_tokens" };
-    raw_t top[4] = { { 0 } }, m[2] = { { 0 } }, reason[1] = { { 0 } }, u[4] = { { 0 } }, *usage_v;
-    size_t start = 0;
+    raw_t top[4] = { { 0 } }, m[2] = { { 0 } }, reason[1] = { { 0 } };
     jscan_t j;
     int start_event;
-    if (n < 2 || d[0] != '{' || jscan_body(d, n, &j) != JSCAN_OK || dialect_bad_escape(d, n) ||
-        members(d, n, start, top_keys, top, 4) < 0 || raw_escaped(top[0]))
+    if (n < sizeof(lead) || memcmp(d, lead, sizeof(lead) - 1) != 0 || jscan_body(d, n, &j) != JSCAN_OK ||
+        dialect_bad_escape(d, n) || members(d, n, 0, top_keys, top, 4) < 0 || raw_escaped(top[0]))
         return 0;
     start_event = raw_is(top[0], "message_start");
-    if (!start_event && !raw_is(top[0], "message_delta"))
-        return 0;
-    if (!EVENT_IS(f, "message_start") && start_event)
-        return 0;
-    if (!EVENT_IS(f, "message_delta") && !start_event)
+    if (start_event ? !EVENT_IS(f, "message_start") : !raw_is(top[0], "message_delta") || !EVENT_IS(f, "message_delta"))
         return 0;
     if (start_event) {
         if (s->started || !top[1].p || top[1].p[0] != '{' ||
-            members(d, n, (size_t)(top[1].p - d), msg_keys, m, 2) < 0 || !m[0].p || m[0].p[0] != '"')
+            members(d, n, (size_t)(top[1].p - d), msg_keys, m, 2) < 0 || !m[0].p || m[0].p[0] != '"' ||
+            raw_tokens(d, n, m[1], &s->tk, 0) < 0)   /* (message_start's output count is a placeholder) */
             return 0;
-        usage_v = &m[1];
-    } else {
-        if (!s->started || !top[2].p || top[2].p[0] != '{' ||
-            members(d, n, (size_t)(top[2].p - d), delta_keys, reason, 1) < 0 || raw_escaped(reason[0]) ||
-            (reason[0].p && reason[0].p[0] != '"' && !raw_is_null(reason[0])))
-            return 0;
-        usage_v = &top[3];
-    }
-    if (usage_v->p && usage_v->p[0] == '{') {
-        if (members(d, n, (size_t)(usage_v->p - d), usage_keys, u, 4) < 0)
-            return 0;
-        raw_count(u[0], &s->tk.input);
-        raw_count(u[1], &s->tk.cache_read);
-        raw_count(u[2], &s->tk.cache_creation);
-        if (!start_event)
-            raw_count(u[3], &s->tk.output);   /* message_start's is a placeholder */
-    }
-    to_usage(&s->tk, usage);
-    s->o.len = 0;
-    if (!start_event) {
-        s->finished = 1;
-        *rc = chunk_open(s) || add_s(s, "{") || chunk_close(s, raw_finish(reason[0])) ? -1 : 0;
+        *rc = head_start(s) || add(s, m[0].p, m[0].n) ? -1 : message_started(s, usage);
         return 1;
     }
-    /* the head is built once, in the buffer, then moved out of it */
-    *rc = -1;
-    if (add_s(s, "data: {\"id\":") || add(s, m[0].p, m[0].n) ||
-        add_s(s, ",\"object\":\"chat.completion.chunk\",\"created\":") || add_int(s, (int64_t)s->created) ||
-        add_s(s, ",\"model\":") || add_q(s, s->model) || add_s(s, ",") || !(s->head = malloc(s->o.len)))
-        return 1;
-    memcpy(s->head, s->o.buf, s->o.len);
-    s->head_len = s->o.len;
-    s->o.len = 0;
-    s->started = 1;
-    *rc = chunk_open(s) || add_s(s, "{\"role\":\"assistant\",\"content\":\"\"") || chunk_close(s, NULL) ? -1 : 0;
+    if (!s->started || !top[2].p || top[2].p[0] != '{' ||
+        members(d, n, (size_t)(top[2].p - d), delta_keys, reason, 1) < 0 || raw_escaped(reason[0]) ||
+        (reason[0].p && reason[0].p[0] != '"' && !raw_is_null(reason[0])) || raw_tokens(d, n, top[3], &s->tk, 1) < 0)
+        return 0;
+    *rc = message_finished(s, raw_finish(reason[0]), usage);
     return 1;
 }
 
