@@ -69,10 +69,11 @@ static const unsigned char plain[256] = {
 #undef R16
 };
 
-/* Skips whole 8-byte words of plain bytes at once (a long message is
- * almost all such words): a word needs a closer look when a byte is below
- * 0x20, is '"' or '\\', or has its top bit set. */
-static const unsigned char *skip_plain8(const unsigned char *p, const unsigned char *e)
+/* Skips plain bytes many at a time (a long message is almost all of
+ * them): 64 and 16 at a time with SSE2, then whole 8-byte words; a block
+ * needs a closer look when a byte is below 0x20, is '"' or '\\', or has its
+ * top bit set. Stops at or before the first byte that is not plain. */
+static const unsigned char *skip_plain(const unsigned char *p, const unsigned char *e)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
 #ifdef __SSE2__
@@ -114,7 +115,7 @@ static int scan_string(scanner_t *s)
     if (s->p >= s->end || *s->p != '"') return -1;
     s->p++;
     while (s->p < s->end) {
-        const unsigned char *p = skip_plain8(s->p, s->end), *e = s->end;
+        const unsigned char *p = skip_plain(s->p, s->end), *e = s->end;
         while (p < e && plain[*p])
             p++;
         s->p = p;
@@ -484,7 +485,7 @@ long jscan_quote(const char *s, char *dst, size_t cap)
     dst[n++] = '"';
     while (u < end) {
         /* a run of bytes that need nothing goes across at once */
-        const unsigned char *p = skip_plain8(u, end);
+        const unsigned char *p = skip_plain(u, end);
         while (p < end && plain[*p])
             p++;
         if (p > u) {
