@@ -30,6 +30,13 @@ typedef struct client {
     int content_lengths;
     int transfer_encoding;
     const char *error;           /* why a header check failed, for the 4xx body */
+    /* the socket's I/O (clientio.c) */
+    int fd;
+    struct event rev;            /* readable: for the connection's life, unless held */
+    struct event wev;            /* writable: only while the socket would block */
+    struct event flush;          /* made active when output is added: written at the turn's end */
+    struct evbuffer_cb_entry *out_cb;
+    unsigned flush_armed : 1, read_held : 1, eof_pending : 1, io_failed : 1;
     struct client *prev, *next;
 } client_t;
 

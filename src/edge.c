@@ -12,11 +12,12 @@
  *   BUSY     request complete           none: a slow upstream or a long stream
  *                                       must not be cut by a read timeout
  *
- * libevhtp's own read timeout is not used (it also fires while a response
- * streams); its write timeout (send_timeout_s) drops clients that stop
- * reading. Requests the parser rejects are answered here (patch 0002's error
+ * libevhtp's own read timeout is not used (it would also fire while a
+ * response streams); the send timeout (send_timeout_s, clientio.c) drops
+ * clients that stop reading. Requests the parser rejects are answered here (patch 0002's error
  * callback) with an OpenAI-shaped 4xx and closed after the answer is sent. */
 #include "edge.h"
+#include "clientio.h"
 #include "proxy.h"
 
 #include <event2/bufferevent.h>
@@ -289,9 +290,12 @@ void edge_request_complete(client_t *cl)
 
 void edge_request_done(client_t *cl)
 {
+    if (cl == NULL)
+        return;
     /* when draining, a connection closes as soon as its request is done */
-    if (cl != NULL && cl->phase == CLIENT_BUSY)
+    if (cl->phase == CLIENT_BUSY)
         arm(cl, CLIENT_IDLE, cl->w->stopping ? 0 : cl->w->cfg->idle_timeout_s * 1000.0);
+    cio_request_done(cl);
 }
 
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
@@ -299,6 +303,7 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
     client_t *cl = arg;
     worker_t *w = cl->w;
     event_del(&cl->timer);
+    cio_stop(cl);
     if (cl->prev != NULL)
         cl->prev->next = cl->next;
     else
@@ -336,6 +341,7 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
      * once the output is down to this, not only when it is empty */
     bufferevent_setwatermark(conn->bev, EV_WRITE, PROXY_SEND_LOW_WATER, 0);
     arm(cl, CLIENT_IDLE, w->cfg->header_timeout_s * 1000.0);
+    cio_start(cl);
     return EVHTP_RES_OK;
 }
 
@@ -357,8 +363,8 @@ void edge_close_all(worker_t *w)
 
 void edge_install(worker_t *w)
 {
-    struct timeval send = { w->cfg->send_timeout_s, 0 };
-    evhtp_set_timeouts(w->htp, NULL, &send);
+    /* the sockets' I/O, and so the send timeout, is clientio.c's */
+    evhtp_set_external_io(w->htp, 1);
     evhtp_set_post_accept_cb(w->htp, on_accept, w);
     evhtp_set_edge_cbs(w->htp, on_request_begin, on_parse_error, w);
 }

@@ -168,6 +168,95 @@ def test_pipelined_requests_answered_in_order(env):
     assert len(m.log()) == 2
 
 
+def test_a_pipelined_flood_is_answered_whole_and_in_order(env):
+    """2,000 requests sent at once (80 KB, more than the 64 KB a connection
+    reads ahead of the request it is answering): every one is answered, in
+    order, on the one connection."""
+    m, t = start(env)
+    n = 2000
+    reqs = b"".join(b"GET /healthz HTTP/1.1\r\nx-request-id: f%d\r\n\r\n" % i for i in range(n))
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=10)
+    sender = threading.Thread(target=s.sendall, args=(reqs,))
+    sender.start()
+    raw, deadline = b"", time.time() + 20
+    while raw.count(b"HTTP/1.1 200 ") < n and time.time() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        raw += chunk
+    sender.join()
+    s.close()
+    ids = re.findall(rb"x-request-id: (f\d+)\r\n", raw, re.I)
+    assert ids == [b"f%d" % i for i in range(n)], (len(ids), ids[-3:])
+    assert raw.count(b"HTTP/1.1 200 ") == n
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(env):
+    """A 20 MB stream to a client that reads nothing for 3 s: after
+    limits.send_timeout_s (1 s) without progress the connection is closed,
+    so what the client reads afterwards ends early, without the stream's
+    end; a client that reads on gets the whole stream (the other half)."""
+    m = env.mock("--stream-events", "320", "--event-bytes", "65536", "--stream-interval-ms", "0")
+    t = env.turnout(seed_for(m, routes=[{"name": "s", "targets": [{"provider": m.name, "model": "mock-small"}]}]),
+                    config={"workers": 1, "limits": {"send_timeout_s": 1}})
+    body = json.dumps({"model": "s", "stream": True, "messages": []}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def fetch(pause):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.connect(("127.0.0.1", t.port))
+        s.sendall(request)
+        time.sleep(pause)
+        data, deadline = b"", time.time() + 30
+        s.settimeout(5)
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(1 << 20)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk or data.endswith(b"0\r\n\r\n"):
+                break
+            data += chunk
+        s.close()
+        return data
+
+    cut = fetch(3)
+    assert cut.startswith(b"HTTP/1.1 200"), cut[:200]
+    assert not cut.endswith(b"0\r\n\r\n") and len(cut) < 10_000_000, (len(cut), cut[-100:])
+    whole = fetch(0)
+    assert len(whole) > 20_000_000 and whole.endswith(b"0\r\n\r\n") and b"[DONE]" in whole[-200:], len(whole)
+
+
+def test_a_half_closed_client_gets_its_refusal_and_gives_up_a_request(env):
+    """A client that sends a malformed request and shuts its sending side at
+    once (shutdown(SHUT_WR)) still reads the whole 400: the close is taken
+    only once the answer is out. A half-close during a request being served
+    is the client giving up, as with nginx's default
+    (proxy_ignore_client_abort off): the upstream call stops, 499 in the log."""
+    m, t = start(env)
+
+    def half_closed(request):
+        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+        s.close()
+        return raw
+
+    raw = half_closed(b"NOT A REQUEST\r\n\r\n")
+    assert status_of(raw) == 400 and json.loads(raw.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request", raw
+    assert half_closed(post(b"Content-Length: 13\r\n")) == b""
+    chat = t.access_log("/v1/chat/completions")
+    assert chat and chat[-1]["status"] == 499 and chat[-1]["error"] == "client_closed", chat
+
+
 def test_connection_limit_refuses_cleanly_and_health_still_answers(env):
     m, t = start(env, workers=1, limits={"max_connections": 4})
     held = [socket.create_connection(("127.0.0.1", t.port), timeout=5) for _ in range(4)]

@@ -1,0 +1,19 @@
+/* clientio.h - a client connection's socket I/O: reads without FIONREAD, replies written at once. */
+#ifndef TURNOUT_CLIENTIO_H
+#define TURNOUT_CLIENTIO_H
+
+struct client;
+
+/* Takes over CL's socket (libevhtp patch 0007 left the bufferevent
+ * without it): watches it for reading, and writes whatever is added to the
+ * bufferevent's output at the end of the current loop turn. */
+void cio_start(struct client *cl);
+
+/* The connection is being freed: stops watching and closes the socket. */
+void cio_stop(struct client *cl);
+
+/* The request in progress is done: reading resumes if it was held back
+ * for pipelined input piling up behind it. */
+void cio_request_done(struct client *cl);
+
+#endif
