@@ -827,8 +827,10 @@ static int do_stream(tr_t *t, const cJSON *in, cJSON *up, dialect_req_info_t *in
     return 0;
 }
 
-static int request(const char *body, size_t len, const dialect_req_opts_t *o, struct evbuffer *out,
-                   dialect_req_info_t *info, dialect_err_t *err)
+/* The long way: any request, read as a tree, refused with the field that
+ * cannot be translated or a translation built as a tree and printed. */
+static int request_long(const char *body, size_t len, const dialect_req_opts_t *o, struct evbuffer *out,
+                        dialect_req_info_t *info, dialect_err_t *err)
 {
     tr_t t = { err, 0 };
     cJSON *in = NULL, *up = NULL;
@@ -919,6 +921,16 @@ static int raw_is(raw_t raw, const char *lit)
 static int raw_is_null(raw_t raw)
 {
     return raw.n == 4 && memcmp(raw.p, "null", 4) == 0;
+}
+
+static int raw_is_true(raw_t raw)
+{
+    return raw.n == 4 && memcmp(raw.p, "true", 4) == 0;
+}
+
+static int raw_is_false(raw_t raw)
+{
+    return raw.n == 5 && memcmp(raw.p, "false", 5) == 0;
 }
 
 /* RAW is a string with an escape in it: compared by its bytes, it could
@@ -1025,6 +1037,174 @@ static int ob_give(outbuf_t *o, struct evbuffer *out)
         return -1;
     o->buf = NULL;
     return 0;
+}
+
+/* ----------------------------------------------------- request, the usual way */
+
+/* Whether the members of the object at B[START] all have names among KEYS
+ * (N of them), each once, spelled without escapes; their values into VALS
+ * (those absent stay { NULL, 0 }). */
+static int exact_members(const char *b, size_t len, size_t start, const char *const *keys, raw_t *vals, int n)
+{
+    size_t pos = start;
+    jscan_item_t it;
+    int r, i;
+    while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
+        for (i = 0; i < n; i++)
+            if (it.key_len == strlen(keys[i]) + 2 && memcmp(b + it.key_off + 1, keys[i], it.key_len - 2) == 0)
+                break;
+        if (i == n || vals[i].p != NULL)
+            return 0;                   /* another name (or an escaped one), or a duplicate */
+        vals[i] = (raw_t){ b + it.val_off, it.val_len };
+    }
+    return r == 0;
+}
+
+/* RAW is a string cJSON would print with the same bytes: its escapes are
+ * only those cJSON writes itself (\" \\ \b \f \n \r \t; not \u or \/). */
+static int prints_as_is(raw_t raw)
+{
+    const char *p, *end;
+    if (raw.p == NULL || raw.p[0] != '"')
+        return 0;
+    p = raw.p + 1;
+    end = raw.p + raw.n - 1;
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        if (strchr("\"\\bfnrt", p[1]) == NULL)
+            return 0;
+        p += 2;
+    }
+    return 1;
+}
+
+/* A max_tokens-like value spelled as plain digits, 1 to 2147483647, into
+ * *V: 1; absent: 0; anything else -1 (the long way says what is wrong). */
+static int raw_limit(raw_t v, int64_t *out)
+{
+    int64_t n = 0;
+    if (v.p == NULL)
+        return 0;
+    if (v.n > 10 || v.p[0] < '1' || v.p[0] > '9')
+        return -1;
+    for (size_t i = 0; i < v.n; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return -1;
+        n = n * 10 + (v.p[i] - '0');
+    }
+    if (n > 2147483647)
+        return -1;
+    *out = n;
+    return 1;
+}
+
+/* RAW, a string, as the long way's text_block: nothing when empty. */
+static int text_block_raw(outbuf_t *o, raw_t text)
+{
+    if (text.n == 2)
+        return 0;
+    return ob_s(o, o->len > 0 && o->buf[o->len - 1] == '}' ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":") ||
+           ob_add(o, text.p, text.n) || ob_s(o, "}");
+}
+
+/* The messages at LIST, when each is a system, developer, user or
+ * assistant message of role and string content only, into SYS (the
+ * system blocks) and MSGS (the messages) as the long way writes them.
+ * 1 when they were, 0 for the long way. */
+static int messages_usual(const char *b, size_t len, raw_t list, outbuf_t *sys, outbuf_t *msgs)
+{
+    static const char *const keys[] = { "role", "content" };
+    size_t start, pos;
+    jscan_item_t it;
+    int r, n = 0;
+    if (list.p == NULL || list.p[0] != '[')
+        return 0;
+    start = pos = (size_t)(list.p - b);
+    while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
+        raw_t v[2] = { { 0 } };
+        const char *role;
+        if (b[it.val_off] != '{' || !exact_members(b, len, it.val_off, keys, v, 2) || !v[0].p ||
+            !prints_as_is(v[1]))
+            return 0;
+        n++;
+        if (raw_is(v[0], "system") || raw_is(v[0], "developer")) {
+            if (text_block_raw(sys, v[1]))
+                return 0;
+            continue;
+        }
+        role = raw_is(v[0], "user") ? "user" : raw_is(v[0], "assistant") ? "assistant" : NULL;
+        if (role == NULL ||
+            ob_s(msgs, msgs->len ? ",{\"role\":\"" : "{\"role\":\"") || ob_s(msgs, role) ||
+            ob_s(msgs, "\",\"content\":[") || text_block_raw(msgs, v[1]) || ob_s(msgs, "]}"))
+            return 0;
+    }
+    return r == 0 && n > 0;
+}
+
+/* The request almost every client sends, translated without a tree: the
+ * model, messages of text (above), stream, stream_options.include_usage,
+ * max_tokens or max_completion_tokens, user; nothing else, each once, no
+ * escaped names, no escapes cJSON would write otherwise. Its translation
+ * is byte for byte the long way's (test_openai_to_anthropic compares the
+ * two). 1 when it was taken, 0 for the long way (which also says what is
+ * wrong with a request it refuses). */
+static int request_usual(const char *body, size_t len, const dialect_req_opts_t *o, struct evbuffer *out,
+                         dialect_req_info_t *info)
+{
+    static const char *const keys[] = { "model", "messages", "stream", "stream_options", "max_tokens",
+                                        "max_completion_tokens", "user" };
+    static const char *const opt_keys[] = { "include_usage" };
+    raw_t v[7] = { { 0 } }, opt[1] = { { 0 } };
+    outbuf_t sys = { 0 }, msgs = { 0 }, w = { 0 };
+    int64_t max = 0, completion = 0;
+    int has_max, has_completion, stream = 0, usage = 0, taken = 0;
+    size_t start = 0;
+    jscan_t j;
+    while (start < len && (body[start] == ' ' || body[start] == '\t' || body[start] == '\n' || body[start] == '\r'))
+        start++;
+    if (start == len || body[start] != '{' || jscan_body(body, len, &j) != JSCAN_OK ||
+        dialect_bad_escape(body, len) || !exact_members(body, len, start, keys, v, 7))
+        return 0;
+    if ((has_max = raw_limit(v[4], &max)) < 0 || (has_completion = raw_limit(v[5], &completion)) < 0 ||
+        (has_max && has_completion && max != completion))
+        return 0;
+    if (v[2].p != NULL && !(stream = raw_is_true(v[2])) && !raw_is_false(v[2]))
+        return 0;
+    if (v[3].p != NULL &&
+        (v[3].p[0] != '{' || !exact_members(body, len, (size_t)(v[3].p - body), opt_keys, opt, 1) ||
+         (opt[0].p != NULL && !(usage = raw_is_true(opt[0])) && !raw_is_false(opt[0]))))
+        return 0;
+    if (v[6].p != NULL && !prints_as_is(v[6]))
+        return 0;
+    if (!messages_usual(body, len, v[1], &sys, &msgs))
+        goto done;
+    if (!has_max)
+        max = has_completion ? completion : o->default_max_tokens > 0 ? o->default_max_tokens : DEFAULT_MAX_TOKENS;
+    if (ob_s(&w, "{\"model\":") || ob_q(&w, o->model ? o->model : "") || ob_s(&w, ",\"max_tokens\":") ||
+        ob_int(&w, max) ||
+        (sys.len && (ob_s(&w, ",\"system\":[") || ob_add(&w, sys.buf, sys.len) || ob_s(&w, "]"))) ||
+        ob_s(&w, ",\"messages\":[") || ob_add(&w, msgs.buf, msgs.len) || ob_s(&w, "]") ||
+        (v[6].p && (ob_s(&w, ",\"metadata\":{\"user_id\":") || ob_add(&w, v[6].p, v[6].n) || ob_s(&w, "}"))) ||
+        (stream && ob_s(&w, ",\"stream\":true")) || ob_s(&w, "}") || ob_give(&w, out))
+        goto done;
+    memset(info, 0, sizeof(*info));
+    info->stream = stream;
+    info->include_usage = stream && usage;
+    taken = 1;
+done:
+    free(sys.buf);
+    free(msgs.buf);
+    free(w.buf);
+    return taken;
+}
+
+static int request(const char *body, size_t len, const dialect_req_opts_t *o, struct evbuffer *out,
+                   dialect_req_info_t *info, dialect_err_t *err)
+{
+    if (request_usual(body, len, o, out, info)) {
+        memset(err, 0, sizeof(*err));
+        return 0;
+    }
+    return request_long(body, len, o, out, info, err);
 }
 
 /* The answer almost every request gets, read without a tree: a message of

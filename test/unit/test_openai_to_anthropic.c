@@ -824,9 +824,94 @@ static void test_oom(void)
     CHECK(fail_at > 10);
 }
 
+/* BODY through the usual way and the long way: whether the usual way took
+ * it (TAKEN), and then that both wrote the same bytes and the same info. */
+static int usual_is_long(const char *body, int taken, int line)
+{
+    struct evbuffer *a = evbuffer_new(), *b = evbuffer_new();
+    dialect_req_opts_t o = { "claude-x", default_max };
+    dialect_req_info_t ia, ib;
+    const char *in = J(0, body);
+    int got = request_usual(in, strlen(in), &o, a, &ia), ok = got == taken;
+    if (ok && got) {
+        char *x = drain(a), *y;
+        ok = request_long(in, strlen(in), &o, b, &ib, &err) == 0 && ia.stream == ib.stream &&
+             ia.include_usage == ib.include_usage;
+        y = drain(b);
+        if (!ok || strcmp(x, y) != 0) {
+            fprintf(stderr, "line %d: %s\n  usual: %s\n  long:  %s\n", line, in, x, y);
+            ok = 0;
+        }
+        free(x);
+        free(y);
+    } else if (!ok) {
+        fprintf(stderr, "line %d: %s: the usual way %s it\n", line, in, got ? "took" : "did not take");
+    }
+    evbuffer_free(a);
+    evbuffer_free(b);
+    return ok;
+}
+#define USUAL(body) CHECK(usual_is_long(body, 1, __LINE__))
+#define LONG(body) CHECK(usual_is_long(body, 0, __LINE__))
+
+static void test_request_usual(void)
+{
+    USUAL(B(""));
+    USUAL(B(",'stream':true"));
+    USUAL(B(",'stream':false,'stream_options':{'include_usage':true}"));
+    USUAL(B(",'stream':true,'stream_options':{'include_usage':true}"));
+    USUAL(B(",'stream':true,'stream_options':{'include_usage':false}"));
+    USUAL(B(",'stream':true,'stream_options':{}"));
+    USUAL(B(",'max_tokens':1"));
+    USUAL(B(",'max_tokens':2147483647"));
+    USUAL(B(",'max_completion_tokens':77"));
+    USUAL(B(",'max_tokens':5,'max_completion_tokens':5"));
+    USUAL(B(",'user':'u-1'"));
+    USUAL(B(",'user':''"));
+    USUAL("{'model':'gpt-4o','messages':[{'role':'system','content':'Be brief.'},{'role':'user','content':'Hi'},"
+          "{'role':'developer','content':''},{'content':'Salut','role':'assistant'},{'role':'system','content':'Fr.'},"
+          "{'role':'user','content':''},{'role':'assistant','content':'a\\\"b\\\\c\\n\\t\\r\\b\\f'}],"
+          "'stream':true,'user':'x\\ny','max_tokens':100}");
+    USUAL("{'messages':[{'role':'user','content':'caf\xC3\xA9 \xE2\x82\xAC'}],'model':null}");
+    USUAL(" { 'model' : 'm' , 'messages' : [ { 'role' : 'user' , 'content' : 'hi' } ] } ");
+    default_max = 0;
+    USUAL(B(""));
+    default_max = 2048;
+    /* anything else takes the long way */
+    LONG(B(",'temperature':0.5"));
+    LONG(B(",'tools':[]"));
+    LONG(B(",'stream':null"));
+    LONG(B(",'stream':1"));
+    LONG(B(",'stream_options':{'include_usage':true,'include_obfuscation':true}"));
+    LONG(B(",'max_tokens':0"));
+    LONG(B(",'max_tokens':1.0"));
+    LONG(B(",'max_tokens':2147483648"));
+    LONG(B(",'max_tokens':5,'max_completion_tokens':6"));
+    LONG(B(",'model':'again'"));
+    LONG(B(",'\\u0075ser':'u'"));
+    LONG(B(",'user':'\\u00e9'"));
+    LONG(B(",'user':7"));
+    LONG("{'messages':[{'role':'user','content':'a\\/b'}]}");
+    LONG("{'messages':[{'role':'user','content':'\\u00e9'}]}");
+    LONG("{'messages':[{'role':'us\\u0065r','content':'hi'}]}");
+    LONG("{'messages':[{'role':'user','content':'hi','name':'n'}]}");
+    LONG("{'messages':[{'role':'user','content':'hi','role':'user'}]}");
+    LONG("{'messages':[{'role':'tool','content':'hi'}]}");
+    LONG("{'messages':[{'role':'user','content':[{'type':'text','text':'hi'}]}]}");
+    LONG("{'messages':[{'role':'assistant','content':null}]}");
+    LONG("{'messages':[{'role':'user'}]}");
+    LONG("{'messages':[]}");
+    LONG("{'messages':{}}");
+    LONG("{'model':'m'}");
+    LONG("[]");
+    LONG("{'messages':[{'role':'user','content':'hi'}]} x");
+    LONG("{'messages':[{'role':'user','content':'\\u0000'}]}");
+}
+
 int main(void)
 {
     test_request_text();
+    test_request_usual();
     test_request_images();
     test_request_tools();
     test_request_refusals();
