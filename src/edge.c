@@ -14,8 +14,9 @@
  *
  * libevhtp's own read timeout is not used (it would also fire while a
  * response streams); the send timeout (send_timeout_s, clientio.c) drops
- * clients that stop reading. Requests the parser rejects are answered here (patch 0002's error
- * callback) with an OpenAI-shaped 4xx and closed after the answer is sent. */
+ * clients that stop reading. Requests the parser rejects are answered here
+ * (patch 0002's error callback) with an OpenAI-shaped 4xx and closed after
+ * the answer is sent. */
 #include "edge.h"
 #include "clientio.h"
 #include "proxy.h"
