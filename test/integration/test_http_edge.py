@@ -216,9 +216,11 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(env):
                 chunk = s.recv(1 << 20)
             except (socket.timeout, ConnectionResetError):
                 break
-            if not chunk or data.endswith(b"0\r\n\r\n"):
+            if not chunk:
                 break
             data += chunk
+            if data.endswith(b"0\r\n\r\n"):
+                break
         s.close()
         return data
 
