@@ -23,6 +23,8 @@ typedef struct client {
     struct event timer;          /* the current phase's timeout */
     client_phase_t phase;
     double since;                /* monotonic ms: phase start, or last body read */
+    double limit_ms;             /* the phase's limit, from SINCE */
+    double due;                  /* monotonic ms the timer is set for; 0 when it is not */
     int over_limit;              /* accepted past limits.max_connections */
     /* header checks of the request being read */
     int nheaders;

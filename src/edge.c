@@ -53,14 +53,27 @@ void edge_timer_after(struct event *ev, double ms)
     event_add(ev, &tv);
 }
 
+static void set_timer(client_t *cl, double now, double ms)
+{
+    edge_timer_after(&cl->timer, ms);
+    cl->due = now + ms;
+}
+
+/* The timer is lazy: a new phase moves it only when its limit comes before
+ * the time the timer is set for, and a firing timer compares the phase's
+ * limit with the time since the phase began, then waits out what is left.
+ * So the phases of a keep-alive request, which follow each other within
+ * microseconds, move no timer; a busy connection's timer fires about once
+ * per header_timeout_s instead of being set and cleared three times per
+ * request. */
 static void arm(client_t *cl, client_phase_t phase, double after_ms)
 {
+    double now = edge_now_ms();
     cl->phase = phase;
-    cl->since = edge_now_ms();
-    if (phase == CLIENT_BUSY)
-        event_del(&cl->timer);
-    else
-        edge_timer_after(&cl->timer, after_ms);
+    cl->since = now;
+    cl->limit_ms = after_ms;
+    if (phase != CLIENT_BUSY && (cl->due == 0 || now + after_ms < cl->due))
+        set_timer(cl, now, after_ms);
 }
 
 static const char *status_code_name(int status)
@@ -164,6 +177,7 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
     edge_write_error(conn, status, msg);
     cl->phase = CLIENT_BUSY;
     event_del(&cl->timer);
+    cl->due = 0;
     /* evhtp closes the connection once this is sent */
 }
 
@@ -171,29 +185,27 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     client_t *cl = arg;
     const config_t *cfg = cl->w->cfg;
-    double limit_ms, left;
+    double now = edge_now_ms(), left = cl->limit_ms - (now - cl->since);
     char msg[128];
     (void)fd;
     (void)what;
+    cl->due = 0;
+    if (cl->phase == CLIENT_BUSY)
+        return;                           /* no read timeout while a request is answered */
+    if (left > 1) {                       /* the phase began (or body bytes came) since it was set */
+        set_timer(cl, now, left);
+        return;
+    }
     switch (cl->phase) {
     case CLIENT_IDLE:
         evhtp_connection_free(cl->conn);  /* no request in progress: nothing to answer */
         return;
     case CLIENT_HEADERS:
-        limit_ms = cfg->header_timeout_s * 1000.0;
         snprintf(msg, sizeof(msg), "the request headers did not arrive within %d s", cfg->header_timeout_s);
         break;
-    case CLIENT_BODY:
-        limit_ms = cfg->idle_timeout_s * 1000.0;
+    default:
         snprintf(msg, sizeof(msg), "the request body stalled for %d s", cfg->idle_timeout_s);
         break;
-    default:
-        return;
-    }
-    left = limit_ms - (edge_now_ms() - cl->since);
-    if (left > 1) {                       /* body bytes came since: wait the rest */
-        edge_timer_after(&cl->timer, left);
-        return;
     }
     edge_write_error(cl->conn, 408, msg);
     cl->phase = CLIENT_BUSY;

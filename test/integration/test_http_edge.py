@@ -151,6 +151,26 @@ def test_idle_keep_alive_connection_is_closed(env):
     s.close()
 
 
+def test_a_busy_keep_alive_connection_outlives_every_client_timeout(env):
+    """Requests every 50 ms on one connection for 3.5 s, with the header and
+    idle limits at 1 s: the connection's timer fires several times while
+    requests come and go, and closes nothing; once the requests stop, the
+    connection is closed 1 s later."""
+    m, t = start(env, limits={"idle_timeout_s": 1, "header_timeout_s": 1})
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    end, n = time.time() + 3.5, 0
+    while time.time() < end:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status_of(s.recv(4096)) == 200, n
+        n += 1
+        time.sleep(0.05)
+    t0 = time.time()
+    assert s.recv(4096) == b"", "an idle keep-alive connection is closed without a reply"
+    assert 0.8 < time.time() - t0 < 2.0, time.time() - t0
+    s.close()
+    assert n > 40, n
+
+
 def test_pipelined_requests_answered_in_order(env):
     m, t = start(env)
     body = b'{"model":"r"}'
