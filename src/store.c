@@ -362,6 +362,11 @@ void store_release(store_hold_t *hold)
     free(hold);
 }
 
+size_t store_hold_generation(const store_hold_t *hold)
+{
+    return hold != NULL && hold->own == NULL ? hold->txnid : 0;
+}
+
 store_hold_t *store_hold_own(cJSON *rec)
 {
     store_hold_t *h = calloc(1, sizeof(*h));

@@ -264,6 +264,27 @@ def test_change_while_a_request_holds_the_old_records(env):
     assert len(slow.log()) == 2 and len(fast.log()) == 1
 
 
+def test_a_provider_change_reaches_the_next_request(env):
+    """A worker reads a provider's fields once per store generation; a change
+    to the provider is a new generation, so the next request goes where the
+    provider now points, with its new settings."""
+    a = env.mock(name="a")
+    b = env.mock(name="b")
+    t = env.turnout(seed_for(a), config={"workers": 1})
+    st, rec = t.admin("POST", "/v1/model-routes", route("moving", "a", "mock-small"))
+    assert st == 201, rec
+    for _ in range(3):
+        assert t.chat("moving")[0] == 200
+    assert len(a.log()) == 3
+    st, _ = t.admin("PATCH", "/v1/providers/" + provider_id(t, "a"), {"base_url": b.base_url})
+    assert st == 200
+    st, h, _ = t.chat("moving")
+    assert st == 200 and len(a.log()) == 3 and len(b.log()) == 1, (st, len(a.log()), len(b.log()))
+    st, _ = t.admin("PATCH", "/v1/providers/" + provider_id(t, "a"), {"enabled": False})
+    assert st == 200
+    assert t.chat("moving")[0] != 200 and len(b.log()) == 1
+
+
 def provider_id(t, name):
     st, page = t.admin("GET", "/v1/providers")
     assert st == 200, page
