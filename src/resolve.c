@@ -367,9 +367,9 @@ static const char *filtered_by(const cJSON *prefs, const cJSON *p, const char *m
 
 /* The preferences in force for route RES->route_rec: its provider object,
  * or, for a what-if, a copy with IN->prefs merged in (owned by RES). */
-static const cJSON *effective_prefs(const resolve_in_t *in, resolution_t *res)
+static const cJSON *effective_prefs(const resolve_in_t *in, resolution_t *res, const cJSON *own)
 {
-    const cJSON *own = cJSON_GetObjectItemCaseSensitive(res->route_rec, "provider"), *o;
+    const cJSON *o;
     if (!cJSON_IsObject(in->prefs))
         return own;
     res->prefs_own = cJSON_IsObject(own) ? cJSON_Duplicate(own, 1) : cJSON_CreateObject();
@@ -475,9 +475,8 @@ static int by_weight(const resolution_t *res, double u)
     return res->ncand - 1;
 }
 
-static void apply_strategy(resolution_t *res, const resolve_in_t *in)
+static void apply_strategy(resolution_t *res, const resolve_in_t *in, const char *strategy, const char *id)
 {
-    const char *strategy = schema_str(res->route_rec, "strategy", NULL), *id = schema_str(res->route_rec, "id", NULL);
     char name[200];
     if (strategy == NULL || res->ncand < 1 || id == NULL)
         return;
@@ -530,42 +529,110 @@ static int by_order(const void *a, const void *b)
     return x->pos - y->pos;   /* stable: list position breaks ties */
 }
 
+
+/* A route's fields resolution reads, once per store generation (as a
+ * provider's, prov_view above): its settings, and its targets in `order`
+ * with what each says. Read from the record they took some 3,500
+ * instructions per request. */
+typedef struct route_tgt {
+    tref_t ref;
+    const char *provider;          /* NULL: the target is skipped */
+    const char *model;             /* its model (NULL: the name asked for), unless it has a model_map */
+    int has_map, enabled;
+} route_tgt_t;
+
+typedef struct route_view {
+    size_t gen;                    /* store_hold_generation of REC's hold; 0: empty */
+    const cJSON *rec;
+    const char *name, *id, *endpoint, *strategy;
+    const cJSON *prefs;            /* its "provider" preferences */
+    resolve_timeouts_t to;
+    int cap, enabled, has_max_429, max_429, has_cap_s;
+    double cap_s;
+    int n;
+    route_tgt_t tg[RESOLVE_MAX_CANDIDATES];
+} route_view_t;
+
+#define ROUTE_VIEWS 16
+static _Thread_local route_view_t route_views[ROUTE_VIEWS];
+
+static void route_read(route_view_t *v, const cJSON *rec)
+{
+    const cJSON *retry = cJSON_GetObjectItemCaseSensitive(rec, "retry"), *x, *t;
+    v->name = schema_str(rec, "name", NULL);
+    v->id = schema_str(rec, "id", NULL);
+    v->endpoint = schema_str(rec, "endpoint", NULL);
+    v->strategy = schema_str(rec, "strategy", NULL);
+    v->prefs = cJSON_GetObjectItemCaseSensitive(rec, "provider");
+    v->to = timeouts_of(rec);
+    v->cap = cap_of(rec);
+    v->enabled = flag(rec, "enabled", 1);
+    x = cJSON_GetObjectItemCaseSensitive(retry, "max_429_retries");
+    if ((v->has_max_429 = cJSON_IsNumber(x)) != 0)
+        v->max_429 = (int)x->valuedouble;
+    x = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s");
+    if ((v->has_cap_s = cJSON_IsNumber(x)) != 0)
+        v->cap_s = x->valuedouble;
+    v->n = 0;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(rec, "targets")) {
+        route_tgt_t *g;
+        if (v->n == RESOLVE_MAX_CANDIDATES)
+            break;
+        g = &v->tg[v->n];
+        g->ref.t = t;
+        g->ref.order = num(t, "order", v->n);
+        g->ref.pos = v->n;
+        g->provider = schema_str(t, "provider", NULL);
+        g->has_map = cJSON_GetObjectItemCaseSensitive(t, "model_map") != NULL;
+        g->model = schema_str(t, "model", NULL);
+        g->enabled = flag(t, "enabled", 1);
+        v->n++;
+    }
+    qsort(v->tg, (size_t)v->n, sizeof(v->tg[0]), by_order);   /* (ref is its first member) */
+}
+
+/* REC's view: the thread's, or read into SCRATCH for a record of its own. */
+static const route_view_t *route_view(const cJSON *rec, const store_hold_t *hold, route_view_t *scratch)
+{
+    size_t gen = store_hold_generation(hold);
+    route_view_t *v;
+    if (gen == 0) {
+        route_read(scratch, rec);
+        return scratch;
+    }
+    v = &route_views[((uintptr_t)rec >> 4) % ROUTE_VIEWS];
+    if (v->gen != gen || v->rec != rec) {
+        route_read(v, rec);
+        v->gen = gen;
+        v->rec = rec;
+    }
+    return v;
+}
 /* Builds the candidates of the matched route: its usable targets in
  * `order`, filtered by its provider preferences, ordered by them and by its
  * strategy. A disabled route skips its first target group (the lowest
  * order) so callers land on the fallbacks (TruLayer's incident switch). */
-static void route_candidates(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
+static void route_candidates(store_reader_t *r, const resolve_in_t *in, resolution_t *res, const route_view_t *v)
 {
-    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(res->route_rec, "targets"), *t;
     const cJSON *prefs = res->prefs;
-    tref_t refs[RESOLVE_MAX_CANDIDATES];
     params_t params;        /* filled on first use only: most routes never read it */
-    int n = 0, enabled = flag(res->route_rec, "enabled", 1);
-    double first_order = 0;
+    int enabled = v->enabled;
+    double first_order = v->n > 0 ? v->tg[0].ref.order : 0;
 
     params.read = 0;
-    cJSON_ArrayForEach(t, targets) {
-        if (n == RESOLVE_MAX_CANDIDATES)
-            break;
-        refs[n].t = t;
-        refs[n].order = num(t, "order", n);
-        refs[n].pos = n;
-        n++;
-    }
-    qsort(refs, (size_t)n, sizeof(refs[0]), by_order);
-    if (n > 0)
-        first_order = refs[0].order;
-    for (int i = 0; i < n; i++) {
-        const char *pn = schema_str(refs[i].t, "provider", NULL), *model = upstream_model(refs[i].t, in->model), *why;
+    for (int i = 0; i < v->n; i++) {
+        const route_tgt_t *g = &v->tg[i];
+        const char *pn = g->provider, *why;
+        const char *model = g->has_map ? upstream_model(g->ref.t, in->model) : g->model ? g->model : in->model;
         const cJSON *p;
         store_hold_t *hold;
         if (pn == NULL)
             continue;
-        if (!enabled && refs[i].order == first_order) {
+        if (!enabled && g->ref.order == first_order) {
             drop(res, pn, model, "route_disabled", NULL);
             continue;
         }
-        if (!flag(refs[i].t, "enabled", 1)) {
+        if (!g->enabled) {
             drop(res, pn, model, "target_disabled", NULL);
             continue;
         }
@@ -580,10 +647,10 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
             store_release(hold);
             continue;
         }
-        add_candidate(res, p, hold, model, refs[i].t);
+        add_candidate(res, p, hold, model, g->ref.t);
     }
     apply_order(res, prefs);
-    apply_strategy(res, in);
+    apply_strategy(res, in, v->strategy, v->id);
     if (res->ncand > 1 && !flag(prefs, "allow_fallbacks", 1)) {
         for (int i = 1; i < res->ncand; i++)
             drop(res, res->cand[i].provider, res->cand[i].model, "no_fallbacks", "allow_fallbacks");
@@ -598,25 +665,24 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
 static int use_route(store_reader_t *r, const resolve_in_t *in, const cJSON *rec, store_hold_t *hold,
                      resolution_t *res)
 {
-    const char *kind;
-    const cJSON *retry = cJSON_GetObjectItemCaseSensitive(rec, "retry"), *v;
+    route_view_t scratch;
+    const route_view_t *v = route_view(rec, hold, &scratch);
     res->route_rec = rec;
     res->route_hold = hold;
-    res->route = schema_str(rec, "name", NULL);
-    res->route_id = schema_str(rec, "id", "");
-    res->to = timeouts_of(rec);
-    res->route_cap = cap_of(rec);
-    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(retry, "max_429_retries")))
-        res->max_429_retries = (int)v->valuedouble;
-    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(retry, "retry_after_cap_s")))
-        res->retry_after_cap_s = v->valuedouble;
-    res->prefs = effective_prefs(in, res);
-    kind = schema_str(rec, "endpoint", NULL);
-    if (kind != NULL && schema_endpoint_parse(kind) != (int)in->ep) {
+    res->route = v->name;
+    res->route_id = v->id != NULL ? v->id : "";
+    res->to = v->to;
+    res->route_cap = v->cap;
+    if (v->has_max_429)
+        res->max_429_retries = v->max_429;
+    if (v->has_cap_s)
+        res->retry_after_cap_s = v->cap_s;
+    res->prefs = effective_prefs(in, res, v->prefs);
+    if (v->endpoint != NULL && schema_endpoint_parse(v->endpoint) != (int)in->ep) {
         res->status = RESOLVE_WRONG_ENDPOINT;
         return 1;
     }
-    route_candidates(r, in, res);
+    route_candidates(r, in, res, v);
     return 1;
 }
 
