@@ -50,9 +50,9 @@ const cJSON *store_get_router(store_reader_t *r, const char *slug, store_hold_t 
 const cJSON *store_get_key(store_reader_t *r, const char *hash_hex, store_hold_t **hold);
 /* Gives a looked-up record back (NULL is ignored). */
 void store_release(store_hold_t *hold);
-/* The snapshot a looked-up record belongs to: the same non-zero number for
- * every record of one generation of this thread's reader and never again
- * for another (LMDB's transaction id); 0 for a record of its own (not
+/* The generation of the reader's cache a looked-up record belongs to: the
+ * same non-zero number for every record of one generation, never given to
+ * another (of any reader, in this process); 0 for a record of its own (not
  * cached). With the record's address it names the record's contents, for
  * whatever a caller derives from a record once per generation. */
 size_t store_hold_generation(const store_hold_t *hold);

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,7 @@ typedef struct cached {
 struct store_hold {
     int refs;                      /* the reader's while current, plus one per lookup */
     size_t txnid;
+    size_t serial;                 /* which generation, of all this process has made (1 on) */
     int n;
     cJSON *own;                    /* a single record's */
     cached_t *bucket[];            /* CACHE_BUCKETS, for a generation */
@@ -362,9 +364,13 @@ void store_release(store_hold_t *hold)
     free(hold);
 }
 
+/* Generations made so far, by every reader: a generation's serial is never
+ * reused, even by another reader or store at the same addresses. */
+static _Atomic size_t generations;
+
 size_t store_hold_generation(const store_hold_t *hold)
 {
-    return hold != NULL && hold->own == NULL ? hold->txnid : 0;
+    return hold != NULL && hold->own == NULL ? hold->serial : 0;
 }
 
 store_hold_t *store_hold_own(cJSON *rec)
@@ -408,6 +414,7 @@ static cJSON *cache_find(store_reader_t *r, MDB_dbi dbi, const void *key, size_t
             return NULL;
         r->gen->refs = 1;
         r->gen->txnid = id;
+        r->gen->serial = atomic_fetch_add(&generations, 1) + 1;
     }
     for (cached_t *c = r->gen->bucket[h % CACHE_BUCKETS]; c != NULL; c = c->next)
         if (c->hash == h && c->dbi == dbi && c->klen == klen && memcmp(c->key, key, klen) == 0)
