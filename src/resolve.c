@@ -144,21 +144,26 @@ static void prov_read(prov_view_t *v, const cJSON *p)
     v->cap = cap_of(p);
 }
 
+/* Whether a view slot (its GEN and REC) must be read for REC of generation
+ * GEN (0: a record of its own, read every time); the slot is then REC's. */
+static int view_stale(size_t *slot_gen, const cJSON **slot_rec, const cJSON *rec, size_t gen)
+{
+    if (gen != 0 && *slot_gen == gen && *slot_rec == rec)
+        return 0;
+    *slot_gen = gen;
+    *slot_rec = rec;
+    return 1;
+}
+
+#define VIEW_SLOT(views, rec) (&(views)[((uintptr_t)(rec) >> 4) % (sizeof(views) / sizeof((views)[0]))])
+
 /* P's view: the thread's, or read into SCRATCH for a record of its own. */
 static const prov_view_t *prov_view(const cJSON *p, const store_hold_t *hold, prov_view_t *scratch)
 {
     size_t gen = store_hold_generation(hold);
-    prov_view_t *v;
-    if (gen == 0) {
-        prov_read(scratch, p);
-        return scratch;
-    }
-    v = &prov_views[((uintptr_t)p >> 4) % PROV_VIEWS];
-    if (v->gen != gen || v->rec != p) {
+    prov_view_t *v = gen != 0 ? VIEW_SLOT(prov_views, p) : scratch;
+    if (view_stale(&v->gen, &v->rec, p, gen))
         prov_read(v, p);
-        v->gen = gen;
-        v->rec = p;
-    }
     return v;
 }
 
@@ -595,19 +600,12 @@ static void route_read(route_view_t *v, const cJSON *rec)
 static const route_view_t *route_view(const cJSON *rec, const store_hold_t *hold, route_view_t *scratch)
 {
     size_t gen = store_hold_generation(hold);
-    route_view_t *v;
-    if (gen == 0) {
-        route_read(scratch, rec);
-        return scratch;
-    }
-    v = &route_views[((uintptr_t)rec >> 4) % ROUTE_VIEWS];
-    if (v->gen != gen || v->rec != rec) {
+    route_view_t *v = gen != 0 ? VIEW_SLOT(route_views, rec) : scratch;
+    if (view_stale(&v->gen, &v->rec, rec, gen))
         route_read(v, rec);
-        v->gen = gen;
-        v->rec = rec;
-    }
     return v;
 }
+
 /* Builds the candidates of the matched route: its usable targets in
  * `order`, filtered by its provider preferences, ordered by them and by its
  * strategy. A disabled route skips its first target group (the lowest
