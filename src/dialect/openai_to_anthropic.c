@@ -940,22 +940,35 @@ static int raw_escaped(raw_t raw)
     return raw.p != NULL && raw.p[0] == '"' && memchr(raw.p, '\\', raw.n) != NULL;
 }
 
+/* Where the top-level object of B starts, in a body jscan_body found an
+ * object (only white space comes before it). */
+static size_t object_start(const char *b, size_t len)
+{
+    size_t start = 0;
+    while (start < len && b[start] != '{')
+        start++;
+    return start;
+}
+
 /* The values of the members of the object at B[START] named by KEYS (N
  * of them) into VALS (the first of duplicates, as cJSON finds it); -1 on
- * a key with an escape in it (the long way reads those), 0 after the last. */
-static int members(const char *b, size_t len, size_t start, const char *const *keys, raw_t *vals, int n)
+ * a key with an escape in it (the long way reads those) and, when ONLY, on
+ * a member not among KEYS or one named twice; 0 after the last. */
+static int members(const char *b, size_t len, size_t start, const char *const *keys, raw_t *vals, int n, int only)
 {
     size_t pos = start;
     jscan_item_t it;
-    int r;
+    int r, i;
     while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
         if (memchr(b + it.key_off, '\\', it.key_len) != NULL)
             return -1;
-        for (int i = 0; i < n; i++) {
-            if (!vals[i].p && it.key_len == strlen(keys[i]) + 2 &&
-                memcmp(b + it.key_off + 1, keys[i], it.key_len - 2) == 0)
-                vals[i] = (raw_t){ b + it.val_off, it.val_len };
-        }
+        for (i = 0; i < n; i++)
+            if (it.key_len == strlen(keys[i]) + 2 && memcmp(b + it.key_off + 1, keys[i], it.key_len - 2) == 0)
+                break;
+        if (i < n && vals[i].p == NULL)
+            vals[i] = (raw_t){ b + it.val_off, it.val_len };
+        else if (only)
+            return -1;
     }
     return r;
 }
@@ -995,7 +1008,7 @@ static int raw_tokens(const char *b, size_t len, raw_t u, tokens_t *tk, int with
     raw_t v[4] = { { 0 } };
     if (u.p == NULL || u.p[0] != '{')
         return 0;
-    if (members(b, len, (size_t)(u.p - b), keys, v, 4) < 0)
+    if (members(b, len, (size_t)(u.p - b), keys, v, 4, 0) < 0)
         return -1;
     raw_count(v[0], &tk->input);
     raw_count(v[1], &tk->cache_read);
@@ -1040,25 +1053,6 @@ static int ob_give(outbuf_t *o, struct evbuffer *out)
 }
 
 /* ----------------------------------------------------- request, the usual way */
-
-/* Whether the members of the object at B[START] all have names among KEYS
- * (N of them), each once, spelled without escapes; their values into VALS
- * (those absent stay { NULL, 0 }). */
-static int exact_members(const char *b, size_t len, size_t start, const char *const *keys, raw_t *vals, int n)
-{
-    size_t pos = start;
-    jscan_item_t it;
-    int r, i;
-    while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
-        for (i = 0; i < n; i++)
-            if (it.key_len == strlen(keys[i]) + 2 && memcmp(b + it.key_off + 1, keys[i], it.key_len - 2) == 0)
-                break;
-        if (i == n || vals[i].p != NULL)
-            return 0;                   /* another name (or an escaped one), or a duplicate */
-        vals[i] = (raw_t){ b + it.val_off, it.val_len };
-    }
-    return r == 0;
-}
 
 /* RAW is a string cJSON would print with the same bytes: its escapes are
  * only those cJSON writes itself (\" \\ \b \f \n \r \t; not \u or \/). */
@@ -1122,7 +1116,7 @@ static int messages_usual(const char *b, size_t len, raw_t list, outbuf_t *sys, 
     while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
         raw_t v[2] = { { 0 } };
         const char *role;
-        if (b[it.val_off] != '{' || !exact_members(b, len, it.val_off, keys, v, 2) || !v[0].p ||
+        if (b[it.val_off] != '{' || members(b, len, it.val_off, keys, v, 2, 1) < 0 || !v[0].p ||
             !prints_as_is(v[1]))
             return 0;
         n++;
@@ -1157,12 +1151,9 @@ static int request_usual(const char *body, size_t len, const dialect_req_opts_t 
     outbuf_t sys = { 0 }, msgs = { 0 }, w = { 0 };
     int64_t max = 0, completion = 0;
     int has_max, has_completion, stream = 0, usage = 0, taken = 0;
-    size_t start = 0;
     jscan_t j;
-    while (start < len && (body[start] == ' ' || body[start] == '\t' || body[start] == '\n' || body[start] == '\r'))
-        start++;
-    if (start == len || body[start] != '{' || jscan_body(body, len, &j) != JSCAN_OK ||
-        dialect_bad_escape(body, len) || !exact_members(body, len, start, keys, v, 7))
+    if (jscan_body(body, len, &j) != JSCAN_OK || dialect_bad_escape(body, len) ||
+        members(body, len, object_start(body, len), keys, v, 7, 1) < 0)
         return 0;
     if ((has_max = raw_limit(v[4], &max)) < 0 || (has_completion = raw_limit(v[5], &completion)) < 0 ||
         (has_max && has_completion && max != completion))
@@ -1170,7 +1161,7 @@ static int request_usual(const char *body, size_t len, const dialect_req_opts_t 
     if (v[2].p != NULL && !(stream = raw_is_true(v[2])) && !raw_is_false(v[2]))
         return 0;
     if (v[3].p != NULL &&
-        (v[3].p[0] != '{' || !exact_members(body, len, (size_t)(v[3].p - body), opt_keys, opt, 1) ||
+        (v[3].p[0] != '{' || members(body, len, (size_t)(v[3].p - body), opt_keys, opt, 1, 1) < 0 ||
          (opt[0].p != NULL && !(usage = raw_is_true(opt[0])) && !raw_is_false(opt[0]))))
         return 0;
     if (v[6].p != NULL && !prints_as_is(v[6]))
@@ -1221,22 +1212,21 @@ static int answer_fast(const char *b, size_t len, const char *model, struct evbu
     raw_t top[5] = { { 0 } }, text = { 0 };
     tokens_t tk = { -1, -1, -1, -1 };
     outbuf_t o = { NULL, 0, 0 };
-    size_t start = 0, pos;
+    size_t start, pos;
     jscan_item_t it;
     jscan_t j;
     int r, with_usage;
     if (jscan_body(b, len, &j) != JSCAN_OK || dialect_bad_escape(b, len))
         return 0;
-    while (start < len && b[start] != '{')
-        start++;                        /* (jscan_body found an object: only white space before it) */
-    if (members(b, len, start, top_keys, top, 5) < 0 || !top[0].p || top[0].p[0] != '"' ||
+    start = object_start(b, len);
+    if (members(b, len, start, top_keys, top, 5, 0) < 0 || !top[0].p || top[0].p[0] != '"' ||
         !raw_is(top[1], "message") || !top[2].p || top[2].p[0] != '[' || raw_escaped(top[3]))
         return 0;
     pos = (size_t)(top[2].p - b);
     start = pos;
     while ((r = jscan_next_item(b, len, start, &pos, &it)) == 1) {
         raw_t blk[2] = { { 0 }, { 0 } };
-        if (b[it.val_off] != '{' || members(b, len, it.val_off, block_keys, blk, 2) < 0 || raw_escaped(blk[0]))
+        if (b[it.val_off] != '{' || members(b, len, it.val_off, block_keys, blk, 2, 0) < 0 || raw_escaped(blk[0]))
             return 0;
         if (raw_is(blk[0], "text") && blk[1].p && blk[1].p[0] == '"' && !text.p)
             text = blk[1];
@@ -1731,21 +1721,21 @@ static int message_fast(dialect_stream_t *s, const sse_fields_t *f, const char *
     jscan_t j;
     int start_event;
     if (n < sizeof(lead) || memcmp(d, lead, sizeof(lead) - 1) != 0 || jscan_body(d, n, &j) != JSCAN_OK ||
-        dialect_bad_escape(d, n) || members(d, n, 0, top_keys, top, 4) < 0 || raw_escaped(top[0]))
+        dialect_bad_escape(d, n) || members(d, n, 0, top_keys, top, 4, 0) < 0 || raw_escaped(top[0]))
         return 0;
     start_event = raw_is(top[0], "message_start");
     if (start_event ? !EVENT_IS(f, "message_start") : !raw_is(top[0], "message_delta") || !EVENT_IS(f, "message_delta"))
         return 0;
     if (start_event) {
         if (s->started || !top[1].p || top[1].p[0] != '{' ||
-            members(d, n, (size_t)(top[1].p - d), msg_keys, m, 2) < 0 || !m[0].p || m[0].p[0] != '"' ||
+            members(d, n, (size_t)(top[1].p - d), msg_keys, m, 2, 0) < 0 || !m[0].p || m[0].p[0] != '"' ||
             raw_tokens(d, n, m[1], &s->tk, 0) < 0)   /* (message_start's output count is a placeholder) */
             return 0;
         *rc = head_start(s) || add(s, m[0].p, m[0].n) ? -1 : message_started(s, usage);
         return 1;
     }
     if (!s->started || !top[2].p || top[2].p[0] != '{' ||
-        members(d, n, (size_t)(top[2].p - d), delta_keys, reason, 1) < 0 || raw_escaped(reason[0]) ||
+        members(d, n, (size_t)(top[2].p - d), delta_keys, reason, 1, 0) < 0 || raw_escaped(reason[0]) ||
         (reason[0].p && reason[0].p[0] != '"' && !raw_is_null(reason[0])) || raw_tokens(d, n, top[3], &s->tk, 1) < 0)
         return 0;
     *rc = message_finished(s, raw_finish(reason[0]), usage);
