@@ -104,6 +104,23 @@ def raw_exchange(port, data, timeout=5, pause_after_send=0):
         s.close()
 
 
+def read_to_close(s, timeout=3.0):
+    """Everything S receives until the peer closes: (bytes, closed, reset)."""
+    data, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return data, False, False
+        except ConnectionResetError:
+            return data, True, True
+        if not chunk:
+            return data, True, False
+        data += chunk
+    return data, False, False
+
+
 def status_of(raw):
     """The status code of a raw HTTP response, or 0."""
     if not raw.startswith(b"HTTP/1."):

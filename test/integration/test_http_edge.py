@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from harness import raw_exchange, seed_for, status_of
+from harness import raw_exchange, read_to_close, seed_for, status_of
 
 
 def start(env, **config):
@@ -263,13 +263,9 @@ def test_a_half_closed_client_gets_its_refusal_and_gives_up_a_request(env):
         s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
         s.sendall(request)
         s.shutdown(socket.SHUT_WR)
-        raw = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            raw += chunk
+        raw, closed, reset = read_to_close(s, timeout=5)
         s.close()
+        assert closed and not reset, (raw[:200], closed, reset)
         return raw
 
     raw = half_closed(b"NOT A REQUEST\r\n\r\n")

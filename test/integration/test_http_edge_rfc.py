@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import ADMIN_KEY, raw_exchange, seed_for, status_of
+from harness import ADMIN_KEY, raw_exchange, read_to_close, seed_for, status_of
 
 GET_HEALTH_CLOSE = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 BODY = b'{"model":"r","messages":[{"role":"user","content":"hi"}]}'
@@ -95,23 +95,6 @@ def recv_response(s, timeout=5.0):
             break
         body += chunk
     return head + b"\r\n\r\n" + body
-
-
-def read_to_close(s, timeout=3.0):
-    """Everything S receives until the peer closes: (bytes, closed, reset)."""
-    data, deadline = b"", time.time() + timeout
-    while time.time() < deadline:
-        s.settimeout(max(0.01, deadline - time.time()))
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            return data, False, False
-        except ConnectionResetError:
-            return data, True, True
-        if not chunk:
-            return data, True, False
-        data += chunk
-    return data, False, False
 
 
 def utf8_json(body):
