@@ -122,7 +122,7 @@ typedef struct prov_view {
     const char *name, *base_url, *api_key, *api_key_env, *protocol, *api_version;
     const cJSON *headers, *default_max_tokens;
     resolve_timeouts_t to;
-    int cap;
+    int cap, enabled;
 } prov_view_t;
 
 #define PROV_VIEWS 64
@@ -142,6 +142,7 @@ static void prov_read(prov_view_t *v, const cJSON *p)
         v->default_max_tokens = NULL;
     v->to = timeouts_of(p);
     v->cap = cap_of(p);
+    v->enabled = flag(p, "enabled", 1);
 }
 
 /* Whether a view slot (its GEN and REC) must be read for REC of generation
@@ -170,7 +171,7 @@ static const prov_view_t *prov_view(const cJSON *p, const store_hold_t *hold, pr
 /* Keeps provider record P (and HOLD, what keeps it alive) in RES and
  * appends a candidate for MODEL. */
 static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_t *hold, const char *model,
-                                  const cJSON *target)
+                                  const cJSON *target, int target_cap)
 {
     prov_view_t scratch;
     const prov_view_t *v;
@@ -195,7 +196,7 @@ static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_
     c->default_max_tokens = v->default_max_tokens;
     c->to = v->to;
     c->prov_cap = v->cap;
-    c->target_cap = cap_of(target);
+    c->target_cap = target_cap;
     return c;
 }
 
@@ -543,7 +544,7 @@ typedef struct route_tgt {
     tref_t ref;
     const char *provider;          /* NULL: the target is skipped */
     const char *model;             /* its model (NULL: the name asked for), unless it has a model_map */
-    int has_map, enabled;
+    int has_map, enabled, cap;
 } route_tgt_t;
 
 typedef struct route_view {
@@ -591,6 +592,7 @@ static void route_read(route_view_t *v, const cJSON *rec)
         g->has_map = cJSON_GetObjectItemCaseSensitive(t, "model_map") != NULL;
         g->model = schema_str(t, "model", NULL);
         g->enabled = flag(t, "enabled", 1);
+        g->cap = cap_of(t);
         v->n++;
     }
     qsort(v->tg, (size_t)v->n, sizeof(v->tg[0]), by_order);   /* (ref is its first member) */
@@ -624,6 +626,7 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
         const char *model = g->has_map ? upstream_model(g->ref.t, in->model) : g->model ? g->model : in->model;
         const cJSON *p;
         store_hold_t *hold;
+        prov_view_t scratch;
         if (pn == NULL)
             continue;
         if (!enabled && g->ref.order == first_order) {
@@ -635,7 +638,7 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
             continue;
         }
         p = store_get_provider(r, pn, &hold);
-        if (p == NULL || !flag(p, "enabled", 1)) {
+        if (p == NULL || !prov_view(p, hold, &scratch)->enabled) {
             drop(res, pn, model, p == NULL ? "provider_missing" : "provider_disabled", NULL);
             store_release(hold);
             continue;
@@ -645,7 +648,7 @@ static void route_candidates(store_reader_t *r, const resolve_in_t *in, resoluti
             store_release(hold);
             continue;
         }
-        add_candidate(res, p, hold, model, g->ref.t);
+        add_candidate(res, p, hold, model, g->ref.t, g->cap);
     }
     apply_order(res, prefs);
     apply_strategy(res, in, v->strategy, v->id);
@@ -778,7 +781,7 @@ static void on_provider(const cJSON *p, void *arg)
         cJSON *copy = cJSON_Duplicate(p, 1);   /* P is store_each's, for this call only */
         store_hold_t *hold = copy != NULL ? store_hold_own(copy) : NULL;
         if (hold != NULL)
-            add_candidate(a->res, copy, hold, schema_str(provider_model(copy, a->model), "name", NULL), NULL);
+            add_candidate(a->res, copy, hold, schema_str(provider_model(copy, a->model), "name", NULL), NULL, 0);
         else
             cJSON_Delete(copy);
     }
@@ -844,7 +847,7 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
             if (p != NULL && flag(p, "enabled", 1) && provider_model(p, slash + 1) != NULL) {
                 res->rule = "provider_model";
                 snprintf(res->why, sizeof(res->why), "provider \"%s\" lists the model", pname);
-                add_candidate(res, p, hold, schema_str(provider_model(p, slash + 1), "name", NULL), NULL);
+                add_candidate(res, p, hold, schema_str(provider_model(p, slash + 1), "name", NULL), NULL, 0);
                 return;
             }
             store_release(hold);
