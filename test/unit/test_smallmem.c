@@ -15,6 +15,29 @@ static void *in_thread(void *arg)
     return (void *)(uintptr_t)smallmem_kept();   /* its lists go back to malloc when it ends (LSan checks) */
 }
 
+/* A primed thread has its reserve in every class, up to the class's limit,
+ * and serves from it without malloc; its lists go back when it ends. */
+static void *primed_thread(void *arg)
+{
+    void *p;
+    (void)arg;
+    smallmem_prime(16);
+    if (smallmem_kept() != 16 * CLASSES)
+        return (void *)1;
+    smallmem_prime(16);                          /* already full: nothing more */
+    if (smallmem_kept() != 16 * CLASSES)
+        return (void *)2;
+    smallmem_prime(100);                         /* the 16 KB class stops at its 1 MB: 64 */
+    if (kept.n[CLASSES - 1] != 64 || kept.n[0] != 100)
+        return (void *)3;
+    p = smallmem_malloc(16000);                  /* from the reserve */
+    if (kept.n[CLASSES - 1] != 63)
+        return (void *)4;
+    memset(p, 0, 16000);
+    smallmem_free(p);
+    return NULL;
+}
+
 int main(void)
 {
     char *a, *b, *c;
@@ -72,5 +95,7 @@ int main(void)
     }
     CHECK(pthread_create(&t, NULL, in_thread, NULL) == 0 && pthread_join(t, &ret) == 0);
     CHECK((uintptr_t)ret == 100);
+    CHECK(pthread_create(&t, NULL, primed_thread, NULL) == 0 && pthread_join(t, &ret) == 0);
+    CHECK(ret == NULL);
     DONE();
 }
