@@ -1,4 +1,4 @@
-/* jscan.h - one-pass JSON validation that also finds the top-level "model", "stream" and "user" fields. */
+/* jscan.h - one-pass JSON validation that also finds the top-level fields the data plane reads ("model", "stream", "user", "stream_options", the output limit). */
 #ifndef TURNOUT_JSCAN_H
 #define TURNOUT_JSCAN_H
 
@@ -19,6 +19,11 @@ typedef struct jscan {
     int    stream;        /* top-level "stream": true */
     size_t user_off;      /* a top-level string "user" (quotes included); */
     size_t user_len;      /*   user_len is 0 when there is none */
+    size_t opts_off;      /* the top-level "stream_options" value, any type; */
+    size_t opts_len;      /*   opts_len is 0 when there is none */
+    size_t max_off;       /* the top-level "max_completion_tokens", else "max_tokens", */
+    size_t max_len;       /*   value (any type); max_len is 0 when there is neither */
+    int    max_completion;   /* it is "max_completion_tokens" */
     size_t error_off;     /* where validation failed */
 } jscan_t;
 

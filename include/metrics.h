@@ -22,6 +22,8 @@ typedef enum {
     M_TARGET_IN_FLIGHT,  /* gauge     route, provider, model: upstream attempts open */
     M_AB,                /* counter   route, variant */
     M_CONNECTIONS,       /* gauge     (none): open client connections */
+    M_TOKENS,            /* counter   route, provider, model, type (prompt, completion, cached) */
+    M_COST,              /* counter   route, provider, model: nano-USD, shown as USD */
     M__COUNT
 } metric_t;
 

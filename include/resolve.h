@@ -5,6 +5,7 @@
 #include "schema.h"
 #include "store.h"
 #include "tally.h"
+#include "usage.h"
 
 #define RESOLVE_MAX_CANDIDATES 64
 
@@ -112,6 +113,10 @@ void resolve_clear(resolution_t *res);
 void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *out);
 
 void resolve_free(resolution_t *res);
+
+/* The prices of candidate C's model (USD per 1M tokens, -1 where the
+ * provider's model entry sets none; all -1 when it has no entry). */
+void resolve_prices(const candidate_t *c, usage_prices_t *p);
 
 /* Whether ROUTER (a router record) lets a caller of TENANT ("" for none)
  * in: it lists no namespaces, or TENANT is one of them, or PRIVILEGED. */

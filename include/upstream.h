@@ -43,7 +43,7 @@ typedef struct up_handlers {
     void (*done)(void *arg, const char *code, const char *detail);
 } up_handlers_t;
 
-#define UP_MAX_BODY_PIECES 3
+#define UP_MAX_BODY_PIECES 5
 
 typedef struct up_request {
     const char *base_url;          /* the provider's, e.g. http://10.0.0.7:8000/v1 */

@@ -40,6 +40,6 @@ integration "$build/integration.log"
 # The upstream behaviour once more through libcurl (upstream.client "curl",
 # what https:// providers use), where the two clients could differ.
 integration "$build/integration-curl.log" --upstream-client curl \
-    -k test_upstream_http,test_stream_ends,test_dialects,test_streaming,test_failover,test_timeouts,test_endpoints,test_resilience
+    -k test_upstream_http,test_stream_ends,test_dialects,test_streaming,test_failover,test_timeouts,test_endpoints,test_resilience,test_usage
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

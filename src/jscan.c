@@ -203,7 +203,8 @@ static int scan_array(scanner_t *s, jscan_t *out)
     }
 }
 
-/* Objects at the top level record "model", "stream" and "user"; the key is compared
+/* Objects at the top level record "model", "stream", "user",
+ * "stream_options" and "max_completion_tokens" (else "max_tokens"); the key is compared
  * as raw bytes, so an escaped spelling of "model" is not recognised (no
  * client writes one, and an upstream would see the same bytes). */
 static int scan_object(scanner_t *s, jscan_t *out, int top)
@@ -234,6 +235,14 @@ static int scan_object(scanner_t *s, jscan_t *out, int top)
         } else if (top && klen == 6 && memcmp(k, "\"user\"", 6) == 0 && *v == '"') {
             out->user_off = (size_t)(v - s->start);
             out->user_len = (size_t)(s->p - v);
+        } else if (top && klen == 16 && memcmp(k, "\"stream_options\"", 16) == 0) {
+            out->opts_off = (size_t)(v - s->start);
+            out->opts_len = (size_t)(s->p - v);
+        } else if (top && ((klen == 12 && memcmp(k, "\"max_tokens\"", 12) == 0 && !out->max_completion) ||
+                           (klen == 23 && memcmp(k, "\"max_completion_tokens\"", 23) == 0))) {
+            out->max_completion = klen == 23;
+            out->max_off = (size_t)(v - s->start);
+            out->max_len = (size_t)(s->p - v);
         }
         skip_ws(s);
         if (s->p >= s->end) return -1;

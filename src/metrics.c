@@ -30,7 +30,7 @@
 
 static const double bounds[NBUCKETS] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300 };
 
-typedef enum { COUNTER, GAUGE, HISTOGRAM } kind_t;
+typedef enum { COUNTER, GAUGE, HISTOGRAM, NANO_COUNTER } kind_t;   /* NANO_COUNTER: counts 1e-9, shows units */
 
 typedef struct family {
     const char *name;
@@ -70,6 +70,11 @@ static const family_t families[M__COUNT] = {
                              { "route", "provider", "model" } },
     [M_AB] = { "turnout_ab_requests_total", COUNTER, "Requests served per A/B variant.", 2, { "route", "variant" } },
     [M_CONNECTIONS] = { "turnout_connections", GAUGE, "Open client connections.", 0, { NULL } },
+    [M_TOKENS] = { "turnout_tokens_total", COUNTER,
+                   "Tokens the upstreams reported, by route, provider, model and type (prompt: every input token, "
+                   "cached among them; completion; cached).", 4, { "route", "provider", "model", "type" } },
+    [M_COST] = { "turnout_cost_usd_total", NANO_COUNTER,
+                 "What the answers cost in USD at their provider model's prices.", 3, { "route", "provider", "model" } },
 };
 
 struct series {
@@ -287,6 +292,9 @@ static void put_series(struct evbuffer *out, series_t *const *same, size_t n)
         put_labels(out, s->family, s->key, NULL);
         if (fam->kind == GAUGE)
             evbuffer_add_printf(out, " %lld\n", (long long)(int64_t)v[0]);
+        else if (fam->kind == NANO_COUNTER)
+            evbuffer_add_printf(out, " %llu.%09llu\n", (unsigned long long)(v[0] / 1000000000u),
+                                (unsigned long long)(v[0] % 1000000000u));
         else
             evbuffer_add_printf(out, " %llu\n", (unsigned long long)v[0]);
         return;
@@ -388,7 +396,7 @@ void metrics_render(const gateway_t *gw, struct evbuffer *out)
 
     for (int f = 0; f < M__COUNT; f++) {
         const family_t *fam = &families[f];
-        put_header(out, fam->name, fam->kind == COUNTER ? "counter" : fam->kind == GAUGE ? "gauge" : "histogram",
+        put_header(out, fam->name, fam->kind == COUNTER || fam->kind == NANO_COUNTER ? "counter" : fam->kind == GAUGE ? "gauge" : "histogram",
                    fam->help);
         if (f == M_CONNECTIONS && (i >= n || all[i]->family != M_CONNECTIONS))
             evbuffer_add_printf(out, "%s 0\n", fam->name);

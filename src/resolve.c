@@ -415,6 +415,14 @@ static double price_of(const candidate_t *c)
     return num(m, "input_price", 0) + num(m, "output_price", 0);
 }
 
+void resolve_prices(const candidate_t *c, usage_prices_t *p)
+{
+    const cJSON *m = model_entry(c->prov, c->model);
+    p->input = num(m, "input_price", -1);
+    p->output = num(m, "output_price", -1);
+    p->cached = num(m, "cached_input_price", -1);
+}
+
 static double latency_of(const candidate_t *c)
 {
     char name[600];

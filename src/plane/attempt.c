@@ -240,24 +240,41 @@ static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
     attempt_over(r, code, NULL);
 }
 
-/* The upstream body is the client's bytes with the model value replaced:
- * three pieces (before the value, the new value, after it), sent from the
- * client's buffer without a copy. */
-static int body_pieces(req_t *r, const char *model, struct iovec *iov)
+/* The upstream body is the client's bytes with the model value replaced
+ * and, for an OpenAI stream, the edit asking for its usage (intake.c):
+ * pieces of the client's buffer around the new bytes, sent without a copy. */
+static int body_pieces(req_t *r, const char *model, struct iovec *iov, int *n)
 {
     long ql;
+    size_t at = 0;
+    struct edit { size_t off, cut; const char *ins; size_t len; } e[2];
+    int ne = 0;
     if (r->multipart)
         ql = strlen(model) < sizeof(r->up_model) ? (long)text_cat(r->up_model, sizeof(r->up_model), model, NULL) : -1;
     else
         ql = jscan_quote(model, r->up_model, sizeof(r->up_model));
     if (ql < 0 || (size_t)ql >= sizeof(r->up_model))
         return -1;
-    iov[0].iov_base = (void *)r->body;
-    iov[0].iov_len = r->model_off;
-    iov[1].iov_base = r->up_model;
-    iov[1].iov_len = (size_t)ql;
-    iov[2].iov_base = (void *)(r->body + r->model_off + r->model_len);
-    iov[2].iov_len = r->body_len - r->model_off - r->model_len;
+    e[ne].off = r->model_off, e[ne].cut = r->model_len, e[ne].ins = r->up_model, e[ne++].len = (size_t)ql;
+    if (r->usage_ins != NULL && r->up == DIALECT_OPENAI) {
+        e[ne].off = r->usage_off, e[ne].cut = r->usage_cut, e[ne].ins = r->usage_ins, e[ne++].len = strlen(r->usage_ins);
+        if (e[1].off < e[0].off) {        /* in the order they come */
+            struct edit t = e[0];
+            e[0] = e[1];
+            e[1] = t;
+        }
+    }
+    *n = 0;
+    for (int i = 0; i < ne; i++) {
+        iov[*n].iov_base = (void *)(r->body + at);
+        iov[(*n)++].iov_len = e[i].off - at;
+        iov[*n].iov_base = (void *)e[i].ins;
+        iov[(*n)++].iov_len = e[i].len;
+        at = e[i].off + e[i].cut;
+    }
+    iov[*n].iov_base = (void *)(r->body + at);
+    iov[(*n)++].iov_len = r->body_len - at;
+    r->drop_usage = r->usage_ins != NULL && r->up == DIALECT_OPENAI && !r->usage_asked;
     return 0;
 }
 
@@ -331,7 +348,7 @@ static int upstream_body(req_t *r, const candidate_t *c, up_request_t *rq)
     dialect_err_t err;
     const cJSON *mt;
     if (r->xl == NULL)
-        return body_pieces(r, c->model, rq->body);
+        return body_pieces(r, c->model, rq->body, &rq->nbody);
     if (r->xbuf == NULL && (r->xbuf = evbuffer_new()) == NULL)
         return -1;
     evbuffer_drain(r->xbuf, evbuffer_get_length(r->xbuf));
@@ -375,6 +392,7 @@ static int start_attempt(req_t *r)
                     schema_endpoint_name(r->ep));
         return -2;
     }
+    r->drop_usage = 0;
     if ((rc = upstream_body(r, c, &rq)) < 0)
         return rc;
     if (auth_lines(c, protocol, key, head, sizeof(head), &hlen) < 0)
@@ -394,6 +412,7 @@ static int start_attempt(req_t *r)
     r->status = 0;
     r->got_first_byte = 0;
     r->up_framed = r->sse_done = 0;
+    r->usage.prompt = r->usage.completion = r->usage.cached = -1;
     r->attempt_ms = r->last_data_ms = edge_now_ms();
     r->first_byte_ms = timeout_of(r->res.to.first_byte_s, c->to.first_byte_s, cfg->first_byte_timeout_s) * 1000.0;
     r->idle_ms = timeout_of(r->res.to.idle_s, c->to.idle_s, cfg->idle_gap_s) * 1000.0;

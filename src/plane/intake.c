@@ -36,6 +36,7 @@ static req_t *req_new(worker_t *w)
     memset(r, 0, offsetof(req_t, res));
     resolve_clear(&r->res);
     memset((char *)r + offsetof(req_t, res) + sizeof(r->res), 0, REQ_CLEARED - offsetof(req_t, res) - sizeof(r->res));
+    r->usage.prompt = r->usage.completion = r->usage.cached = -1;
     return r;
 }
 
@@ -277,6 +278,69 @@ static void serve_models(req_t *r, const char *router)
     free(text);
 }
 
+/* The value at BODY[OFF, OFF+LEN) as a token count: a whole number, else -1. */
+static int64_t max_tokens_of(const char *body, size_t off, size_t len)
+{
+    int64_t v = 0;
+    if (len == 0 || len > 15)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (body[off + i] < '0' || body[off + i] > '9')
+            return -1;
+        v = v * 10 + (body[off + i] - '0');
+    }
+    return v;
+}
+
+/* An OpenAI stream is asked for its usage (SPEC 8): the edit that makes
+ * the body say stream_options.include_usage: true, made on its way to an
+ * OpenAI upstream (attempt.c), and whether the client asked for it itself
+ * (else relay.c drops the usage chunk it did not ask for). The body's
+ * stream_options (its value at OFF, LEN bytes; LEN 0: none):
+ *   none                     "stream_options":{"include_usage":true}, after the body's {
+ *   {... no include_usage}   "include_usage":true first in it
+ *   {"include_usage":true}   nothing: the client asked
+ *   {"include_usage":false}  the false becomes "true " (same length)
+ *   null                     replaced by {"include_usage":true}
+ * Anything else is left to the upstream to refuse. */
+static void ask_for_usage(req_t *r, size_t off, size_t len)
+{
+    size_t pos = off, at;
+    jscan_item_t it;
+    r->usage_cut = 0;
+    if (len == 0) {
+        for (at = 0; at < r->body_len && r->body[at] != '{'; at++)
+            ;
+        r->usage_off = at + 1;
+        r->usage_ins = "\"stream_options\":{\"include_usage\":true},";
+        return;
+    }
+    if (len == 4 && memcmp(r->body + off, "null", 4) == 0) {
+        r->usage_off = off;
+        r->usage_cut = 4;
+        r->usage_ins = "{\"include_usage\":true}";
+        return;
+    }
+    if (r->body[off] != '{')
+        return;
+    while (jscan_next_item(r->body, r->body_len, off, &pos, &it) == 1) {
+        if (it.key_len != 15 || memcmp(r->body + it.key_off, "\"include_usage\"", 15) != 0)
+            continue;
+        if (it.val_len == 4 && memcmp(r->body + it.val_off, "true", 4) == 0) {
+            r->usage_asked = 1;
+        } else if (it.val_len == 5 && memcmp(r->body + it.val_off, "false", 5) == 0) {
+            r->usage_off = it.val_off;
+            r->usage_cut = 5;
+            r->usage_ins = "true ";
+        }
+        return;                           /* (anything else: the upstream's to refuse) */
+    }
+    for (at = off + 1; at < off + len && strchr(" \t\r\n", r->body[at]) != NULL; at++)
+        ;
+    r->usage_off = off + 1;
+    r->usage_ins = r->body[at] == '}' ? "\"include_usage\":true" : "\"include_usage\":true,";
+}
+
 /* Reads model (and stream) from a JSON or multipart body. Returns 0, or -1
  * after replying with the error. */
 static int parse_body(req_t *r)
@@ -334,6 +398,10 @@ static int parse_body(req_t *r)
     r->stream = js.stream;
     r->user_off = js.user_off;
     r->user_len = js.user_len;
+    if ((r->max_tokens = max_tokens_of(r->body, js.max_off, js.max_len)) < 0)
+        r->max_tokens = 0;
+    if (r->stream && r->client == DIALECT_OPENAI && (r->ep == EP_CHAT || r->ep == EP_COMPLETIONS))
+        ask_for_usage(r, js.opts_off, js.opts_len);
     return 0;
 }
 
@@ -603,6 +671,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     }
     attempt_end(r);
     r->req = NULL;
+    spend_done(r);
     reply_access_log(r);
     count_request(r);
     if (r->res.variant_tally != NULL) {      /* A/B counts, read by the dry-run (metrics count their own) */

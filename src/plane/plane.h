@@ -1,7 +1,7 @@
-/* plane.h - the data plane's own header: one request's state (req_t), shared by its four parts.
+/* plane.h - the data plane's own header: one request's state (req_t), shared by its parts.
  *
  * The data plane takes a request from its headers to its access-log line,
- * in four files along the request's way:
+ * in these files along the request's way:
  *   intake.c    path, method, key, body limits and parsing, resolution; the
  *               request's state from allocation to free (proxy.h's entry points)
  *   attempt.c   the attempt engine: candidates one at a time, retries on
@@ -10,6 +10,7 @@
  *               relayed event by event with backpressure
  *   reply.c     turnout's own answers (errors, JSON), the retry hints, the
  *               attempt trace and the access log
+ *   spend.c     what the answer used and cost (usage.c reads the counts)
 
  *
  * Lifecycle of a request (req_t):
@@ -97,6 +98,10 @@ typedef struct req {
     size_t body_len;
     size_t model_off, model_len; /* where the model value sits in the body */
     size_t user_off, user_len;   /* the body's "user" string, if any */
+    int64_t max_tokens;          /* the body's max_completion_tokens, else max_tokens; 0: none */
+    size_t usage_off, usage_cut; /* the edit asking an OpenAI stream for its usage (intake.c's */
+    const char *usage_ins;       /*   ask_for_usage): USAGE_CUT bytes at USAGE_OFF become USAGE_INS; NULL: none */
+    int usage_asked;             /* the client asked for the usage chunk itself */
     int multipart;
     char boundary[80];           /* a multipart body's boundary */
     dialect_t client;            /* the dialect the client speaks: /v1/messages is Anthropic's, the rest OpenAI's */
@@ -140,7 +145,10 @@ typedef struct req {
     const dialect_ops_t *xl;     /* the translation between client and upstream, NULL for passthrough */
     dialect_stream_t *xs;        /* a translated stream's state */
     dialect_req_info_t xinfo;    /* what the translated request said of itself */
-    dialect_usage_t usage;       /* what the upstream reported (translated answers) */
+    dialect_usage_t usage;       /* what the upstream reported, -1 each until it does */
+    int drop_usage;              /* the attempt's stream has a usage chunk the client did not ask for */
+    int64_t cost_nusd;           /* the answer's cost (spend.c), nano-USD */
+    int priced;                  /* its model has prices: the cost means something */
     int sse_done;                /* the last event relayed is the stream's terminator */
     int paused;                  /* the transfer waits for the client to drain */
     int got_first_byte;          /* the current attempt has a response */
@@ -194,6 +202,11 @@ void reply_exhausted(req_t *r);
 trace_t *trace_add(req_t *r, const char *skipped);
 /* The request's access-log line. */
 void reply_access_log(req_t *r);
+
+/* --- spend.c: usage and cost ------------------------------------------------ */
+
+/* The request is over: prices its usage, counts tokens and cost. */
+void spend_done(req_t *r);
 
 /* --- attempt.c: the attempt engine ----------------------------------------- */
 

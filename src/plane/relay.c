@@ -9,6 +9,7 @@
 #include "edge.h"
 #include "jscan.h"
 #include "sse.h"
+#include "usage.h"
 
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -132,13 +133,40 @@ static int send_buffer(req_t *r, struct evbuffer *buf)
     return 0;
 }
 
+/* Passthrough events BUF[0, LEN) go out as they came, their usage read on
+ * the way (usage_find is a memmem: the events without a usage object cost
+ * nothing more). The usage chunk turnout asked for itself is left out. */
+static int relay_plain(req_t *r, const char *buf, size_t len)
+{
+    size_t sent = 0, ev = 0, k;
+    while ((k = usage_find(buf, len, ev)) < len) {
+        size_t n;
+        int only;
+        for (;;) {                        /* the event K is in */
+            if ((n = sse_first(buf + ev, len - ev)) == 0)
+                n = len - ev;             /* the unfinished last event of a stream that ended */
+            if (k < ev + n)
+                break;
+            ev += n;
+        }
+        usage_from_event(buf + ev, n, &r->usage, &only);
+        if (only && r->drop_usage) {
+            if (send_bytes(r, buf + sent, ev - sent) < 0)
+                return -1;
+            sent = ev + n;
+        }
+        ev += n;
+    }
+    return send_bytes(r, buf + sent, len - sent);
+}
+
 /* Whole stream events BUF[0, LEN) (or, at a clean end, an unfinished last
  * one) go to the client: as they are, or each translated. */
 static int relay(req_t *r, const char *buf, size_t len)
 {
     if (r->xl == NULL) {
         r->sse_done = dialect_stream_ended(r->up, buf, len);
-        return send_bytes(r, buf, len);
+        return relay_plain(r, buf, len);
     }
     if (r->xs == NULL && (r->xs = r->xl->stream_new(r->model, &r->xinfo)) == NULL)
         return -1;
@@ -288,8 +316,13 @@ const char *relay_check(req_t *r, const char **detail)
         *detail = "the upstream closed the stream before its last event";
         return "upstream_truncated";
     }
-    if (r->xl == NULL || r->relaying)
+    if (r->relaying)
         return NULL;
+    if (r->xl == NULL) {                  /* passthrough: the usage is read, the bytes go as they are */
+        if (r->status < 300 && (len = evbuffer_get_length(r->resp)) > 0)
+            usage_from_answer((const char *)evbuffer_pullup(r->resp, -1), len, &r->usage);
+        return NULL;
+    }
     if (r->xout == NULL && (r->xout = evbuffer_new()) == NULL) {
         *detail = "out of memory";
         return "upstream_error";

@@ -191,16 +191,24 @@ static const char *trace_text(const req_t *r, char *buf, size_t cap)
 void reply_access_log(req_t *r)
 {
     char line[16384], qmodel[MAX_MODEL * 2 + 8], qroute[600], qprov[160], qup[600], qtenant[280], trace[8192];
+    char pt[24] = "null", ct[24] = "null", cost[32] = "null";
     const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
     int fd = atomic_load_explicit(&r->w->gw->access_fd, memory_order_relaxed);
     int n;
     if (fd < 0)
         return;
+    if (r->usage.prompt >= 0)
+        text_int(pt, r->usage.prompt);
+    if (r->usage.completion >= 0)
+        text_int(ct, r->usage.completion);
+    if (r->priced)
+        usage_format_usd(r->cost_nusd, cost, sizeof(cost));
     n = snprintf(line, sizeof(line),
                  "{\"request_id\":\"%s\",\"worker\":%d,\"key_id\":%s%s%s,\"tenant\":%s,\"path\":\"%s\","
                  "\"endpoint\":%s%s%s,\"model\":%s,"
                  "\"route\":%s,\"provider\":%s,\"upstream_model\":%s,\"attempts\":%d,"
-                 "\"status\":%d,\"error\":%s%s%s,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f,\"trace\":%s}\n",
+                 "\"status\":%d,\"error\":%s%s%s,\"bytes\":%llu,\"ttfb_ms\":%.3f,\"total_ms\":%.3f,"
+                 "\"prompt_tokens\":%s,\"completion_tokens\":%s,\"cost_usd\":%s,\"trace\":%s}\n",
                  r->request_id, r->w->id, r->key_id[0] ? "\"" : "", r->key_id[0] ? r->key_id : "null",
                  r->key_id[0] ? "\"" : "", qstr(r->tenant[0] ? r->tenant : NULL, qtenant, sizeof(qtenant)),
                  r->path, r->is_data ? "\"" : "",
@@ -211,7 +219,7 @@ void reply_access_log(req_t *r)
                  qstr(c ? c->model : NULL, qup, sizeof(qup)),
                  r->attempts, r->final_status, r->error ? "\"" : "", r->error ? r->error : "null",
                  r->error ? "\"" : "", (unsigned long long)r->bytes_out, r->ttfb_ms,
-                 req_elapsed_ms(r), trace_json(r, trace, sizeof(trace)));
+                 req_elapsed_ms(r), pt, ct, cost, trace_json(r, trace, sizeof(trace)));
     if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0) {
         /* the access log is best effort; a full disk must not stop serving */
     }

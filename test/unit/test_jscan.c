@@ -21,6 +21,13 @@ int main(void)
 
     CHECK(scan("{\"model\":5}", &j) == JSCAN_OK && j.has_model && !j.model_is_string);
     CHECK(scan("{\"stream\":false,\"x\":null}", &j) == JSCAN_OK && !j.has_model && !j.stream);
+    /* stream_options and the output limit, top level only; max_completion_tokens wins */
+    body = "{\"x\":{\"stream_options\":1,\"max_tokens\":2},\"stream_options\": {\"a\":true} ,\"max_tokens\":64}";
+    CHECK(scan(body, &j) == JSCAN_OK && j.opts_len == 10 && strncmp(body + j.opts_off, "{\"a\":true}", 10) == 0);
+    CHECK(j.max_len == 2 && strncmp(body + j.max_off, "64", 2) == 0 && !j.max_completion);
+    body = "{\"max_completion_tokens\":100,\"max_tokens\":7}";
+    CHECK(scan(body, &j) == JSCAN_OK && j.max_completion && strncmp(body + j.max_off, "100", j.max_len) == 0);
+    CHECK(scan("{\"model\":\"m\"}", &j) == JSCAN_OK && j.opts_len == 0 && j.max_len == 0);
     CHECK(scan("[1,2]", &j) == JSCAN_NOT_OBJECT);
     CHECK(scan("\"str\"", &j) == JSCAN_NOT_OBJECT);
 
