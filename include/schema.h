@@ -1,4 +1,4 @@
-/* schema.h - validation and normalisation of the store's records (providers, routes, routers, keys). */
+/* schema.h - validation and normalisation of the store's records (providers, routes, routers, keys, budgets). */
 #ifndef TURNOUT_SCHEMA_H
 #define TURNOUT_SCHEMA_H
 
@@ -35,6 +35,15 @@ int schema_router_normalise(cJSON *r, char *err, size_t errlen);
 /* Same for a key record (the secret itself is never part of it: only its
  * SHA-256 in secret_hash). */
 int schema_key_normalise(cJSON *k, char *err, size_t errlen);
+
+/* Same for a budget record (SPEC 8): name, scope ("global" or exactly one
+ * of key, tenant, route, provider, target), at least one of limit_usd,
+ * limit_tokens, limit_requests; window (default "total"),
+ * action_on_exhaust (default "block") and enabled (default true) are
+ * written in. The live fields reads add (spent_usd, ...) are refused. The
+ * scope's key, route and provider are not checked here; the store checks
+ * them. */
+int schema_budget_normalise(cJSON *b, char *err, size_t errlen);
 
 /* 1 when S is a UUID in 8-4-4-4-12 hex form. */
 int schema_is_uuid(const char *s);

@@ -1,4 +1,4 @@
-/* schema.c - field-by-field validation of providers, routes and routers, with defaults.
+/* schema.c - field-by-field validation of providers, routes, routers, keys and budgets, with defaults.
  *
  * Field names and ranges follow SPEC 3 and the hosted products in shared/seeds.
  * Every record that enters the store (seed import now, admin API later) goes
@@ -229,7 +229,8 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
     static const field_t model_fields[] = {
         { "name", F_STR, 1, 255 }, { "bare_alias", F_BOOL, 0, 0 },
         { "input_price", F_NUM, 0, 1e9 }, { "output_price", F_NUM, 0, 1e9 },
-        { "enabled", F_BOOL, 0, 0 }, { "supported_parameters", F_ARRAY, 0, 0 }, { "quantization", F_STR, 1, 16 },
+        { "cached_input_price", F_NUM, 0, 1e9 }, { "enabled", F_BOOL, 0, 0 },
+        { "supported_parameters", F_ARRAY, 0, 0 }, { "quantization", F_STR, 1, 16 },
     };
     static const char *const protocols[] = { "openai", "anthropic", "azure", NULL };
     char path[64];
@@ -582,6 +583,151 @@ int schema_key_normalise(cJSON *k, char *err, size_t errlen)
         i++;
     }
     return stamp(k, err, errlen);
+}
+
+/* One string of a budget scope: non-empty, at most MAX bytes, a slug when
+ * SLUG (tenants and providers are slugs wherever else they appear). */
+static int scope_string(const cJSON *v, const char *path, size_t max, int slug, char *err, size_t errlen)
+{
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0' || strlen(v->valuestring) > max) {
+        snprintf(err, errlen, "%s: must be a string of 1-%zu characters", path, max);
+        return -1;
+    }
+    if (slug && !is_slug(v->valuestring)) {
+        snprintf(err, errlen, "%s: must be a slug (letters, digits, '-', '_', '.')", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* A budget's scope (SPEC 8): "global", or an object with exactly one of
+ * key, tenant, route, provider, target; a target names route, provider and
+ * model, and nothing else. References are the store's to check. */
+static int check_budget_scope(const cJSON *scope, char *err, size_t errlen)
+{
+    static const char *const kinds[] = { "key", "tenant", "route", "provider", "target", NULL };
+    static const char *const target_parts[] = { "route", "provider", "model", NULL };
+    static const size_t target_max[] = { 64, 64, 255 };
+    const cJSON *m, *target;
+    char path[64];
+    if (cJSON_IsString(scope)) {
+        if (strcmp(scope->valuestring, "global") == 0)
+            return 0;
+        snprintf(err, errlen, "scope: must be \"global\" or an object with one of key, tenant, route, provider, "
+                              "target");
+        return -1;
+    }
+    if (!cJSON_IsObject(scope)) {
+        snprintf(err, errlen, "scope: must be \"global\" or an object with one of key, tenant, route, provider, "
+                              "target");
+        return -1;
+    }
+    cJSON_ArrayForEach(m, scope) {
+        if (!one_of(m->string, kinds)) {
+            snprintf(err, errlen, "scope.%s: unknown field (a scope is one of key, tenant, route, provider, target)",
+                     m->string);
+            return -1;
+        }
+    }
+    if (cJSON_GetArraySize(scope) != 1) {
+        /* a PATCH merges objects: switching kinds needs the old one set to null */
+        snprintf(err, errlen, "scope: must have exactly one of key, tenant, route, provider, target (to switch "
+                              "kinds in a PATCH, set the old one to null)");
+        return -1;
+    }
+    m = scope->child;
+    snprintf(path, sizeof(path), "scope.%s", m->string);
+    if (strcmp(m->string, "target") != 0)
+        return scope_string(m, path, strcmp(m->string, "tenant") == 0 ? 128 : 64,
+                            strcmp(m->string, "tenant") == 0 || strcmp(m->string, "provider") == 0, err, errlen);
+    target = m;
+    if (!cJSON_IsObject(target)) {
+        snprintf(err, errlen, "scope.target: must be an object with route, provider and model");
+        return -1;
+    }
+    cJSON_ArrayForEach(m, target) {
+        if (!one_of(m->string, target_parts)) {
+            snprintf(err, errlen, "scope.target.%s: unknown field (a target is route, provider and model)", m->string);
+            return -1;
+        }
+    }
+    for (int i = 0; target_parts[i]; i++) {
+        snprintf(path, sizeof(path), "scope.target.%s", target_parts[i]);
+        m = cJSON_GetObjectItemCaseSensitive(target, target_parts[i]);
+        if (m == NULL || cJSON_IsNull(m)) {
+            snprintf(err, errlen, "%s: required", path);
+            return -1;
+        }
+        if (scope_string(m, path, target_max[i], i == 1, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int schema_budget_normalise(cJSON *b, char *err, size_t errlen)
+{
+    static const field_t fields[] = {
+        { "id", F_STR, 1, 64 }, { "name", F_STR, 1, 128 }, { "description", F_STR, 0, 1000 },
+        { "scope", F_ANY, 0, 0 }, { "limit_usd", F_NUM, 0, 1e9 }, { "limit_tokens", F_INT, 1, 1e15 },
+        { "limit_requests", F_INT, 1, 1e12 }, { "window", F_STR, 1, 16 }, { "action_on_exhaust", F_STR, 1, 16 },
+        { "enabled", F_BOOL, 0, 0 }, { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+    };
+    /* what reads add from the ledger: never part of a stored record */
+    static const char *const live[] = { "spent_usd", "spent_tokens", "requests", "window_start", "resets_at",
+                                        "exhausted", NULL };
+    static const char *const windows[] = { "1m", "1h", "1d", "1w", "1M", "total", NULL };
+    static const char *const limits[] = { "limit_usd", "limit_tokens", "limit_requests", NULL };
+    const cJSON *v;
+    cJSON *m, *next;
+    int nlimits = 0;
+
+    if (!cJSON_IsObject(b)) {
+        snprintf(err, errlen, "budget: must be an object");
+        return -1;
+    }
+    for (const char *const *f = live; *f; f++) {
+        if (cJSON_GetObjectItemCaseSensitive(b, *f) != NULL) {
+            snprintf(err, errlen, "%s: reported by the server on reads, never stored", *f);
+            return -1;
+        }
+    }
+    if (check_fields(b, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
+        require(b, "name", "", err, errlen) < 0 || require(b, "scope", "", err, errlen) < 0)
+        return -1;
+    /* a null optional member is an absent one: it neither counts as a limit
+     * nor stays in the record */
+    for (m = b->child; m != NULL; m = next) {
+        next = m->next;
+        if (cJSON_IsNull(m))
+            cJSON_Delete(cJSON_DetachItemViaPointer(b, m));
+    }
+    if (!is_slug(cJSON_GetObjectItemCaseSensitive(b, "name")->valuestring)) {
+        snprintf(err, errlen, "name: must be a slug (letters, digits, '-', '_', '.')");
+        return -1;
+    }
+    if (check_budget_scope(cJSON_GetObjectItemCaseSensitive(b, "scope"), err, errlen) < 0)
+        return -1;
+    v = cJSON_GetObjectItemCaseSensitive(b, "limit_usd");
+    if (v != NULL && v->valuedouble <= 0) {
+        snprintf(err, errlen, "limit_usd: must be more than 0 and at most 1e+09");
+        return -1;
+    }
+    for (const char *const *l = limits; *l; l++)
+        nlimits += cJSON_GetObjectItemCaseSensitive(b, *l) != NULL;
+    if (nlimits == 0) {
+        snprintf(err, errlen, "limit_usd: a budget needs at least one of limit_usd, limit_tokens, limit_requests");
+        return -1;
+    }
+    set_default(b, "window", cJSON_CreateString("total"));
+    if (!one_of(cJSON_GetObjectItemCaseSensitive(b, "window")->valuestring, windows)) {
+        snprintf(err, errlen, "window: must be one of 1m, 1h, 1d, 1w, 1M, total");
+        return -1;
+    }
+    set_default(b, "action_on_exhaust", cJSON_CreateString("block"));
+    if (check_pair(b, "", "action_on_exhaust", "block", "alert", err, errlen) < 0)
+        return -1;
+    set_default(b, "enabled", cJSON_CreateTrue());
+    return stamp(b, err, errlen);
 }
 
 const char *schema_str(const cJSON *obj, const char *name, const char *dflt)

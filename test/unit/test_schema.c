@@ -26,6 +26,22 @@ static int route(const char *json, char *err)
     return rc;
 }
 
+/* Normalises budget JSON; 0 when valid, else -1 with err starting with the field FIELD. */
+static int budget(const char *json, char *err)
+{
+    cJSON *b = cJSON_Parse(json);
+    int rc = schema_budget_normalise(b, err, 256);
+    cJSON_Delete(b);
+    return rc;
+}
+
+static int budget_err(const char *json, const char *field)
+{
+    char err[256];
+    size_t n = strlen(field);
+    return budget(json, err) < 0 && strncmp(err, field, n) == 0 && strncmp(err + n, ": ", 2) == 0;
+}
+
 int main(void)
 {
     char err[256], id[37];
@@ -94,5 +110,42 @@ int main(void)
     CHECK(strlen(id) == 36 && id[14] == '4' && id[8] == '-');
     CHECK(schema_endpoint_parse("audio_transcription") == EP_AUDIO_TRANSCRIPTION);
     CHECK(schema_endpoint_parse("x") == -1);
+    /* budgets: defaults written in, every scope shape, limits */
+    cJSON *b = cJSON_Parse("{\"name\":\"monthly\",\"scope\":\"global\",\"limit_usd\":5,\"description\":null}");
+    CHECK(schema_budget_normalise(b, err, sizeof(err)) == 0);
+    CHECK_STR(cJSON_GetObjectItem(b, "window")->valuestring, "total");
+    CHECK_STR(cJSON_GetObjectItem(b, "action_on_exhaust")->valuestring, "block");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(b, "enabled")));
+    CHECK(cJSON_GetObjectItem(b, "description") == NULL);      /* null is absent, not stored */
+    CHECK(schema_is_uuid(cJSON_GetObjectItem(b, "id")->valuestring));
+    cJSON_Delete(b);
+    CHECK(budget("{\"name\":\"b\",\"scope\":{\"target\":{\"route\":\"r\",\"provider\":\"p\",\"model\":\"m/x\"}},"
+                 "\"limit_tokens\":1000000000000000,\"window\":\"1M\",\"action_on_exhaust\":\"alert\"}", err) == 0);
+    CHECK(budget("{\"name\":\"b\",\"scope\":{\"tenant\":\"acme\"},\"limit_requests\":1}", err) == 0);
+    CHECK(budget_err("{\"scope\":\"global\",\"limit_usd\":1}", "name"));
+    CHECK(budget_err("{\"name\":\"b\",\"limit_usd\":1}", "scope"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"tenant:acme\",\"limit_usd\":1}", "scope"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{},\"limit_usd\":1}", "scope"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{\"key\":\"k\",\"route\":\"r\"},\"limit_usd\":1}", "scope"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{\"router\":\"r\"},\"limit_usd\":1}", "scope.router"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{\"key\":\"\"},\"limit_usd\":1}", "scope.key"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{\"provider\":\"a b\"},\"limit_usd\":1}", "scope.provider"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{\"target\":{\"route\":\"r\",\"provider\":\"p\"}},\"limit_usd\":1}",
+                     "scope.target.model"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":{\"target\":{\"route\":\"r\",\"provider\":\"p\",\"model\":\"m\","
+                     "\"x\":1}},\"limit_usd\":1}", "scope.target.x"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\"}", "limit_usd"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_usd\":0}", "limit_usd"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_tokens\":1.5}", "limit_tokens"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_requests\":1000000000001}", "limit_requests"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_usd\":1,\"window\":\"1y\"}", "window"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_usd\":1,\"action_on_exhaust\":\"warn\"}",
+                     "action_on_exhaust"));
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_usd\":1,\"spent_usd\":0}", "spent_usd"));
+    /* a provider model's cached_input_price */
+    CHECK(provider("{\"name\":\"p\",\"base_url\":\"http://h\",\"models\":[{\"name\":\"m\",\"cached_input_price\":0.1}]}",
+                   err) == 0);
+    CHECK(provider("{\"name\":\"p\",\"base_url\":\"http://h\",\"models\":[{\"name\":\"m\",\"cached_input_price\":-1}]}",
+                   err) < 0 && strstr(err, "models[0].cached_input_price") != NULL);
     DONE();
 }
