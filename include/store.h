@@ -1,4 +1,4 @@
-/* store.h - the LMDB route store: providers, routes, routers; one environment per process. */
+/* store.h - the LMDB route store: providers, routes, routers, keys, budgets; one environment per process. */
 #ifndef TURNOUT_STORE_H
 #define TURNOUT_STORE_H
 
@@ -7,7 +7,11 @@
 
 typedef struct store store_t;
 
-typedef enum { STORE_PROVIDERS, STORE_ROUTES, STORE_ROUTERS, STORE_KEYS, STORE__TABLES } store_table_t;
+typedef enum {
+    STORE_PROVIDERS, STORE_ROUTES, STORE_ROUTERS, STORE_KEYS,
+    STORE_BUDGETS,     /* SPEC 8; keyed by scope + name, so a name is unique within its scope */
+    STORE__TABLES
+} store_table_t;
 typedef struct store_reader store_reader_t;
 
 /* Opens (creating if needed) the environment in DIR. Returns NULL and a
@@ -19,9 +23,10 @@ void store_close(store_t *s);
 int store_is_empty(store_t *s);
 
 /* Validates and imports the seed file FILE (sections providers, routers,
- * routes, keys) in one write transaction. A record replaces the stored one
- * with its id, else the one with its name (provider name, router slug,
- * route scope + router + name, key secret hash); others are created and
+ * routes, keys, budgets, imported in that order) in one write transaction.
+ * A record replaces the stored one with its id, else the one with its name
+ * (provider name, router slug, route scope + router + name, key secret
+ * hash, budget scope + name); others are created and
  * nothing is deleted. Secrets, which store_export leaves out, are kept
  * unless the record says otherwise: a provider record without api_key
  * keeps the stored key ("api_key": null removes it, a string replaces it),
@@ -85,12 +90,14 @@ enum {
  * OLD_ID is NULL, else a replacement of the record with that id (its name may
  * change). A route's primary_model / fallback_model are expanded into REC's
  * targets when it has none. Checks uniqueness (409), references (targets' providers and the
- * router must exist: 400; a renamed provider or router must not be in use:
- * 409). Returns a STORE_* status with a message in err. */
+ * router must exist; a budget's scope key, route and provider must exist:
+ * 400; a renamed provider or router must not be in use by a route or
+ * budget: 409). Returns a STORE_* status with a message in err. */
 int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char *err, size_t errlen);
 
-/* Deletes the record with ID; a provider or router still used by a route is
- * not deleted (409). */
+/* Deletes the record with ID; a provider or router still used by a route,
+ * or a key, route or provider a budget's scope names, is not deleted
+ * (409, the message naming the route or budget). */
 int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen);
 
 /* Sets last_used_at to WHEN on the keys with the N ids IDS (missing ones
@@ -103,7 +110,8 @@ cJSON *store_find(store_t *s, store_table_t t, const char *id);
 /* The route named NAME in SCOPE and ROUTER ("" = none), or NULL. */
 cJSON *store_find_route(store_t *s, const char *scope, const char *router, const char *name);
 
-/* The whole store in the seed format (providers, routers, routes, keys),
+/* The whole store in the seed format (providers, routers, routes, keys,
+ * budgets; a budget's live spend is the ledger's, not part of it),
  * provider api_key values left out (keys carry their secret_hash, a
  * one-way digest, never the secret); NULL on failure. */
 cJSON *store_export(store_t *s);

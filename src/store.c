@@ -2,7 +2,7 @@
  *
  * Records are stored as normalised JSON (schema.c), each under the key the
  * data path looks it up by, so a lookup is one B-tree search. Tables:
- *   meta         "schema_version" -> "4"
+ *   meta         "schema_version" -> "5"
  *   providers    name -> provider JSON
  *   routes       scope NUL router NUL name -> route JSON
  *   route_ids    id -> scope NUL router NUL name (for the admin API)
@@ -11,9 +11,19 @@
  *   routers      slug -> router JSON
  *   keys         SHA-256 of the secret (hex) -> key JSON (never the secret)
  *   key_ids      id -> SHA-256 hex
+ *   budgets      scope NUL name -> budget JSON, the scope written as its kind
+ *                and values, each NUL-terminated: "global", "key" NUL id,
+ *                "tenant" NUL T, "route" NUL id, "provider" NUL name, or
+ *                "target" NUL route id NUL provider NUL model. A name is
+ *                unique within its scope, and the budgets of one scope are
+ *                one key range (a prefix).
+ *   budget_ids   id -> scope NUL name
  * Older stores are upgraded in place when opened: 1-3 kept routes by id with
  * a name index (route_names), and are re-keyed by name; 1 lacked the keys
- * tables and 1-2 the glob index, which is then built from the routes.
+ * tables and 1-2 the glob index, which is then built from the routes; 1-4
+ * lacked the budgets tables (created empty). The version goes up with a
+ * new table so that an older build, which would ignore it (and let a key a
+ * budget names be deleted), refuses the store instead.
  * A worker keeps one read transaction and renews/resets it around each
  * lookup (DESIGN.md: a read txn held across a loop turn pins old pages). */
 #include "store.h"
@@ -29,7 +39,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION "4"
+#define SCHEMA_VERSION "5"
 #define MAX_KEY 511   /* LMDB's default key size limit */
 #define MAX_READERS 512
 
@@ -50,6 +60,7 @@ static const struct {
     [STORE_ROUTES] = { "routes", "name", "route", "route_ids" },
     [STORE_ROUTERS] = { "routers", "slug", "router", NULL },
     [STORE_KEYS] = { "keys", "secret_hash", "key", "key_ids" },
+    [STORE_BUDGETS] = { "budgets", "name", "budget", "budget_ids" },
 };
 
 /* Parsed records are kept per reader (per worker) for as long as the store
@@ -233,14 +244,14 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
     k.mv_size = strlen("schema_version");
     rc = mdb_get(txn, s->meta, &k, &v);
     /* the tables an older store lacked were just created */
-    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data >= '1' && *(char *)v.mv_data <= '3')) {
-        char from = rc == 0 ? *(char *)v.mv_data : '4';
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data >= '1' && *(char *)v.mv_data <= '4')) {
+        char from = rc == 0 ? *(char *)v.mv_data : '5';
         if ((from < '4' && (rc = rekey_routes(s, txn)) != 0) ||
             (from < '3' && (rc = index_all_globs(s, txn)) != 0)) {
             snprintf(err, errlen, "data_dir %s: upgrading the store: %s", dir, mdb_strerror(rc));
             goto fail;
         }
-        if (from < '4')
+        if (from < '5')
             fprintf(stderr, "turnout: store: upgraded from schema version %c to %s\n", from, SCHEMA_VERSION);
         v.mv_data = SCHEMA_VERSION;
         v.mv_size = strlen(SCHEMA_VERSION);
@@ -313,18 +324,60 @@ static size_t name_key(char *buf, size_t cap, const char *scope, const char *rou
     return a + b + c + 2;
 }
 
+/* Appends S and its NUL to BUF at *N; 0, or -1 when CAP is exceeded. */
+static int add_part(char *buf, size_t cap, size_t *n, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    if (*n + len > cap)
+        return -1;
+    memcpy(buf + *n, s, len);
+    *n += len;
+    return 0;
+}
+
+/* The key prefix of budget scope SCOPE (a normalised one): its kind and
+ * values, each NUL-terminated (see the table list above). Returns its
+ * length, or 0 when it is not a scope or exceeds CAP. */
+static size_t budget_scope_key(const cJSON *scope, char *buf, size_t cap)
+{
+    const cJSON *m = cJSON_IsObject(scope) ? scope->child : NULL;
+    size_t n = 0;
+    if (cJSON_IsString(scope))
+        return strcmp(scope->valuestring, "global") == 0 && add_part(buf, cap, &n, "global") == 0 ? n : 0;
+    if (m == NULL || add_part(buf, cap, &n, m->string) < 0)
+        return 0;
+    if (cJSON_IsString(m))
+        return add_part(buf, cap, &n, m->valuestring) == 0 ? n : 0;
+    if (strcmp(m->string, "target") != 0 ||
+        add_part(buf, cap, &n, schema_str(m, "route", "")) < 0 ||
+        add_part(buf, cap, &n, schema_str(m, "provider", "")) < 0 ||
+        add_part(buf, cap, &n, schema_str(m, "model", "")) < 0)
+        return 0;
+    return n;
+}
+
 /* The key REC is stored under in table T, NUL-terminated in BUF (a route's
- * holds NULs: use the length). Returns its length, or 0 when it exceeds
- * LMDB's key size limit. */
+ * and a budget's hold NULs: use the length). Returns its length, or 0 when
+ * it exceeds LMDB's key size limit. */
 static size_t rec_key(store_table_t t, const cJSON *rec, char *buf, size_t cap)
 {
     size_t n;
     if (cap > MAX_KEY + 1)
         cap = MAX_KEY + 1;
-    if (t == STORE_ROUTES)
+    if (t == STORE_ROUTES) {
         n = name_key(buf, cap - 1, schema_str(rec, "scope", "global"), schema_str(rec, "router", ""),
                      schema_str(rec, "name", ""));
-    else if ((n = (size_t)snprintf(buf, cap, "%s", schema_str(rec, tables[t].key_field, ""))) >= cap)
+    } else if (t == STORE_BUDGETS) {
+        const char *name = schema_str(rec, "name", "");
+        size_t len = strlen(name);
+        n = budget_scope_key(cJSON_GetObjectItemCaseSensitive(rec, "scope"), buf, cap - 1);
+        if (n == 0 || n + len > cap - 1) {
+            n = 0;
+        } else {
+            memcpy(buf + n, name, len);
+            n += len;
+        }
+    } else if ((n = (size_t)snprintf(buf, cap, "%s", schema_str(rec, tables[t].key_field, ""))) >= cap)
         n = 0;
     buf[n] = '\0';
     return n;
@@ -545,9 +598,9 @@ void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
 
 /* --- admin writes ------------------------------------------------------ */
 
-/* Finds the record with ID inside TXN: routes and keys through their id
- * index, the others by a scan (providers and routers are few). Returns a
- * parsed copy or NULL. */
+/* Finds the record with ID inside TXN: routes, keys and budgets through
+ * their id index, the others by a scan (providers and routers are few).
+ * Returns a parsed copy or NULL. */
 static cJSON *find_in(store_t *s, MDB_txn *txn, store_table_t t, const char *id)
 {
     MDB_val k, v;
@@ -642,6 +695,94 @@ static int check_route(store_t *s, MDB_txn *txn, const cJSON *rec, char *err, si
         }
     }
     return STORE_OK;
+}
+
+/* 1 when KEY is in DBI inside TXN. */
+static int exists(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+    MDB_val k = { strlen(key), (void *)key }, v;
+    return mdb_get(txn, dbi, &k, &v) == 0;
+}
+
+/* Checks that what budget REC's scope names exists inside TXN: a key or
+ * route by id, a provider by name (a tenant is no record). */
+static int check_budget(store_t *s, MDB_txn *txn, const cJSON *rec, char *err, size_t errlen)
+{
+    const cJSON *scope = cJSON_GetObjectItemCaseSensitive(rec, "scope"), *m;
+    const char *kind, *v;
+    if (!cJSON_IsObject(scope) || (m = scope->child) == NULL)
+        return STORE_OK;                      /* global */
+    kind = m->string;
+    if (strcmp(kind, "target") == 0) {
+        v = schema_str(m, "route", "");
+        if (!exists(txn, s->ids[STORE_ROUTES], v)) {
+            snprintf(err, errlen, "scope.target.route: no route with id %s", v);
+            return STORE_INVALID;
+        }
+        v = schema_str(m, "provider", "");
+        if (!exists(txn, s->tbl[STORE_PROVIDERS], v)) {
+            snprintf(err, errlen, "scope.target.provider: no provider named \"%s\"", v);
+            return STORE_INVALID;
+        }
+        return STORE_OK;
+    }
+    v = cJSON_IsString(m) ? m->valuestring : "";
+    if ((strcmp(kind, "key") == 0 && !exists(txn, s->ids[STORE_KEYS], v)) ||
+        (strcmp(kind, "route") == 0 && !exists(txn, s->ids[STORE_ROUTES], v))) {
+        snprintf(err, errlen, "scope.%s: no %s with id %s", kind, kind, v);
+        return STORE_INVALID;
+    }
+    if (strcmp(kind, "provider") == 0 && !exists(txn, s->tbl[STORE_PROVIDERS], v)) {
+        snprintf(err, errlen, "scope.provider: no provider named \"%s\"", v);
+        return STORE_INVALID;
+    }
+    return STORE_OK;
+}
+
+/* 1 when budget scope SCOPE names record REC of table T: a key or route by
+ * its id, a provider by its name (a target names a route and a provider). */
+static int scope_names(const cJSON *scope, store_table_t t, const cJSON *rec)
+{
+    const cJSON *m = cJSON_IsObject(scope) ? scope->child : NULL;
+    const char *id = schema_str(rec, "id", "\1"), *name = schema_str(rec, "name", "\1");
+    if (m == NULL)
+        return 0;
+    if (strcmp(m->string, "target") == 0)
+        return (t == STORE_ROUTES && strcmp(schema_str(m, "route", ""), id) == 0) ||
+               (t == STORE_PROVIDERS && strcmp(schema_str(m, "provider", ""), name) == 0);
+    if (!cJSON_IsString(m))
+        return 0;
+    return (t == STORE_KEYS && strcmp(m->string, "key") == 0 && strcmp(m->valuestring, id) == 0) ||
+           (t == STORE_ROUTES && strcmp(m->string, "route") == 0 && strcmp(m->valuestring, id) == 0) ||
+           (t == STORE_PROVIDERS && strcmp(m->string, "provider") == 0 && strcmp(m->valuestring, name) == 0);
+}
+
+/* Writes to BUDGET the name of a budget whose scope names REC (a key, route
+ * or provider of table T); 1 when there is one, else 0. Budgets are few: a
+ * scan. */
+static int budget_using(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, char *budget, size_t cap)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, found = 0;
+    if ((t != STORE_KEYS && t != STORE_ROUTES && t != STORE_PROVIDERS) ||
+        mdb_cursor_open(txn, s->tbl[STORE_BUDGETS], &c) != 0)
+        return 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *b = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        if (b != NULL && (found = scope_names(cJSON_GetObjectItemCaseSensitive(b, "scope"), t, rec)))
+            snprintf(budget, cap, "%s", schema_str(b, "name", ""));
+        cJSON_Delete(b);
+    }
+    mdb_cursor_close(c);
+    return found;
+}
+
+/* The field budgets name a record of table T by: a provider's name, a key's
+ * or route's id (a key's own LMDB key is its secret's hash). */
+static const char *ref_field(store_table_t t)
+{
+    return t == STORE_PROVIDERS ? "name" : "id";
 }
 
 /* Finds which provider serves shorthand model SPEC ("PROVIDER/MODEL", or a
@@ -762,6 +903,17 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
     }
     if (t == STORE_ROUTES && (st = check_route(s, txn, rec, err, errlen)) != STORE_OK)
         goto out;
+    if (t == STORE_BUDGETS && (st = check_budget(s, txn, rec, err, errlen)) != STORE_OK)
+        goto out;
+    /* what a budget names a record by may not change under it (a provider
+     * renamed; an import replacing a key or route under another id) */
+    if (old != NULL && strcmp(schema_str(old, ref_field(t), ""), schema_str(rec, ref_field(t), "")) != 0 &&
+        budget_using(s, txn, t, old, user, sizeof(user))) {
+        snprintf(err, errlen, "%s: cannot change the %s of %s \"%s\" while budget \"%s\" names it", ref_field(t),
+                 ref_field(t), tables[t].noun, schema_str(old, ref_field(t), ""), user);
+        st = STORE_CONFLICT;
+        goto out;
+    }
     if (old != NULL)
         oklen = rec_key(t, old, okey, sizeof(okey));
     if (oklen != klen || memcmp(okey, key, klen) != 0) {      /* new, or its key changes */
@@ -770,6 +922,9 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
         if (mdb_get(txn, dbi, &k, &v) == 0) {
             if (t == STORE_ROUTES)
                 snprintf(err, errlen, "name: a route named \"%s\" already exists in this scope and router",
+                         schema_str(rec, "name", ""));
+            else if (t == STORE_BUDGETS)
+                snprintf(err, errlen, "name: a budget named \"%s\" already exists in this scope",
                          schema_str(rec, "name", ""));
             else
                 snprintf(err, errlen, "%s: a %s \"%s\" already exists", tables[t].key_field, tables[t].noun,
@@ -843,6 +998,12 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
     if (route_using(s, txn, t, key, user, sizeof(user))) {
         snprintf(err, errlen, "%s \"%s\" is used by route \"%s\"; change or delete the route first",
                  tables[t].noun, key, user);
+        st = STORE_CONFLICT;
+        goto out;
+    }
+    if (budget_using(s, txn, t, old, user, sizeof(user))) {
+        snprintf(err, errlen, "%s \"%s\" is named by budget \"%s\"; change or delete the budget first",
+                 tables[t].noun, schema_str(old, ref_field(t), ""), user);
         st = STORE_CONFLICT;
         goto out;
     }
@@ -969,7 +1130,7 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
 
 /* The stored record a seed record replaces: the one with its id, else the
  * one with its natural key (provider name, router slug, route scope + router
- * + name, key secret). NULL when it is new. */
+ * + name, key secret, budget scope + name). NULL when it is new. */
 static cJSON *existing_for(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, int has_id)
 {
     cJSON *old = has_id ? find_in(s, txn, t, schema_str(rec, "id", "")) : NULL;
@@ -1072,13 +1233,15 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
 
 int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
 {
-    /* providers and routers first: routes refer to them */
+    /* providers and routers first: routes refer to them; budgets last:
+     * they refer to keys, routes and providers */
     static const struct {
         store_table_t t;
         int (*normalise)(cJSON *, char *, size_t);
     } order[] = {
         { STORE_PROVIDERS, schema_provider_normalise }, { STORE_ROUTERS, schema_router_normalise },
         { STORE_ROUTES, schema_route_normalise }, { STORE_KEYS, schema_key_normalise },
+        { STORE_BUDGETS, schema_budget_normalise },
     };
     size_t len = 0;
     char *text = file_read(file, &len);
@@ -1100,8 +1263,8 @@ int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
         for (int t = 0; t < STORE__TABLES; t++)
             known |= strcmp(rec->string, tables[t].name) == 0;
         if (!known) {
-            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, keys)", file,
-                     rec->string);
+            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, keys, budgets)",
+                     file, rec->string);
             goto out;
         }
         if (!cJSON_IsArray(rec)) {
@@ -1139,7 +1302,7 @@ out:
 
 cJSON *store_export(store_t *s)
 {
-    static const store_table_t order[] = { STORE_PROVIDERS, STORE_ROUTERS, STORE_ROUTES, STORE_KEYS };
+    static const store_table_t order[] = { STORE_PROVIDERS, STORE_ROUTERS, STORE_ROUTES, STORE_KEYS, STORE_BUDGETS };
     cJSON *root = cJSON_CreateObject();
     MDB_txn *txn;
     MDB_cursor *c;
