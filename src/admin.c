@@ -1,14 +1,17 @@
-/* admin.c - the admin API: CRUD of providers, routes, routers and keys on its own listener and thread.
+/* admin.c - the admin API: CRUD of providers, routes, routers, keys and budgets on its own listener and thread.
  *
  * One thread with its own event loop serves admin.listen, so a write's fsync
  * never stalls a data-plane worker. Every write is one LMDB transaction,
  * committed and synced before the 2xx; workers read the store on every
  * request, so the next request on any worker sees the change.
  *
- *   /v1/model-routes, /v1/providers, /v1/routers, /v1/keys
+ *   /v1/model-routes, /v1/providers, /v1/routers, /v1/keys, /v1/budgets
  *     GET    list: limit (1-1000, default 100), cursor (opaque, from
  *            next_cursor), for routes also endpoint, router, scope,
- *            include_disabled (default false), for keys tenant
+ *            include_disabled (default false), for keys tenant, for
+ *            budgets scope (global, key:ID, tenant:T, route:ID,
+ *            provider:P: that exact scope) and include_disabled (default
+ *            true: a disabled budget is still one to look at)
  *     POST   create -> 201 with the stored record (id, created_at,
  *            updated_at); a key's secret is in this reply only. A route
  *            that re-creates an existing 1:1 enablement folds into it: 200
@@ -23,15 +26,22 @@
  *   GET  /v1/eu-residency           the country sets data_residency names
  * Errors are OpenAI-shaped with the offending field in "param".
  *
+ * A budget's reads add its live spend from the ledger (add_live_fields);
+ * a client sending those fields, like id or created_at, gets 400.
+ *
  * Callers: the bootstrap admin key and stored keys of role admin may do
  * everything. A tenant_admin key sees and changes only its tenant's routes
- * (scope tenant:T, or key:K for a key K of T) and keys, and reads providers
- * and routers; anything else of another tenant is answered 404, as if it
- * did not exist. A user key is for the data plane only (403). Reads never
- * show a provider's api_key (only its last 4 characters) or a key's hash. */
+ * (scope tenant:T, or key:K for a key K of T), keys and budgets (scope
+ * {"tenant": T}, or {"key": K} for a key K of T), and reads providers and
+ * routers; anything else of another tenant, and any budget of another
+ * scope (global, route, provider, target), is answered 404, as if it did
+ * not exist; writing one is 403. A user key is for the data plane only
+ * (403). Reads never show a provider's api_key (only its last 4
+ * characters) or a key's hash. */
 #include "admin.h"
 #include "health.h"
 #include "auth.h"
+#include "budget.h"
 #include "edge.h"
 #include "jscan.h"
 #include "residency.h"
@@ -94,6 +104,7 @@ static const collection_t collections[] = {
     { "/v1/providers", "provider", STORE_PROVIDERS, schema_provider_normalise },
     { "/v1/routers", "router", STORE_ROUTERS, schema_router_normalise },
     { "/v1/keys", "key", STORE_KEYS, schema_key_normalise },
+    { "/v1/budgets", "budget", STORE_BUDGETS, schema_budget_normalise },
 };
 
 typedef enum { ROLE_ADMIN, ROLE_TENANT_ADMIN, ROLE_USER } role_t;
@@ -237,6 +248,19 @@ static int scope_in_tenant(const char *scope, const char *tenant)
     return 0;
 }
 
+/* 1 when budget scope SCOPE belongs to TENANT: {"tenant": TENANT}, or
+ * {"key": K} for a key K of TENANT. Global, route, provider and target
+ * budgets span tenants: an admin's. */
+static int budget_in_tenant(const cJSON *scope, const char *tenant)
+{
+    const cJSON *m = cJSON_IsObject(scope) ? scope->child : NULL;
+    char as_route[300];
+    if (m == NULL || !cJSON_IsString(m) || (strcmp(m->string, "tenant") != 0 && strcmp(m->string, "key") != 0))
+        return 0;
+    snprintf(as_route, sizeof(as_route), "%s:%s", m->string, m->valuestring);
+    return scope_in_tenant(as_route, tenant);
+}
+
 /* 1 when WHO may see REC of table T. */
 static int visible(const caller_t *who, store_table_t t, const cJSON *rec)
 {
@@ -245,6 +269,7 @@ static int visible(const caller_t *who, store_table_t t, const cJSON *rec)
     switch (t) {
     case STORE_ROUTES: return scope_in_tenant(schema_str(rec, "scope", "global"), who->tenant);
     case STORE_KEYS: return strcmp(schema_str(rec, "tenant", ""), who->tenant) == 0;
+    case STORE_BUDGETS: return budget_in_tenant(cJSON_GetObjectItemCaseSensitive(rec, "scope"), who->tenant);
     default: return 1;     /* providers and routers are readable, not writable */
     }
 }
@@ -264,6 +289,11 @@ static int may_write(evhtp_request_t *req, const caller_t *who, const collection
                               "tenant's keys) only", who->tenant);
         return -1;
     }
+    if (col->table == STORE_BUDGETS && !visible(who, STORE_BUDGETS, rec)) {
+        reply_error(req, 403, "scope: a tenant_admin key writes budgets in scope {\"tenant\": \"%s\"} (or "
+                              "{\"key\": ID} of its tenant's keys) only", who->tenant);
+        return -1;
+    }
     if (col->table == STORE_KEYS && (!visible(who, STORE_KEYS, rec) || strcmp(schema_str(rec, "role", ""), "admin") == 0)) {
         reply_error(req, 403, "role: a tenant_admin key manages user and tenant_admin keys of tenant %s only",
                     who->tenant);
@@ -272,8 +302,16 @@ static int may_write(evhtp_request_t *req, const caller_t *who, const collection
     return 0;
 }
 
+/* Adds to VIEW, the public copy of record REC of table T, what the server
+ * reports beside the stored record. */
+static void add_live_fields(store_table_t t, const cJSON *rec, cJSON *view)
+{
+    if (t == STORE_BUDGETS)
+        budget_live_fields(rec, view);    /* spent, window, exhausted: the ledger's, as of now */
+}
+
 /* A copy of REC as the API shows it: never a provider's api_key (its last
- * 4 characters at most) nor a key's hash. */
+ * 4 characters at most) nor a key's hash; a budget's live fields added. */
 static cJSON *public_view(store_table_t t, const cJSON *rec)
 {
     cJSON *out = cJSON_Duplicate(rec, 1);
@@ -287,6 +325,7 @@ static cJSON *public_view(store_table_t t, const cJSON *rec)
     }
     if (t == STORE_KEYS)
         cJSON_DeleteItemFromObjectCaseSensitive(out, "secret_hash");
+    add_live_fields(t, rec, out);
     return out;
 }
 
@@ -317,7 +356,22 @@ typedef struct list_filter {
     store_table_t table;
     char endpoint[40], router[72], scope[310], tenant[132];
     int include_disabled;
+    const char *scope_value;   /* a budget scope filter's value, in scope ("key:ID": ID) */
 } list_filter_t;
+
+/* 1 when budget REC's scope is the one filter F names: "global", or
+ * KIND:VALUE for {"KIND": VALUE} (key, tenant, route, provider). */
+static int budget_scope_is(const cJSON *rec, const list_filter_t *f)
+{
+    const cJSON *scope = cJSON_GetObjectItemCaseSensitive(rec, "scope"), *m;
+    size_t kind_len;
+    if (f->scope_value == NULL)
+        return cJSON_IsString(scope);              /* "global" */
+    m = cJSON_IsObject(scope) ? scope->child : NULL;
+    kind_len = (size_t)(f->scope_value - 1 - f->scope);     /* f->scope is KIND:VALUE */
+    return m != NULL && cJSON_IsString(m) && strlen(m->string) == kind_len &&
+           strncmp(f->scope, m->string, kind_len) == 0 && strcmp(m->valuestring, f->scope_value) == 0;
+}
 
 static int keep_record(const cJSON *rec, void *arg)
 {
@@ -326,6 +380,9 @@ static int keep_record(const cJSON *rec, void *arg)
         return 0;
     if (f->table == STORE_KEYS)
         return !f->tenant[0] || strcmp(schema_str(rec, "tenant", ""), f->tenant) == 0;
+    if (f->table == STORE_BUDGETS)
+        return (f->include_disabled || !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rec, "enabled"))) &&
+               (!f->scope[0] || budget_scope_is(rec, f));
     if (f->table != STORE_ROUTES)
         return 1;
     if (!f->include_disabled && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rec, "enabled")))
@@ -347,6 +404,26 @@ static int copy_param(evhtp_request_t *req, const char *name, const char *value,
     return 0;
 }
 
+/* Reads F's scope as a budget scope filter: "global", or KIND:VALUE with
+ * KIND one of key, tenant, route, provider and VALUE non-empty. Returns 0,
+ * or -1 after replying 400. */
+static int budget_scope_filter(evhtp_request_t *req, list_filter_t *f)
+{
+    static const char *const kinds[] = { "key", "tenant", "route", "provider" };
+    const char *colon = strchr(f->scope, ':');
+    f->scope_value = NULL;
+    if (strcmp(f->scope, "global") == 0)
+        return 0;
+    for (size_t i = 0; colon != NULL && colon[1] != '\0' && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strlen(kinds[i]) == (size_t)(colon - f->scope) && strncmp(f->scope, kinds[i], strlen(kinds[i])) == 0) {
+            f->scope_value = colon + 1;
+            return 0;
+        }
+    }
+    reply_error(req, 400, "scope: must be global, key:ID, tenant:T, route:ID or provider:P");
+    return -1;
+}
+
 static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
@@ -357,13 +434,14 @@ static void serve_list(evhtp_request_t *req, const caller_t *who, const collecti
     list_filter_t f;
     char key[512], next[512], hex[1025], value[1100];
     size_t klen = 0, nlen = 0;
-    int limit = 100, have_cursor = 0, routes = col->table == STORE_ROUTES;
+    int limit = 100, have_cursor = 0, routes = col->table == STORE_ROUTES, budgets = col->table == STORE_BUDGETS;
     evhtp_kv_t *kv;
     cJSON *root, *data, *rec, *next_rec;
 
     memset(&f, 0, sizeof(f));
     f.who = who;
     f.table = col->table;
+    f.include_disabled = budgets;
     if (req->uri != NULL && req->uri->query != NULL) {
         TAILQ_FOREACH(kv, req->uri->query, next) {
             snprintf(value, sizeof(value), "%s", kv->val ? kv->val : "");
@@ -401,10 +479,13 @@ static void serve_list(evhtp_request_t *req, const caller_t *who, const collecti
             } else if (routes && strcmp(kv->key, "scope") == 0) {
                 if (copy_param(req, kv->key, value, f.scope, sizeof(f.scope)) < 0)
                     return;
+            } else if (budgets && strcmp(kv->key, "scope") == 0) {
+                if (copy_param(req, kv->key, value, f.scope, sizeof(f.scope)) < 0 || budget_scope_filter(req, &f) < 0)
+                    return;
             } else if (col->table == STORE_KEYS && strcmp(kv->key, "tenant") == 0) {
                 if (copy_param(req, kv->key, value, f.tenant, sizeof(f.tenant)) < 0)
                     return;
-            } else if (routes && strcmp(kv->key, "include_disabled") == 0) {
+            } else if ((routes || budgets) && strcmp(kv->key, "include_disabled") == 0) {
                 if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
                     reply_error(req, 400, "include_disabled: must be true or false");
                     return;
@@ -452,6 +533,8 @@ static int reject_server_fields(evhtp_request_t *req, const collection_t *col, c
 {
     static const char *const owned[] = { "id", "created_at", "updated_at", NULL };
     static const char *const key_owned[] = { "secret", "secret_hash", "secret_hint", "last_used_at", NULL };
+    static const char *const budget_live[] = { "spent_usd", "spent_tokens", "requests", "window_start",
+                                               "resets_at", "exhausted", NULL };
     for (const char *const *f = owned; *f; f++) {
         if (cJSON_GetObjectItemCaseSensitive(body, *f) != NULL) {
             reply_error(req, 400, "%s: set by the server, not by the client", *f);
@@ -461,6 +544,12 @@ static int reject_server_fields(evhtp_request_t *req, const collection_t *col, c
     for (const char *const *f = key_owned; col->table == STORE_KEYS && *f; f++) {
         if (cJSON_GetObjectItemCaseSensitive(body, *f) != NULL) {
             reply_error(req, 400, "%s: set by the server; a key's secret is generated at creation", *f);
+            return -1;
+        }
+    }
+    for (const char *const *f = budget_live; col->table == STORE_BUDGETS && *f; f++) {
+        if (cJSON_GetObjectItemCaseSensitive(body, *f) != NULL) {
+            reply_error(req, 400, "%s: reported by the server from the budget's spend, not set by the client", *f);
             return -1;
         }
     }
@@ -616,6 +705,8 @@ static void serve_create(evhtp_request_t *req, const caller_t *who, const collec
         snprintf(scope, sizeof(scope), "tenant:%s", who->tenant);
         if (col->table == STORE_ROUTES && cJSON_GetObjectItemCaseSensitive(rec, "scope") == NULL)
             cJSON_AddStringToObject(rec, "scope", scope);
+        if (col->table == STORE_BUDGETS && cJSON_GetObjectItemCaseSensitive(rec, "scope") == NULL)
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(rec, "scope"), "tenant", who->tenant);
         if (col->table == STORE_KEYS && cJSON_GetObjectItemCaseSensitive(rec, "tenant") == NULL &&
             strcmp(schema_str(rec, "role", ""), "admin") != 0)   /* an admin key is refused below, as 403 */
             cJSON_AddStringToObject(rec, "tenant", who->tenant);
