@@ -24,6 +24,7 @@ typedef enum {
     M_CONNECTIONS,       /* gauge     (none): open client connections */
     M_TOKENS,            /* counter   route, provider, model, type (prompt, completion, cached) */
     M_COST,              /* counter   route, provider, model: nano-USD, shown as USD */
+    M_BUDGET_ALERTS,     /* counter   budget: alert budgets that reached their limit (once a window) */
     M__COUNT
 } metric_t;
 

@@ -41,6 +41,7 @@ typedef struct worker {
     struct event *beat;            /* owned: a timer that sets heartbeat_ms */
     _Atomic int64_t heartbeat_ms;  /* when the loop last turned (monotonic) */
     store_reader_t *reader;        /* owned: LMDB read transaction */
+    struct budgets *budgets;       /* owned: the store's budgets, compiled for this worker (budget.c) */
     uint64_t req_seq;              /* request id sequence */
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */

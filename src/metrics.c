@@ -75,6 +75,9 @@ static const family_t families[M__COUNT] = {
                    "cached among them; completion; cached).", 4, { "route", "provider", "model", "type" } },
     [M_COST] = { "turnout_cost_usd_total", NANO_COUNTER,
                  "What the answers cost in USD at their provider model's prices.", 3, { "route", "provider", "model" } },
+    [M_BUDGET_ALERTS] = { "turnout_budget_alerts_total", COUNTER,
+                          "Budgets with action_on_exhaust alert that reached their limit (once per window).", 1,
+                          { "budget" } },
 };
 
 struct series {

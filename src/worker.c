@@ -1,5 +1,6 @@
 /* worker.c - a worker thread: its event loop, evhtp listener, upstream clients and store reader. */
 #include "worker.h"
+#include "budget.h"
 #include "edge.h"
 #include "proxy.h"
 #include "smallmem.h"
@@ -127,7 +128,7 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->stop_ev = evtimer_new(w->base, on_drain_tick, w)) == NULL ||
         (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
         (w->metrics = metrics_new()) == NULL ||
-        (w->reader = store_reader_new(gw->store)) == NULL) {
+        (w->reader = store_reader_new(gw->store)) == NULL || (w->budgets = budgets_new()) == NULL) {
         snprintf(err, errlen, "worker %d: out of resources", id);
         return -1;
     }
@@ -179,6 +180,7 @@ void worker_free(worker_t *w)
         close(w->wake_fd);
     metrics_free(w->metrics);
     store_reader_free(w->reader);
+    budgets_free(w->budgets);
     if (w->base != NULL)
         event_base_free(w->base);
     memset(w, 0, sizeof(*w));

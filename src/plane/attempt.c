@@ -17,6 +17,7 @@
 
 void attempt_end(req_t *r)
 {
+    spend_settle(r, r->replied);          /* charged if its answer went out, else released */
     relay_end(r);
     event_del(&r->timer);
     r->waiting = 0;
@@ -465,7 +466,8 @@ static void skipped(req_t *r, const char *why)
 
 /* Gives the current candidate, or the next one that is usable, an attempt;
  * replies when none is left. A candidate cooling down, whose probe is out,
- * or at a cap is passed over (and listed in the trace). */
+ * at a cap or over a budget of its own is passed over (and listed in the
+ * trace). */
 void attempt_next(req_t *r)
 {
     const config_t *cfg = r->w->cfg;
@@ -480,8 +482,17 @@ void attempt_next(req_t *r)
         health_of(&r->res, r->cand, &r->health);
         switch (health_take(&r->health, (int64_t)now, cfg->cooldown_after, &until)) {
         case HEALTH_USABLE:
+            if ((rc = spend_reserve(r)) != 0) {
+                health_release(&r->health);
+                if (rc < 0)
+                    return;               /* a budget of the request's refused: the client has its 429 */
+                skipped(r, "budget_exhausted");
+                r->skipped_budget++;
+                break;
+            }
             if ((rc = start_attempt(r)) == 0)
                 return;
+            spend_settle(r, 0);
             health_release(&r->health);
             if (rc == -2)
                 return;                   /* the client has its answer */

@@ -10,7 +10,8 @@
  *               relayed event by event with backpressure
  *   reply.c     turnout's own answers (errors, JSON), the retry hints, the
  *               attempt trace and the access log
- *   spend.c     what the answer used and cost (usage.c reads the counts)
+ *   spend.c     budget reservations before each attempt, settled with what
+ *               the answer used (usage.c reads the counts) and cost
 
  *
  * Lifecycle of a request (req_t):
@@ -28,7 +29,8 @@
  *                     makes the call: our HTTP/1.1 client, or libcurl)
  *   next_attempt      the first candidate that is not cooling down (a 429's
  *                     Retry-After, a cooldown) or at a concurrency cap
- *                     (health.c, shared by all workers) gets the attempt
+ *                     (health.c, shared by all workers) and whose budgets
+ *                     take its estimated cost (spend.c) gets the attempt
  *   attempt timer     first byte, idle gap inside the response, deadlines;
  *                     between 429 retries, the Retry-After wait
  *   attempt over      success -> reply; 429 -> the same candidate again after
@@ -52,6 +54,7 @@
 #include "proxy.h"
 #include "dialect.h"
 #include "health.h"
+#include "ledger.h"
 #include "metrics.h"
 #include "resolve.h"
 #include "upstream.h"
@@ -65,6 +68,8 @@
 #define MAX_MODEL 512
 
 #define MAX_TRACE 32
+
+#define MAX_BUDGET_HOLDS 16          /* budgets one attempt can be reserved against (more: refused) */
 
 #define MAX_QUOTED_MODEL (MAX_MODEL * 6 + 3)   /* a model name as a JSON string, at worst */
 
@@ -129,7 +134,11 @@ typedef struct req {
     int max_429_retries;         /* the route's retry settings */
     double retry_cap_ms;
     int n429;                    /* attempts answered 429 */
-    int skipped_cap, skipped_cool;   /* candidates passed over, and why */
+    int skipped_cap, skipped_cool, skipped_budget;   /* candidates passed over, and why */
+    int budget_wait_set;         /* a budget that passed one over resets in budget_wait_ms */
+    double budget_wait_ms;
+    int nheld;                   /* budget reservations of the current attempt (held, below) */
+    dialect_usage_t estimate;    /* what the current attempt was expected to use */
     int waiting;                 /* the timer is a Retry-After wait */
     health_t health;             /* the current attempt's shared slots */
     const char *m_endpoint;      /* the endpoint label of its metrics */
@@ -171,6 +180,10 @@ typedef struct req {
     size_t up_hdrs_len;          /*   NUL-terminated): resp_headers point into it */
     trace_t trace[MAX_TRACE];
     char details[1024];          /* the trace's detail messages */
+    struct {                     /* the current attempt's budget reservations (spend.c), NHELD of them */
+        ledger_entry_t *e;
+        ledger_hold_t h;
+    } held[MAX_BUDGET_HOLDS];
 } req_t;
 
 /* --- reply.c: turnout's own answers, the trace, the access log ---------- */
@@ -203,8 +216,16 @@ trace_t *trace_add(req_t *r, const char *skipped);
 /* The request's access-log line. */
 void reply_access_log(req_t *r);
 
-/* --- spend.c: usage and cost ------------------------------------------------ */
+/* --- spend.c: budgets, usage and cost ---------------------------------------- */
 
+/* Reserves the current attempt's estimated cost against every budget that
+ * applies: 0 when reserved (or none applies), 1 when a budget of the
+ * candidate's own passes it over, -1 when one of the request's refused it
+ * (the client has its 429). */
+int spend_reserve(req_t *r);
+/* Settles the current attempt's reservations: charged with its usage when
+ * ANSWERED (its answer reached the client), else released. */
+void spend_settle(req_t *r, int answered);
 /* The request is over: prices its usage, counts tokens and cost. */
 void spend_done(req_t *r);
 

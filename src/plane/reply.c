@@ -302,7 +302,12 @@ void reply_exhausted(req_t *r)
     char text[4000];
     const char *ra;
     trace_text(r, text, sizeof(text));
-    if (r->attempts == 0 && r->skipped_cap > 0) {
+    if (r->attempts == 0 && r->skipped_budget > 0 && r->skipped_cap == 0 && r->skipped_cool == 0) {
+        reply_retry_hints(r, r->budget_wait_set ? r->budget_wait_ms : -1,
+                          r->budget_wait_set && r->budget_wait_ms <= 60000);
+        reply_trace_error(r, 429, "insufficient_quota", "budget_exhausted",
+                          "every upstream for model '%s' is over a budget of its own: %s", r->model, text);
+    } else if (r->attempts == 0 && r->skipped_cap > 0) {
         reply_retry_hints(r, 1000, 1);
         reply_trace_error(r, 429, "rate_limit_error", "capacity_exhausted",
                           "every upstream for model '%s' is at its concurrency limit; retry shortly: %s", r->model,

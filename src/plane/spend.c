@@ -1,5 +1,172 @@
-/* spend.c - what a request's answer used and cost: its usage, priced at its provider model's prices, into the metrics and the access log. */
+/* spend.c - what a request costs and who pays: budget reservations before each attempt, settled with the answer's usage, and the cost in the metrics and the access log.
+ *
+ * Before an attempt, its estimated cost is reserved against every enabled
+ * budget that applies (ledger.c: all workers share the counts, without a
+ * lock): the candidate's target and provider, then the request's route,
+ * key, tenant and the global ones. The estimate: prompt tokens as the
+ * body's bytes / 4, output tokens as its max_completion_tokens /
+ * max_tokens, else the provider's default_max_tokens, else
+ * SPEND_DEFAULT_OUTPUT (0 for embeddings), priced at the candidate
+ * model's prices; and one request. A budget that cannot take it refuses:
+ * on the candidate's own scopes the candidate is passed over
+ * ("budget_exhausted" in the trace, failover goes on); on the request's
+ * the client gets 429 budget_exhausted with Retry-After = the seconds to
+ * the window's reset. An "alert" budget never refuses; the first
+ * reservation that reaches its limit in a window logs one warning.
+ *
+ * When the attempt ends, its reservations are settled: an answer that
+ * reached the client (whole, or a stream however far it got) is charged
+ * its usage as the upstream reported it (the estimate when it reported
+ * none), and anything else (a failed attempt, failover, a refusal of
+ * ours) releases them. */
 #include "plane.h"
+#include "budget.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#define SPEND_DEFAULT_OUTPUT 256   /* output tokens estimated for a request that sets no limit */
+
+typedef struct reserving {
+    req_t *r;
+    int64_t amt[LEDGER__N];
+    int64_t now;
+    const budget_t *over;          /* the budget that refused */
+} reserving_t;
+
+/* An alert budget reached its limit: said once per window. */
+static void alert_if_reached(req_t *r, const budget_t *bg, int64_t now)
+{
+    int64_t spent[LEDGER__N], reserved[LEDGER__N], tag;
+    int reached = 0;
+    ledger_read(bg->e, bg->window, now, spent, reserved);
+    for (int i = 0; i < LEDGER__N; i++)
+        reached |= bg->limit[i] >= 0 && spent[i] + reserved[i] >= bg->limit[i];
+    tag = ledger_window(bg->window, now, NULL, NULL);
+    if (!reached || !ledger_first_in_window(bg->e, tag))
+        return;
+    metrics_add(metrics_series(r->w->metrics, M_BUDGET_ALERTS, bg->name, NULL, NULL, NULL), 1);
+    tlog(LOG_WARN, "budget %s (%s, action alert) reached its limit in this window: %.6f USD, %lld tokens, "
+         "%lld requests; requests go on", bg->name, bg->id, (double)(spent[LEDGER_USD] + reserved[LEDGER_USD]) / 1e9,
+         (long long)(spent[LEDGER_TOKENS] + reserved[LEDGER_TOKENS]),
+         (long long)(spent[LEDGER_REQUESTS] + reserved[LEDGER_REQUESTS]));
+}
+
+static int take(const budget_t *bg, void *arg)
+{
+    static const int64_t unlimited[LEDGER__N] = { -1, -1, -1 };
+    reserving_t *x = arg;
+    req_t *r = x->r;
+    if (r->nheld == MAX_BUDGET_HOLDS ||
+        ledger_reserve(bg->e, bg->window, x->now, x->amt, bg->alert ? unlimited : bg->limit, &r->held[r->nheld].h) >= 0) {
+        x->over = bg;                     /* (more budgets on one attempt than it can hold: refused too) */
+        return 1;
+    }
+    r->held[r->nheld++].e = bg->e;
+    if (bg->alert)
+        alert_if_reached(r, bg, x->now);
+    return 0;
+}
+
+/* What the attempt on candidate C is expected to use, into *U. */
+static void estimate(const req_t *r, const candidate_t *c, dialect_usage_t *u)
+{
+    u->prompt = r->multipart ? 0 : (int64_t)(r->body_len / 4);
+    u->completion = r->ep == EP_EMBEDDINGS ? 0
+                    : r->max_tokens > 0 ? r->max_tokens
+                    : cJSON_IsNumber(c->default_max_tokens) ? (int64_t)c->default_max_tokens->valuedouble
+                                                            : SPEND_DEFAULT_OUTPUT;
+    u->cached = -1;
+}
+
+/* The 429 for a budget of the request's own scopes. */
+static void refuse(req_t *r, const budget_t *bg, int64_t now)
+{
+    static const char *const scope[BS__COUNT] = { "target", "provider", "route", "key", "tenant", "global" };
+    int64_t end;
+    double wait_ms;
+    char resets[64] = "it has no window: it does not reset";
+    ledger_window(bg->window, now, NULL, &end);
+    wait_ms = bg->window == WIN_TOTAL ? -1 : (double)(end - now) * 1000.0;
+    if (wait_ms >= 0)
+        snprintf(resets, sizeof(resets), "it resets in %lld s", (long long)(end - now));
+    reply_retry_hints(r, wait_ms, wait_ms >= 0 && wait_ms <= 60000);
+    reply_error(r, 429, "insufficient_quota", "budget_exhausted", NULL,
+                "the %s budget '%s' cannot take this request (model '%s'): %s", scope[bg->scope], bg->name, r->model,
+                resets);
+}
+
+int spend_reserve(req_t *r)
+{
+    const candidate_t *c = &r->res.cand[r->cand];
+    budgets_t *b = r->w->budgets;
+    size_t gen = store_hold_generation(r->res.holds[r->cand]);
+    reserving_t x = { .r = r, .now = (int64_t)time(NULL) };
+    usage_prices_t p;
+    char key[1200];
+    if (gen != 0)
+        budgets_refresh(b, r->w->reader, gen);   /* (only when the store changed) */
+    if (budgets_count(b) == 0)
+        return 0;
+    estimate(r, c, &r->estimate);
+    resolve_prices(c, &p);
+    x.amt[LEDGER_USD] = usage_cost_nusd(&r->estimate, &p);
+    x.amt[LEDGER_TOKENS] = r->estimate.prompt + r->estimate.completion;
+    x.amt[LEDGER_REQUESTS] = 1;
+    for (int s = 0; s < BS__COUNT; s++) {
+        const char *a = NULL;
+        switch ((budget_scope_t)s) {
+        case BS_TARGET: case BS_ROUTE: a = r->res.route_id; break;
+        case BS_PROVIDER: a = c->provider; break;
+        case BS_KEY: a = r->key_id; break;
+        case BS_TENANT: a = r->tenant; break;
+        default: a = ""; break;
+        }
+        if ((s != BS_GLOBAL && (a == NULL || *a == '\0')) ||
+            budget_scope_key((budget_scope_t)s, a, c->provider, c->model, key, sizeof(key)) == NULL ||
+            budgets_each_in(b, key, take, &x) == 0)
+            continue;
+        spend_settle(r, 0);               /* all or none */
+        if (s <= BS_PROVIDER) {           /* the candidate's own: passed over until the window turns */
+            int64_t end;
+            ledger_window(x.over->window, x.now, NULL, &end);
+            if (x.over->window != WIN_TOTAL &&
+                (!r->budget_wait_set || (double)(end - x.now) * 1000.0 < r->budget_wait_ms)) {
+                r->budget_wait_ms = (double)(end - x.now) * 1000.0;
+                r->budget_wait_set = 1;
+            }
+            return 1;
+        }
+        refuse(r, x.over, x.now);
+        return -1;
+    }
+    return 0;
+}
+
+/* What the answer of the attempt on candidate C cost, from its usage (the
+ * estimate when the upstream reported none) into ACT; *COST for the log. */
+static void actual(const req_t *r, const candidate_t *c, int64_t act[LEDGER__N])
+{
+    const dialect_usage_t *u = r->usage.prompt >= 0 || r->usage.completion >= 0 ? &r->usage : &r->estimate;
+    usage_prices_t p;
+    resolve_prices(c, &p);
+    act[LEDGER_USD] = usage_cost_nusd(u, &p);
+    act[LEDGER_TOKENS] = (u->prompt > 0 ? u->prompt : 0) + (u->completion > 0 ? u->completion : 0);
+    act[LEDGER_REQUESTS] = 1;
+}
+
+void spend_settle(req_t *r, int answered)
+{
+    int64_t act[LEDGER__N];
+    if (r->nheld == 0)
+        return;
+    if (answered)
+        actual(r, &r->res.cand[r->cand], act);
+    for (int i = 0; i < r->nheld; i++)
+        ledger_settle(r->held[i].e, &r->held[i].h, answered ? act : NULL);
+    r->nheld = 0;
+}
 
 /* The request is over: the usage of the attempt that answered (usage.c read
  * it on the way, or the translation did) priced, and counted by route,

@@ -1,0 +1,235 @@
+/* budget.c - the budgets of the store, compiled once per store generation for a worker, found by the scope a request's attempt is in.
+ *
+ * A worker reads its budgets as a table of plain C structs, made when the
+ * store has changed (a new generation of its reader's cache) and indexed
+ * by scope key, so an attempt finds what applies to it with a hash probe
+ * per scope, and a store with no budget costs one comparison. The amounts
+ * spent are not here: they are the ledger's, shared by all workers and
+ * kept across generations (a budget's entry is named by its id, so an
+ * edit of its limits keeps what it has spent). */
+#include "budget.h"
+#include "schema.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct budgets {
+    size_t gen;                    /* the generation compiled; 0 before the first */
+    int n;
+    budget_t **all;                /* the N budgets */
+    budget_t **bucket;             /* NBUCKETS chains by scope key */
+    size_t nbuckets;               /* a power of two */
+};
+
+static uint64_t hash_of(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h ^ (h >> 31);
+}
+
+budgets_t *budgets_new(void)
+{
+    return calloc(1, sizeof(budgets_t));
+}
+
+static void clear(budgets_t *b)
+{
+    for (int i = 0; i < b->n; i++)
+        free(b->all[i]);
+    free(b->all);
+    free(b->bucket);
+    b->all = b->bucket = NULL;
+    b->n = 0;
+    b->nbuckets = 0;
+}
+
+void budgets_free(budgets_t *b)
+{
+    if (b == NULL)
+        return;
+    clear(b);
+    free(b);
+}
+
+int budgets_count(const budgets_t *b)
+{
+    return b != NULL ? b->n : 0;
+}
+
+char *budget_scope_key(budget_scope_t s, const char *a, const char *b, const char *c, char *buf, size_t cap)
+{
+    static const char *const prefix[BS__COUNT] = { "target:", "provider:", "route:", "key:", "tenant:", "global" };
+    int n = s == BS_TARGET ? snprintf(buf, cap, "%s%s\037%s\037%s", prefix[s], a, b, c)
+            : s == BS_GLOBAL ? snprintf(buf, cap, "%s", prefix[s])
+                             : snprintf(buf, cap, "%s%s", prefix[s], a);
+    return n >= 0 && (size_t)n < cap ? buf : NULL;
+}
+
+/* The scope of REC and its key. */
+static int record_scope(const cJSON *rec, budget_scope_t *s, char *buf, size_t cap)
+{
+    static const char *const names[] = { "target", "provider", "route", "key", "tenant" };
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(rec, "scope"), *v;
+    if (cJSON_IsString(sc) && strcmp(sc->valuestring, "global") == 0) {
+        *s = BS_GLOBAL;
+        return budget_scope_key(BS_GLOBAL, NULL, NULL, NULL, buf, cap) != NULL ? 0 : -1;
+    }
+    if (!cJSON_IsObject(sc) || (v = sc->child) == NULL || v->string == NULL)
+        return -1;
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
+        if (strcmp(v->string, names[i]) != 0)
+            continue;
+        *s = (budget_scope_t)i;
+        if (i == BS_TARGET)
+            return budget_scope_key(BS_TARGET, schema_str(v, "route", ""), schema_str(v, "provider", ""),
+                                    schema_str(v, "model", ""), buf, cap) != NULL ? 0 : -1;
+        return cJSON_IsString(v) && budget_scope_key(*s, v->valuestring, NULL, NULL, buf, cap) != NULL ? 0 : -1;
+    }
+    return -1;
+}
+
+char *budget_record_key(const cJSON *rec, char *buf, size_t cap)
+{
+    budget_scope_t s;
+    return record_scope(rec, &s, buf, cap) == 0 ? buf : NULL;
+}
+
+void budget_record_limits(const cJSON *rec, int64_t limit[LEDGER__N], win_kind_t *window)
+{
+    const cJSON *usd = cJSON_GetObjectItemCaseSensitive(rec, "limit_usd");
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(rec, "limit_tokens");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(rec, "limit_requests");
+    limit[LEDGER_USD] = cJSON_IsNumber(usd) ? (int64_t)llround(usd->valuedouble * 1e9) : -1;
+    limit[LEDGER_TOKENS] = cJSON_IsNumber(tok) ? (int64_t)tok->valuedouble : -1;
+    limit[LEDGER_REQUESTS] = cJSON_IsNumber(req) ? (int64_t)req->valuedouble : -1;
+    if ((*window = ledger_window_kind(schema_str(rec, "window", "total"))) == 0)
+        *window = WIN_TOTAL;
+}
+
+typedef struct compiling {
+    budget_t **all;
+    int n, cap, failed;
+} compiling_t;
+
+static void compile_one(const cJSON *rec, void *arg)
+{
+    compiling_t *c = arg;
+    char key[1200], ename[48];
+    budget_scope_t s;
+    budget_t *bg;
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(rec, "enabled");
+    const char *id = schema_str(rec, "id", "");
+    size_t klen;
+    if (c->failed || cJSON_IsFalse(en) || record_scope(rec, &s, key, sizeof(key)) < 0 || strlen(id) >= 40)
+        return;
+    klen = strlen(key) + 1;
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 16;
+        budget_t **more = realloc(c->all, (size_t)cap * sizeof(*more));
+        if (more == NULL) {
+            c->failed = 1;
+            return;
+        }
+        c->all = more;
+        c->cap = cap;
+    }
+    snprintf(ename, sizeof(ename), "b:%s", id);
+    if ((bg = calloc(1, sizeof(*bg) + klen)) == NULL || (bg->e = ledger_get(ename)) == NULL) {
+        free(bg);
+        c->failed = 1;
+        return;
+    }
+    snprintf(bg->id, sizeof(bg->id), "%s", id);
+    snprintf(bg->name, sizeof(bg->name), "%s", schema_str(rec, "name", ""));
+    bg->scope = s;
+    budget_record_limits(rec, bg->limit, &bg->window);
+    bg->alert = strcmp(schema_str(rec, "action_on_exhaust", "block"), "alert") == 0;
+    memcpy(bg->scope_key, key, klen);
+    bg->hash = hash_of(key);
+    c->all[c->n++] = bg;
+}
+
+void budgets_refresh(budgets_t *b, store_reader_t *r, size_t gen)
+{
+    compiling_t c = { 0 };
+    size_t nb = 16;
+    budget_t **bucket;
+    if (gen != 0 && gen == b->gen)
+        return;
+    store_each(r, STORE_BUDGETS, compile_one, &c);
+    while (nb < (size_t)c.n * 2)
+        nb *= 2;
+    if (c.failed || (bucket = calloc(nb, sizeof(*bucket))) == NULL) {
+        for (int i = 0; i < c.n; i++)
+            free(c.all[i]);
+        free(c.all);
+        return;                           /* out of memory: the old set stays (and is tried again) */
+    }
+    clear(b);
+    for (int i = 0; i < c.n; i++) {
+        budget_t *bg = c.all[i];
+        bg->next = bucket[bg->hash & (nb - 1)];
+        bucket[bg->hash & (nb - 1)] = bg;
+    }
+    b->all = c.all;
+    b->n = c.n;
+    b->bucket = bucket;
+    b->nbuckets = nb;
+    b->gen = gen;
+}
+
+int budgets_each_in(const budgets_t *b, const char *key, int (*fn)(const budget_t *bg, void *arg), void *arg)
+{
+    uint64_t h;
+    int rc;
+    if (b == NULL || b->n == 0)
+        return 0;
+    h = hash_of(key);
+    for (const budget_t *bg = b->bucket[h & (b->nbuckets - 1)]; bg != NULL; bg = bg->next)
+        if (bg->hash == h && strcmp(bg->scope_key, key) == 0 && (rc = fn(bg, arg)) != 0)
+            return rc;
+    return 0;
+}
+
+/* EPOCH as ISO 8601 UTC to BUF. */
+static void iso(int64_t epoch, char *buf, size_t cap)
+{
+    time_t t = (time_t)epoch;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void budget_live_fields(const cJSON *rec, cJSON *out)
+{
+    char name[48], when[32];
+    int64_t limit[LEDGER__N], spent[LEDGER__N] = { 0 }, reserved[LEDGER__N] = { 0 }, start, end, now = time(NULL);
+    win_kind_t window;
+    ledger_entry_t *e;
+    int exhausted = 0;
+    snprintf(name, sizeof(name), "b:%s", schema_str(rec, "id", ""));
+    budget_record_limits(rec, limit, &window);
+    if ((e = ledger_find(name)) != NULL)
+        ledger_read(e, window, now, spent, reserved);
+    ledger_window(window, now, &start, &end);
+    for (int i = 0; i < LEDGER__N; i++)
+        exhausted |= limit[i] >= 0 && spent[i] + reserved[i] >= limit[i];
+    cJSON_AddNumberToObject(out, "spent_usd", (double)spent[LEDGER_USD] / 1e9);
+    cJSON_AddNumberToObject(out, "spent_tokens", (double)spent[LEDGER_TOKENS]);
+    cJSON_AddNumberToObject(out, "requests", (double)spent[LEDGER_REQUESTS]);
+    if (window == WIN_TOTAL) {
+        cJSON_AddNullToObject(out, "window_start");
+        cJSON_AddNullToObject(out, "resets_at");
+    } else {
+        iso(start, when, sizeof(when));
+        cJSON_AddStringToObject(out, "window_start", when);
+        iso(end, when, sizeof(when));
+        cJSON_AddStringToObject(out, "resets_at", when);
+    }
+    cJSON_AddBoolToObject(out, "exhausted", exhausted);
+}
