@@ -1,9 +1,10 @@
-/* schema.h - validation and normalisation of the store's records (providers, routes, routers, keys, budgets). */
+/* schema.h - validation and normalisation of the store's records (providers, routes, routers, keys, tenants, budgets). */
 #ifndef TURNOUT_SCHEMA_H
 #define TURNOUT_SCHEMA_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Endpoint kinds of SPEC 1.3, in table order. */
 typedef enum {
@@ -33,8 +34,15 @@ int schema_prefs_check(const cJSON *p, char *err, size_t errlen);
 int schema_router_normalise(cJSON *r, char *err, size_t errlen);
 
 /* Same for a key record (the secret itself is never part of it: only its
- * SHA-256 in secret_hash). */
+ * SHA-256 in secret_hash). Its optional rate limits (SPEC 8): rpm
+ * 1-10,000,000, tpm 1-10,000,000,000, max_in_flight 1-100,000; null is
+ * none (dropped). */
 int schema_key_normalise(cJSON *k, char *err, size_t errlen);
+
+/* Same for a tenant record: name (a slug of 1-128, the tenant string keys
+ * carry), description, the key's rate limits (same ranges), enabled
+ * (default true). A null member is dropped. */
+int schema_tenant_normalise(cJSON *t, char *err, size_t errlen);
 
 /* Same for a budget record (SPEC 8): name, scope ("global" or exactly one
  * of key, tenant, route, provider, target), at least one of limit_usd,
@@ -56,6 +64,19 @@ void schema_uuid(char out[37]);
 
 /* Writes the current UTC time as RFC 3339 ("2026-11-23T05:00:00Z"). */
 void schema_now(char out[32]);
+
+/* The latest time schema_time_parse accepts: 9999-12-31T23:59:59Z. */
+#define SCHEMA_TIME_MAX 253402300799LL
+
+/* Writes epoch seconds T as RFC 3339 UTC ("2026-12-01T00:00:00Z"). */
+void schema_time_iso(int64_t t, char out[32]);
+
+/* Reads S as a UTC instant: epoch seconds (digits only), or RFC 3339 /
+ * ISO 8601 "YYYY-MM-DDTHH:MM:SS" with an optional fraction (dropped) and
+ * "Z" or an offset ("+01:00"; a space for the '+', as a query string
+ * decodes it), or a date alone (its midnight UTC). Between 1970 and 9999.
+ * Returns 0 with *OUT set, or -1. */
+int schema_time_parse(const char *s, int64_t *out);
 
 /* Whether a route name is a glob pattern (a pool): it holds *, ? or [. */
 int schema_is_glob(const char *name);

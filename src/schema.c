@@ -1,4 +1,4 @@
-/* schema.c - field-by-field validation of providers, routes, routers, keys and budgets, with defaults.
+/* schema.c - field-by-field validation of providers, routes, routers, keys, tenants and budgets, with defaults.
  *
  * Field names and ranges follow SPEC 3 and the hosted products in shared/seeds.
  * Every record that enters the store (seed import now, admin API later) goes
@@ -530,6 +530,21 @@ int schema_router_normalise(cJSON *r, char *err, size_t errlen)
     return stamp(r, err, errlen);
 }
 
+/* The rate limits a key or a tenant may carry (SPEC 8): requests and
+ * tokens per minute, and requests at once. */
+#define LIMIT_FIELDS                                                                              \
+    { "rpm", F_INT, 1, 1e7 }, { "tpm", F_INT, 1, 1e10 }, { "max_in_flight", F_INT, 1, 100000 }
+
+/* A limit sent as null is no limit: absent from the record, so the data
+ * plane reads one spelling of "none". */
+static void drop_null_limits(cJSON *rec)
+{
+    static const char *const limits[] = { "rpm", "tpm", "max_in_flight", NULL };
+    for (const char *const *l = limits; *l; l++)
+        if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(rec, *l)))
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, *l);
+}
+
 int schema_key_normalise(cJSON *k, char *err, size_t errlen)
 {
     static const field_t fields[] = {
@@ -538,6 +553,7 @@ int schema_key_normalise(cJSON *k, char *err, size_t errlen)
         { "allowed_routes", F_ARRAY, 0, 0 }, { "secret_hash", F_STR, 64, 64 },
         { "secret_hint", F_STR, 0, 16 }, { "last_used_at", F_STR, 1, 64 },
         { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+        LIMIT_FIELDS,
     };
     static const char *const roles[] = { "admin", "tenant_admin", "user", NULL };
     const cJSON *v, *tenant;
@@ -550,6 +566,7 @@ int schema_key_normalise(cJSON *k, char *err, size_t errlen)
     if (check_fields(k, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
         require(k, "secret_hash", "", err, errlen) < 0)
         return -1;
+    drop_null_limits(k);
     for (const char *h = cJSON_GetObjectItemCaseSensitive(k, "secret_hash")->valuestring; *h; h++)
         if (!((*h >= '0' && *h <= '9') || (*h >= 'a' && *h <= 'f'))) {
             snprintf(err, errlen, "secret_hash: must be 64 lowercase hex digits (SHA-256)");
@@ -583,6 +600,36 @@ int schema_key_normalise(cJSON *k, char *err, size_t errlen)
         i++;
     }
     return stamp(k, err, errlen);
+}
+
+int schema_tenant_normalise(cJSON *t, char *err, size_t errlen)
+{
+    static const field_t fields[] = {
+        { "id", F_STR, 1, 64 }, { "name", F_STR, 1, 128 }, { "description", F_STR, 0, 1000 },
+        { "enabled", F_BOOL, 0, 0 }, { "created_at", F_STR, 1, 64 }, { "updated_at", F_STR, 1, 64 },
+        LIMIT_FIELDS,
+    };
+    cJSON *m, *next;
+
+    if (!cJSON_IsObject(t)) {
+        snprintf(err, errlen, "tenant: must be an object");
+        return -1;
+    }
+    if (check_fields(t, fields, sizeof(fields) / sizeof(fields[0]), "", err, errlen) < 0 ||
+        require(t, "name", "", err, errlen) < 0)
+        return -1;
+    for (m = t->child; m != NULL; m = next) {   /* a null optional member is an absent one */
+        next = m->next;
+        if (cJSON_IsNull(m))
+            cJSON_Delete(cJSON_DetachItemViaPointer(t, m));
+    }
+    /* the name is the tenant string keys carry, which is a slug */
+    if (!is_slug(cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring)) {
+        snprintf(err, errlen, "name: must be a slug (letters, digits, '-', '_', '.')");
+        return -1;
+    }
+    set_default(t, "enabled", cJSON_CreateTrue());
+    return stamp(t, err, errlen);
 }
 
 /* One string of a budget scope: non-empty, at most MAX bytes, a slug when
@@ -758,4 +805,84 @@ void schema_now(char out[32])
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void schema_time_iso(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "%lld", (long long)t);
+}
+
+/* N decimal digits at S as a number, or -1 when one is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int schema_time_parse(const char *s, int64_t *out)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    struct tm tm;
+    int y, mo, d, h = 0, mi = 0, sec = 0, off = 0;
+    const char *p;
+    size_t n = strlen(s);
+
+    if (n > 0 && n <= 12 && strspn(s, "0123456789") == n) {      /* epoch seconds, up to 9999-12-31 */
+        long long v = 0;
+        for (p = s; *p; p++)
+            v = v * 10 + (*p - '0');
+        if (v > SCHEMA_TIME_MAX)
+            return -1;
+        *out = v;
+        return 0;
+    }
+    if (n < 10 || (y = digits(s, 4)) < 1970 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 ||
+        s[7] != '-' || (d = digits(s + 8, 2)) < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+        return -1;
+    p = s + 10;
+    if (*p != '\0') {                     /* a date alone is its midnight, UTC */
+        if ((*p != 'T' && *p != 't') || (h = digits(p + 1, 2)) < 0 || h > 23 || p[3] != ':' ||
+            (mi = digits(p + 4, 2)) < 0 || mi > 59 || p[6] != ':' || (sec = digits(p + 7, 2)) < 0 || sec > 60)
+            return -1;
+        p += 9;
+        if (*p == '.') {                  /* a fraction of a second: dropped */
+            if (p[1] < '0' || p[1] > '9')
+                return -1;
+            for (p++; *p >= '0' && *p <= '9'; p++)
+                ;
+        }
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-' || *p == ' ') {    /* ' ': a '+' a query string decoded */
+            int oh = digits(p + 1, 2), om = -1;
+            if (oh >= 0 && p[3] == ':')
+                om = digits(p + 4, 2);
+            if (oh < 0 || oh > 23 || om < 0 || om > 59)
+                return -1;
+            off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
+            p += 6;
+        } else {
+            return -1;                    /* a local time says nothing about UTC */
+        }
+        if (*p != '\0')
+            return -1;
+    }
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    *out = (int64_t)timegm(&tm) - off;
+    return *out < 0 || *out > SCHEMA_TIME_MAX ? -1 : 0;
 }

@@ -35,6 +35,23 @@ static int budget(const char *json, char *err)
     return rc;
 }
 
+/* 1 when normalising JSON with FN fails naming FIELD first in its message. */
+static int fails_on(int (*fn)(cJSON *, char *, size_t), const char *json, const char *field)
+{
+    char err[256];
+    size_t n = strlen(field);
+    cJSON *rec = cJSON_Parse(json);
+    int rc = fn(rec, err, sizeof(err));
+    cJSON_Delete(rec);
+    return rc < 0 && strncmp(err, field, n) == 0 && strncmp(err + n, ": ", 2) == 0;
+}
+
+static int64_t when(const char *s)
+{
+    int64_t t;
+    return schema_time_parse(s, &t) == 0 ? t : -1;
+}
+
 static int budget_err(const char *json, const char *field)
 {
     char err[256];
@@ -147,5 +164,68 @@ int main(void)
                    err) == 0);
     CHECK(provider("{\"name\":\"p\",\"base_url\":\"http://h\",\"models\":[{\"name\":\"m\",\"cached_input_price\":-1}]}",
                    err) < 0 && strstr(err, "models[0].cached_input_price") != NULL);
+    /* keys' and tenants' rate limits (SPEC 8): ranges, null is none */
+#define KEY(extra) "{\"secret_hash\":\"" "abababababababababababababababababababababababababababababababab" "\"" extra "}"
+    cJSON *k = cJSON_Parse(KEY(",\"rpm\":10000000,\"tpm\":10000000000,\"max_in_flight\":100000"));
+    CHECK(schema_key_normalise(k, err, sizeof(err)) == 0);
+    CHECK(cJSON_GetObjectItem(k, "tpm")->valuedouble == 1e10);
+    cJSON_Delete(k);
+    k = cJSON_Parse(KEY(",\"rpm\":null,\"tpm\":null,\"max_in_flight\":null"));
+    CHECK(schema_key_normalise(k, err, sizeof(err)) == 0 && cJSON_GetObjectItem(k, "rpm") == NULL &&
+          cJSON_GetObjectItem(k, "tpm") == NULL && cJSON_GetObjectItem(k, "max_in_flight") == NULL);
+    cJSON_Delete(k);
+    CHECK(fails_on(schema_key_normalise, KEY(",\"rpm\":0"), "rpm"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"rpm\":10000001"), "rpm"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"rpm\":1.5"), "rpm"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"tpm\":10000000001"), "tpm"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"tpm\":\"5\""), "tpm"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"max_in_flight\":100001"), "max_in_flight"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"max_in_flight\":0"), "max_in_flight"));
+    cJSON *t = cJSON_Parse("{\"name\":\"acme\",\"rpm\":60,\"description\":null,\"tpm\":null}");
+    CHECK(schema_tenant_normalise(t, err, sizeof(err)) == 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(t, "enabled")) && schema_is_uuid(cJSON_GetObjectItem(t, "id")->valuestring));
+    CHECK(cJSON_GetObjectItem(t, "description") == NULL && cJSON_GetObjectItem(t, "tpm") == NULL);
+    CHECK(cJSON_GetObjectItem(t, "created_at") != NULL && cJSON_GetObjectItem(t, "updated_at") != NULL);
+    cJSON_Delete(t);
+    CHECK(fails_on(schema_tenant_normalise, "{\"rpm\":1}", "name"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":null}", "name"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"a b\"}", "name"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"\"}", "name"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"t\",\"rpm\":0}", "rpm"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"t\",\"tpm\":1e11}", "tpm"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"t\",\"max_in_flight\":2.5}", "max_in_flight"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"t\",\"enabled\":1}", "enabled"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"t\",\"tenant\":\"t\"}", "tenant"));
+    CHECK(fails_on(schema_tenant_normalise, "{\"name\":\"t\",\"id\":\"x\"}", "id"));
+    CHECK(fails_on(schema_tenant_normalise, "[]", "tenant"));
+
+    /* times for /v1/usage: RFC 3339 UTC or with an offset, a date, epoch seconds */
+    CHECK(when("2026-12-01T00:00:00Z") == 1796083200);
+    CHECK(when("2026-12-01t00:00:00z") == 1796083200);
+    CHECK(when("2026-12-01T01:30:00.123456Z") == 1796083200 + 5400);
+    CHECK(when("2026-12-01T01:30:00+01:30") == 1796083200);
+    CHECK(when("2026-12-01T01:30:00 01:30") == 1796083200);     /* a '+' a query string decoded */
+    CHECK(when("2026-11-30T22:00:00-02:00") == 1796083200);
+    CHECK(when("2026-12-01") == 1796083200);
+    CHECK(when("2024-02-29") == 1709164800);
+    CHECK(when("1796083200") == 1796083200 && when("0") == 0 && when("253402300799") == 253402300799LL);
+    CHECK(when("1970-01-01T00:00:00Z") == 0 && when("9999-12-31T23:59:59Z") == 253402300799LL);
+    static const char *const bad[] = {
+        "", "-1", "253402300800", "2026-12-01T00:00:00", "2026-13-01", "2026-02-29", "2023-02-29T00:00:00Z",
+        "2026-12-32", "2026-12-01T24:00:00Z", "2026-12-01T00:60:00Z", "2026-12-01T00:00:61Z", "1969-12-31",
+        "2026-12-01T00:00Z", "2026-12-01T00:00:00.Z", "2026-12-01T00:00:00+1", "2026-12-01T00:00:00+01",
+        "2026-12-01T00:00:00+01:0", "2026-12-01T00:00:00Zx", "2026-12-01x", "12.5", "1e9", "now", "2026-1-1",
+        "1970-01-01T00:00:00+00:01", NULL,
+    };
+    for (int i = 0; bad[i]; i++) {
+        int64_t v;
+        if (schema_time_parse(bad[i], &v) == 0) {
+            fprintf(stderr, "accepted %s\n", bad[i]);
+            CHECK(0);
+        }
+    }
+    char iso[32];
+    schema_time_iso(1796083200 + 3661, iso);
+    CHECK_STR(iso, "2026-12-01T01:01:01Z");
     DONE();
 }
