@@ -1,15 +1,17 @@
-/* store.h - the LMDB route store: providers, routes, routers, keys, budgets; one environment per process. */
+/* store.h - the LMDB route store: providers, routes, routers, keys, tenants, budgets, persisted spend and usage rollups; one environment per process. */
 #ifndef TURNOUT_STORE_H
 #define TURNOUT_STORE_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct store store_t;
 
 typedef enum {
     STORE_PROVIDERS, STORE_ROUTES, STORE_ROUTERS, STORE_KEYS,
     STORE_BUDGETS,     /* SPEC 8; keyed by scope + name, so a name is unique within its scope */
+    STORE_TENANTS,     /* SPEC 8's tenant rate limits; keyed by name, the tenant string keys carry */
     STORE__TABLES
 } store_table_t;
 typedef struct store_reader store_reader_t;
@@ -23,10 +25,10 @@ void store_close(store_t *s);
 int store_is_empty(store_t *s);
 
 /* Validates and imports the seed file FILE (sections providers, routers,
- * routes, keys, budgets, imported in that order) in one write transaction.
- * A record replaces the stored one with its id, else the one with its name
- * (provider name, router slug, route scope + router + name, key secret
- * hash, budget scope + name); others are created and
+ * routes, tenants, keys, budgets, imported in that order) in one write
+ * transaction. A record replaces the stored one with its id, else the one
+ * with its name (provider name, router slug, route scope + router + name,
+ * tenant name, key secret hash, budget scope + name); others are created and
  * nothing is deleted. Secrets, which store_export leaves out, are kept
  * unless the record says otherwise: a provider record without api_key
  * keeps the stored key ("api_key": null removes it, a string replaces it),
@@ -53,6 +55,9 @@ const cJSON *store_get_route(store_reader_t *r, const char *scope, const char *r
 const cJSON *store_get_router(store_reader_t *r, const char *slug, store_hold_t **hold);
 /* Key by the SHA-256 (64 lowercase hex digits) of its secret. */
 const cJSON *store_get_key(store_reader_t *r, const char *hash_hex, store_hold_t **hold);
+/* Tenant record by name (a key's "tenant"); NULL for a tenant without one
+ * (it has no tenant limits). */
+const cJSON *store_get_tenant(store_reader_t *r, const char *name, store_hold_t **hold);
 /* Gives a looked-up record back (NULL is ignored). */
 void store_release(store_hold_t *hold);
 /* The generation of the reader's cache a looked-up record belongs to: the
@@ -97,7 +102,9 @@ int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char 
 
 /* Deletes the record with ID; a provider or router still used by a route,
  * or a key, route or provider a budget's scope names, is not deleted
- * (409, the message naming the route or budget). */
+ * (409, the message naming the route or budget). A budget's persisted
+ * spend ("b:ID") and a key's ("k:ID") go in the same transaction; a
+ * tenant record's do not (its keys still name the tenant). */
 int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen);
 
 /* Sets last_used_at to WHEN on the keys with the N ids IDS (missing ones
@@ -110,8 +117,9 @@ cJSON *store_find(store_t *s, store_table_t t, const char *id);
 /* The route named NAME in SCOPE and ROUTER ("" = none), or NULL. */
 cJSON *store_find_route(store_t *s, const char *scope, const char *router, const char *name);
 
-/* The whole store in the seed format (providers, routers, routes, keys,
- * budgets; a budget's live spend is the ledger's, not part of it),
+/* The whole store in the seed format (providers, routers, routes, tenants,
+ * keys, budgets; a budget's live spend is the ledger's, not part of it,
+ * and neither are the usage rollups),
  * provider api_key values left out (keys carry their secret_hash, a
  * one-way digest, never the secret); NULL on failure. */
 cJSON *store_export(store_t *s);
@@ -123,4 +131,19 @@ cJSON *store_export(store_t *s);
 typedef int (*store_keep_fn)(const cJSON *rec, void *arg);
 int store_list(store_t *s, store_table_t t, const void *after, size_t after_len, int limit,
                store_keep_fn keep, void *arg, cJSON *out, char *next, size_t *next_len);
+
+/* --- persisted spend (SPEC 8: spend survives restarts) --- */
+
+/* One ledger entry's settled spend, as persisted: its name ("b:ID", "k:ID", "t:NAME"), and per counter (USD in nano-dollars, tokens, requests) the window tag and amount. */
+typedef struct store_spend {
+    char name[160];
+    int64_t tag[3];
+    int64_t spent[3];
+} store_spend_t;
+/* Writes N records in one durable transaction (replacing each name's). Returns 0 or -1. */
+int store_put_spend(store_t *s, const store_spend_t *v, int n);
+/* Calls FN for every persisted record (start-up restore). */
+void store_each_spend(store_t *s, void (*fn)(const store_spend_t *v, void *arg), void *arg);
+/* Deletes the records whose name is NAME (a deleted budget's). */
+int store_delete_spend(store_t *s, const char *name);
 #endif

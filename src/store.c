@@ -18,12 +18,28 @@
  *                unique within its scope, and the budgets of one scope are
  *                one key range (a prefix).
  *   budget_ids   id -> scope NUL name
+ *   tenants      name -> tenant JSON (a tenant's rate limits; a tenant
+ *                without one has none)
+ *   tenant_ids   id -> name
+ *   spend        ledger entry name ("b:ID", "k:ID", "t:NAME") -> its
+ *                settled spend: 48 bytes, six little-endian int64s, the
+ *                window tags of USD, tokens and requests, then their
+ *                amounts (USD in nano-dollars). Written by the admin
+ *                thread about once a second, read back at start-up.
+ *   usage        hour (8 bytes, big-endian epoch seconds of its start, so
+ *                the table is in time order) key_id NUL tenant NUL route
+ *                NUL provider NUL model -> 32 bytes, four little-endian
+ *                int64s: requests, prompt tokens, completion tokens, cost
+ *                in nano-dollars. Hourly rollups, summed into by
+ *                store_add_usage and pruned by age.
  * Older stores are upgraded in place when opened: 1-3 kept routes by id with
  * a name index (route_names), and are re-keyed by name; 1 lacked the keys
  * tables and 1-2 the glob index, which is then built from the routes; 1-4
- * lacked the budgets tables (created empty). The version goes up with a
- * new table so that an older build, which would ignore it (and let a key a
- * budget names be deleted), refuses the store instead.
+ * lacked the budgets tables, 1-5 the tenants, spend and usage tables (all
+ * created empty). The version goes up with a new table so that an older
+ * build, which would ignore it (and let a key a budget names be deleted,
+ * or tenants go unlimited and spend unrecorded), refuses the store
+ * instead.
  * A worker keeps one read transaction and renews/resets it around each
  * lookup (DESIGN.md: a read txn held across a loop turn pins old pages). */
 #include "store.h"
@@ -39,13 +55,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION "5"
+#define SCHEMA_VERSION "6"
 #define MAX_KEY 511   /* LMDB's default key size limit */
 #define MAX_READERS 512
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, route_globs;
+    MDB_dbi meta, route_globs, spend, usage;
     MDB_dbi tbl[STORE__TABLES];   /* by store_table_t */
     MDB_dbi ids[STORE__TABLES];   /* id -> key, for the tables in which it is not the id */
 };
@@ -61,6 +77,7 @@ static const struct {
     [STORE_ROUTERS] = { "routers", "slug", "router", NULL },
     [STORE_KEYS] = { "keys", "secret_hash", "key", "key_ids" },
     [STORE_BUDGETS] = { "budgets", "name", "budget", "budget_ids" },
+    [STORE_TENANTS] = { "tenants", "name", "tenant", "tenant_ids" },
 };
 
 /* Parsed records are kept per reader (per worker) for as long as the store
@@ -216,7 +233,7 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
         return NULL;
     }
     if ((rc = mdb_env_create(&s->env)) != 0 ||
-        (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
+        (rc = mdb_env_set_maxdbs(s->env, 32)) != 0 ||
         (rc = mdb_env_set_maxreaders(s->env, MAX_READERS)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, map_mb << 20)) != 0 ||
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0640)) != 0) {
@@ -229,7 +246,8 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
                 dead == 1 ? "" : "s");
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
         (rc = open_dbi(txn, "meta", &s->meta)) != 0 ||
-        (rc = open_dbi(txn, "route_globs", &s->route_globs)) != 0) {
+        (rc = open_dbi(txn, "route_globs", &s->route_globs)) != 0 ||
+        (rc = open_dbi(txn, "spend", &s->spend)) != 0 || (rc = open_dbi(txn, "usage", &s->usage)) != 0) {
         snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
         goto fail;
     }
@@ -244,14 +262,14 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
     k.mv_size = strlen("schema_version");
     rc = mdb_get(txn, s->meta, &k, &v);
     /* the tables an older store lacked were just created */
-    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data >= '1' && *(char *)v.mv_data <= '4')) {
-        char from = rc == 0 ? *(char *)v.mv_data : '5';
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size == 1 && *(char *)v.mv_data >= '1' && *(char *)v.mv_data <= '5')) {
+        char from = rc == 0 ? *(char *)v.mv_data : SCHEMA_VERSION[0];
         if ((from < '4' && (rc = rekey_routes(s, txn)) != 0) ||
             (from < '3' && (rc = index_all_globs(s, txn)) != 0)) {
             snprintf(err, errlen, "data_dir %s: upgrading the store: %s", dir, mdb_strerror(rc));
             goto fail;
         }
-        if (from < '5')
+        if (from < SCHEMA_VERSION[0])
             fprintf(stderr, "turnout: store: upgraded from schema version %c to %s\n", from, SCHEMA_VERSION);
         v.mv_data = SCHEMA_VERSION;
         v.mv_size = strlen(SCHEMA_VERSION);
@@ -530,6 +548,11 @@ const cJSON *store_get_router(store_reader_t *r, const char *slug, store_hold_t 
 const cJSON *store_get_key(store_reader_t *r, const char *hash_hex, store_hold_t **hold)
 {
     return get_json(r, r->s->tbl[STORE_KEYS], hash_hex, strlen(hash_hex), hold);
+}
+
+const cJSON *store_get_tenant(store_reader_t *r, const char *name, store_hold_t **hold)
+{
+    return get_json(r, r->s->tbl[STORE_TENANTS], name, strlen(name), hold);
 }
 
 const cJSON *store_get_route(store_reader_t *r, const char *scope, const char *router, const char *name,
@@ -875,6 +898,16 @@ static int put_bytes(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, co
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+/* Deletes the persisted spend of ledger entry PREFIX ID ("b:" and a
+ * budget's id, "k:" and a key's) inside TXN: with the record gone, its
+ * spend would never be read again, and a restart must not restore it. */
+static int del_spend(store_t *s, MDB_txn *txn, const char *prefix, const char *id)
+{
+    char name[sizeof(((store_spend_t *)0)->name)];
+    int n = snprintf(name, sizeof(name), "%s%s", prefix, id);
+    return n > 0 && (size_t)n < sizeof(name) ? del_key(txn, s->spend, name, (size_t)n) : 0;
+}
+
 /* Writes REC inside TXN (see store_put); the seed import and the admin API
  * share it, so both check the same things. Route shorthand is expanded into
  * REC here, against the providers of this transaction. Returns STORE_OK or
@@ -950,6 +983,10 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
         const char *id = schema_str(rec, "id", ""), *oid = old != NULL ? schema_str(old, "id", "") : "";
         if (*oid && strcmp(oid, id) != 0 && (rc = del_key(txn, s->ids[t], oid, strlen(oid))) != 0)
             goto dberr;
+        /* a seed record replacing a budget or key under another id: the old id's spend goes with it */
+        if (*oid && strcmp(oid, id) != 0 && (t == STORE_BUDGETS || t == STORE_KEYS) &&
+            (rc = del_spend(s, txn, t == STORE_BUDGETS ? "b:" : "k:", oid)) != 0)
+            goto dberr;
         if ((rc = put_bytes(txn, s->ids[t], id, strlen(id), key, klen)) != 0)
             goto dberr;
     }
@@ -1011,6 +1048,8 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
         rc = index_glob(s, txn, old, 0);
     if (rc == 0 && tables[t].ids != NULL)
         rc = del_key(txn, s->ids[t], id, strlen(id));
+    if (rc == 0 && (t == STORE_BUDGETS || t == STORE_KEYS))
+        rc = del_spend(s, txn, t == STORE_BUDGETS ? "b:" : "k:", id);
     if (rc != 0 || (rc = del_key(txn, s->tbl[t], key, klen)) != 0) {
         st = commit_status(rc, err, errlen);
         goto out;
@@ -1130,7 +1169,7 @@ int store_list(store_t *s, store_table_t t, const void *after, size_t after_len,
 
 /* The stored record a seed record replaces: the one with its id, else the
  * one with its natural key (provider name, router slug, route scope + router
- * + name, key secret, budget scope + name). NULL when it is new. */
+ * + name, tenant name, key secret, budget scope + name). NULL when it is new. */
 static cJSON *existing_for(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *rec, int has_id)
 {
     cJSON *old = has_id ? find_in(s, txn, t, schema_str(rec, "id", "")) : NULL;
@@ -1233,15 +1272,16 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
 
 int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
 {
-    /* providers and routers first: routes refer to them; budgets last:
+    /* providers and routers first: routes refer to them; tenants before
+     * the keys that name them (nothing checks that they do); budgets last:
      * they refer to keys, routes and providers */
     static const struct {
         store_table_t t;
         int (*normalise)(cJSON *, char *, size_t);
     } order[] = {
         { STORE_PROVIDERS, schema_provider_normalise }, { STORE_ROUTERS, schema_router_normalise },
-        { STORE_ROUTES, schema_route_normalise }, { STORE_KEYS, schema_key_normalise },
-        { STORE_BUDGETS, schema_budget_normalise },
+        { STORE_ROUTES, schema_route_normalise }, { STORE_TENANTS, schema_tenant_normalise },
+        { STORE_KEYS, schema_key_normalise }, { STORE_BUDGETS, schema_budget_normalise },
     };
     size_t len = 0;
     char *text = file_read(file, &len);
@@ -1263,8 +1303,8 @@ int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
         for (int t = 0; t < STORE__TABLES; t++)
             known |= strcmp(rec->string, tables[t].name) == 0;
         if (!known) {
-            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, keys, budgets)",
-                     file, rec->string);
+            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, tenants, "
+                                  "keys, budgets)", file, rec->string);
             goto out;
         }
         if (!cJSON_IsArray(rec)) {
@@ -1302,7 +1342,8 @@ out:
 
 cJSON *store_export(store_t *s)
 {
-    static const store_table_t order[] = { STORE_PROVIDERS, STORE_ROUTERS, STORE_ROUTES, STORE_KEYS, STORE_BUDGETS };
+    static const store_table_t order[] = { STORE_PROVIDERS, STORE_ROUTERS, STORE_ROUTES, STORE_TENANTS, STORE_KEYS,
+                                           STORE_BUDGETS };
     cJSON *root = cJSON_CreateObject();
     MDB_txn *txn;
     MDB_cursor *c;
@@ -1327,4 +1368,87 @@ cJSON *store_export(store_t *s)
     }
     mdb_txn_abort(txn);
     return root;
+}
+
+/* --- persisted spend ---------------------------------------------------- */
+
+#define SPEND_VLEN 48              /* tag[3], spent[3] */
+
+static void put_le64(unsigned char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+}
+
+static int64_t get_le64(const unsigned char *p)
+{
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; i--)
+        u = u << 8 | p[i];
+    return (int64_t)u;
+}
+
+int store_put_spend(store_t *s, const store_spend_t *v, int n)
+{
+    MDB_txn *txn;
+    int rc = 0;
+    if (n <= 0)
+        return 0;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
+        return -1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        unsigned char val[SPEND_VLEN];
+        size_t len = strnlen(v[i].name, sizeof(v[i].name));
+        if (len == 0 || len == sizeof(v[i].name))
+            continue;                   /* empty or unterminated: no entry's name */
+        for (int c = 0; c < 3; c++) {
+            put_le64(val + 8 * c, v[i].tag[c]);
+            put_le64(val + 24 + 8 * c, v[i].spent[c]);
+        }
+        rc = put_bytes(txn, s->spend, v[i].name, len, (const char *)val, sizeof(val));
+    }
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+void store_each_spend(store_t *s, void (*fn)(const store_spend_t *v, void *arg), void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return;
+    if (mdb_cursor_open(txn, s->spend, &c) == 0) {
+        for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            store_spend_t sp;
+            const unsigned char *p = v.mv_data;
+            if (k.mv_size == 0 || k.mv_size >= sizeof(sp.name) || v.mv_size != SPEND_VLEN)
+                continue;               /* not a record this build wrote */
+            memcpy(sp.name, k.mv_data, k.mv_size);
+            sp.name[k.mv_size] = '\0';
+            for (int i = 0; i < 3; i++) {
+                sp.tag[i] = get_le64(p + 8 * i);
+                sp.spent[i] = get_le64(p + 24 + 8 * i);
+            }
+            fn(&sp, arg);
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+}
+
+int store_delete_spend(store_t *s, const char *name)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
+        return -1;
+    if (del_key(txn, s->spend, name, strlen(name)) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    return mdb_txn_commit(txn) == 0 ? 0 : -1;
 }

@@ -471,7 +471,7 @@ def test_budget_seed_import_and_export_round_trip(env):
     # export, beside the running gateway: a budgets section with the stored records, live fields left out
     add(t, B, budget("by-api", scope={"tenant": "globex"}, limit_requests=3))
     first = export(t.config_path)
-    assert sorted(first) == ["budgets", "keys", "providers", "routers", "routes"]
+    assert sorted(first) == ["budgets", "keys", "providers", "routers", "routes", "tenants"]
     assert len(first["budgets"]) == 7
     by_id = {x["id"]: x for x in first["budgets"]}
     for x in t.admin("GET", B)[1]["data"]:
@@ -531,30 +531,32 @@ def test_budget_seed_import_and_export_round_trip(env):
 
 
 def test_budget_tables_come_with_schema_5(env):
-    """A store of schema 4 (no budgets tables) is upgraded when opened: the
-    tables are created, the version becomes 5, everything else stays; an
-    older build would refuse the version-5 store rather than ignore budgets."""
+    """A store of schema 4 (no budgets tables, nor the tenants, spend and
+    usage tables of 6) is upgraded when opened: the tables are created, the
+    version becomes the current one (6), everything else stays; an older
+    build would refuse the upgraded store rather than ignore budgets."""
     m = env.mock()
     seed = seed_for(m, routes=[{"id": ROUTE_A, "name": "r", "targets": [{"provider": "mock", "model": "mock-large"}]}])
     seed["keys"] = [{"id": KEY_A, "tenant": "acme", "secret_hash": "ab" * 32}]
     t = env.turnout(seed)
     t.stop()
-    # the same store as a schema-4 build left it: no budgets tables, version 4
+    # the same store as a schema-4 build left it: no budgets tables (nor 6's), version 4
     dump = subprocess.run(["mdb_dump", "-a", "-p", os.path.join(env.dir, "turnout-data")], capture_output=True,
                           check=True, timeout=30).stdout.decode()
     sections = ["VERSION=" + s for s in dump.split("VERSION=")[1:]]
-    kept = [s for s in sections if "\ndatabase=budgets\n" not in s and "\ndatabase=budget_ids\n" not in s]
-    assert len(kept) == len(sections) - 2
+    dropped = ("budgets", "budget_ids", "tenants", "tenant_ids", "spend", "usage")
+    kept = [s for s in sections if not any("\ndatabase=%s\n" % d in s for d in dropped)]
+    assert len(kept) == len(sections) - len(dropped)
     v4 = "".join(kept)
-    assert " schema_version\n 5\n" in v4
-    v4 = v4.replace(" schema_version\n 5\n", " schema_version\n 4\n")
+    assert " schema_version\n 6\n" in v4
+    v4 = v4.replace(" schema_version\n 6\n", " schema_version\n 4\n")
     data = os.path.join(env.dir, "v4-data")
     os.makedirs(data)
     subprocess.run(["mdb_load", "-f", write_text(env, "v4.dump", v4), data], check=True, timeout=30)
     listed = subprocess.run(["mdb_dump", "-l", data], capture_output=True, check=True, timeout=30).stdout.decode()
     assert "budgets" not in listed and "routes" in listed, listed
     t2 = env.turnout({}, config={"data_dir": data}, name="v4")
-    assert "upgraded from schema version 4 to 5" in t2.output(), t2.output()
+    assert "upgraded from schema version 4 to 6" in t2.output(), t2.output()
     assert t2.chat("r")[0] == 200
     rec = add(t2, B, budget("ci", scope={"key": KEY_A}, limit_requests=10))
     assert t2.admin("DELETE", "/v1/keys/" + KEY_A)[0] == 409

@@ -140,7 +140,7 @@ def test_export_and_import_round_trip(env):
     assert st == 201
     # export beside the running gateway
     first = export(t.config_path)
-    assert sorted(first) == ["budgets", "keys", "providers", "routers", "routes"]
+    assert sorted(first) == ["budgets", "keys", "providers", "routers", "routes", "tenants"]
     assert len(first["routes"]) == 3 and len(first["keys"]) == 1 and len(first["routers"]) == 1
     assert "secret" not in first["keys"][0] and len(first["keys"][0]["secret_hash"]) == 64
     assert CANARY not in json.dumps(first)
@@ -313,7 +313,7 @@ def test_schema_3_store_is_upgraded_in_place(env):
     fixtures = os.path.join(os.path.dirname(__file__), "..", "fixtures")
     subprocess.run(["mdb_load", "-f", os.path.join(fixtures, "store-v3.dump"), data], check=True, timeout=30)
     t = env.turnout({}, config={"data_dir": data})
-    assert "upgraded from schema version 3 to 5" in t.output()
+    assert "upgraded from schema version 3 to 6" in t.output()
     st, providers = t.admin("GET", "/v1/providers")
     assert st == 200 and len(providers["data"]) == 1
     st, _ = t.admin("PATCH", "/v1/providers/" + providers["data"][0]["id"], {"base_url": m.base_url})
@@ -337,7 +337,7 @@ def test_schema_3_store_is_upgraded_in_place(env):
     assert t.chat("gpt-4o")[0] == 404
     st, page = t.admin("GET", "/v1/model-routes")
     assert sorted(r["name"] for r in page["data"]) == ["embed", "fast", "faster"]
-    # reopened: already version 5, nothing to upgrade
+    # reopened: already version 6, nothing to upgrade
     t.stop()
     t2 = env.turnout({}, config={"data_dir": data}, name="again")
     assert "upgraded" not in t2.output()
