@@ -146,4 +146,38 @@ int store_put_spend(store_t *s, const store_spend_t *v, int n);
 void store_each_spend(store_t *s, void (*fn)(const store_spend_t *v, void *arg), void *arg);
 /* Deletes the records whose name is NAME (a deleted budget's). */
 int store_delete_spend(store_t *s, const char *name);
+
+/* --- usage rollups (SPEC 8: GET /v1/usage) --- */
+
+/* One hour of usage for one (key, tenant, route, provider, model); strings "" when none. */
+typedef struct store_usage {
+    int64_t hour;                 /* epoch seconds of the hour's start (UTC) */
+    char key_id[40], tenant[132], route[600], provider[132], model[600];
+    int64_t requests, prompt_tokens, completion_tokens, cost_nusd;
+} store_usage_t;
+/* Adds N rows to the rollups (summing into existing ones) in one durable transaction. Returns 0 or -1. */
+int store_add_usage(store_t *s, const store_usage_t *rows, int n);
+/* Deletes rollup rows of hours before BEFORE (epoch seconds). Returns the count deleted or -1. */
+long store_prune_usage(store_t *s, int64_t before);
+
+/* What store_usage_report groups by (GROUP_MASK bits). */
+enum {
+    STORE_BY_KEY = 1, STORE_BY_TENANT = 2, STORE_BY_ROUTE = 4, STORE_BY_PROVIDER = 8, STORE_BY_MODEL = 16,
+};
+/* At most this many rows in one report. */
+#define STORE_USAGE_REPORT_MAX 100000
+
+/* The rollups of the hours in [FROM rounded down to its hour, TO), summed
+ * per bucket (an hour, or a UTC day when DAY_BUCKETS) and per the fields
+ * GROUP_MASK names (none: one total per bucket), only rows of tenant
+ * TENANT_ONLY unless it is NULL. Returns a new array (the caller frees) of
+ * {"start", "end" (RFC 3339 UTC), "key_id", "tenant", "route",
+ * "provider", "model" (those grouped by; null for ""), "requests",
+ * "prompt_tokens", "completion_tokens", "cost_usd" (exact, 9 decimals;
+ * these four are raw numbers, cJSON_Raw with the text in valuestring)},
+ * sorted by start, then the group fields in that order (byte order);
+ * buckets without usage are left out. NULL on failure, with errno E2BIG
+ * when the answer would exceed STORE_USAGE_REPORT_MAX rows. */
+cJSON *store_usage_report(store_t *s, int64_t from, int64_t to, unsigned group_mask, int day_buckets,
+                          const char *tenant_only);
 #endif

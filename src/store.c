@@ -1373,6 +1373,7 @@ cJSON *store_export(store_t *s)
 /* --- persisted spend ---------------------------------------------------- */
 
 #define SPEND_VLEN 48              /* tag[3], spent[3] */
+#define USAGE_VLEN 32              /* requests, prompt, completion, cost */
 
 static void put_le64(unsigned char *p, int64_t v)
 {
@@ -1451,4 +1452,364 @@ int store_delete_spend(store_t *s, const char *name)
         return -1;
     }
     return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+/* --- usage rollups ------------------------------------------------------ */
+
+#define HOUR 3600
+#define DAY 86400
+#define PRUNE_BATCH 50000          /* rows deleted per transaction: bounds its dirty pages */
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Length of the first LEN bytes of S cut back to a UTF-8 character
+ * boundary, so a shortened name stays valid text. */
+static size_t utf8_cut(const char *s, size_t len)
+{
+    while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+        len--;
+    return len;
+}
+
+/* The key of rollup row U in BUF (MAX_KEY bytes): see the table list. When
+ * the five strings do not fit LMDB's key, route and model share what room
+ * is left (half each, or what the shorter leaves), cut at a character
+ * boundary: such rows then share a key and are summed together. Returns
+ * the length, or 0 for a row before 1970. */
+static size_t usage_key(const store_usage_t *u, unsigned char *buf)
+{
+    const char *f[5] = { u->key_id, u->tenant, u->route, u->provider, u->model };
+    size_t len[5] = { strnlen(u->key_id, sizeof(u->key_id)), strnlen(u->tenant, sizeof(u->tenant)),
+                      strnlen(u->route, sizeof(u->route)), strnlen(u->provider, sizeof(u->provider)),
+                      strnlen(u->model, sizeof(u->model)) };
+    /* key_id, tenant and provider are short enough to always fit */
+    size_t n = 8, room = MAX_KEY - (8 + len[0] + len[1] + len[3] + 4);
+    if (u->hour < 0)
+        return 0;
+    if (len[2] + len[4] > room) {
+        if (len[2] <= room / 2)
+            len[4] = room - len[2];
+        else if (len[4] <= room / 2)
+            len[2] = room - len[4];
+        else
+            len[2] = room / 2, len[4] = room - room / 2;
+        len[2] = utf8_cut(f[2], len[2]);
+        len[4] = utf8_cut(f[4], len[4]);
+    }
+    put_be64(buf, (uint64_t)(u->hour - u->hour % HOUR));
+    for (int i = 0; i < 5; i++) {
+        memcpy(buf + n, f[i], len[i]);
+        n += len[i];
+        if (i < 4)
+            buf[n++] = '\0';
+    }
+    return n;
+}
+
+int store_add_usage(store_t *s, const store_usage_t *rows, int n)
+{
+    MDB_txn *txn;
+    int rc = 0;
+    if (n <= 0)
+        return 0;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
+        return -1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        unsigned char key[MAX_KEY], val[USAGE_VLEN];
+        MDB_val k = { usage_key(&rows[i], key), key }, v;
+        int64_t add[4] = { rows[i].requests, rows[i].prompt_tokens, rows[i].completion_tokens, rows[i].cost_nusd };
+        if (k.mv_size == 0)
+            continue;
+        rc = mdb_get(txn, s->usage, &k, &v);
+        if (rc == 0 && v.mv_size == USAGE_VLEN) {
+            for (int c = 0; c < 4; c++)   /* unsigned: a wrap is no undefined behaviour */
+                add[c] = (int64_t)((uint64_t)add[c] + (uint64_t)get_le64((const unsigned char *)v.mv_data + 8 * c));
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            break;
+        }
+        for (int c = 0; c < 4; c++)
+            put_le64(val + 8 * c, add[c]);
+        v.mv_size = sizeof(val);
+        v.mv_data = val;
+        rc = mdb_put(txn, s->usage, &k, &v, 0);
+    }
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+long store_prune_usage(store_t *s, int64_t before)
+{
+    long total = 0;
+    int more = 1;
+    while (more) {
+        MDB_txn *txn;
+        MDB_cursor *c;
+        MDB_val k, v;
+        int rc, n = 0;
+        if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
+            return -1;
+        if (mdb_cursor_open(txn, s->usage, &c) != 0) {
+            mdb_txn_abort(txn);
+            return -1;
+        }
+        /* the table is in time order: the oldest row is always the first */
+        while ((rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) == 0 && n < PRUNE_BATCH &&
+               (k.mv_size < 8 || (int64_t)get_be64(k.mv_data) < before)) {
+            if ((rc = mdb_cursor_del(c, 0)) != 0)
+                break;
+            n++;
+        }
+        mdb_cursor_close(c);
+        if ((rc != 0 && rc != MDB_NOTFOUND) || (n > 0 && mdb_txn_commit(txn) != 0)) {
+            if (rc != 0 && rc != MDB_NOTFOUND)
+                mdb_txn_abort(txn);
+            return -1;
+        }
+        if (n == 0)
+            mdb_txn_abort(txn);
+        total += n;
+        more = n == PRUNE_BATCH;
+    }
+    return total;
+}
+
+/* One group of a bucket being summed: its fields (those grouped by, each
+ * NUL-terminated) at OFF in the report's arena, and its counters. */
+typedef struct part {
+    size_t off, len;
+    const char *key;               /* set when the bucket is sorted */
+    int64_t c[4];
+} part_t;
+
+typedef struct report {
+    cJSON *data;
+    unsigned mask;
+    int64_t start, end;            /* the bucket being summed */
+    part_t *parts;
+    int nparts, cap;
+    char *arena;
+    size_t used, acap;
+    long rows;
+    int failed;                    /* errno */
+} report_t;
+
+static int part_cmp(const void *a, const void *b)
+{
+    const part_t *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int d = n > 0 ? memcmp(x->key, y->key, n) : 0;
+    return d != 0 ? d : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Adds NUSD (nano-dollars, possibly negative) to OBJ as NAME, a number
+ * printed exactly with 9 decimals (a double would round it). */
+static void add_nano_usd(cJSON *obj, const char *name, int64_t nusd)
+{
+    char text[40];
+    uint64_t a = nusd < 0 ? (uint64_t)0 - (uint64_t)nusd : (uint64_t)nusd;
+    snprintf(text, sizeof(text), "%s%llu.%09llu", nusd < 0 ? "-" : "", (unsigned long long)(a / 1000000000u),
+             (unsigned long long)(a % 1000000000u));
+    cJSON_AddRawToObject(obj, name, text);
+}
+
+static void add_int(cJSON *obj, const char *name, int64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    cJSON_AddRawToObject(obj, name, text);    /* exact past 2^53, unlike a double */
+}
+
+/* Writes the bucket summed so far to R's data, its groups in order, and
+ * starts afresh. */
+static void flush_bucket(report_t *r)
+{
+    static const char *const names[5] = { "key_id", "tenant", "route", "provider", "model" };
+    char start[32], end[32];
+    int i = 0;
+    if (r->nparts == 0)
+        return;
+    for (int j = 0; j < r->nparts; j++)
+        r->parts[j].key = r->arena + r->parts[j].off;
+    qsort(r->parts, (size_t)r->nparts, sizeof(part_t), part_cmp);
+    schema_time_iso(r->start, start);
+    schema_time_iso(r->end, end);
+    while (i < r->nparts && !r->failed) {
+        part_t sum = r->parts[i];
+        const char *f = sum.key;
+        cJSON *row;
+        for (i++; i < r->nparts && part_cmp(&sum, &r->parts[i]) == 0; i++)
+            for (int c = 0; c < 4; c++)
+                sum.c[c] = (int64_t)((uint64_t)sum.c[c] + (uint64_t)r->parts[i].c[c]);
+        if (++r->rows > STORE_USAGE_REPORT_MAX || (row = cJSON_CreateObject()) == NULL) {
+            r->failed = r->rows > STORE_USAGE_REPORT_MAX ? E2BIG : ENOMEM;
+            break;
+        }
+        cJSON_AddItemToArray(r->data, row);
+        cJSON_AddStringToObject(row, "start", start);
+        cJSON_AddStringToObject(row, "end", end);
+        for (int b = 0; b < 5; b++) {
+            if (!(r->mask & (1u << b)))
+                continue;
+            if (*f)
+                cJSON_AddStringToObject(row, names[b], f);
+            else
+                cJSON_AddNullToObject(row, names[b]);
+            f += strlen(f) + 1;
+        }
+        add_int(row, "requests", sum.c[0]);
+        add_int(row, "prompt_tokens", sum.c[1]);
+        add_int(row, "completion_tokens", sum.c[2]);
+        add_nano_usd(row, "cost_usd", sum.c[3]);
+    }
+    r->nparts = 0;
+    r->used = 0;
+}
+
+/* Adds one rollup row (its five fields F of FLEN bytes, counters C) to
+ * the bucket, as a group of the fields R groups by. */
+static void add_group(report_t *r, const char *const f[5], const size_t flen[5], const int64_t c[4])
+{
+    size_t need = 0;
+    part_t *p;
+    for (int b = 0; b < 5; b++)
+        if (r->mask & (1u << b))
+            need += flen[b] + 1;
+    if (r->nparts == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 256;
+        part_t *np = realloc(r->parts, (size_t)cap * sizeof(*np));
+        if (np == NULL) {
+            r->failed = ENOMEM;
+            return;
+        }
+        r->parts = np;
+        r->cap = cap;
+    }
+    if (r->arena == NULL || r->used + need > r->acap) {    /* an arena even for no fields: keys point into it */
+        size_t cap = r->acap ? 2 * r->acap : 16384;
+        char *na;
+        while (cap < r->used + need)
+            cap *= 2;
+        if ((na = realloc(r->arena, cap)) == NULL) {
+            r->failed = ENOMEM;
+            return;
+        }
+        r->arena = na;
+        r->acap = cap;
+    }
+    p = &r->parts[r->nparts++];
+    p->off = r->used;
+    p->len = need;
+    memcpy(p->c, c, sizeof(p->c));
+    for (int b = 0; b < 5; b++) {
+        if (!(r->mask & (1u << b)))
+            continue;
+        memcpy(r->arena + r->used, f[b], flen[b]);
+        r->arena[r->used + flen[b]] = '\0';
+        r->used += flen[b] + 1;
+    }
+}
+
+cJSON *store_usage_report(store_t *s, int64_t from, int64_t to, unsigned group_mask, int day_buckets,
+                          const char *tenant_only)
+{
+    report_t r;
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    unsigned char seek[8];
+    int64_t width = day_buckets ? DAY : HOUR;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.mask = group_mask & 31u;
+    r.start = -1;
+    if (from < 0)
+        from = 0;
+    from -= from % HOUR;               /* whole hours: the one FROM falls in counts */
+    if ((r.data = cJSON_CreateArray()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (from >= to)
+        return r.data;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) {
+        cJSON_Delete(r.data);
+        errno = EIO;
+        return NULL;
+    }
+    if (mdb_cursor_open(txn, s->usage, &c) != 0) {
+        mdb_txn_abort(txn);
+        cJSON_Delete(r.data);
+        errno = EIO;
+        return NULL;
+    }
+    put_be64(seek, (uint64_t)from);
+    k.mv_size = sizeof(seek);
+    k.mv_data = seek;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && !r.failed;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const char *f[5], *p, *end;
+        size_t flen[5];
+        int64_t hour, cnt[4];
+        int nf = 0;
+        if (k.mv_size < 8)
+            continue;
+        hour = (int64_t)get_be64(k.mv_data);
+        if (hour >= to)
+            break;
+        if (v.mv_size != USAGE_VLEN)
+            continue;
+        p = (const char *)k.mv_data + 8;
+        end = (const char *)k.mv_data + k.mv_size;
+        while (nf < 5) {               /* key_id, tenant, route, provider, model */
+            const char *nul = memchr(p, '\0', (size_t)(end - p));
+            f[nf] = p;
+            flen[nf] = nul != NULL ? (size_t)(nul - p) : (size_t)(end - p);
+            nf++;
+            if (nul == NULL)
+                break;
+            p = nul + 1;
+        }
+        if (nf != 5 || f[4] + flen[4] != end)
+            continue;
+        if (tenant_only != NULL && (strlen(tenant_only) != flen[1] || memcmp(tenant_only, f[1], flen[1]) != 0))
+            continue;
+        if (hour - hour % width != r.start) {
+            flush_bucket(&r);
+            r.start = hour - hour % width;
+            r.end = r.start + width;
+        }
+        for (int i = 0; i < 4; i++)
+            cnt[i] = get_le64((const unsigned char *)v.mv_data + 8 * i);
+        add_group(&r, f, flen, cnt);
+    }
+    if (!r.failed && rc != 0 && rc != MDB_NOTFOUND)
+        r.failed = EIO;
+    if (!r.failed)
+        flush_bucket(&r);
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    free(r.parts);
+    free(r.arena);
+    if (r.failed) {
+        cJSON_Delete(r.data);
+        errno = r.failed;
+        return NULL;
+    }
+    return r.data;
 }
