@@ -1,4 +1,4 @@
-/* admin.c - the admin API: CRUD of providers, routes, routers, keys and budgets on its own listener and thread.
+/* admin.c - the admin API: CRUD of providers, routes, routers, keys and budgets, and usage reports, on its own listener and thread.
  *
  * One thread with its own event loop serves admin.listen, so a write's fsync
  * never stalls a data-plane worker. Every write is one LMDB transaction,
@@ -24,6 +24,11 @@
  *   POST /v1/model-routes/dry-run   resolve without calling anything (and
  *            the what-if forms: route_id / route_name, models, provider)
  *   GET  /v1/eu-residency           the country sets data_residency names
+ *   GET  /v1/usage   the hourly rollups (store_usage_report) summed per
+ *            bucket (hour or UTC day) and group_by fields (key, tenant,
+ *            route, provider, model) over [from rounded down to its hour,
+ *            to); from and to are RFC 3339 UTC or epoch seconds (default
+ *            the last 24 h)
  * Errors are OpenAI-shaped with the offending field in "param".
  *
  * A budget's reads add its live spend from the ledger (add_live_fields);
@@ -32,12 +37,12 @@
  * Callers: the bootstrap admin key and stored keys of role admin may do
  * everything. A tenant_admin key sees and changes only its tenant's routes
  * (scope tenant:T, or key:K for a key K of T), keys and budgets (scope
- * {"tenant": T}, or {"key": K} for a key K of T), and reads providers and
- * routers; anything else of another tenant, and any budget of another
- * scope (global, route, provider, target), is answered 404, as if it did
- * not exist; writing one is 403. A user key is for the data plane only
- * (403). Reads never show a provider's api_key (only its last 4
- * characters) or a key's hash. */
+ * {"tenant": T}, or {"key": K} for a key K of T), reads providers and
+ * routers, and gets the usage of its tenant's rows only; anything else of
+ * another tenant, and any budget of another scope (global, route,
+ * provider, target), is answered 404, as if it did not exist; writing one
+ * is 403. A user key is for the data plane only (403). Reads never show
+ * a provider's api_key (only its last 4 characters) or a key's hash. */
 #include "admin.h"
 #include "health.h"
 #include "auth.h"
@@ -50,6 +55,7 @@
 #include "store.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <evhtp/evhtp.h>
 #include <pthread.h>
@@ -1142,6 +1148,96 @@ static void serve_residency(evhtp_request_t *req)
     cJSON_Delete(out);
 }
 
+/* --- usage ------------------------------------------------------------- */
+
+/* GET /v1/usage?from=&to=&group_by=&bucket=: the usage rollups over
+ * [from, to), from rounded down to its hour (the rollups hold whole
+ * hours), summed per bucket and group (store_usage_report). A
+ * tenant_admin gets the rows of its tenant only. */
+static void serve_usage(evhtp_request_t *req, const caller_t *who)
+{
+    static const char *const groups[] = { "key", "tenant", "route", "provider", "model" };
+    char value[1100], when[32];
+    int64_t from = -1, to = (int64_t)time(NULL);
+    int day = 0;
+    unsigned mask = 0;
+    evhtp_kv_t *kv;
+    cJSON *root, *data, *by;
+
+    if (req->uri != NULL && req->uri->query != NULL) {
+        TAILQ_FOREACH(kv, req->uri->query, next) {
+            snprintf(value, sizeof(value), "%s", kv->val ? kv->val : "");
+            unescape(value);
+            if (strcmp(kv->key, "from") == 0 || strcmp(kv->key, "to") == 0) {
+                int64_t t;
+                if (schema_time_parse(value, &t) < 0) {
+                    reply_error(req, 400, "%s: must be an RFC 3339 UTC time (2026-12-01T00:00:00Z) or epoch "
+                                          "seconds, from 1970 to 9999", kv->key);
+                    return;
+                }
+                *(kv->key[0] == 'f' ? &from : &to) = t;
+            } else if (strcmp(kv->key, "group_by") == 0) {
+                mask = 0;
+                for (char *tok = value, *comma; *value != '\0'; tok = comma + 1) {
+                    size_t i = 0;
+                    if ((comma = strchr(tok, ',')) != NULL)
+                        *comma = '\0';
+                    while (i < sizeof(groups) / sizeof(groups[0]) && strcmp(tok, groups[i]) != 0)
+                        i++;
+                    if (i == sizeof(groups) / sizeof(groups[0])) {
+                        reply_error(req, 400, "group_by: \"%.64s\" is none of key, tenant, route, provider, model "
+                                              "(give one or more, comma-separated)", tok);
+                        return;
+                    }
+                    mask |= 1u << i;
+                    if (comma == NULL)
+                        break;
+                }
+            } else if (strcmp(kv->key, "bucket") == 0) {
+                if (strcmp(value, "hour") != 0 && strcmp(value, "day") != 0) {
+                    reply_error(req, 400, "bucket: must be hour or day");
+                    return;
+                }
+                day = value[0] == 'd';
+            } else {
+                reply_error(req, 400, "%s: unknown query parameter (from, to, group_by, bucket)", kv->key);
+                return;
+            }
+        }
+    }
+    if (from < 0)
+        from = to - 86400 > 0 ? to - 86400 : 0;
+    if (from >= to) {
+        reply_error(req, 400, "from: must be before to");
+        return;
+    }
+    from -= from % 3600;
+    data = store_usage_report(admin.gw->store, from, to, mask, day,
+                              who->role == ROLE_TENANT_ADMIN ? who->tenant : NULL);
+    if (data == NULL) {
+        if (errno == E2BIG)
+            reply_error(req, 400, "the answer would have more than %d rows: narrow from and to, use bucket=day, or "
+                                  "group by fewer fields", STORE_USAGE_REPORT_MAX);
+        else
+            reply_error(req, 500, "the usage rollups could not be read");
+        return;
+    }
+    root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    schema_time_iso(from, when);
+    cJSON_AddStringToObject(root, "from", when);
+    schema_time_iso(to, when);
+    cJSON_AddStringToObject(root, "to", when);
+    cJSON_AddStringToObject(root, "bucket", day ? "day" : "hour");
+    by = cJSON_AddArrayToObject(root, "group_by");
+    for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+        if (mask & (1u << i))
+            cJSON_AddItemToArray(by, cJSON_CreateString(groups[i]));
+    cJSON_AddItemToObject(root, "data", data);
+    reply_json(req, 200, root);
+    cJSON_Delete(root);
+}
+
 /* --- key last use ------------------------------------------------------ */
 
 int admin_key_use_stale(const char *last_used_at)
@@ -1239,6 +1335,13 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (strcmp(path, "/v1/eu-residency") == 0) {
         if (get)
             serve_residency(req);
+        else
+            reply_not_allowed(req, "GET");
+        return;
+    }
+    if (strcmp(path, "/v1/usage") == 0) {
+        if (get)
+            serve_usage(req, &who);
         else
             reply_not_allowed(req, "GET");
         return;
