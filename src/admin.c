@@ -1,11 +1,12 @@
-/* admin.c - the admin API: CRUD of providers, routes, routers, keys and budgets, and usage reports, on its own listener and thread.
+/* admin.c - the admin API: CRUD of providers, routes, routers, keys, tenants and budgets, and usage reports, on its own thread.
  *
  * One thread with its own event loop serves admin.listen, so a write's fsync
  * never stalls a data-plane worker. Every write is one LMDB transaction,
  * committed and synced before the 2xx; workers read the store on every
  * request, so the next request on any worker sees the change.
  *
- *   /v1/model-routes, /v1/providers, /v1/routers, /v1/keys, /v1/budgets
+ *   /v1/model-routes, /v1/providers, /v1/routers, /v1/keys, /v1/tenants,
+ *   /v1/budgets
  *     GET    list: limit (1-1000, default 100), cursor (opaque, from
  *            next_cursor), for routes also endpoint, router, scope,
  *            include_disabled (default false), for keys tenant, for
@@ -38,11 +39,13 @@
  * everything. A tenant_admin key sees and changes only its tenant's routes
  * (scope tenant:T, or key:K for a key K of T), keys and budgets (scope
  * {"tenant": T}, or {"key": K} for a key K of T), reads providers and
- * routers, and gets the usage of its tenant's rows only; anything else of
- * another tenant, and any budget of another scope (global, route,
- * provider, target), is answered 404, as if it did not exist; writing one
- * is 403. A user key is for the data plane only (403). Reads never show
- * a provider's api_key (only its last 4 characters) or a key's hash. */
+ * routers and its own tenant record (its limits are an admin's to set:
+ * any tenant write is 403, found or not), and gets the usage of its
+ * tenant's rows only; anything else of another tenant, and any budget of
+ * another scope (global, route, provider, target), is answered 404, as if
+ * it did not exist; writing one is 403. A user key is for the data plane
+ * only (403). Reads never show a provider's api_key (only its last 4
+ * characters) or a key's hash. */
 #include "admin.h"
 #include "health.h"
 #include "auth.h"
@@ -111,6 +114,7 @@ static const collection_t collections[] = {
     { "/v1/routers", "router", STORE_ROUTERS, schema_router_normalise },
     { "/v1/keys", "key", STORE_KEYS, schema_key_normalise },
     { "/v1/budgets", "budget", STORE_BUDGETS, schema_budget_normalise },
+    { "/v1/tenants", "tenant", STORE_TENANTS, schema_tenant_normalise },
 };
 
 typedef enum { ROLE_ADMIN, ROLE_TENANT_ADMIN, ROLE_USER } role_t;
@@ -276,6 +280,7 @@ static int visible(const caller_t *who, store_table_t t, const cJSON *rec)
     case STORE_ROUTES: return scope_in_tenant(schema_str(rec, "scope", "global"), who->tenant);
     case STORE_KEYS: return strcmp(schema_str(rec, "tenant", ""), who->tenant) == 0;
     case STORE_BUDGETS: return budget_in_tenant(cJSON_GetObjectItemCaseSensitive(rec, "scope"), who->tenant);
+    case STORE_TENANTS: return strcmp(schema_str(rec, "name", ""), who->tenant) == 0;
     default: return 1;     /* providers and routers are readable, not writable */
     }
 }
@@ -288,6 +293,10 @@ static int may_write(evhtp_request_t *req, const caller_t *who, const collection
         return 0;
     if (col->table == STORE_PROVIDERS || col->table == STORE_ROUTERS) {
         reply_error(req, 403, "a tenant_admin key may read %ss but not change them", col->object);
+        return -1;
+    }
+    if (col->table == STORE_TENANTS) {
+        reply_error(req, 403, "tenant limits are set by an admin");
         return -1;
     }
     if (col->table == STORE_ROUTES && !visible(who, STORE_ROUTES, rec)) {
@@ -1359,6 +1368,13 @@ static void on_request(evhtp_request_t *req, void *arg)
         const char *id;
         if (strncmp(path, col->path, n) != 0 || (path[n] != '\0' && path[n] != '/'))
             continue;
+        /* whether another tenant's record exists is not a tenant_admin's to
+         * learn: any write of a tenant is 403, found or not */
+        if (col->table == STORE_TENANTS && !get && who.role != ROLE_ADMIN &&
+            (m == htp_method_POST || m == htp_method_PATCH || m == htp_method_DELETE)) {
+            may_write(req, &who, col, NULL);
+            return;
+        }
         if (path[n] == '\0' || path[n + 1] == '\0') {
             if (get)
                 serve_list(req, &who, col);
