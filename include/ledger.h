@@ -52,16 +52,21 @@ void ledger_settle(ledger_entry_t *e, const ledger_hold_t *h, const int64_t actu
 void ledger_read(ledger_entry_t *e, win_kind_t kind, int64_t now, int64_t spent[LEDGER__N],
                  int64_t reserved[LEDGER__N]);
 
-/* Sets what E has spent in the window TAG (a restart restoring its
- * persisted spend); reservations outstanding are kept. */
-void ledger_restore(ledger_entry_t *e, int64_t tag, const int64_t spent[LEDGER__N]);
+/* Sets what E has spent, counter I in the window TAG[I] (a restart
+ * restoring its persisted spend; a tag of 0 is skipped); reservations
+ * outstanding are kept. */
+void ledger_restore(ledger_entry_t *e, const int64_t tag[LEDGER__N], const int64_t spent[LEDGER__N]);
 
 /* The settled spend of E as it is now: the tag of each counter's window
  * and its amount. For persisting. */
 void ledger_snapshot(ledger_entry_t *e, int64_t tag[LEDGER__N], int64_t spent[LEDGER__N]);
 
-/* A number that changes whenever E's spend does (persisting skips the rest). */
+/* A number that changes whenever E's spend does. */
 uint64_t ledger_version(ledger_entry_t *e);
+
+/* For the one thread that persists the ledger: 1 when E changed since the
+ * last call that returned 1 for it (or ever), else 0. */
+int ledger_changed(ledger_entry_t *e);
 
 /* 1 for the first caller in the window TAG, 0 for every other (an alert
  * is raised once per window). */

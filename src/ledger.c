@@ -39,6 +39,7 @@ struct ledger_entry {
     _Atomic int64_t in_flight;
     _Atomic int64_t alerted;              /* the tag of the window whose alert was raised */
     _Atomic uint64_t version;
+    uint64_t saved;                       /* the version last persisted (the persisting thread's own) */
     uint64_t hash;
     char name[];
 };
@@ -281,15 +282,17 @@ void ledger_read(ledger_entry_t *e, win_kind_t kind, int64_t now, int64_t spent[
     }
 }
 
-void ledger_restore(ledger_entry_t *e, int64_t tag, const int64_t spent[LEDGER__N])
+void ledger_restore(ledger_entry_t *e, const int64_t tag[LEDGER__N], const int64_t spent[LEDGER__N])
 {
     for (int i = 0; i < LEDGER__N; i++) {
         cell_t old = atomic_load_explicit(&e->spent[i], memory_order_acquire), next;
+        if (tag[i] == 0)
+            continue;
         do {
-            int64_t r = cell_in(&e->reserved[i], tag);
-            if (old.tag > tag)
+            int64_t r = cell_in(&e->reserved[i], tag[i]);
+            if (old.tag > tag[i])
                 break;
-            next.tag = tag;
+            next.tag = tag[i];
             next.v = spent[i] + r;
         } while (!atomic_compare_exchange_weak_explicit(&e->spent[i], &old, next, memory_order_acq_rel,
                                                         memory_order_acquire));
@@ -309,6 +312,15 @@ void ledger_snapshot(ledger_entry_t *e, int64_t tag[LEDGER__N], int64_t spent[LE
 uint64_t ledger_version(ledger_entry_t *e)
 {
     return atomic_load_explicit(&e->version, memory_order_relaxed);
+}
+
+int ledger_changed(ledger_entry_t *e)
+{
+    uint64_t v = atomic_load_explicit(&e->version, memory_order_acquire);
+    if (v == e->saved)
+        return 0;
+    e->saved = v;
+    return 1;
 }
 
 int ledger_first_in_window(ledger_entry_t *e, int64_t tag)

@@ -115,8 +115,11 @@ int main(void)
         int64_t zero[LEDGER__N] = { 0, 0, 0 }, lim2[LEDGER__N] = { 300, -1, -1 };
         CHECK(ledger_reserve(a, WIN_MINUTE, 186, zero, lim2, &h) == LEDGER_USD);
         /* restored spend (a restart) counts against the limit */
-        int64_t back[LEDGER__N] = { 900, 0, 2 };
-        ledger_restore(a, ledger_window(WIN_MINUTE, 240, NULL, NULL), back);
+        int64_t back[LEDGER__N] = { 900, 0, 2 }, w = ledger_window(WIN_MINUTE, 240, NULL, NULL);
+        int64_t tags[LEDGER__N] = { w, 0, w };
+        CHECK(ledger_changed(a) == 1 && ledger_changed(a) == 0);
+        ledger_restore(a, tags, back);
+        CHECK(ledger_changed(a) == 1);
         CHECK(ledger_reserve(a, WIN_MINUTE, 241, amt, lim, &h) == LEDGER_USD);
         ledger_read(a, WIN_MINUTE, 241, spent, res);
         CHECK(spent[0] == 900 && spent[2] == 2 && res[0] == 0);
