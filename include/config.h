@@ -35,6 +35,8 @@ typedef struct config {
     char log_access[1024];      /* "stdout", "stderr", "off" or a file path */
     char log_error[1024];       /* "stderr" or a file path */
     char seed[1024];            /* seed file, "" = none */
+    int  usage_retention_days;  /* hourly usage rollups older than this are deleted */
+    int  default_output_tokens; /* output tokens a budget reservation assumes when a request sets no limit */
 } config_t;
 
 /* Loads and validates FILE into *out. On failure returns -1 and writes one

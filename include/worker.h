@@ -42,6 +42,7 @@ typedef struct worker {
     _Atomic int64_t heartbeat_ms;  /* when the loop last turned (monotonic) */
     store_reader_t *reader;        /* owned: LMDB read transaction */
     struct budgets *budgets;       /* owned: the store's budgets, compiled for this worker (budget.c) */
+    struct journal *journal;       /* owned: the usage it counted, for the keeper (journal.c) */
     uint64_t req_seq;              /* request id sequence */
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */

@@ -55,11 +55,13 @@ static const option_t options[] = {
     { "log.access",             OPT_STR,  OFF(log_access), 0, "stdout", 0, 0, 0 },
     { "log.error",              OPT_STR,  OFF(log_error), 0, "stderr", 0, 0, 0 },
     { "seed",                   OPT_STR,  OFF(seed), 0, "", 0, 0, 1 },
+    { "usage.retention_days",   OPT_INT,  OFF(usage_retention_days), 90, NULL, 1, 36500, 0 },
+    { "budgets.default_output_tokens", OPT_INT, OFF(default_output_tokens), 256, NULL, 1, 10000000, 0 },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
 /* The sections that group options; a section key must hold an object. */
-static const char *const sections[] = { "admin", "limits", "upstream", "store", "log" };
+static const char *const sections[] = { "admin", "limits", "upstream", "store", "log", "usage", "budgets" };
 
 static void set_int(config_t *c, const option_t *o, int64_t v)
 {

@@ -1,5 +1,7 @@
 /* main.c - turnout's entry point: command line, start-up, signals, shutdown. */
 #include "admin.h"
+#include "keeper.h"
+#include "ledger.h"
 #include "config.h"
 #include "edge.h"
 #include "log.h"
@@ -208,6 +210,7 @@ int main(int argc, char **argv)
         tlog(LOG_ERROR, "cannot initialise libcurl or libevent threading");
         goto out;
     }
+    keeper_restore(&gw);                  /* spend back in the ledger before anything is served */
     gw.nworkers = gw.cfg.workers;
     gw.workers = calloc((size_t)gw.nworkers, sizeof(worker_t));
     if (gw.workers == NULL)
@@ -228,7 +231,11 @@ int main(int argc, char **argv)
         }
         started++;
     }
-    if (started == gw.nworkers && admin_start(&gw, err, sizeof(err)) < 0) {
+    if (started == gw.nworkers && keeper_start(&gw) < 0) {
+        tlog(LOG_ERROR, "cannot start the keeper thread");
+        started_admin = -1;
+    }
+    if (started == gw.nworkers && started_admin == 0 && admin_start(&gw, err, sizeof(err)) < 0) {
         tlog(LOG_ERROR, "%s", err);
         started_admin = -1;
     }
@@ -258,6 +265,7 @@ int main(int argc, char **argv)
         worker_stop(&gw.workers[i]);
     for (int i = 0; i < started; i++)
         pthread_join(gw.workers[i].thread, NULL);
+    keeper_stop();                        /* the workers are done: what they counted last is written */
     if (started != gw.nworkers || started_admin != 0)
         rc = 1;
 out:
@@ -268,6 +276,7 @@ out:
     }
     curl_global_cleanup();
     store_close(gw.store);
+    ledger_free();
     reload_cleanup(&gw);
     libevent_global_shutdown();
     return rc;

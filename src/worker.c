@@ -2,6 +2,7 @@
 #include "worker.h"
 #include "budget.h"
 #include "edge.h"
+#include "journal.h"
 #include "proxy.h"
 #include "smallmem.h"
 #include "upcurl.h"
@@ -54,6 +55,8 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     atomic_store_explicit(&w->heartbeat_ms, (int64_t)edge_now_ms(), memory_order_relaxed);
+    if (w->journal != NULL)
+        journal_publish(w->journal);      /* the usage counted since, for the keeper */
 }
 
 /* Reload: from the next event on, this worker's requests see the new
@@ -128,7 +131,8 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->stop_ev = evtimer_new(w->base, on_drain_tick, w)) == NULL ||
         (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
         (w->metrics = metrics_new()) == NULL ||
-        (w->reader = store_reader_new(gw->store)) == NULL || (w->budgets = budgets_new()) == NULL) {
+        (w->reader = store_reader_new(gw->store)) == NULL || (w->budgets = budgets_new()) == NULL ||
+        (w->journal = journal_new()) == NULL) {
         snprintf(err, errlen, "worker %d: out of resources", id);
         return -1;
     }
@@ -181,6 +185,7 @@ void worker_free(worker_t *w)
     metrics_free(w->metrics);
     store_reader_free(w->reader);
     budgets_free(w->budgets);
+    journal_free(w->journal);
     if (w->base != NULL)
         event_base_free(w->base);
     memset(w, 0, sizeof(*w));

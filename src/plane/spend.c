@@ -5,8 +5,8 @@
  * lock): the candidate's target and provider, then the request's route,
  * key, tenant and the global ones. The estimate: prompt tokens as the
  * body's bytes / 4, output tokens as its max_completion_tokens /
- * max_tokens, else the provider's default_max_tokens, else
- * SPEND_DEFAULT_OUTPUT (0 for embeddings), priced at the candidate
+ * max_tokens, else the provider's default_max_tokens, else the config's
+ * budgets.default_output_tokens (0 for embeddings), priced at the candidate
  * model's prices; and one request. A budget that cannot take it refuses:
  * on the candidate's own scopes the candidate is passed over
  * ("budget_exhausted" in the trace, failover goes on); on the request's
@@ -21,12 +21,11 @@
  * ours) releases them. */
 #include "plane.h"
 #include "budget.h"
+#include "journal.h"
 #include "log.h"
 
 #include <stdio.h>
 #include <time.h>
-
-#define SPEND_DEFAULT_OUTPUT 256   /* output tokens estimated for a request that sets no limit */
 
 typedef struct reserving {
     req_t *r;
@@ -76,7 +75,7 @@ static void estimate(const req_t *r, const candidate_t *c, dialect_usage_t *u)
     u->completion = r->ep == EP_EMBEDDINGS ? 0
                     : r->max_tokens > 0 ? r->max_tokens
                     : cJSON_IsNumber(c->default_max_tokens) ? (int64_t)c->default_max_tokens->valuedouble
-                                                            : SPEND_DEFAULT_OUTPUT;
+                                                            : r->w->cfg->default_output_tokens;
     u->cached = -1;
 }
 
@@ -169,18 +168,27 @@ void spend_settle(req_t *r, int answered)
 }
 
 /* The request is over: the usage of the attempt that answered (usage.c read
- * it on the way, or the translation did) priced, and counted by route,
- * provider and model. */
+ * it on the way, or the translation did) priced, counted by route,
+ * provider and model in the metrics, and into the worker's journal for the
+ * hourly rollups (a request that reached an upstream counts, its tokens
+ * as reported). */
 void spend_done(req_t *r)
 {
     const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
     metrics_t *m = r->w->metrics;
     usage_prices_t p;
-    if (c == NULL || (r->usage.prompt < 0 && r->usage.completion < 0))
+    int64_t now = (int64_t)time(NULL);
+    if (c == NULL)
         return;
+    if (r->usage.prompt < 0 && r->usage.completion < 0) {
+        journal_add(r->w->journal, now - now % 3600, r->key_id, r->tenant, r->res.route, c->provider, c->model, 0, 0, 0);
+        return;
+    }
     resolve_prices(c, &p);
     r->priced = p.input >= 0 || p.output >= 0;
     r->cost_nusd = usage_cost_nusd(&r->usage, &p);
+    journal_add(r->w->journal, now - now % 3600, r->key_id, r->tenant, r->res.route, c->provider, c->model,
+                r->usage.prompt, r->usage.completion, r->cost_nusd);
     if (r->usage.prompt > 0)
         metrics_add(metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "prompt"), r->usage.prompt);
     if (r->usage.completion > 0)

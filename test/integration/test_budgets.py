@@ -208,3 +208,25 @@ def test_a_client_gone_before_the_answer_gives_its_reservation_back(env):
     assert got["requests"] == 1, got   # the second one; the first spent nothing
     line = [x for x in t.access_log(CHAT, count=3) if x["status"] == 499]
     assert line and line[0]["error"] == "client_closed"
+
+
+def test_spend_survives_a_restart_and_sigkill(env):
+    m = env.mock()
+    t = gateway(env, m)
+    b = budget(t, scope="global", limit_requests=100)
+    for _ in range(5):
+        assert chat(t)[0] == 200
+    assert t.stop() == 0               # a clean stop writes the last of it
+    t = gateway(env, m)                 # the same data dir (and the seed is not imported again)
+    assert read(t, b)["requests"] == 5
+    for _ in range(3):
+        assert chat(t)[0] == 200
+    time.sleep(1.5)                    # the keeper writes once a second: a crash loses at most that
+    t.proc.kill()
+    t.proc.wait()
+    t.expect_exit = True
+    t = gateway(env, m)
+    got = read(t, b)
+    assert got["requests"] == 8, got
+    assert "restored the spend" in t.output()
+    assert chat(t)[0] == 200 and read(t, b)["requests"] == 9

@@ -2,6 +2,7 @@
 streamed, passthrough and translated, embeddings), turnout asking an OpenAI stream for its usage
 and dropping the chunk the client did not ask for, the access-log fields and the metrics."""
 import json
+import time
 
 from harness import http_request
 
@@ -172,3 +173,37 @@ def test_token_and_cost_metrics(env):
             got[k] = v
     assert got == want, (got, [x for x in text.split("\n") if "tokens" in x or "cost" in x])
     assert "# TYPE turnout_cost_usd_total counter" in text
+
+
+def test_usage_rollups_by_hour_and_group(env):
+    m = env.mock(name="oa")
+    a = env.mock("--protocol", "anthropic", name="anth")
+    t = gateway(env, m, a)
+    want = {}
+    for route, n in (("r-oa", 3), ("r-anth", 2)):
+        for _ in range(n):
+            st, _, body = t.chat(route)
+            assert st == 200, body
+    lines = t.access_log(CHAT, count=5)
+    for x in lines:
+        w = want.setdefault(x["provider"], [0, 0, 0, 0])
+        w[0] += 1
+        w[1] += x["prompt_tokens"]
+        w[2] += x["completion_tokens"]
+        w[3] += round(float(raw_cost(t, x["request_id"])) * 1e9)
+    time.sleep(1.5)                    # the keeper writes once a second
+    st, rep = t.admin("GET", "/v1/usage?group_by=provider,model")
+    assert st == 200, rep
+    got = {}
+    for row in rep["data"]:
+        assert row["end"] > row["start"] and row["start"].endswith(":00:00Z"), row
+        g = got.setdefault(row["provider"], [0, 0, 0, 0])
+        g[0] += row["requests"]
+        g[1] += row["prompt_tokens"]
+        g[2] += row["completion_tokens"]
+        g[3] += round(row["cost_usd"] * 1e9)
+        assert row["model"] == "m-" + row["provider"]
+    assert got == want, (got, want)
+    st, rep = t.admin("GET", "/v1/usage?group_by=route&bucket=day")
+    assert st == 200 and sorted((r["route"], r["requests"]) for r in rep["data"]) == [("r-anth", 2), ("r-oa", 3)], rep
+    assert all(r["start"].endswith("T00:00:00Z") for r in rep["data"])
