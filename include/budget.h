@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include <cjson/cJSON.h>
+#include <event2/buffer.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,17 @@ char *budget_record_key(const cJSON *rec, char *buf, size_t cap);
 
 /* A record's limits and window as budget_t holds them (limit -1: none). */
 void budget_record_limits(const cJSON *rec, int64_t limit[LEDGER__N], win_kind_t *window);
+
+/* The dry-run's view of the budgets whose scope key is KEY, each appended
+ * to ARR: id, name, scope, action_on_exhaust, window, the live fields, and
+ * "blocks": true for a block budget that admits nothing more now. Returns
+ * 1 when one blocks. */
+int budgets_explain(const budgets_t *b, const char *key, cJSON *arr);
+
+/* Appends the budgets' gauges to a /metrics exposition OUT:
+ * turnout_budget_spent_ratio{budget,id,limit} (spent and reserved over
+ * the limit, per limit set) and turnout_budget_exhausted{budget,id}. */
+void budgets_render(const budgets_t *b, struct evbuffer *out);
 
 /* The live fields of stored budget REC, added to OUT (admin reads):
  * spent_usd, spent_tokens, requests, window_start, resets_at (ISO 8601

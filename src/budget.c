@@ -233,3 +233,97 @@ void budget_live_fields(const cJSON *rec, cJSON *out)
     }
     cJSON_AddBoolToObject(out, "exhausted", exhausted);
 }
+
+/* NAME as a Prometheus label value into BUF (backslash, quote and newline escaped). */
+static const char *label(const char *name, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; *name && n + 3 < cap; name++) {
+        if (*name == '\\' || *name == '"' || *name == '\n')
+            buf[n++] = '\\';
+        buf[n++] = *name == '\n' ? 'n' : *name;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+void budgets_render(const budgets_t *b, struct evbuffer *out)
+{
+    static const char *const kinds[LEDGER__N] = { "usd", "tokens", "requests" };
+    int64_t now = time(NULL), spent[LEDGER__N], reserved[LEDGER__N];
+    char name[300];
+    if (b == NULL || b->n == 0)
+        return;
+    evbuffer_add_printf(out, "# HELP turnout_budget_spent_ratio What a budget holds (spent and reserved) over its "
+                             "limit, in its current window.\n# TYPE turnout_budget_spent_ratio gauge\n");
+    for (int i = 0; i < b->n; i++) {
+        const budget_t *bg = b->all[i];
+        ledger_read(bg->e, bg->window, now, spent, reserved);
+        for (int k = 0; k < LEDGER__N; k++)
+            if (bg->limit[k] > 0)
+                evbuffer_add_printf(out, "turnout_budget_spent_ratio{budget=\"%s\",id=\"%s\",limit=\"%s\"} %.6f\n",
+                                    label(bg->name, name, sizeof(name)), bg->id, kinds[k],
+                                    (double)(spent[k] + reserved[k]) / (double)bg->limit[k]);
+    }
+    evbuffer_add_printf(out, "# HELP turnout_budget_exhausted 1 while a budget admits nothing more in its window.\n"
+                             "# TYPE turnout_budget_exhausted gauge\n");
+    for (int i = 0; i < b->n; i++) {
+        const budget_t *bg = b->all[i];
+        int ex = 0;
+        ledger_read(bg->e, bg->window, now, spent, reserved);
+        for (int k = 0; k < LEDGER__N; k++)
+            ex |= bg->limit[k] >= 0 && spent[k] + reserved[k] >= bg->limit[k];
+        evbuffer_add_printf(out, "turnout_budget_exhausted{budget=\"%s\",id=\"%s\"} %d\n",
+                            label(bg->name, name, sizeof(name)), bg->id, ex);
+    }
+}
+
+typedef struct explaining {
+    cJSON *arr;
+    int blocks;
+} explaining_t;
+
+static int explain_one(const budget_t *bg, void *arg)
+{
+    static const char *const scope[BS__COUNT] = { "target", "provider", "route", "key", "tenant", "global" };
+    static const char *const windows[] = { [WIN_TOTAL] = "total", [WIN_MINUTE] = "1m", [WIN_HOUR] = "1h",
+                                           [WIN_DAY] = "1d", [WIN_WEEK] = "1w", [WIN_MONTH] = "1M" };
+    explaining_t *x = arg;
+    cJSON *o = cJSON_CreateObject(), *rec = cJSON_CreateObject();
+    const cJSON *ex;
+    int blocks;
+    if (o == NULL || rec == NULL) {
+        cJSON_Delete(o);
+        cJSON_Delete(rec);
+        return 0;
+    }
+    /* the live fields, from the compiled budget as a record would give them */
+    cJSON_AddStringToObject(rec, "id", bg->id);
+    cJSON_AddStringToObject(rec, "window", windows[bg->window]);
+    if (bg->limit[LEDGER_USD] >= 0)
+        cJSON_AddNumberToObject(rec, "limit_usd", (double)bg->limit[LEDGER_USD] / 1e9);
+    if (bg->limit[LEDGER_TOKENS] >= 0)
+        cJSON_AddNumberToObject(rec, "limit_tokens", (double)bg->limit[LEDGER_TOKENS]);
+    if (bg->limit[LEDGER_REQUESTS] >= 0)
+        cJSON_AddNumberToObject(rec, "limit_requests", (double)bg->limit[LEDGER_REQUESTS]);
+    cJSON_AddStringToObject(o, "id", bg->id);
+    cJSON_AddStringToObject(o, "name", bg->name);
+    cJSON_AddStringToObject(o, "scope", scope[bg->scope]);
+    cJSON_AddStringToObject(o, "action_on_exhaust", bg->alert ? "alert" : "block");
+    cJSON_AddStringToObject(o, "window", windows[bg->window]);
+    budget_live_fields(rec, o);
+    ex = cJSON_GetObjectItemCaseSensitive(o, "exhausted");
+    blocks = !bg->alert && cJSON_IsTrue(ex);
+    cJSON_AddBoolToObject(o, "blocks", blocks);
+    x->blocks |= blocks;
+    cJSON_AddItemToArray(x->arr, o);
+    cJSON_Delete(rec);
+    return 0;
+}
+
+int budgets_explain(const budgets_t *b, const char *key, cJSON *arr)
+{
+    explaining_t x = { arr, 0 };
+    budgets_each_in(b, key, explain_one, &x);
+    return x.blocks;
+}

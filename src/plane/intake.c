@@ -2,6 +2,7 @@
 #include "plane.h"
 #include "admin.h"
 #include "auth.h"
+#include "budget.h"
 #include "edge.h"
 #include "jscan.h"
 #include "multipart.h"
@@ -239,6 +240,8 @@ static void on_list_provider(const cJSON *p, void *arg)
 static void serve_metrics(req_t *r)
 {
     metrics_render(r->w->gw, r->req->buffer_out);
+    budgets_refresh(r->w->budgets, r->w->reader, 0);   /* the budgets as the store has them now */
+    budgets_render(r->w->budgets, r->req->buffer_out);
     reply_buffered(r, 200, "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -439,7 +442,7 @@ static void serve_data(req_t *r)
     char sticky[256];
     r->body_len = evbuffer_get_length(in);
     r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
-    if (parse_body(r) < 0)
+    if (parse_body(r) < 0 || pace_admit(r) < 0)
         return;
     resolve_in_t ask = { .ep = ep, .model = r->model, .router = router, .key_id = r->key_id, .tenant = r->tenant,
                          .sticky = sticky_key(r, sticky, sizeof(sticky)), .privileged = r->privileged,
@@ -672,6 +675,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     attempt_end(r);
     r->req = NULL;
     spend_done(r);
+    pace_done(r);
     reply_access_log(r);
     count_request(r);
     if (r->res.variant_tally != NULL) {      /* A/B counts, read by the dry-run (metrics count their own) */

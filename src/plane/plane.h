@@ -10,6 +10,8 @@
  *               relayed event by event with backpressure
  *   reply.c     turnout's own answers (errors, JSON), the retry hints, the
  *               attempt trace and the access log
+ *   pace.c      rate limits of keys and tenants (rpm, tpm, in flight), and
+ *               the x-ratelimit-* headers
  *   spend.c     budget reservations before each attempt, settled with what
  *               the answer used (usage.c reads the counts) and cost
 
@@ -86,6 +88,13 @@ typedef struct trace {
 /* Where admit() sends a request. */
 typedef enum { TO_NONE, TO_HEALTH, TO_METRICS, TO_MODELS, TO_DATA } target_t;
 
+/* One rate limit a request is counted in (pace.c). */
+typedef struct pace {
+    ledger_entry_t *e;
+    ledger_hold_t h;
+    int in_flight;               /* it holds a place in flight */
+} pace_t;
+
 typedef struct req {
     worker_t *w;
     evhtp_request_t *req;        /* NULL once the client is gone */
@@ -138,6 +147,11 @@ typedef struct req {
     int budget_wait_set;         /* a budget that passed one over resets in budget_wait_ms */
     double budget_wait_ms;
     int nheld;                   /* budget reservations of the current attempt (held, below) */
+    int npace;                   /* rate limits taken (pace, below) */
+    int64_t pace_estimate;       /* the tokens they took */
+    int rl_shown;                /* x-ratelimit-* headers go out, with these: */
+    int64_t rl_order;            /*   the requests left of the pace shown (the fewest) */
+    int64_t rl_limit[LEDGER__N], rl_remaining[LEDGER__N], rl_reset_s;
     dialect_usage_t estimate;    /* what the current attempt was expected to use */
     int waiting;                 /* the timer is a Retry-After wait */
     health_t health;             /* the current attempt's shared slots */
@@ -184,6 +198,7 @@ typedef struct req {
         ledger_entry_t *e;
         ledger_hold_t h;
     } held[MAX_BUDGET_HOLDS];
+    pace_t pace[2];              /* the key's and the tenant's rate limits (pace.c), NPACE of them */
 } req_t;
 
 /* --- reply.c: turnout's own answers, the trace, the access log ---------- */
@@ -215,6 +230,16 @@ void reply_exhausted(req_t *r);
 trace_t *trace_add(req_t *r, const char *skipped);
 /* The request's access-log line. */
 void reply_access_log(req_t *r);
+
+/* --- pace.c: rate limits of keys and tenants ---------------------------------- */
+
+/* Counts the request in its key's and tenant's limits: 0, or -1 after
+ * answering 429 rate_limited. */
+int pace_admit(req_t *r);
+/* The request is over: its tokens reconciled, its place in flight given back. */
+void pace_done(req_t *r);
+/* The x-ratelimit-* headers of a limited caller's answer. */
+void pace_headers(req_t *r);
 
 /* --- spend.c: budgets, usage and cost ---------------------------------------- */
 

@@ -46,6 +46,7 @@ void reply_std_headers(req_t *r)
     reply_header_held(req, "x-turnout-attempts", r->attempts_text);
     if (r->res.variant[0])
         reply_header_held(req, "x-turnout-variant", r->res.variant);
+    pace_headers(r);
 }
 
 /* The body bytes a buffered reply sends: none to HEAD (evhtp sends the

@@ -1,0 +1,163 @@
+/* pace.c - rate limits of keys and tenants: requests and tokens per minute and requests in flight, shared by all workers, and OpenAI's x-ratelimit-* headers.
+ *
+ * A key record's rpm, tpm and max_in_flight, and a tenant record's
+ * (/v1/tenants), limit its callers together, across every worker (the
+ * ledger's counters, "k:ID" and "t:NAME"). A request is admitted once its
+ * body is parsed, before resolution, when each limit takes it: one request
+ * and its estimated tokens (body bytes / 4 plus its max_tokens, else the
+ * config's budgets.default_output_tokens) in the current minute (UTC
+ * minutes, like the budgets' 1m window), and a place in flight. Over a
+ * limit the client gets 429 rate_limited with Retry-After (the minute's
+ * end; 1 s for in flight). When the request ends its tokens are reconciled
+ * with what its answer used and its place is given back.
+ *
+ * Every answer to a limited caller carries x-ratelimit-limit-requests,
+ * -remaining-requests, -reset-requests and the -tokens three: of the key's
+ * limits and the tenant's, the one with the fewest requests left. */
+#include "plane.h"
+#include "budget.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+/* The limits of REC (a key or tenant record) into LIMIT (rpm, tpm as
+ * ledger counters) and *FLIGHT; 0 when it sets none. */
+static int limits_of(const cJSON *rec, int64_t limit[LEDGER__N], int64_t *flight)
+{
+    const cJSON *rpm = cJSON_GetObjectItemCaseSensitive(rec, "rpm");
+    const cJSON *tpm = cJSON_GetObjectItemCaseSensitive(rec, "tpm");
+    const cJSON *fl = cJSON_GetObjectItemCaseSensitive(rec, "max_in_flight");
+    limit[LEDGER_USD] = -1;
+    limit[LEDGER_REQUESTS] = cJSON_IsNumber(rpm) ? (int64_t)rpm->valuedouble : -1;
+    limit[LEDGER_TOKENS] = cJSON_IsNumber(tpm) ? (int64_t)tpm->valuedouble : -1;
+    *flight = cJSON_IsNumber(fl) ? (int64_t)fl->valuedouble : -1;
+    return limit[LEDGER_REQUESTS] >= 0 || limit[LEDGER_TOKENS] >= 0 || *flight >= 0;
+}
+
+/* The x-ratelimit-* values of pace E (limits LIMIT) for R, unless one with
+ * fewer requests left is shown already (FORCE: shown anyway, a refusal's). */
+static void show(req_t *r, ledger_entry_t *e, const int64_t limit[LEDGER__N], int64_t now, int64_t end, int force)
+{
+    int64_t spent[LEDGER__N], reserved[LEDGER__N], left[LEDGER__N], order;
+    ledger_read(e, WIN_MINUTE, now, spent, reserved);
+    for (int i = LEDGER_TOKENS; i <= LEDGER_REQUESTS; i++)
+        left[i] = limit[i] < 0 ? -1 : limit[i] - spent[i] - reserved[i] > 0 ? limit[i] - spent[i] - reserved[i] : 0;
+    order = left[LEDGER_REQUESTS] >= 0 ? left[LEDGER_REQUESTS] : INT64_MAX;
+    if (r->rl_shown && order >= r->rl_order && !force)
+        return;
+    r->rl_shown = 1;
+    r->rl_order = order;
+    r->rl_reset_s = end - now;
+    for (int i = LEDGER_TOKENS; i <= LEDGER_REQUESTS; i++) {
+        r->rl_limit[i] = limit[i];
+        r->rl_remaining[i] = left[i];
+    }
+}
+
+/* Takes one pace (the key's or the tenant's) for R; 0, or -1 after the 429. */
+static int take(req_t *r, const char *who, const char *name, const cJSON *rec, const int64_t amt[LEDGER__N],
+                int64_t now)
+{
+    int64_t limit[LEDGER__N], flight, end;
+    char ename[200];
+    pace_t *p = &r->pace[r->npace];
+    int over;
+    if (!limits_of(rec, limit, &flight))
+        return 0;
+    snprintf(ename, sizeof(ename), "%c:%s", *who, name);
+    if ((p->e = ledger_get(ename)) == NULL)
+        return 0;                         /* out of memory: not limited (never refused for our sake) */
+    ledger_window(WIN_MINUTE, now, NULL, &end);
+    if ((over = ledger_reserve(p->e, WIN_MINUTE, now, amt, limit, &p->h)) >= 0) {
+        show(r, p->e, limit, now, end, 1);
+        reply_retry_hints(r, (double)(end - now) * 1000.0, 1);
+        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
+                    "the %s '%s' is over its limit of %lld %s per minute; retry after %lld s", who, name,
+                    (long long)limit[over], over == LEDGER_TOKENS ? "tokens" : "requests", (long long)(end - now));
+        return -1;
+    }
+    if (flight >= 0 && !ledger_enter(p->e, flight)) {
+        ledger_settle(p->e, &p->h, NULL);
+        show(r, p->e, limit, now, end, 1);
+        reply_retry_hints(r, 1000, 1);
+        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
+                    "the %s '%s' has %lld requests in flight, its limit; retry shortly", who, name,
+                    (long long)flight);
+        return -1;
+    }
+    p->in_flight = flight >= 0;
+    r->npace++;
+    show(r, p->e, limit, now, end, 0);
+    return 0;
+}
+
+int pace_admit(req_t *r)
+{
+    int64_t now = (int64_t)time(NULL), amt[LEDGER__N];
+    const cJSON *tenant = NULL;
+    store_hold_t *hold = NULL;
+    int rc = 0;
+    if (r->key_rec == NULL && r->tenant[0] == '\0')
+        return 0;
+    amt[LEDGER_USD] = 0;
+    amt[LEDGER_TOKENS] = (r->multipart ? 0 : (int64_t)(r->body_len / 4)) +
+                         (r->ep == EP_EMBEDDINGS ? 0 : r->max_tokens > 0 ? r->max_tokens : r->w->cfg->default_output_tokens);
+    amt[LEDGER_REQUESTS] = 1;
+    r->pace_estimate = amt[LEDGER_TOKENS];
+    if (r->key_rec != NULL && take(r, "key", r->key_id, r->key_rec, amt, now) < 0)
+        rc = -1;
+    if (rc == 0 && r->tenant[0] != '\0' && (tenant = store_get_tenant(r->w->reader, r->tenant, &hold)) != NULL &&
+        !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(tenant, "enabled")) &&
+        take(r, "tenant", r->tenant, tenant, amt, now) < 0)
+        rc = -1;
+    store_release(hold);
+    if (rc < 0)
+        pace_done(r);                     /* what the key took goes back */
+    return rc;
+}
+
+void pace_done(req_t *r)
+{
+    int64_t act[LEDGER__N];
+    const dialect_usage_t *u = &r->usage;
+    act[LEDGER_USD] = 0;
+    act[LEDGER_TOKENS] = u->prompt >= 0 || u->completion >= 0
+                         ? (u->prompt > 0 ? u->prompt : 0) + (u->completion > 0 ? u->completion : 0)
+                         : r->last_cand >= 0 ? r->pace_estimate : 0;
+    act[LEDGER_REQUESTS] = 1;             /* a request made counts, answered or not */
+    for (int i = 0; i < r->npace; i++) {
+        ledger_settle(r->pace[i].e, &r->pace[i].h, act);
+        if (r->pace[i].in_flight)
+            ledger_leave(r->pace[i].e);
+    }
+    r->npace = 0;
+}
+
+/* "12s" */
+static void secs(int64_t s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%llds", (long long)s);
+}
+
+void pace_headers(req_t *r)
+{
+    static const char *const names[LEDGER__N][3] = {
+        [LEDGER_TOKENS] = { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens" },
+        [LEDGER_REQUESTS] = { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                              "x-ratelimit-reset-requests" },
+    };
+    char v[24];
+    if (!r->rl_shown)
+        return;
+    for (int i = LEDGER_TOKENS; i <= LEDGER_REQUESTS; i++) {
+        if (r->rl_limit[i] < 0)
+            continue;
+        snprintf(v, sizeof(v), "%lld", (long long)r->rl_limit[i]);
+        reply_header(r->req, names[i][0], v);
+        snprintf(v, sizeof(v), "%lld", (long long)r->rl_remaining[i]);
+        reply_header(r->req, names[i][1], v);
+        secs(r->rl_reset_s, v, sizeof(v));
+        reply_header(r->req, names[i][2], v);
+    }
+}
