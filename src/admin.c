@@ -90,6 +90,7 @@ typedef struct admin {
     struct event *reload_ev;   /* takes the newest config (SIGHUP) */
     const config_t *cfg;       /* the config in force, as this thread took it */
     store_reader_t *reader;    /* for key lookups */
+    budgets_t *budgets;        /* the budgets, compiled for the dry-run */
 } admin_t;
 
 static admin_t admin;
@@ -844,6 +845,45 @@ static cJSON *effective_json(const resolution_t *res, const cJSON *override)
  * provider_count and providers (the distinct providers left after the
  * preferences, in the order they would be tried) and every candidate with
  * its state. */
+/* The budgets a request resolved to RES would be reserved against (SPEC
+ * 8): each candidate's target and provider budgets in its own entry of
+ * OUT's candidates (a blocking one makes its state budget_exhausted), and
+ * the request's route, key, tenant and global ones in OUT's "budgets". */
+static void add_budgets(cJSON *out, const resolution_t *res, const char *key_id, const char *tenant)
+{
+    budgets_t *compiled = admin.budgets;
+    cJSON *cands = cJSON_GetObjectItemCaseSensitive(out, "candidates"), *mine, *c;
+    char key[1200];
+    int i = 0, blocked = 0;
+    if (compiled == NULL && (compiled = admin.budgets = budgets_new()) == NULL)
+        return;
+    budgets_refresh(compiled, admin.reader, 0);   /* (as the store has them now) */
+    cJSON_ArrayForEach(c, cands) {
+        const candidate_t *cd;
+        if (i >= res->ncand)
+            break;                        /* (the dropped ones follow: never called) */
+        cd = &res->cand[i++];
+        mine = cJSON_AddArrayToObject(c, "budgets");
+        if ((*res->route_id && budget_scope_key(BS_TARGET, res->route_id, cd->provider, cd->model, key, sizeof(key)) &&
+             budgets_explain(compiled, key, mine)) |
+            (budget_scope_key(BS_PROVIDER, cd->provider, NULL, NULL, key, sizeof(key)) &&
+             budgets_explain(compiled, key, mine))) {
+            cJSON_ReplaceItemInObjectCaseSensitive(c, "available", cJSON_CreateFalse());
+            cJSON_ReplaceItemInObjectCaseSensitive(c, "state", cJSON_CreateString("budget_exhausted"));
+        }
+    }
+    mine = cJSON_AddArrayToObject(out, "budgets");
+    if (*res->route_id && budget_scope_key(BS_ROUTE, res->route_id, NULL, NULL, key, sizeof(key)))
+        blocked |= budgets_explain(compiled, key, mine);
+    if (*key_id && budget_scope_key(BS_KEY, key_id, NULL, NULL, key, sizeof(key)))
+        blocked |= budgets_explain(compiled, key, mine);
+    if (*tenant && budget_scope_key(BS_TENANT, tenant, NULL, NULL, key, sizeof(key)))
+        blocked |= budgets_explain(compiled, key, mine);
+    if (budget_scope_key(BS_GLOBAL, NULL, NULL, NULL, key, sizeof(key)))
+        blocked |= budgets_explain(compiled, key, mine);
+    cJSON_AddBoolToObject(out, "budget_blocks", blocked);
+}
+
 static void add_resolution(cJSON *out, const resolution_t *res, const cJSON *override)
 {
     static const char *const status_code[] = {
@@ -1096,6 +1136,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
     if (models == NULL) {
         resolve_model(admin.reader, &in, &res);
         add_resolution(out, &res, override);
+        add_budgets(out, &res, key_id, tenant);
         resolve_free(&res);
         goto reply;
     }
@@ -1107,6 +1148,7 @@ static void serve_dry_run(evhtp_request_t *req, const caller_t *who)
         resolve_model(admin.reader, &in, &res);
         cJSON_AddStringToObject(one, "model", m->valuestring);
         add_resolution(one, &res, override);
+        add_budgets(one, &res, key_id, tenant);
         if (res.ncand > 0 && with_providers++ == 0)
             cJSON_AddStringToObject(out, "selected_model", m->valuestring);
         if (route != NULL && !cJSON_HasObjectItem(out, "effective_preferences"))
@@ -1568,5 +1610,7 @@ void admin_stop(void)
     if (admin.base != NULL)
         event_base_free(admin.base);
     store_reader_free(admin.reader);
+    budgets_free(admin.budgets);
+    admin.budgets = NULL;
     memset(&admin, 0, sizeof(admin));
 }

@@ -230,3 +230,26 @@ def test_spend_survives_a_restart_and_sigkill(env):
     assert got["requests"] == 8, got
     assert "restored the spend" in t.output()
     assert chat(t)[0] == 200 and read(t, b)["requests"] == 9
+
+
+def test_dry_run_shows_the_budgets_that_apply_and_which_block(env):
+    a, b2 = env.mock(name="a"), env.mock(name="b")
+    t = gateway(env, a, b2)
+    rid = route_id(t)
+    budget(t, name="a-cap", scope={"target": {"route": rid, "provider": "a", "model": "m"}}, limit_requests=1)
+    budget(t, name="b-watch", scope={"provider": "b"}, limit_requests=1, action_on_exhaust="alert")
+    budget(t, name="route-day", scope={"route": rid}, limit_usd=5, window="1d")
+    assert chat(t)[0] == 200 and chat(t)[0] == 200          # a's one, then b's one
+    st, dr = t.admin("POST", "/v1/model-routes/dry-run", {"model": "r"})
+    assert st == 200, dr
+    ca, cb = dr["candidates"][0], dr["candidates"][1]
+    assert ca["provider"] == "a" and ca["state"] == "budget_exhausted" and ca["available"] is False, ca
+    assert [(x["name"], x["scope"], x["blocks"], x["requests"]) for x in ca["budgets"]] == [("a-cap", "target", True, 1)]
+    assert cb["state"] == "usable" and cb["budgets"][0]["name"] == "b-watch" and cb["budgets"][0]["blocks"] is False
+    assert cb["budgets"][0]["exhausted"] is True and cb["budgets"][0]["action_on_exhaust"] == "alert"
+    assert [(x["name"], x["blocks"], x["window"]) for x in dr["budgets"]] == [("route-day", False, "1d")]
+    assert dr["budgets"][0]["spent_usd"] > 0 and dr["budget_blocks"] is False
+    budget(t, name="stop", scope="global", limit_requests=2)
+    assert chat(t)[0] == 200 and chat(t)[0] == 200
+    st, dr = t.admin("POST", "/v1/model-routes/dry-run", {"model": "r"})
+    assert dr["budget_blocks"] is True and [x["name"] for x in dr["budgets"] if x["blocks"]] == ["stop"], dr
