@@ -62,6 +62,7 @@ typedef struct candidate {
     const cJSON *default_max_tokens;   /* the provider's (a number), or NULL */
     resolve_timeouts_t to;    /* the provider's timeouts */
     int prov_cap, target_cap; /* max_in_flight of the provider and the target; 0: none */
+    size_t gen;               /* the store generation of its provider record (0: a record of its own) */
 } candidate_t;
 
 /* A target left out, and why: "target_disabled", "provider_disabled",

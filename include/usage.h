@@ -13,7 +13,8 @@ typedef struct usage_prices {
     double input, output, cached;
 } usage_prices_t;
 
-/* Reads the top-level "usage" object of the JSON answer BODY (OpenAI's
+/* Reads the "usage" object of the JSON answer BODY (the last one: OpenAI's
+ * and Anthropic's answers have one, at the top level, near the end; OpenAI's
  * prompt_tokens / completion_tokens / prompt_tokens_details.cached_tokens,
  * or Anthropic's input_tokens / output_tokens / cache_*_input_tokens) into
  * *U, field by field (what it does not say is left as it was). Any bytes

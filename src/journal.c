@@ -4,9 +4,11 @@
  * their strings in an arena. Two batches cycle between the worker and the
  * keeper through two atomic pointers: on its beat the worker publishes a
  * non-empty batch in `ready` if the keeper has taken the last one, and
- * goes on in the `spare` one the keeper emptied and gave back. So a
- * request costs a hash and a probe, and after the first seconds nothing is
- * allocated: an emptied batch keeps its table and arena. */
+ * goes on in the `spare` one the keeper emptied and gave back (the keeper
+ * copies the rows out and gives the batch back before it writes the
+ * store). So a request costs a hash and a probe, and nothing is allocated
+ * once each batch's table has grown to the rows a second brings: an
+ * emptied batch keeps its table and arena. */
 #include "journal.h"
 
 #include <stdatomic.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #define FIRST_ROWS 64              /* a power of two */
+#define FIRST_ARENA 4096
 #define KEY_MAX 2048               /* a row's strings, NULs included; longer ones are cut */
 
 typedef struct row {
@@ -48,12 +51,15 @@ static void batch_free(batch_t *b)
 static batch_t *batch_new(void)
 {
     batch_t *b = calloc(1, sizeof(*b));
-    if (b != NULL && (b->rows = calloc(FIRST_ROWS, sizeof(row_t))) == NULL) {
-        free(b);
+    if (b != NULL && ((b->rows = calloc(FIRST_ROWS, sizeof(row_t))) == NULL ||
+                      (b->arena = malloc(FIRST_ARENA)) == NULL)) {
+        batch_free(b);
         return NULL;
     }
-    if (b != NULL)
+    if (b != NULL) {
         b->cap = FIRST_ROWS;
+        b->acap = FIRST_ARENA;
+    }
     return b;
 }
 
@@ -65,16 +71,6 @@ static void batch_clear(batch_t *b)
     b->alen = 0;
 }
 
-journal_t *journal_new(void)
-{
-    journal_t *j = calloc(1, sizeof(*j));
-    if (j != NULL && (j->active = batch_new()) == NULL) {
-        free(j);
-        return NULL;
-    }
-    return j;
-}
-
 void journal_free(journal_t *j)
 {
     if (j == NULL)
@@ -84,6 +80,22 @@ void journal_free(journal_t *j)
     batch_free(atomic_exchange(&j->spare, NULL));
     free(j);
 }
+
+journal_t *journal_new(void)
+{
+    journal_t *j = calloc(1, sizeof(*j));
+    batch_t *spare;
+    if (j == NULL)
+        return NULL;
+    /* both batches now: the cycle between worker and keeper allocates nothing */
+    if ((j->active = batch_new()) == NULL || (spare = batch_new()) == NULL) {
+        journal_free(j);
+        return NULL;
+    }
+    atomic_store(&j->spare, spare);
+    return j;
+}
+
 
 static uint64_t hash_of(int64_t hour, const char *k, size_t len)
 {
@@ -147,7 +159,7 @@ void journal_add(journal_t *j, int64_t hour, const char *key_id, const char *ten
         r = &b->rows[at];
     }
     if (b->alen + len > b->acap) {
-        size_t acap = b->acap ? b->acap * 2 : 4096;
+        size_t acap = b->acap * 2;
         char *arena;
         while (acap < b->alen + len)
             acap *= 2;
@@ -223,7 +235,9 @@ int journal_take(journal_t *j, int all, void (*fn)(const store_usage_t *row, voi
     if (b != NULL) {
         n += give(b, fn, arg);
         batch_clear(b);
-        batch_free(atomic_exchange(&j->spare, b));   /* (one the worker made meanwhile is dropped: it has its own) */
+        /* back before the store is written: the worker's next beat finds it (if it
+         * made one of its own meanwhile, that one is dropped here) */
+        batch_free(atomic_exchange(&j->spare, b));
     }
     if (all && j->active->n > 0) {
         n += give(j->active, fn, arg);

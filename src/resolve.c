@@ -197,6 +197,7 @@ static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_
     c->to = v->to;
     c->prov_cap = v->cap;
     c->target_cap = target_cap;
+    c->gen = v == &scratch ? 0 : v->gen;
     return c;
 }
 
@@ -415,12 +416,39 @@ static double price_of(const candidate_t *c)
     return num(m, "input_price", 0) + num(m, "output_price", 0);
 }
 
+/* A provider model's prices, kept per thread and store generation as the
+ * provider views are: every answer is priced, and finding the model entry
+ * and its three prices by name took some 1,500 instructions. */
+typedef struct price_view {
+    size_t gen;                    /* 0: empty */
+    const cJSON *prov;
+    char model[128];
+    usage_prices_t p;
+} price_view_t;
+
+#define PRICE_VIEWS 64
+static _Thread_local price_view_t price_views[PRICE_VIEWS];
+
 void resolve_prices(const candidate_t *c, usage_prices_t *p)
 {
-    const cJSON *m = model_entry(c->prov, c->model);
+    size_t len = strlen(c->model);
+    price_view_t *v = &price_views[(((uintptr_t)c->prov >> 4) + len * 31 + (unsigned char)c->model[0]) % PRICE_VIEWS];
+    const cJSON *m;
+    if (c->gen != 0 && v->gen == c->gen && v->prov == c->prov && len < sizeof(v->model) &&
+        memcmp(v->model, c->model, len + 1) == 0) {
+        *p = v->p;
+        return;
+    }
+    m = model_entry(c->prov, c->model);
     p->input = num(m, "input_price", -1);
     p->output = num(m, "output_price", -1);
     p->cached = num(m, "cached_input_price", -1);
+    if (c->gen != 0 && len < sizeof(v->model)) {
+        v->gen = c->gen;
+        v->prov = c->prov;
+        memcpy(v->model, c->model, len + 1);
+        v->p = *p;
+    }
 }
 
 static double latency_of(const candidate_t *c)

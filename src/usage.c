@@ -1,10 +1,13 @@
 /* usage.c - token counts read from an upstream's answer bytes (either dialect), and what they cost.
  *
  * A passthrough answer goes to the client as the upstream wrote it, so its
- * counts are read from the bytes without building a tree: jscan_next_item
- * steps through an object's members and never reads past the end, whatever
- * the bytes are (an upstream is not trusted to send JSON). Both dialects'
- * names are read in the same pass:
+ * counts are read from the bytes without building a tree: the "usage" key
+ * whose value is an object is found by a search (from the end in a whole
+ * answer, where OpenAI and Anthropic put it; a memmem in a stream), which
+ * is safe because a quote inside a JSON string is escaped, so the bytes
+ * "usage" followed by a colon are always a key; and jscan_next_item steps through that object's members,
+ * never reading past the end whatever the bytes are (an upstream is not
+ * trusted to send JSON). Both dialects' names are read in the same pass:
  *   OpenAI     prompt_tokens (cached ones included), completion_tokens,
  *              prompt_tokens_details.cached_tokens; embeddings have
  *              prompt_tokens only
@@ -90,16 +93,32 @@ static size_t skip_blank(const char *b, size_t len, size_t at)
     return at;
 }
 
+/* Where the last "usage" key with an object for its value is in
+ * B[FROM, LEN), or LEN: searched from the end, where answers put it. */
+static size_t usage_find_last(const char *b, size_t len, size_t from)
+{
+    for (size_t i = len >= 7 ? len - 7 : 0; len >= 7 && i + 1 > from; i--) {
+        const char *q = memrchr(b + from, '"', i + 1 - from);
+        size_t at;
+        if (q == NULL)
+            break;
+        i = (size_t)(q - b);
+        if (i + 7 > len || memcmp(q, "\"usage\"", 7) != 0)
+            continue;
+        at = skip_blank(b, len, i + 7);
+        if (at < len && b[at] == ':' && (at = skip_blank(b, len, at + 1)) < len && b[at] == '{')
+            return i;
+    }
+    return len;
+}
+
 int usage_from_answer(const char *body, size_t len, dialect_usage_t *u)
 {
-    size_t at = skip_blank(body, len, 0), pos = at;
-    jscan_item_t it;
-    if (at >= len || body[at] != '{')
+    size_t at = skip_blank(body, len, 0), k;
+    if (at >= len || body[at] != '{' || (k = usage_find_last(body, len, at)) >= len)
         return 0;
-    while (jscan_next_item(body, len, at, &pos, &it) == 1)
-        if (KEY(body, &it, "usage"))
-            return read_usage(body, len, it.val_off, u);
-    return 0;
+    at = skip_blank(body, len, k + 7);    /* the colon, then the object */
+    return read_usage(body, len, skip_blank(body, len, at + 1), u);
 }
 
 /* The JSON after the event's first "data:" (and its one space), to its line end. */
