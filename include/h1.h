@@ -11,8 +11,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define H1_LINE_MAX (64 * 1024)    /* the longest head, chunk-size or trailer line */
+#define H1_RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
 
 /* The status of a status line "HTTP/1.x NNN[ reason]" (without CR LF), with
  * its minor version in *MINOR; -1 when the line is not one. */
@@ -24,6 +26,11 @@ int h1_field_ok(const char *name, size_t nlen, const char *value, size_t vlen);
 
 /* Whether the comma-separated VALUE lists TOKEN (case-insensitive). */
 int h1_has_token(const char *value, size_t vlen, const char *token);
+
+/* How long a Retry-After VALUE (NULL: none) asks to wait, in ms: delta
+ * seconds, or an IMF-fixdate HTTP date measured from NOW (0 when it is
+ * past); H1_RETRY_AFTER_DEFAULT_MS when it is missing or unreadable. */
+double h1_retry_after_ms(const char *value, time_t now);
 
 /* A Content-Length value: 1 and *OUT, or 0 when it is not a number. */
 int h1_content_length(const char *value, size_t vlen, uint64_t *out);

@@ -8,8 +8,10 @@
  * line limit. */
 #include "h1.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 enum {
     S_SIZE,          /* the size's hex digits */
@@ -23,6 +25,24 @@ enum {
     S_TRAILER_LINE,  /* inside a trailer field, skipped */
     S_END,
 };
+
+double h1_retry_after_ms(const char *ra, time_t now)
+{
+    char *end;
+    double secs;
+    time_t when;
+    struct tm tm;
+    if (ra == NULL || *ra == '\0')
+        return H1_RETRY_AFTER_DEFAULT_MS;
+    secs = strtod(ra, &end);
+    if (end != ra && *end == '\0')
+        return secs > 0 ? (secs < 1e9 ? secs * 1000.0 : 1e12) : 0;   /* (NaN and negatives: none) */
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(ra, "%a, %d %b %Y %H:%M:%S GMT", &tm);   /* an IMF-fixdate */
+    if (end == NULL || *end != '\0' || (when = timegm(&tm)) == -1)
+        return H1_RETRY_AFTER_DEFAULT_MS;
+    return when > now ? (double)(when - now) * 1000.0 : 0;
+}
 
 int h1_status_line(const char *line, size_t len, int *minor)
 {

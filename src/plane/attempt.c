@@ -1,6 +1,7 @@
 /* attempt.c - the attempt engine: candidates one at a time, 429 retries on timers, caps and cooldowns, each attempt's limits. */
 #include "plane.h"
 #include "edge.h"
+#include "h1.h"
 #include "jscan.h"
 #include "log.h"
 #include "tally.h"
@@ -12,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RETRY_AFTER_DEFAULT_MS 1000   /* a 429 without a usable Retry-After */
 #define RETRY_CAP_DEFAULT_MS 5000     /* retry.retry_after_cap_s absent or 0 */
 
 void attempt_end(req_t *r)
@@ -69,26 +69,6 @@ static void on_up_status(void *arg, int status)
     metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
                     (r->last_data_ms - r->attempt_ms) / 1000.0);
     attempt_arm_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
-}
-
-/* How long a 429 asks us to wait, in ms: Retry-After as seconds or an HTTP
- * date; RETRY_AFTER_DEFAULT_MS when it is missing or unreadable. */
-static double retry_after_ms(const char *ra)
-{
-    char *end;
-    double secs;
-    time_t when;
-    struct tm tm;
-    if (ra == NULL || *ra == '\0')
-        return RETRY_AFTER_DEFAULT_MS;
-    secs = strtod(ra, &end);
-    if (end != ra && *end == '\0')
-        return secs > 0 ? secs * 1000.0 : 0;
-    memset(&tm, 0, sizeof(tm));
-    end = strptime(ra, "%a, %d %b %Y %H:%M:%S GMT", &tm);   /* an IMF-fixdate */
-    if (end == NULL || *end != '\0' || (when = timegm(&tm)) == -1)
-        return RETRY_AFTER_DEFAULT_MS;
-    return when > time(NULL) ? (double)(when - time(NULL)) * 1000.0 : 0;
 }
 
 /* Sleeps until UNTIL (monotonic ms), then attempt_next tries the current
@@ -164,7 +144,7 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
         /* no request on any worker goes to this upstream before UNTIL;
          * this one tries it again then, if retries and time are left */
         const char *ra = r->resp_headers ? evhtp_kv_find(r->resp_headers, "retry-after") : NULL;
-        double wait = retry_after_ms(ra), until;
+        double wait = h1_retry_after_ms(ra, time(NULL)), until;
         if (wait > r->retry_cap_ms)
             wait = r->retry_cap_ms;
         until = now + wait;
