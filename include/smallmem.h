@@ -17,12 +17,13 @@ void *smallmem_malloc(size_t n);
 void *smallmem_realloc(void *p, size_t n);
 void smallmem_free(void *p);
 
-/* Fills the calling thread's lists to PER_CLASS blocks of every class (a
- * worker does it before its loop starts). Warm-up alone leaves each list
- * at the highest count reached so far, and a later, slightly higher peak
- * of live blocks (one more 16 KB read chain at one moment) went to malloc
- * in the steady state; the reserve covers such peaks. */
-void smallmem_prime(unsigned per_class);
+/* Fills the calling thread's list of the class of SIZE to COUNT blocks (a
+ * worker does it for its 16 KB read chains before its loop starts).
+ * Warm-up alone leaves a list at the highest count of live blocks reached
+ * so far, and a later, slightly higher peak (one more read chain at one
+ * moment) went to malloc in the steady state; the reserve covers such
+ * peaks. */
+void smallmem_prime(size_t size, unsigned count);
 
 /* Blocks kept by the calling thread now (for tests). */
 size_t smallmem_kept(void);

@@ -150,21 +150,25 @@ void *smallmem_realloc(void *p, size_t n)
     return q;
 }
 
-void smallmem_prime(unsigned per_class)
+void smallmem_prime(size_t size, unsigned count)
 {
-    for (int c = 0; c < CLASSES; c++) {
-        size_t limit = ((size_t)KEEP_BYTES >> 5) >> c;
-        while (kept.n[c] < per_class && kept.n[c] < limit) {
-            head_t *h = malloc(sizeof(head_t) + class_size((uint32_t)c));
-            if (h == NULL)
-                return;                /* (only a reserve: the blocks are made when asked for instead) */
-            h->cls = (uint32_t)c;
-            keep_for_this_thread();
-            h->u.next = kept.list[c];
-            kept.list[c] = h;
-            kept.n[c]++;
-            POISON(h + 1, class_size((uint32_t)c));
-        }
+    uint32_t c = 0;
+    size_t limit;
+    while (c < CLASSES && size > class_size(c))
+        c++;
+    if (c == CLASSES)
+        return;                        /* a big block: never kept */
+    limit = ((size_t)KEEP_BYTES >> 5) >> c;
+    while (kept.n[c] < count && kept.n[c] < limit) {
+        head_t *h = malloc(sizeof(head_t) + class_size(c));
+        if (h == NULL)
+            return;                    /* (only a reserve: the blocks are made when asked for instead) */
+        h->cls = c;
+        keep_for_this_thread();
+        h->u.next = kept.list[c];
+        kept.list[c] = h;
+        kept.n[c]++;
+        POISON(h + 1, class_size(c));
     }
 }
 

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <time.h>
 
-/* Blocks of each size class a worker keeps ready before serving: about
- * 512 KB, enough for the live chains of a few dozen requests at once. */
-#define WORKER_SMALLMEM_RESERVE 16
+/* 16 KB blocks (a client read's chain) a worker keeps ready before
+ * serving: 256 KB, enough for the reads of a few dozen requests at once. */
+#define WORKER_READ_RESERVE 16
 
 /* Drain: the listener is closed at once; the loop ends when the last
  * request finishes or the grace period runs out. */
@@ -152,7 +152,7 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
 void *worker_main(void *arg)
 {
     worker_t *w = arg;
-    smallmem_prime(WORKER_SMALLMEM_RESERVE);
+    smallmem_prime(16384, WORKER_READ_RESERVE);
     on_beat(-1, 0, w);
     event_base_dispatch(w->base);
     /* Whatever is still open (idle keep-alive, or past the grace period) is

@@ -15,20 +15,23 @@ static void *in_thread(void *arg)
     return (void *)(uintptr_t)smallmem_kept();   /* its lists go back to malloc when it ends (LSan checks) */
 }
 
-/* A primed thread has its reserve in every class, up to the class's limit,
- * and serves from it without malloc; its lists go back when it ends. */
+/* A primed thread has its reserve in the class asked for, up to the
+ * class's limit, and serves from it without malloc; its lists go back when
+ * it ends. */
 static void *primed_thread(void *arg)
 {
     void *p;
     (void)arg;
-    smallmem_prime(16);
-    if (smallmem_kept() != 16 * CLASSES)
+    smallmem_prime(16384, 16);
+    if (smallmem_kept() != 16 || kept.n[CLASSES - 1] != 16)
         return (void *)1;
-    smallmem_prime(16);                          /* already full: nothing more */
-    if (smallmem_kept() != 16 * CLASSES)
+    smallmem_prime(16000, 16);                   /* the same class, full already: nothing more */
+    if (smallmem_kept() != 16)
         return (void *)2;
-    smallmem_prime(100);                         /* the 16 KB class stops at its 1 MB: 64 */
-    if (kept.n[CLASSES - 1] != 64 || kept.n[0] != 100)
+    smallmem_prime(16384, 100);                  /* the 16 KB class stops at its 1 MB: 64 */
+    smallmem_prime(40, 100);
+    smallmem_prime(100000, 5);                   /* a big block: never kept */
+    if (kept.n[CLASSES - 1] != 64 || kept.n[1] != 100 || smallmem_kept() != 164)
         return (void *)3;
     p = smallmem_malloc(16000);                  /* from the reserve */
     if (kept.n[CLASSES - 1] != 63)
