@@ -30,7 +30,7 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
 DESTDIR    ?=
 
-.PHONY: all deps test unit-bins run clean install bench fuzz
+.PHONY: all deps test unit-bins run clean install bench fuzz fuzz-bins
 all: $(BUILD)/turnout $(BUILD)/mockllm
 
 deps: $(DEPS)/.stamp
@@ -63,22 +63,31 @@ test:
 	$(MAKE) all
 	$(MAKE) BUILD=build/san SANITIZER=address,undefined OPT="-O1 -g" all unit-bins
 	bash scripts/run-tests.sh build/san
+	$(MAKE) fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 unit-bins: $(UNIT_BIN)
 
-# libFuzzer drivers (test/fuzz/fuzz_*.c), built with clang: `make fuzz` runs
-# each from its seed corpus for FUZZ_SECONDS (the corpus grows in build/fuzz).
+# libFuzzer drivers, built with clang: test/fuzz/fuzz_NAME.c, and beside it
+# fuzz_NAME.mk setting FUZZ_SRC_NAME (the project sources it drives, built
+# instrumented with it), FUZZ_LIBS_NAME and FUZZ_CFLAGS_NAME; its seeds are
+# in test/fuzz/corpus/NAME. `make fuzz` runs each for FUZZ_SECONDS (what it
+# learns stays in build/fuzz/corpus-NAME); a finding fails it.
 FUZZ_SECONDS ?= 60
-FUZZ_SRC  := src/dialect/dialect.c src/dialect/openai_to_anthropic.c src/dialect/anthropic_to_openai.c src/sse.c src/jscan.c src/text.c
-$(BUILD)/fuzz/fuzz_dialect: test/fuzz/fuzz_dialect.c $(FUZZ_SRC) $(wildcard include/*.h)
-	@mkdir -p $(@D)
-	clang -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    test/fuzz/fuzz_dialect.c $(FUZZ_SRC) -lcjson -levent -o $@
+TEST_FUZZ_SECONDS ?= 30
+FUZZ_NAMES  := $(patsubst test/fuzz/fuzz_%.c,%,$(wildcard test/fuzz/fuzz_*.c))
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -I$(DEPS)/include -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=all
+include $(wildcard test/fuzz/fuzz_*.mk)
 
-fuzz: $(BUILD)/fuzz/fuzz_dialect
-	@mkdir -p $(BUILD)/fuzz/corpus-dialect
-	$(BUILD)/fuzz/fuzz_dialect -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    $(BUILD)/fuzz/corpus-dialect test/fuzz/corpus/dialect
+.SECONDEXPANSION:
+$(BUILD)/fuzz/fuzz_%: test/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*) $(wildcard include/*.h) $(DEPS)/.stamp
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(FUZZ_CFLAGS_$*) $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*) -o $@
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+fuzz: fuzz-bins
+	bash scripts/run-fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 # turnout against an nginx reverse proxy on the same nginx upstream (bench/Makefile).
 bench: all
