@@ -6,8 +6,10 @@ struct client;
 
 /* Takes over CL's socket (libevhtp patch 0007 left the bufferevent
  * without it): watches it for reading, and writes whatever is added to the
- * bufferevent's output at the end of the current loop turn. */
-void cio_start(struct client *cl);
+ * bufferevent's output at the end of the current loop turn; over TLS when
+ * the worker's config has a context. Returns 0, or -1 when the TLS
+ * connection cannot be made (out of memory). */
+int cio_start(struct client *cl);
 
 /* The connection is being freed: stops watching and closes the socket. */
 void cio_stop(struct client *cl);

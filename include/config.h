@@ -37,6 +37,11 @@ typedef struct config {
     char seed[1024];            /* seed file, "" = none */
     int  usage_retention_days;  /* hourly usage rollups older than this are deleted */
     int  default_output_tokens; /* output tokens a budget reservation assumes when a request sets no limit */
+    char tls_cert[1024];        /* the data listener's certificate chain (PEM), "" = plain HTTP */
+    char tls_key[1024];         /* and its private key */
+    /* made from the files above when the config is loaded (tls.c), owned
+     * by this config: config_release gives it up */
+    struct ssl_ctx_st *tls_ctx;
 } config_t;
 
 /* Loads and validates FILE into *out. On failure returns -1 and writes one
@@ -45,5 +50,13 @@ int config_load(const char *file, config_t *out, char *err, size_t errlen);
 
 /* Fills *out with every option's default. */
 void config_defaults(config_t *out);
+
+/* What a loaded config makes of its files: the listener's TLS context.
+ * Returns 0, or -1 with a message in err (a certificate or key that does
+ * not load). */
+int config_prepare(config_t *c, char *err, size_t errlen);
+
+/* Gives up what config_prepare made (the struct itself is the caller's). */
+void config_release(config_t *c);
 
 #endif

@@ -39,6 +39,11 @@ typedef struct client {
     struct event flush;          /* made active when output is added: written at the turn's end */
     struct evbuffer_cb_entry *out_cb;
     unsigned flush_armed : 1, read_held : 1, eof_pending : 1, io_failed : 1;
+    /* over TLS (the listener's tls): the connection, and where it waits */
+    struct ssl_st *ssl;
+    size_t tls_retry;            /* a write that must be retried with these many bytes, 0: none */
+    unsigned tls_seen : 1,       /* its first byte was a TLS record (else it was plain HTTP) */
+             read_wants_write : 1, write_wants_read : 1;
     struct client *prev, *next;
 } client_t;
 

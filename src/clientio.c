@@ -27,6 +27,16 @@
  *             bufferevent's event callback with the flags a socket
  *             bufferevent would give, and libevhtp frees the connection.
  *
+ * Over TLS (the listener has tls.cert and tls.key) the same events drive
+ * OpenSSL on the socket: a read is SSL_read into the input buffer (looping
+ * while OpenSSL holds decrypted bytes the socket will not signal again),
+ * and the output is written as records of up to 16 KB, each one SSL_write
+ * of the output's first bytes copied together, so a reply of many small
+ * pieces is one record and one system call. The handshake is done by the
+ * first reads. A client whose first byte is not a TLS record speaks plain
+ * HTTP to a TLS port: it gets a 400 in clear text, as nginx answers it,
+ * and the connection closes.
+ *
  * Reading follows what libevhtp wants: a connection being closed after its
  * answer (evhtp_connection_close_after_write: no read callback) has what
  * its client still sends read and dropped, and the client's close reported
@@ -39,11 +49,21 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define CIO_CHUNK (16384 - 256)   /* a read: the chain holding it is one 16 KB block (smallmem's largest class) */
 #define CIO_HOLD (64 * 1024)      /* input waiting behind a request that stops reading */
+#define CIO_RECORD 16384          /* the most a TLS record carries */
+
+/* The answer to plain HTTP on a TLS port. */
+static const char plain_on_tls[] =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 135\r\n\r\n"
+    "{\"error\":{\"message\":\"this port speaks HTTPS: a plain HTTP request was sent to it\",\"type\":\"invalid_request_error\","
+    "\"code\":\"plain_http_to_https\"}}";
 
 static int retriable(void)
 {
@@ -62,6 +82,39 @@ static void fail(client_t *cl, short what)
     bufferevent_trigger_event(cl->conn->bev, what, BEV_TRIG_DEFER_CALLBACKS);
 }
 
+/* Writes OUT's first bytes as TLS records: returns what was written, 0
+ * when the socket is full (or OpenSSL must read first), -1 on an error. */
+static int tls_write(client_t *cl, struct evbuffer *out)
+{
+    static _Thread_local char rec[CIO_RECORD];
+    int total = 0;
+    while (evbuffer_get_length(out) > 0) {
+        /* a write OpenSSL asked to retry is retried with the same bytes */
+        size_t len = cl->tls_retry ? cl->tls_retry : evbuffer_get_length(out) < CIO_RECORD ? evbuffer_get_length(out)
+                                                                                          : CIO_RECORD;
+        int n, e;
+        if (evbuffer_copyout(out, rec, len) != (ev_ssize_t)len)
+            return -1;
+        ERR_clear_error();
+        if ((n = SSL_write(cl->ssl, rec, (int)len)) > 0) {
+            cl->tls_retry = 0;
+            evbuffer_drain(out, (size_t)n);
+            total += n;
+            continue;
+        }
+        cl->tls_retry = len;
+        e = SSL_get_error(cl->ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE)
+            break;
+        if (e == SSL_ERROR_WANT_READ) {
+            cl->write_wants_read = 1;       /* on_readable writes again */
+            break;
+        }
+        return total > 0 ? total : -1;
+    }
+    return total;
+}
+
 static void write_out(client_t *cl)
 {
     struct bufferevent *bev = cl->conn->bev;
@@ -69,6 +122,14 @@ static void write_out(client_t *cl)
     int n;
     if (cl->io_failed || evbuffer_get_length(out) == 0)
         return;
+    if (cl->ssl != NULL) {
+        cl->write_wants_read = 0;
+        if ((n = tls_write(cl, out)) < 0) {
+            fail(cl, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+            return;
+        }
+        goto written;
+    }
     n = evbuffer_write_atmost(out, cl->fd, -1);
     if (n < 0) {
         if (!retriable()) {
@@ -77,7 +138,8 @@ static void write_out(client_t *cl)
         }
         n = 0;
     }
-    if (evbuffer_get_length(out) > 0) {
+written:
+    if (evbuffer_get_length(out) > 0 && !cl->write_wants_read) {
         if (!event_pending(&cl->wev, EV_WRITE, NULL)) {
             struct timeval tv = { cl->w->cfg->send_timeout_s, 0 };
             event_add(&cl->wev, &tv);
@@ -100,14 +162,22 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     write_out(cl);
 }
 
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     client_t *cl = arg;
-    (void)fd;
-    if (what & EV_TIMEOUT)
+    if (what & EV_TIMEOUT) {
         fail(cl, BEV_EVENT_TIMEOUT | BEV_EVENT_WRITING);
-    else
-        write_out(cl);
+        return;
+    }
+    if (cl->read_wants_write) {           /* a TLS read (the handshake) waited to write */
+        cl->read_wants_write = 0;
+        on_readable(fd, EV_READ, cl);
+        if (cl->io_failed)
+            return;
+    }
+    write_out(cl);
 }
 
 /* Bytes were added to the output: written at the end of this loop turn,
@@ -120,6 +190,69 @@ static void on_output(struct evbuffer *out, const struct evbuffer_cb_info *info,
         cl->flush_armed = 1;
         event_active(&cl->flush, EV_WRITE, 1);
     }
+}
+
+/* The first byte of a connection to a TLS port: a handshake record goes
+ * on to OpenSSL; anything else is plain HTTP, answered in clear text and
+ * closed. Returns 1 to go on, 0 to wait, -1 when the connection is done. */
+static int tls_first_byte(client_t *cl)
+{
+    unsigned char b;
+    ssize_t n = recv(cl->fd, &b, 1, MSG_PEEK);
+    if (n < 0 && retriable())
+        return 0;
+    if (n <= 0) {
+        fail(cl, (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) | BEV_EVENT_READING);
+        return -1;
+    }
+    if (b != 0x16) {                      /* not a TLS handshake record */
+        (void)send(cl->fd, plain_on_tls, sizeof(plain_on_tls) - 1, MSG_NOSIGNAL);
+        shutdown(cl->fd, SHUT_WR);
+        fail(cl, BEV_EVENT_EOF | BEV_EVENT_READING);
+        return -1;
+    }
+    cl->tls_seen = 1;
+    return 1;
+}
+
+/* Reads what OpenSSL has for IN, in pieces of up to a chunk, while it has
+ * any and the input is not full: the bytes read, 0 when it waits, -1 at the
+ * end of input, -2 on an error. */
+static ssize_t tls_read(client_t *cl, struct evbuffer *in)
+{
+    ssize_t got = 0;
+    do {
+        struct evbuffer_iovec v;
+        int n, e;
+        if (evbuffer_reserve_space(in, CIO_CHUNK, &v, 1) < 1)
+            return -2;
+        ERR_clear_error();
+        if ((n = SSL_read(cl->ssl, v.iov_base, (int)v.iov_len)) > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(in, &v, 1);
+            got += n;
+            continue;
+        }
+        e = SSL_get_error(cl->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_WANT_WRITE) {  /* the handshake must send first */
+            cl->read_wants_write = 1;
+            if (!event_pending(&cl->wev, EV_WRITE, NULL)) {
+                struct timeval tv = { cl->w->cfg->send_timeout_s, 0 };
+                event_add(&cl->wev, &tv);
+            }
+            break;
+        }
+        if (got > 0)
+            break;                        /* the end or the error shows at the next read */
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+            return -1;
+        if (e == SSL_ERROR_SYSCALL && retriable())
+            return 0;
+        return -2;
+    } while (SSL_pending(cl->ssl) > 0 && evbuffer_get_length(in) < CIO_HOLD);
+    return got;
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -139,14 +272,33 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         cl->read_held = 1;
         return;
     }
-    if (evbuffer_reserve_space(in, CIO_CHUNK, &v, 1) < 1) {
-        fail(cl, BEV_EVENT_ERROR | BEV_EVENT_READING);
-        return;
+    if (cl->ssl != NULL) {
+        if (!cl->tls_seen && tls_first_byte(cl) <= 0)
+            return;
+        n = tls_read(cl, in);
+        if (cl->write_wants_read)
+            write_out(cl);                /* a write waited for this read */
+        if (cl->io_failed)
+            return;
+        if (n == 0)
+            return;
+        if (n == -2) {
+            fail(cl, BEV_EVENT_ERROR | BEV_EVENT_READING);
+            return;
+        }
+        if (n == -1)
+            n = 0;                        /* the end of input, as recv's 0 */
+    } else {
+        if (evbuffer_reserve_space(in, CIO_CHUNK, &v, 1) < 1) {
+            fail(cl, BEV_EVENT_ERROR | BEV_EVENT_READING);
+            return;
+        }
+        if ((n = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(in, &v, 1);
+        }
     }
-    n = recv(fd, v.iov_base, v.iov_len, 0);
     if (n > 0) {
-        v.iov_len = (size_t)n;
-        evbuffer_commit_space(in, &v, 1);
         if (closing)
             evbuffer_drain(in, evbuffer_get_length(in));
         else
@@ -163,7 +315,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     fail(cl, (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) | BEV_EVENT_READING);
 }
 
-void cio_start(client_t *cl)
+int cio_start(client_t *cl)
 {
     struct bufferevent *bev = cl->conn->bev;
     struct event_base *base = cl->w->base;
@@ -175,7 +327,16 @@ void cio_start(client_t *cl)
     event_assign(&cl->wev, base, cl->fd, EV_WRITE, on_writable, cl);
     event_assign(&cl->flush, base, -1, 0, on_flush, cl);
     cl->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_output, cl);
+    if (cl->w->cfg->tls_ctx != NULL) {
+        if ((cl->ssl = SSL_new(cl->w->cfg->tls_ctx)) == NULL || SSL_set_fd(cl->ssl, cl->fd) != 1) {
+            ERR_clear_error();
+            fail(cl, BEV_EVENT_ERROR | BEV_EVENT_READING);   /* out of memory: libevhtp lets it go */
+            return -1;
+        }
+        SSL_set_accept_state(cl->ssl);
+    }
     event_add(&cl->rev, NULL);
+    return 0;
 }
 
 void cio_stop(client_t *cl)
@@ -185,6 +346,13 @@ void cio_stop(client_t *cl)
     event_del(&cl->flush);
     if (cl->out_cb != NULL)
         evbuffer_remove_cb_entry(bufferevent_get_output(cl->conn->bev), cl->out_cb);
+    if (cl->ssl != NULL) {
+        if (cl->tls_seen && !cl->io_failed && SSL_is_init_finished(cl->ssl))
+            (void)SSL_shutdown(cl->ssl);  /* close_notify, if the socket takes it now */
+        ERR_clear_error();
+        SSL_free(cl->ssl);
+        cl->ssl = NULL;
+    }
     close(cl->fd);
 }
 
@@ -193,5 +361,7 @@ void cio_request_done(client_t *cl)
     if (cl->read_held && !cl->io_failed) {
         cl->read_held = 0;
         event_add(&cl->rev, NULL);
+        if (cl->ssl != NULL && SSL_pending(cl->ssl) > 0)
+            event_active(&cl->rev, EV_READ, 1);   /* bytes OpenSSL holds: the socket will not say so */
     }
 }

@@ -1,5 +1,6 @@
 /* config.c - config file parsing through a declarative option table (name, type, default, bounds). */
 #include "config.h"
+#include "tls.h"
 #include "fileio.h"
 
 #include <cjson/cJSON.h>
@@ -57,11 +58,13 @@ static const option_t options[] = {
     { "seed",                   OPT_STR,  OFF(seed), 0, "", 0, 0, 1 },
     { "usage.retention_days",   OPT_INT,  OFF(usage_retention_days), 90, NULL, 1, 36500, 0 },
     { "budgets.default_output_tokens", OPT_INT, OFF(default_output_tokens), 256, NULL, 1, 10000000, 0 },
+    { "tls.cert",               OPT_STR,  OFF(tls_cert), 0, "", 0, 0, 1 },
+    { "tls.key",                OPT_STR,  OFF(tls_key), 0, "", 0, 0, 1 },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
 /* The sections that group options; a section key must hold an object. */
-static const char *const sections[] = { "admin", "limits", "upstream", "store", "log", "usage", "budgets" };
+static const char *const sections[] = { "admin", "limits", "upstream", "store", "log", "usage", "budgets", "tls" };
 
 static void set_int(config_t *c, const option_t *o, int64_t v)
 {
@@ -258,6 +261,10 @@ int config_load(const char *file, config_t *c, char *err, size_t errlen)
     }
     if (check_enums(c, err, errlen) < 0)
         goto out;
+    if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
+        snprintf(err, errlen, "tls: cert and key go together (one is missing)");
+        goto out;
+    }
     if (c->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
@@ -267,4 +274,18 @@ out:
     cJSON_Delete(root);
     free(text);
     return rc;
+}
+
+int config_prepare(config_t *c, char *err, size_t errlen)
+{
+    c->tls_ctx = NULL;
+    if (c->tls_cert[0] != '\0' && (c->tls_ctx = tls_ctx_new(c->tls_cert, c->tls_key, err, errlen)) == NULL)
+        return -1;
+    return 0;
+}
+
+void config_release(config_t *c)
+{
+    tls_ctx_free(c->tls_ctx);
+    c->tls_ctx = NULL;
 }

@@ -167,7 +167,12 @@ int main(int argc, char **argv)
     }
     if (cmd != NULL)
         return store_command(cmd, &gw.cfg, seed);
+    if (config_prepare(&gw.cfg, err, sizeof(err)) < 0) {   /* the certificate and key load */
+        fprintf(stderr, "turnout: config %s: %s\n", file, err);
+        return 1;
+    }
     if (test_only) {
+        config_release(&gw.cfg);
         printf("turnout: config %s is valid\n", file);
         return 0;
     }
@@ -182,12 +187,14 @@ int main(int argc, char **argv)
     gw.store = store_open(gw.cfg.data_dir, (size_t)gw.cfg.map_size_mb, err, sizeof(err));
     if (gw.store == NULL) {
         tlog(LOG_ERROR, "%s", err);
+        reload_cleanup(&gw);
         return 1;
     }
     if (gw.cfg.seed[0] != '\0' && store_is_empty(gw.store)) {
         if (store_import_seed(gw.store, gw.cfg.seed, err, sizeof(err)) < 0) {
             tlog(LOG_ERROR, "%s", err);
             store_close(gw.store);
+            reload_cleanup(&gw);
             return 1;
         }
         tlog(LOG_INFO, "imported seed %s into the empty store", gw.cfg.seed);

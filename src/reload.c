@@ -117,10 +117,18 @@ static int all_took(gateway_t *gw, uint64_t gen)
     return 0;
 }
 
+/* Frees a config no loop reads any more (and its TLS context: connections
+ * made with it hold their own reference). */
+static void drop(config_t *c)
+{
+    config_release(c);
+    free(c);
+}
+
 static void free_retired(void)
 {
     while (nretired > 0)
-        free(retired[--nretired]);
+        drop(retired[--nretired]);
     free(retired);
     retired = NULL;
 }
@@ -130,7 +138,8 @@ static void free_retired(void)
 static int reject(const char *file, const char *why, config_t *next)
 {
     tlog(LOG_ERROR, "reload: config %s rejected: %s; the running config keeps serving", file, why);
-    free(next);
+    if (next != NULL)
+        drop(next);
     metrics_reloaded(0);
     notify_send("READY=1\nSTATUS=serving (the last reload was rejected)");
     return -1;
@@ -149,7 +158,9 @@ int reload_config(gateway_t *gw, const char *file)
     snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
              (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
     notify_send(msg);
-    if (next == NULL || config_load(file, next, err, sizeof(err)) < 0 ||
+    if (next != NULL)
+        next->tls_ctx = NULL;
+    if (next == NULL || config_load(file, next, err, sizeof(err)) < 0 || config_prepare(next, err, sizeof(err)) < 0 ||
         (fd = open_access(next->log_access)) == -2) {
         if (next != NULL && fd == -2)
             snprintf(err, sizeof(err), "log.access: cannot open %s", next->log_access);
@@ -173,7 +184,7 @@ int reload_config(gateway_t *gw, const char *file)
     if (all_took(gw, gen)) {
         free_retired();              /* older still: every loop is past them too */
         if (prev != &gw->cfg)
-            free((config_t *)prev);
+            drop((config_t *)prev);
     } else if (prev != &gw->cfg) {
         tlog(LOG_WARN, "reload: an event loop has not taken the new config within 2 s");
         config_t **more = realloc(retired, (size_t)(nretired + 1) * sizeof(*retired));
@@ -194,7 +205,8 @@ void reload_cleanup(gateway_t *gw)
     int fd = atomic_exchange(&gw->access_fd, -1);
     free_retired();
     if (live != &gw->cfg)
-        free((config_t *)live);
+        drop((config_t *)live);
+    config_release(&gw->cfg);
     atomic_store(&gw->live, &gw->cfg);
     if (fd >= 0)
         close(fd);

@@ -239,10 +239,20 @@ class Turnout(Proc):
         full_env.update(env or {})
         self.admin_key = full_env.get("TURNOUT_ADMIN_KEY")
         super().__init__([os.path.join(build or BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
+        self.tls = bool(cfg.get("tls", {}).get("cert"))
         deadline = time.time() + 10
         while True:
             try:
-                if http_request(self.port, "GET", "/healthz", timeout=1)[0] == 200:
+                if self.tls:   # up when it answers over TLS (its certificate is the test's to check)
+                    import ssl
+                    c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1,
+                                                    context=ssl._create_unverified_context())
+                    c.request("GET", "/healthz")
+                    up = c.getresponse().status == 200
+                    c.close()
+                    if up:
+                        break
+                elif http_request(self.port, "GET", "/healthz", timeout=1)[0] == 200:
                     break
             except OSError:
                 pass
