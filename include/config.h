@@ -39,9 +39,11 @@ typedef struct config {
     int  default_output_tokens; /* output tokens a budget reservation assumes when a request sets no limit */
     char tls_cert[1024];        /* the data listener's certificate chain (PEM), "" = plain HTTP */
     char tls_key[1024];         /* and its private key */
+    char admin_tls_cert[1024];  /* the admin listener's, "" = plain HTTP */
+    char admin_tls_key[1024];
     /* made from the files above when the config is loaded (tls.c), owned
-     * by this config: config_release gives it up */
-    struct ssl_ctx_st *tls_ctx;
+     * by this config: config_release gives them up */
+    struct ssl_ctx_st *tls_ctx, *admin_tls_ctx;
 } config_t;
 
 /* Loads and validates FILE into *out. On failure returns -1 and writes one
@@ -51,7 +53,7 @@ int config_load(const char *file, config_t *out, char *err, size_t errlen);
 /* Fills *out with every option's default. */
 void config_defaults(config_t *out);
 
-/* What a loaded config makes of its files: the listener's TLS context.
+/* What a loaded config makes of its files: the listeners' TLS contexts.
  * Returns 0, or -1 with a message in err (a certificate or key that does
  * not load). */
 int config_prepare(config_t *c, char *err, size_t errlen);

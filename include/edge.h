@@ -33,6 +33,7 @@ typedef struct client {
     int transfer_encoding;
     const char *error;           /* why a header check failed, for the 4xx body */
     /* the socket's I/O (clientio.c) */
+    const config_t *const *cfg;  /* the config in force where it runs (worker's or admin's) */
     int fd;
     struct event rev;            /* readable: for the connection's life, unless held */
     struct event wev;            /* writable: only while the socket would block */

@@ -50,6 +50,7 @@
 #include "health.h"
 #include "auth.h"
 #include "budget.h"
+#include "clientio.h"
 #include "edge.h"
 #include "jscan.h"
 #include "residency.h"
@@ -76,6 +77,7 @@
 /* An open admin connection, freed with the loop if still open at exit. */
 typedef struct admin_conn {
     evhtp_connection_t *conn;
+    client_t *io;              /* its socket's I/O (clientio.c): plain, or TLS with admin.tls */
     struct admin_conn *prev, *next;
 } admin_conn_t;
 
@@ -1452,10 +1454,18 @@ static void on_request(evhtp_request_t *req, void *arg)
  * goes to the parse-error answer (edge.c), and the connection closes. A
  * client waiting for "100 Continue" gets it once the body is known to be
  * acceptable (the caller's key is checked with the complete request). */
+/* A request is done: reading resumes if it was held back behind it. */
+static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
+{
+    (void)req;
+    cio_request_done(((admin_conn_t *)arg)->io);
+    return EVHTP_RES_OK;
+}
+
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     evhtp_kv_t *kv;
-    (void)arg;
+    evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_request_fini, arg);
     TAILQ_FOREACH(kv, hdrs, next)
         if (strcasecmp(kv->key, "expect") == 0 && !edge_expectation_ok(kv->val))
             return 417;
@@ -1480,6 +1490,8 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
 {
     admin_conn_t *c = arg;
     (void)conn;
+    cio_stop(c->io);
+    free(c->io);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -1493,15 +1505,22 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
 static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
 {
     admin_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    (void)arg;
+    if (c == NULL || (c->io = calloc(1, sizeof(*c->io))) == NULL) {
+        free(c);
         return EVHTP_RES_FATAL;
+    }
     c->conn = conn;
+    c->io->conn = conn;
     c->next = admin.conns;
     if (admin.conns != NULL)
         admin.conns->prev = c;
     admin.conns = c;
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, c);
-    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, arg);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, c);
+    /* the data listener's I/O, over TLS when admin.tls is set (the config
+     * in force when the connection came: a reload's certificate is for new ones) */
+    cio_start(c->io, admin.base, &admin.cfg, admin.cfg->admin_tls_ctx);
     return EVHTP_RES_OK;
 }
 
@@ -1569,6 +1588,7 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
     used_ev = ev;
     pthread_mutex_unlock(&used_lock);
     evhtp_disable_flag(admin.htp, EVHTP_FLAG_ENABLE_100_CONT);
+    evhtp_set_external_io(admin.htp, 1);     /* clientio.c does the sockets' I/O (and TLS) */
     evhtp_set_gencb(admin.htp, on_request, NULL);
     evhtp_set_post_accept_cb(admin.htp, on_accept, NULL);
     evhtp_set_edge_cbs(admin.htp, NULL, on_parse_error, NULL);

@@ -27,7 +27,7 @@
  *             bufferevent's event callback with the flags a socket
  *             bufferevent would give, and libevhtp frees the connection.
  *
- * Over TLS (the listener has tls.cert and tls.key) the same events drive
+ * Over TLS (the listener has a certificate: tls, admin.tls) the same events drive
  * OpenSSL on the socket: a read is SSL_read into the input buffer (looping
  * while OpenSSL holds decrypted bytes the socket will not signal again),
  * and the output is written as records of up to 16 KB, each one SSL_write
@@ -141,7 +141,7 @@ static void write_out(client_t *cl)
 written:
     if (evbuffer_get_length(out) > 0 && !cl->write_wants_read) {
         if (!event_pending(&cl->wev, EV_WRITE, NULL)) {
-            struct timeval tv = { cl->w->cfg->send_timeout_s, 0 };
+            struct timeval tv = { (*cl->cfg)->send_timeout_s, 0 };
             event_add(&cl->wev, &tv);
         }
     } else {
@@ -239,7 +239,7 @@ static ssize_t tls_read(client_t *cl, struct evbuffer *in)
         if (e == SSL_ERROR_WANT_WRITE) {  /* the handshake must send first */
             cl->read_wants_write = 1;
             if (!event_pending(&cl->wev, EV_WRITE, NULL)) {
-                struct timeval tv = { cl->w->cfg->send_timeout_s, 0 };
+                struct timeval tv = { (*cl->cfg)->send_timeout_s, 0 };
                 event_add(&cl->wev, &tv);
             }
             break;
@@ -315,10 +315,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     fail(cl, (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) | BEV_EVENT_READING);
 }
 
-int cio_start(client_t *cl)
+int cio_start(client_t *cl, struct event_base *base, const config_t *const *cfg, struct ssl_ctx_st *tls)
 {
     struct bufferevent *bev = cl->conn->bev;
-    struct event_base *base = cl->w->base;
+    cl->cfg = cfg;
     cl->fd = cl->conn->sock;
     /* a socket bufferevent freezes the ends it fills and empties itself */
     evbuffer_unfreeze(bufferevent_get_input(bev), 0);
@@ -327,8 +327,8 @@ int cio_start(client_t *cl)
     event_assign(&cl->wev, base, cl->fd, EV_WRITE, on_writable, cl);
     event_assign(&cl->flush, base, -1, 0, on_flush, cl);
     cl->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_output, cl);
-    if (cl->w->cfg->tls_ctx != NULL) {
-        if ((cl->ssl = SSL_new(cl->w->cfg->tls_ctx)) == NULL || SSL_set_fd(cl->ssl, cl->fd) != 1) {
+    if (tls != NULL) {
+        if ((cl->ssl = SSL_new(tls)) == NULL || SSL_set_fd(cl->ssl, cl->fd) != 1) {
             ERR_clear_error();
             fail(cl, BEV_EVENT_ERROR | BEV_EVENT_READING);   /* out of memory: libevhtp lets it go */
             return -1;

@@ -60,6 +60,8 @@ static const option_t options[] = {
     { "budgets.default_output_tokens", OPT_INT, OFF(default_output_tokens), 256, NULL, 1, 10000000, 0 },
     { "tls.cert",               OPT_STR,  OFF(tls_cert), 0, "", 0, 0, 1 },
     { "tls.key",                OPT_STR,  OFF(tls_key), 0, "", 0, 0, 1 },
+    { "admin.tls.cert",         OPT_STR,  OFF(admin_tls_cert), 0, "", 0, 0, 1 },
+    { "admin.tls.key",          OPT_STR,  OFF(admin_tls_key), 0, "", 0, 0, 1 },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -241,7 +243,20 @@ int config_load(const char *file, config_t *c, char *err, size_t errlen)
             }
             cJSON_ArrayForEach(sk, k) {
                 const option_t *o;
+                const cJSON *ssk;
                 snprintf(name, sizeof(name), "%s.%s", k->string, sk->string);
+                if (strcmp(name, "admin.tls") == 0 && cJSON_IsObject(sk)) {   /* the one nested section */
+                    cJSON_ArrayForEach(ssk, sk) {
+                        snprintf(name, sizeof(name), "admin.tls.%s", ssk->string);
+                        if ((o = find_option(name)) == NULL) {
+                            snprintf(err, errlen, "%s: unknown config key", name);
+                            goto out;
+                        }
+                        if (apply(c, o, ssk, dir, err, errlen) < 0)
+                            goto out;
+                    }
+                    continue;
+                }
                 if ((o = find_option(name)) == NULL) {
                     snprintf(err, errlen, "%s: unknown config key", name);
                     goto out;
@@ -265,6 +280,10 @@ int config_load(const char *file, config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "tls: cert and key go together (one is missing)");
         goto out;
     }
+    if ((c->admin_tls_cert[0] == '\0') != (c->admin_tls_key[0] == '\0')) {
+        snprintf(err, errlen, "admin.tls: cert and key go together (one is missing)");
+        goto out;
+    }
     if (c->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
@@ -278,14 +297,22 @@ out:
 
 int config_prepare(config_t *c, char *err, size_t errlen)
 {
-    c->tls_ctx = NULL;
+    char why[900];
+    c->tls_ctx = c->admin_tls_ctx = NULL;
     if (c->tls_cert[0] != '\0' && (c->tls_ctx = tls_ctx_new(c->tls_cert, c->tls_key, err, errlen)) == NULL)
         return -1;
+    if (c->admin_tls_cert[0] != '\0' &&
+        (c->admin_tls_ctx = tls_ctx_new(c->admin_tls_cert, c->admin_tls_key, why, sizeof(why))) == NULL) {
+        snprintf(err, errlen, "admin.%s", why);
+        config_release(c);
+        return -1;
+    }
     return 0;
 }
 
 void config_release(config_t *c)
 {
     tls_ctx_free(c->tls_ctx);
-    c->tls_ctx = NULL;
+    tls_ctx_free(c->admin_tls_ctx);
+    c->tls_ctx = c->admin_tls_ctx = NULL;
 }

@@ -354,7 +354,7 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg)
      * once the output is down to this, not only when it is empty */
     bufferevent_setwatermark(conn->bev, EV_WRITE, PROXY_SEND_LOW_WATER, 0);
     arm(cl, CLIENT_IDLE, w->cfg->header_timeout_s * 1000.0);
-    cio_start(cl);
+    cio_start(cl, w->base, &w->cfg, w->cfg->tls_ctx);
     return EVHTP_RES_OK;
 }
 

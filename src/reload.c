@@ -159,7 +159,7 @@ int reload_config(gateway_t *gw, const char *file)
              (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
     notify_send(msg);
     if (next != NULL)
-        next->tls_ctx = NULL;
+        next->tls_ctx = next->admin_tls_ctx = NULL;
     if (next == NULL || config_load(file, next, err, sizeof(err)) < 0 || config_prepare(next, err, sizeof(err)) < 0 ||
         (fd = open_access(next->log_access)) == -2) {
         if (next != NULL && fd == -2)

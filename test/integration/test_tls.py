@@ -235,3 +235,37 @@ def test_the_openai_sdk_over_https_with_a_private_ca(env):
         assert out["ok"], out
         assert (len(out["chunks"]) >= 5) if stream else out["completion"]["choices"][0]["message"]["content"], out
         assert CANARY not in json.dumps(out)
+
+
+def test_the_admin_api_over_tls(env):
+    root, chain, key = make_pki(env.dir)
+    make_pki(env.dir, name="adm", cn="turnout-admin")
+    m = env.mock()
+    seed = seed_for(m, routes=[{"name": "r", "targets": [{"provider": "mock", "model": "mock-large"}]}])
+    t = env.turnout(seed, config={"admin": {"tls": {"cert": os.path.join(env.dir, "adm-chain.pem"),
+                                                    "key": os.path.join(env.dir, "adm.key")}}})
+    auth = {"Authorization": "Bearer " + t.admin_key}
+    c = http.client.HTTPSConnection("127.0.0.1", t.admin_port, context=client_ctx(root), timeout=10)
+    for _ in range(3):                 # keep-alive over one TLS connection
+        c.request("GET", "/v1/model-routes", headers=auth)
+        r = c.getresponse()
+        page = json.loads(r.read())
+        assert r.status == 200 and [x["name"] for x in page["data"]] == ["r"], page
+    c.request("POST", "/v1/model-routes", body=json.dumps({"name": "r2", "targets": [
+        {"provider": "mock", "model": "mock-small"}]}), headers=dict(auth, **{"Content-Type": "application/json"}))
+    r = c.getresponse()
+    assert r.status == 201, r.read()
+    r.read()
+    c.close()
+    with socket.create_connection(("127.0.0.1", t.admin_port), timeout=5) as s:
+        with client_ctx(root).wrap_socket(s, server_hostname="localhost") as ts:
+            assert dict(x[0] for x in ts.getpeercert()["subject"])["commonName"] == "turnout-admin"
+    # plain HTTP to it: answered in clear, closed; the data listener stays plain
+    with socket.create_connection(("127.0.0.1", t.admin_port), timeout=5) as s:
+        s.sendall(b"GET /v1/model-routes HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    assert t.chat("r2")[0] == 200
+    rc, out = check_config(env.dir, {"admin": {"tls": {"cert": chain}}})
+    assert rc == 1 and "admin.tls: cert and key go together" in out, out
+    rc, out = check_config(env.dir, {"admin": {"tls": {"cert": chain, "key": key, "x": 1}}})
+    assert rc == 1 and "admin.tls.x: unknown config key" in out, out
