@@ -183,6 +183,17 @@ static int apply(config_t *c, const option_t *o, const cJSON *v, const char *dir
     return -1;
 }
 
+/* Sets option NAME (section.key) from V; an unknown name is an error. */
+static int set_option(config_t *c, const char *name, const cJSON *v, const char *dir, char *err, size_t errlen)
+{
+    const option_t *o = find_option(name);
+    if (o == NULL) {
+        snprintf(err, errlen, "%s: unknown config key", name);
+        return -1;
+    }
+    return apply(c, o, v, dir, err, errlen);
+}
+
 /* Whether V is one of the NULL-terminated ALLOWED; if not, says so in err. */
 static int one_of(const char *name, const char *v, const char *const *allowed, char *err, size_t errlen)
 {
@@ -242,36 +253,21 @@ int config_load(const char *file, config_t *c, char *err, size_t errlen)
                 goto out;
             }
             cJSON_ArrayForEach(sk, k) {
-                const option_t *o;
                 const cJSON *ssk;
                 snprintf(name, sizeof(name), "%s.%s", k->string, sk->string);
                 if (strcmp(name, "admin.tls") == 0 && cJSON_IsObject(sk)) {   /* the one nested section */
                     cJSON_ArrayForEach(ssk, sk) {
                         snprintf(name, sizeof(name), "admin.tls.%s", ssk->string);
-                        if ((o = find_option(name)) == NULL) {
-                            snprintf(err, errlen, "%s: unknown config key", name);
-                            goto out;
-                        }
-                        if (apply(c, o, ssk, dir, err, errlen) < 0)
+                        if (set_option(c, name, ssk, dir, err, errlen) < 0)
                             goto out;
                     }
-                    continue;
-                }
-                if ((o = find_option(name)) == NULL) {
-                    snprintf(err, errlen, "%s: unknown config key", name);
+                } else if (set_option(c, name, sk, dir, err, errlen) < 0) {
                     goto out;
                 }
-                if (apply(c, o, sk, dir, err, errlen) < 0)
-                    goto out;
             }
             continue;
         }
-        const option_t *o = find_option(k->string);
-        if (o == NULL) {
-            snprintf(err, errlen, "%s: unknown config key", k->string);
-            goto out;
-        }
-        if (apply(c, o, k, dir, err, errlen) < 0)
+        if (set_option(c, k->string, k, dir, err, errlen) < 0)
             goto out;
     }
     if (check_enums(c, err, errlen) < 0)
