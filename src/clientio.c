@@ -206,6 +206,11 @@ static int tls_first_byte(client_t *cl)
         return -1;
     }
     if (b != 0x16) {                      /* not a TLS handshake record */
+        char drop[4096];
+        /* what it sent is read first: closing with unread bytes would reset
+         * the connection, and the reset could overtake the answer */
+        for (int i = 0; i < 16 && recv(cl->fd, drop, sizeof(drop), 0) == (ssize_t)sizeof(drop); i++)
+            ;
         (void)send(cl->fd, plain_on_tls, sizeof(plain_on_tls) - 1, MSG_NOSIGNAL);
         shutdown(cl->fd, SHUT_WR);
         fail(cl, BEV_EVENT_EOF | BEV_EVENT_READING);
