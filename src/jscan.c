@@ -133,7 +133,7 @@ static int scan_string(scanner_t *s)
                 s->p += 5;
                 continue;
             }
-            if (!strchr("\"\\/bfnrt", c)) return -1;
+            if (c == '\0' || !strchr("\"\\/bfnrt", c)) return -1;   /* (strchr finds the NUL too) */
             s->p++;
             continue;
         }

@@ -63,6 +63,17 @@ int main(void)
     CHECK(scan(nul, &j) == JSCAN_OK && jscan_string(nul, j.model_off, j.model_len, buf, sizeof(buf)) < 0);
     CHECK(jscan_string(esc, j.model_off, j.model_len, buf, 4) < 0);
 
+    /* [tls-fuzz] a backslash before a NUL byte is no escape (strchr found the
+     * NUL of its list of escapes): invalid, however it is reached
+     * (fuzz corpus jscan/backslash-nul) */
+    {
+        static const char bn[] = "{\"model\":\"a\\\0b\"}", bk[] = "{\"a\\\0\":1}";
+        CHECK(jscan_body(bn, sizeof(bn) - 1, &j) == JSCAN_INVALID && j.error_off == 12);
+        CHECK(jscan_body(bk, sizeof(bk) - 1, &j) == JSCAN_INVALID);
+        CHECK(jscan_string_len(bn + 9, sizeof(bn) - 10, NULL) == -1);
+        CHECK(jscan_string_len("\"\\/\"", 4, NULL) == 4);
+    }
+
     /* the top-level keys, in order, nested ones passed over */
     {
         const char *kb = " { \"model\":\"m\", \"messages\":[{\"tools\":1}] ,\"t\\u0065mp\": {\"x\":[]},\"seed\":1 } ";
