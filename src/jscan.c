@@ -204,11 +204,14 @@ static int scan_array(scanner_t *s, jscan_t *out)
 }
 
 /* Objects at the top level record "model", "stream", "user",
- * "stream_options" and "max_completion_tokens" (else "max_tokens"); the key is compared
- * as raw bytes, so an escaped spelling of "model" is not recognised (no
- * client writes one, and an upstream would see the same bytes). */
+ * "stream_options" and "max_completion_tokens" (else "max_tokens"), the
+ * last of each as JSON parsers read them. A key is compared as its bytes,
+ * or decoded when it holds an escape: an upstream reads "mod\u0065l" as
+ * "model", so a body that spells it so must not keep a model of its own
+ * past the one turnout writes. */
 static int scan_object(scanner_t *s, jscan_t *out, int top)
 {
+    char dec[32];                          /* an escaped key, decoded and quoted again */
     s->p++;
     skip_ws(s);
     if (s->p < s->end && *s->p == '}') { s->p++; return 0; }
@@ -219,6 +222,15 @@ static int scan_object(scanner_t *s, jscan_t *out, int top)
         k = s->p;
         if (scan_string(s) < 0) return -1;
         klen = (size_t)(s->p - k);
+        if (top && memchr(k, '\\', klen) != NULL) {
+            /* one that does not decode here (longer than any of ours, or a \u0000) is none of ours */
+            long n = jscan_string((const char *)k, 0, klen, dec + 1, sizeof(dec) - 2);
+            if (n >= 0) {
+                dec[0] = dec[n + 1] = '"';
+                k = (const unsigned char *)dec;
+                klen = (size_t)n + 2;
+            }
+        }
         skip_ws(s);
         if (s->p >= s->end || *s->p != ':') return -1;
         s->p++;

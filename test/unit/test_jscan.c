@@ -63,6 +63,14 @@ int main(void)
     CHECK(scan(nul, &j) == JSCAN_OK && jscan_string(nul, j.model_off, j.model_len, buf, sizeof(buf)) < 0);
     CHECK(jscan_string(esc, j.model_off, j.model_len, buf, 4) < 0);
 
+    /* [tls-fuzz] a key spelled with escapes is the key an upstream reads: the
+     * model is the last "model" however written, so a second one cannot ride
+     * past the one turnout writes (fuzz corpus jscan/chat-escaped-model-key) */
+    const char *smuggle = "{\"model\":\"allowed\",\"messages\":[],\"mod\\u0065l\":\"smuggled\"}";
+    CHECK(scan(smuggle, &j) == JSCAN_OK && j.has_model && j.model_is_string);
+    CHECK(jscan_string(smuggle, j.model_off, j.model_len, buf, sizeof(buf)) == 8 && strcmp(buf, "smuggled") == 0);
+    const char *esc_keys = "{\"m\\u006fdel\":\"m\",\"str\\u0065am\":true,\"max_tok\\u0065ns\":5,\"\\u0075ser\":\"u\"}";
+    CHECK(scan(esc_keys, &j) == JSCAN_OK && j.has_model && j.stream && j.max_len == 1 && j.user_len == 3);
     /* [tls-fuzz] a backslash before a NUL byte is no escape (strchr found the
      * NUL of its list of escapes): invalid, however it is reached
      * (fuzz corpus jscan/backslash-nul) */
@@ -73,6 +81,8 @@ int main(void)
         CHECK(jscan_string_len(bn + 9, sizeof(bn) - 10, NULL) == -1);
         CHECK(jscan_string_len("\"\\/\"", 4, NULL) == 4);
     }
+    /* a key that only starts like one, or holds a NUL, is none of ours */
+    CHECK(scan("{\"model\\u0000\":\"x\",\"\\u006dodel_x\":1}", &j) == JSCAN_OK && !j.has_model);
 
     /* the top-level keys, in order, nested ones passed over */
     {
