@@ -34,7 +34,8 @@ int usage_from_event(const char *ev, size_t len, dialect_usage_t *u, int *usage_
  * writes "usage": null in each chunk once include_usage is on). */
 size_t usage_find(const char *buf, size_t len, size_t from);
 
-/* The cost of U at prices P, in nano-USD (0 for what is unpriced or unknown). */
+/* The cost of U at prices P, in nano-USD (0 for what is unpriced or
+ * unknown); never negative, and at most 1e18 ($1e9) whatever the counts. */
 int64_t usage_cost_nusd(const dialect_usage_t *u, const usage_prices_t *p);
 
 /* Writes nano-USD N as a decimal number of USD ("0.000123456") to BUF. */

@@ -192,6 +192,13 @@ size_t usage_find(const char *buf, size_t len, size_t from)
     return len;
 }
 
+/* The most one answer can cost: $1e9, the largest limit_usd a budget
+ * has. Counts are an upstream's word (up to 15 digits each) and prices go
+ * to 1e9 USD per 1M tokens, so the product can pass what an int64_t holds,
+ * where llround's answer is no number at all (a negative one, here): a
+ * cost that crediting a budget would turn into a refund. */
+#define COST_MAX_NUSD 1e18
+
 int64_t usage_cost_nusd(const dialect_usage_t *u, const usage_prices_t *p)
 {
     double nusd = 0;                      /* a price is USD per 1M tokens: 1000 nano-USD per token */
@@ -204,7 +211,7 @@ int64_t usage_cost_nusd(const dialect_usage_t *u, const usage_prices_t *p)
         nusd += (double)cached * (p->cached >= 0 ? p->cached : p->input) * 1000.0;
     if (p->output > 0 && u->completion > 0)
         nusd += (double)u->completion * p->output * 1000.0;
-    return (int64_t)llround(nusd);
+    return nusd < COST_MAX_NUSD ? (int64_t)llround(nusd) : (int64_t)COST_MAX_NUSD;
 }
 
 void usage_format_usd(int64_t n, char *buf, size_t cap)

@@ -86,6 +86,19 @@ int main(void)
     CHECK(usage_cost_nusd(&u, &p) == 75000);     /* unpriced output costs nothing */
     u.prompt = -1, u.completion = -1;
     CHECK(usage_cost_nusd(&u, &p) == 0);
+    /* [tls-fuzz] counts an upstream claims, at prices a provider may have:
+     * never past what an int64_t holds (llround's answer was negative, a
+     * refund), at most $1e9 (fuzz corpus usage/huge-counts) */
+    u = none();
+    CHECK(answer("{\"usage\":{\"prompt_tokens\":999999999999999,\"completion_tokens\":999999999999999}}", &u) == 1);
+    p = (usage_prices_t){ 10, 30, -1 };
+    CHECK(usage_cost_nusd(&u, &p) == 1000000000000000000LL);
+    p = (usage_prices_t){ 1e9, 1e9, 1e9 };
+    u.prompt = u.completion = u.cached = INT64_MAX;
+    CHECK(usage_cost_nusd(&u, &p) == 1000000000000000000LL);
+    p = (usage_prices_t){ 1e9, 0, -1 };
+    u.prompt = 999999, u.completion = 0, u.cached = 0;
+    CHECK(usage_cost_nusd(&u, &p) == 999999000000000000LL);   /* under the cap: exact */
     usage_format_usd(4500000, buf, sizeof(buf));
     CHECK_STR(buf, "0.004500000");
     usage_format_usd(12000000001LL, buf, sizeof(buf));
