@@ -71,13 +71,14 @@ static int check_fields(const cJSON *obj, const field_t *fields, size_t n, const
         case F_BOOL: ok = cJSON_IsBool(m); break;
         case F_INT:
         case F_NUM:
-            ok = cJSON_IsNumber(m) &&
-                 (f->type == F_NUM || m->valuedouble == (double)(long long)m->valuedouble);
-            if (ok && (m->valuedouble < f->min || m->valuedouble > f->max)) {
+            /* the bounds first: a double past a long long's range does not convert */
+            ok = cJSON_IsNumber(m);
+            if (ok && !(m->valuedouble >= f->min && m->valuedouble <= f->max)) {
                 snprintf(err, errlen, "%s%s: must be between %g and %g", path, m->string,
                          f->min, f->max);
                 return -1;
             }
+            ok = ok && (f->type == F_NUM || m->valuedouble == (double)(long long)m->valuedouble);
             break;
         case F_ARRAY: ok = cJSON_IsArray(m); break;
         case F_OBJECT: ok = cJSON_IsObject(m); break;

@@ -227,5 +227,13 @@ int main(void)
     char iso[32];
     schema_time_iso(1796083200 + 3661, iso);
     CHECK_STR(iso, "2026-12-01T01:01:01Z");
+
+    /* [tls-fuzz] what fuzz_records found (its corpus keeps each input) */
+    /* an integer field past a long long's range is out of bounds, not converted
+     * (records/provider-huge-int: undefined behaviour) */
+    CHECK(provider(PROV(",\"max_in_flight\":1e300"), err) < 0 && strncmp(err, "max_in_flight: must be between", 30) == 0);
+    CHECK(provider(PROV(",\"max_in_flight\":-1e300"), err) < 0 && strncmp(err, "max_in_flight:", 14) == 0);
+    CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_tokens\":1e19}", "limit_tokens"));
+    CHECK(provider(PROV(",\"max_in_flight\":1.5"), err) < 0 && strstr(err, "an integer") != NULL);
     DONE();
 }
