@@ -257,9 +257,15 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
         snprintf(err, errlen, "base_url: must start with http:// or https://");
         return -1;
     }
-    size_t bl = strlen(v->valuestring);
-    if (v->valuestring[bl - 1] == '/')
-        v->valuestring[bl - 1] = '\0';     /* one spelling, so joins never double the slash */
+    /* one spelling, so joins never double the slash, and normalising it
+     * again changes nothing; a host is left ("https://" alone is none) */
+    size_t bl = strlen(v->valuestring), scheme = v->valuestring[4] == 's' ? 8 : 7;
+    while (bl > scheme && v->valuestring[bl - 1] == '/')
+        v->valuestring[--bl] = '\0';
+    if (bl == scheme) {
+        snprintf(err, errlen, "base_url: must name a host after %.*s", (int)scheme, v->valuestring);
+        return -1;
+    }
     v = cJSON_GetObjectItemCaseSensitive(p, "protocol");
     if (cJSON_IsString(v) && !one_of(v->valuestring, protocols)) {
         snprintf(err, errlen, "protocol: must be one of openai, anthropic, azure");

@@ -235,5 +235,14 @@ int main(void)
     CHECK(provider(PROV(",\"max_in_flight\":-1e300"), err) < 0 && strncmp(err, "max_in_flight:", 14) == 0);
     CHECK(budget_err("{\"name\":\"b\",\"scope\":\"global\",\"limit_tokens\":1e19}", "limit_tokens"));
     CHECK(provider(PROV(",\"max_in_flight\":1.5"), err) < 0 && strstr(err, "an integer") != NULL);
+    /* base_url: "https://" alone names no host (it was stored as "https:/", which
+     * no longer validated), and every trailing slash goes, so a normalised record
+     * normalises to itself (records/provider-slash-only, provider-double-slash) */
+    CHECK(provider("{\"name\":\"p\",\"base_url\":\"https://\"}", err) < 0 && strncmp(err, "base_url:", 9) == 0);
+    CHECK(provider("{\"name\":\"p\",\"base_url\":\"http:///\"}", err) < 0 && strncmp(err, "base_url:", 9) == 0);
+    p = cJSON_Parse("{\"name\":\"p\",\"base_url\":\"http://h//\"}");
+    CHECK(schema_provider_normalise(p, err, sizeof(err)) == 0);
+    CHECK_STR(cJSON_GetObjectItem(p, "base_url")->valuestring, "http://h");
+    cJSON_Delete(p);
     DONE();
 }
