@@ -55,6 +55,13 @@ static int check_fields(const cJSON *obj, const field_t *fields, size_t n, const
             snprintf(err, errlen, "%s%s: unknown field", path, m->string);
             return -1;
         }
+        /* cJSON keeps both of a name given twice and reads the first, other
+         * readers the last, and a null one dropped leaves the other behind */
+        for (const cJSON *p = obj->child; p != m; p = p->next)
+            if (strcmp(p->string, m->string) == 0) {
+                snprintf(err, errlen, "%s%s: given more than once", path, m->string);
+                return -1;
+            }
         if (cJSON_IsNull(m))
             continue;
         int ok = 1;

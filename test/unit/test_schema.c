@@ -244,5 +244,11 @@ int main(void)
     CHECK(schema_provider_normalise(p, err, sizeof(err)) == 0);
     CHECK_STR(cJSON_GetObjectItem(p, "base_url")->valuestring, "http://h");
     cJSON_Delete(p);
+    /* a field given twice is refused: cJSON reads the first, other readers the
+     * last, and dropping one null left the other (records/key-dup-null) */
+    CHECK(fails_on(schema_key_normalise, KEY(",\"rpm\":null,\"rpm\":null"), "rpm"));
+    CHECK(fails_on(schema_key_normalise, KEY(",\"enabled\":true,\"enabled\":false"), "enabled"));
+    CHECK(provider(PROV(",\"models\":[{\"name\":\"m\",\"name\":\"n\"}]"), err) < 0 &&
+          strncmp(err, "models[0].name: given more than once", 36) == 0);
     DONE();
 }
