@@ -9,7 +9,8 @@
 long multipart_boundary(const char *content_type, char *out, size_t cap);
 
 /* Finds the value of form field NAME in BODY: sets *off and *len to the
- * value's bytes. Returns 0, or -1 if absent or the body is malformed. */
+ * value's bytes. Returns 0, or -1 if absent, given twice, or the body is
+ * malformed before it. */
 int multipart_field(const char *body, size_t blen, const char *boundary, const char *name,
                     size_t *off, size_t *len);
 

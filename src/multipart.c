@@ -68,19 +68,22 @@ int multipart_field(const char *body, size_t blen, const char *boundary, const c
     size_t dl = (size_t)snprintf(delim, sizeof(delim), "--%s", boundary);
     size_t wl = (size_t)snprintf(want, sizeof(want), "name=\"%s\"", name);
     const char *end = body + blen, *p = find(body, blen, delim, dl), *hdr, *hend, *next;
+    int found = 0;
 
     while (p != NULL) {
         if (part_at(p, end, delim, dl, &hdr, &hend, &next) <= 0)
-            return -1;
+            break;
         /* Match name="model" exactly, not filename="model" or name="models". */
         if (name_param(hdr, hend, want, wl) != NULL) {
+            if (found)
+                return -1;        /* given twice: an upstream may read either, turnout rewrites one */
+            found = 1;
             *off = (size_t)(hend + 4 - body);
             *len = (size_t)(next - 2 - (hend + 4));
-            return 0;
         }
         p = next;
     }
-    return -1;
+    return found ? 0 : -1;
 }
 
 int multipart_next_name(const char *body, size_t blen, const char *boundary, size_t *pos, char *name, size_t cap)

@@ -25,6 +25,21 @@ int main(void)
     CHECK(multipart_field(body, blen, "XyZ", "absent", &off, &len) < 0);
     CHECK(multipart_field(body, 40, "XyZ", "model", &off, &len) < 0);   /* truncated */
 
+    /* [tls-fuzz] a form that gives the model twice is refused: turnout
+     * routed on and rewrote the first, and an upstream that reads the last
+     * (Starlette's forms do) served the other (fuzz corpus multipart/dup-model) */
+    {
+        static const char twice[] =
+            "--b1\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nallowed\r\n"
+            "--b1\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nID3\r\n"
+            "--b1\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nother\r\n--b1--\r\n";
+        CHECK(multipart_field(twice, sizeof(twice) - 1, "b1", "model", &off, &len) < 0);
+        CHECK(multipart_field(twice, sizeof(twice) - 1, "b1", "file", &off, &len) == 0 && len == 3);
+        /* a tail cut short after the model still has the model, as before */
+        CHECK(multipart_field(twice, 120, "b1", "model", &off, &len) == 0 && len == 7 &&
+              memcmp(twice + off, "allowed", 7) == 0);
+    }
+
     /* the form's field names, in order */
     {
         static const char *const names[] = { "file", "models", "model" };
