@@ -8,8 +8,10 @@
  * Besides the sanitizers' findings it checks: a boundary read is 1-70
  * bytes and fits the capacity given; a model field found lies inside the
  * body, right after its part's blank line and right before CR LF and the
- * next delimiter; the name walk ends and moves on at each step, every
- * name NUL-terminated within its capacity. Seeds are in corpus/multipart. */
+ * next delimiter, and is the form's only model field (an upstream may
+ * read either of two, and plane/intake.c rewrites one); the name walk
+ * ends and moves on at each step, every name NUL-terminated within its
+ * capacity. Seeds are in corpus/multipart. */
 #include "multipart.h"
 
 #include <stdint.h>
@@ -70,6 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(memcmp(copy + off - 4, "\r\n\r\n", 4) == 0);
         CHECK(blen - off - len >= 2 + dl && memcmp(copy + off + len, "\r\n", 2) == 0 &&
               memcmp(copy + off + len + 2, delim, dl) == 0);
+        /* and it is the only one: no later part names the field again */
+        size_t o2, l2, rest = off + len + 2;
+        CHECK(multipart_field(copy + rest, blen - rest, boundary, "model", &o2, &l2) == -1);
     }
 
     while ((rc = multipart_next_name(copy, blen, boundary, &pos, name, sizeof(name))) == 1) {
