@@ -25,8 +25,9 @@ size_t sse_whole(const char *buf, size_t len, size_t from)
 {
     for (size_t i = len; i > from; i--) {
         size_t s, s2;
-        /* an empty line: a terminator right after another one */
-        if (eol_at(buf, len, i - 1, &s) && s > 0 && eol_at(buf, len, s - 1, &s2))
+        /* an empty line: a terminator right after another one, or at the
+         * start (BUF starts where a line does: a stream's start, or a cut) */
+        if (eol_at(buf, len, i - 1, &s) && (s == 0 || eol_at(buf, len, s - 1, &s2)))
             return i;
     }
     return 0;

@@ -21,6 +21,14 @@ int main(void)
     CHECK(whole("data: {\"partial") == 0);
     CHECK(whole("\n\n") == 2);
     CHECK(whole("") == 0);
+    /* an empty line at the start is an event's end too (fuzz_sse: a piece
+     * that began with one was held back, though the whole stream was cut
+     * after it) */
+    CHECK(whole("\ndata: a") == 1);
+    CHECK(whole("\r\ndata: a") == 2);
+    CHECK(whole("\rdata: b\r\r") == 1);
+    CHECK(whole("\r") == 0);                                  /* an LF may follow */
+    CHECK(whole("data: a\n\n\nx") == 10 && whole("\nx") == 1);   /* whole, and from the cut on */
     /* FROM: nothing ends before it */
     CHECK(sse_whole("a\n\nb", 4, 3) == 0);
     CHECK(sse_whole("a\n\nb\n\n", 6, 3) == 6);
