@@ -6,7 +6,9 @@
 #include "schema.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -97,6 +99,36 @@ static int check_fields(const cJSON *obj, const field_t *fields, size_t n, const
         }
     }
     return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmp_name_nocase(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A name two members of OBJ have (in any case when NOCASE: header names),
+ * or NULL. Sorted, not compared pairwise: a headers object has no bound on
+ * its size but the body's. */
+static const char *repeated(const cJSON *obj, int nocase)
+{
+    int n = cJSON_GetArraySize(obj), i = 0;
+    const char **names, *dup = NULL;
+    const cJSON *m;
+    if (n < 2 || (names = malloc((size_t)n * sizeof(*names))) == NULL)
+        return NULL;
+    cJSON_ArrayForEach(m, obj)
+        names[i++] = m->string;
+    qsort(names, (size_t)n, sizeof(*names), nocase ? cmp_name_nocase : cmp_name);
+    for (i = 1; i < n && dup == NULL; i++)
+        if ((nocase ? cmp_name_nocase : cmp_name)(&names[i - 1], &names[i]) == 0)
+            dup = names[i];
+    free(names);
+    return dup;
 }
 
 static void set_default(cJSON *obj, const char *name, cJSON *v)
@@ -243,6 +275,7 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
     static const char *const protocols[] = { "openai", "anthropic", "azure", NULL };
     char path[64];
     const cJSON *v, *models;
+    const char *dup;
     cJSON *m;
     int i = 0;
 
@@ -292,6 +325,10 @@ int schema_provider_normalise(cJSON *p, char *err, size_t errlen)
             snprintf(err, errlen, "headers.%s: must be a string", m->string);
             return -1;
         }
+    }
+    if ((dup = repeated(v, 1)) != NULL) {
+        snprintf(err, errlen, "headers.%s: given more than once", dup);
+        return -1;
     }
     /* "api_key": null says "no stored key": the record keeps none (the
      * seed import reads it as "remove the stored key" before this runs) */
@@ -382,10 +419,15 @@ int schema_is_glob(const char *name)
 static int check_model_map(const cJSON *map, const char *path, char *err, size_t errlen)
 {
     const cJSON *m;
+    const char *dup;
     if (map == NULL)
         return 0;
     if (cJSON_GetArraySize(map) > 256) {
         snprintf(err, errlen, "%smodel_map: at most 256 mappings", path);
+        return -1;
+    }
+    if ((dup = repeated(map, 0)) != NULL) {
+        snprintf(err, errlen, "%smodel_map.%s: given more than once", path, dup);
         return -1;
     }
     cJSON_ArrayForEach(m, map) {
@@ -670,6 +712,7 @@ static int check_budget_scope(const cJSON *scope, char *err, size_t errlen)
     static const char *const target_parts[] = { "route", "provider", "model", NULL };
     static const size_t target_max[] = { 64, 64, 255 };
     const cJSON *m, *target;
+    const char *dup;
     char path[64];
     if (cJSON_IsString(scope)) {
         if (strcmp(scope->valuestring, "global") == 0)
@@ -711,6 +754,10 @@ static int check_budget_scope(const cJSON *scope, char *err, size_t errlen)
             snprintf(err, errlen, "scope.target.%s: unknown field (a target is route, provider and model)", m->string);
             return -1;
         }
+    }
+    if ((dup = repeated(target, 0)) != NULL) {
+        snprintf(err, errlen, "scope.target.%s: given more than once", dup);
+        return -1;
     }
     for (int i = 0; target_parts[i]; i++) {
         snprintf(path, sizeof(path), "scope.target.%s", target_parts[i]);

@@ -250,5 +250,15 @@ int main(void)
     CHECK(fails_on(schema_key_normalise, KEY(",\"enabled\":true,\"enabled\":false"), "enabled"));
     CHECK(provider(PROV(",\"models\":[{\"name\":\"m\",\"name\":\"n\"}]"), err) < 0 &&
           strncmp(err, "models[0].name: given more than once", 36) == 0);
+    /* and in the objects whose names are the caller's: a budget target's
+     * parts (records/budget-target-dup), a provider's headers in any case,
+     * a target's model_map */
+    CHECK(budget_err("{\"name\":\"t\",\"scope\":{\"target\":{\"route\":\"r\",\"provider\":\"p\",\"model\":\" \","
+                     "\"model\":\"\"}},\"limit_tokens\":5}", "scope.target.model"));
+    CHECK(provider(PROV(",\"headers\":{\"X-A\":\"1\",\"B\":\"2\",\"x-a\":\"3\"}"), err) < 0 &&
+          strcasecmp(err, "headers.x-a: given more than once") == 0);
+    CHECK(provider(PROV(",\"headers\":{\"X-A\":\"1\",\"X-B\":\"2\"}"), err) == 0);
+    CHECK(route("{\"name\":\"x\",\"targets\":[{\"provider\":\"p\",\"model\":\"m\",\"model_map\":{\"a*\":\"m\",\"a*\":\"n\"}}]}",
+                err) < 0 && strcmp(err, "targets[0].model_map.a*: given more than once") == 0);
     DONE();
 }
