@@ -259,6 +259,16 @@ class Turnout(Proc):
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("turnout did not start: " + self.output())
             time.sleep(0.05)
+        # the workers serve before the admin listener is bound (main.c starts
+        # it after them): a test's first admin call must not find it closed
+        while cfg["admin"].get("listen") == "127.0.0.1:%d" % self.admin_port:
+            try:
+                socket.create_connection(("127.0.0.1", self.admin_port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("turnout's admin API did not start: " + self.output())
+                time.sleep(0.02)
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         return http_request(self.port, method, path, body, headers, timeout)
