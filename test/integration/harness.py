@@ -3,10 +3,13 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("TURNOUT_BUILD", "build")
@@ -24,6 +27,248 @@ MOCK_PORTS = set()
 # upstream.client for every turnout ("" = the default, native): the suite's
 # upstream tests run once more through libcurl (scripts/run-tests.sh).
 UPSTREAM_CLIENT = ""
+# TLS on the data port of every turnout the harness starts (run.py --tls):
+# {"dir", "root", "cert", "key", "context"}: a private CA, an intermediate
+# and a server certificate for 127.0.0.1 and localhost, made once per run by
+# tls_setup, and the client context that trusts the CA; None for a plain
+# run. A test that configures its own "tls" keeps it. Mock upstreams and
+# the admin port stay plain.
+TLS = None
+# The data ports that speak TLS now, and the client context each is reached
+# with (the run's CA; unverified for a test's own certificate, which is the
+# test's to check). Set when a turnout starts on the port.
+_TLS_PORTS = {}
+
+
+def _openssl(*args, cwd):
+    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError("openssl %s: %s" % (args[0], p.stderr.decode(errors="replace")))
+
+
+def make_tls_files(d):
+    """Writes a root CA, an intermediate signed by it and an ECDSA P-256
+    server certificate for 127.0.0.1 and localhost signed by the
+    intermediate into D; returns {"dir", "root", "cert" (the server
+    certificate and the intermediate, one chain file), "key"}."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with open(os.path.join(d, "int.ext"), "w") as f:
+        f.write("basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    with open(os.path.join(d, "srv.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _openssl("req", "-x509", *ec, "-keyout", "root.key", "-out", "root.crt", "-days", "3",
+             "-subj", "/CN=turnout harness root", "-addext", "basicConstraints=critical,CA:true",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _openssl("req", *ec, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=turnout harness intermediate", cwd=d)
+    _openssl("x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
+             "-out", "int.crt", "-days", "3", "-extfile", "int.ext", cwd=d)
+    _openssl("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=turnout harness", cwd=d)
+    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
+             "-out", "srv.crt", "-days", "3", "-extfile", "srv.ext", cwd=d)
+    with open(os.path.join(d, "srv-chain.pem"), "w") as f:
+        f.write(open(os.path.join(d, "srv.crt")).read() + open(os.path.join(d, "int.crt")).read())
+    return {"dir": d, "root": os.path.join(d, "root.crt"), "cert": os.path.join(d, "srv-chain.pem"),
+            "key": os.path.join(d, "srv.key")}
+
+
+def tls_setup():
+    """Turns TLS on for the turnouts of this run (run.py --tls): makes the
+    run's PKI in a temp dir of its own (removed by tls_teardown)."""
+    global TLS
+    TLS = make_tls_files(tempfile.mkdtemp(prefix="turnout-it-tls-"))
+    TLS["context"] = ssl.create_default_context(cafile=TLS["root"])
+    return TLS
+
+
+def tls_teardown():
+    global TLS
+    if TLS is not None:
+        shutil.rmtree(TLS["dir"], ignore_errors=True)
+        TLS = None
+
+
+def url(port, path=""):
+    """The URL of PATH on a turnout's PORT: https:// when the port speaks TLS."""
+    return "%s://127.0.0.1:%d%s" % ("https" if port in _TLS_PORTS else "http", port, path)
+
+
+def curl_tls_args(port):
+    """What curl needs to trust PORT's certificate (nothing for a plain port)."""
+    if port not in _TLS_PORTS:
+        return []
+    return ["--cacert", TLS["root"]] if TLS is not None and _TLS_PORTS[port] is TLS["context"] else ["-k"]
+
+
+def client_env():
+    """The environment of a client program (node and the SDKs): it trusts
+    the run's CA in a --tls run; os.environ as it is otherwise."""
+    env = dict(os.environ)
+    if TLS is not None:
+        env["NODE_EXTRA_CA_CERTS"] = TLS["root"]
+    return env
+
+
+class TLSSocket:
+    """A client TLS connection (OpenSSL through memory BIOs) that a test uses
+    as it would the plain socket under it: sendall, recv (with MSG_PEEK),
+    settimeout, setsockopt, shutdown, close. The handshake is done when it
+    is made. What it adds to the plain socket's behaviour:
+      - recv returns b"" at the server's close_notify and at a TCP close
+        without one (as Python's SSLSocket does, suppress_ragged_eofs);
+        close_notify says which it was. A reset is ConnectionResetError,
+        a timeout socket.timeout, as on the plain socket.
+      - shutdown(SHUT_WR) sends close_notify, then half-closes the TCP
+        connection: the client is done sending and reads on (TLS 1.3 allows
+        it, and OpenSSL reads after its close_notify is sent).
+      - close() closes the TCP connection without close_notify (as
+        SSLSocket.close does): an abrupt hang-up.
+    One thread may read while another writes (a pipelining test sends from
+    a thread of its own): OpenSSL's object is used under a lock, and the
+    bytes it makes are sent in the order it made them."""
+
+    def __init__(self, sock, ctx, server_hostname="localhost"):
+        self.sock = sock
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._in, self._out, server_side=False, server_hostname=server_hostname)
+        self._lock = threading.Lock()        # the SSLObject and its BIOs
+        self._send_lock = threading.Lock()   # the order of records on the socket
+        self._plain = b""                    # decrypted, not yet returned (MSG_PEEK leaves it here)
+        self._eof = False
+        self.close_notify = False
+        while True:
+            with self._lock:
+                try:
+                    self._tls.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
+            self._flush()
+            if done:
+                return
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("the server closed the connection during the TLS handshake")
+            with self._lock:
+                self._in.write(data)
+
+    def _flush(self):
+        with self._send_lock:
+            with self._lock:
+                out = self._out.read()
+            if out:
+                self.sock.sendall(out)
+
+    def sendall(self, data):
+        with self._send_lock:
+            with self._lock:
+                self._tls.write(data)
+                out = self._out.read()
+            self.sock.sendall(out)
+
+    def _read_buffered(self):
+        """Decrypts what the incoming BIO holds into _plain; sets _eof at
+        the server's close_notify or a TCP end without one."""
+        with self._lock:
+            while True:
+                try:
+                    data = self._tls.read(65536)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    self.close_notify = self._eof = True
+                    break
+                except ssl.SSLEOFError:
+                    self._eof = True
+                    break
+                if not data:
+                    self._eof = True
+                    break
+                self._plain += data
+            more = self._out.pending
+        if more:
+            self._flush()
+
+    def recv(self, n, flags=0):
+        if flags & ~socket.MSG_PEEK:
+            raise ValueError("TLSSocket.recv: only MSG_PEEK")
+        while not self._plain and not self._eof:
+            self._read_buffered()
+            if self._plain or self._eof:
+                break
+            raw = self.sock.recv(65536)
+            with self._lock:
+                if raw:
+                    self._in.write(raw)
+                else:
+                    self._in.write_eof()
+        out = self._plain[:n]
+        if not flags & socket.MSG_PEEK:
+            self._plain = self._plain[n:]
+        return out
+
+    def shutdown(self, how):
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            # what has arrived is decrypted first: OpenSSL's shutdown looks for
+            # the server's close_notify, and must find no data there to drop
+            self._read_buffered()
+            with self._send_lock:
+                with self._lock:
+                    try:
+                        self._tls.unwrap()
+                    except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                        pass
+                    out = self._out.read()
+                self.sock.sendall(out)
+        self.sock.shutdown(how)
+
+    def close(self):
+        self.sock.close()
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def gettimeout(self):
+        return self.sock.gettimeout()
+
+    def setsockopt(self, *args):
+        self.sock.setsockopt(*args)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def connect(port, timeout=10, rcvbuf=None, nodelay=False):
+    """A connection to PORT on 127.0.0.1 for a test to speak raw HTTP on: a
+    plain socket, or a TLSSocket with its handshake done when PORT is a
+    turnout data port that speaks TLS. RCVBUF (SO_RCVBUF) is set before the
+    connect, so the window is what the test asked for."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect(("127.0.0.1", port))
+        if nodelay:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctx = _TLS_PORTS.get(port)
+        return TLSSocket(s, ctx) if ctx is not None else s
+    except BaseException:
+        s.close()
+        raise
+
+
+def http_connection(port, timeout=10):
+    """An http.client connection to PORT on 127.0.0.1, HTTPS when the port speaks TLS."""
+    ctx = _TLS_PORTS.get(port)
+    if ctx is not None:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
 
 def check_reply(port, *parts):
@@ -43,7 +288,7 @@ def sdk(script, spec, timeout=60):
     scripts/install-deps.sh) with SPEC as its JSON argument; returns the JSON
     line it prints."""
     p = subprocess.run(["node", os.path.join(SDK_DIR, script), json.dumps(spec)], capture_output=True,
-                       timeout=timeout)
+                       timeout=timeout, env=client_env())
     assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
     return json.loads(p.stdout.decode().strip().splitlines()[-1])
 
@@ -82,7 +327,7 @@ def deep_merge(a, b):
 def raw_exchange(port, data, timeout=5, pause_after_send=0):
     """Sends DATA on a new connection and reads until the server closes it (or
     TIMEOUT): returns (bytes, closed_by_server)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s = connect(port, timeout=timeout)
     try:
         s.sendall(data)
         out = b""
@@ -149,7 +394,7 @@ def http_request(port, method, path, body=None, headers=None, timeout=10):
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c = http_connection(port, timeout=timeout)
     try:
         c.request(method, path, body=body, headers=headers)
         r = c.getresponse()
@@ -227,6 +472,8 @@ class Turnout(Proc):
         }
         if UPSTREAM_CLIENT:
             cfg["upstream"] = {"client": UPSTREAM_CLIENT}
+        if TLS is not None:
+            cfg["tls"] = {"cert": TLS["cert"], "key": TLS["key"]}
         cfg = deep_merge(cfg, config or {})
         with open(os.path.join(workdir, name + "-seed.json"), "w") as f:
             json.dump(seed, f)
@@ -239,20 +486,15 @@ class Turnout(Proc):
         full_env.update(env or {})
         self.admin_key = full_env.get("TURNOUT_ADMIN_KEY")
         super().__init__([os.path.join(build or BUILD, "turnout"), "-c", self.config_path], workdir, name, full_env)
-        self.tls = bool(cfg.get("tls", {}).get("cert"))
+        self.tls = bool((cfg.get("tls") or {}).get("cert"))
+        _TLS_PORTS.pop(self.port, None)
+        if self.tls:   # the run's certificate is verified; a test's own is the test's to check
+            ours = TLS is not None and cfg["tls"] == {"cert": TLS["cert"], "key": TLS["key"]}
+            _TLS_PORTS[self.port] = TLS["context"] if ours else ssl._create_unverified_context()
         deadline = time.time() + 10
         while True:
             try:
-                if self.tls:   # up when it answers over TLS (its certificate is the test's to check)
-                    import ssl
-                    c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1,
-                                                    context=ssl._create_unverified_context())
-                    c.request("GET", "/healthz")
-                    up = c.getresponse().status == 200
-                    c.close()
-                    if up:
-                        break
-                elif http_request(self.port, "GET", "/healthz", timeout=1)[0] == 200:
+                if http_request(self.port, "GET", "/healthz", timeout=1)[0] == 200:
                     break
             except OSError:
                 pass
@@ -272,6 +514,14 @@ class Turnout(Proc):
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         return http_request(self.port, method, path, body, headers, timeout)
+
+    def url(self, path=""):
+        """PATH's URL on the data port (https:// when it speaks TLS)."""
+        return url(self.port, path)
+
+    def connect(self, timeout=10, **kw):
+        """A raw connection to the data port (see connect)."""
+        return connect(self.port, timeout, **kw)
 
     def admin(self, method, path, body=None, key=None, timeout=10):
         """One admin API call: (status, decoded JSON or raw bytes)."""
@@ -372,4 +622,7 @@ class Env:
                 if marker in out:
                     problems.append("%s reported: %s" % (type(p).__name__, marker))
         problems += self.canary_leaks()
+        for p in self.procs:
+            if isinstance(p, Turnout):
+                _TLS_PORTS.pop(p.port, None)
         return problems   # procs are kept (stopped) so a failing test can still print their output
