@@ -195,7 +195,7 @@ WEATHER = {"name": "get_weather", "description": "the weather in a city",
 
 
 def anth_sdk(t, mode, body):
-    return harness.sdk("anthropic.mjs", {"baseURL": "http://127.0.0.1:%d" % t.port, "apiKey": harness.ADMIN_KEY,
+    return harness.sdk("anthropic.mjs", {"baseURL": t.url(), "apiKey": harness.ADMIN_KEY,
                                          "maxRetries": 0, "mode": mode, "body": body})
 
 
@@ -229,7 +229,7 @@ def test_anthropic_sdk_through_turnout(env):
 
 
 def oai_sdk(t, body, stream=False):
-    return harness.sdk("chat.mjs", {"baseURL": "http://127.0.0.1:%d/v1" % t.port, "maxRetries": 0,
+    return harness.sdk("chat.mjs", {"baseURL": t.url("/v1"), "maxRetries": 0,
                                     "stream": stream, "body": body})
 
 

@@ -1,11 +1,10 @@
 """The HTTP edge: request lines split at every byte, keep-alive, concurrent clients."""
-import http.client
 import json
 import socket
 import threading
 import time
 
-from harness import seed_for
+from harness import connect, http_connection, seed_for
 
 
 def start(env):
@@ -40,8 +39,7 @@ def split_everywhere(port, request):
     line_end = request.index(b"\r\n") + 2
     wrong = []
     for cut in range(1, line_end + 1):
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = connect(port, timeout=5, nodelay=True)
         s.sendall(request[:cut])
         time.sleep(0.005)
         s.sendall(request[cut:])
@@ -68,7 +66,7 @@ def test_request_line_split_at_every_offset(env):
 
 def test_keep_alive_two_requests_one_connection(env):
     m, t = start(env)
-    c = http.client.HTTPConnection("127.0.0.1", t.port, timeout=5)
+    c = http_connection(t.port, timeout=5)
     for _ in range(3):
         c.request("POST", "/v1/chat/completions", body=b'{"model":"fast-summariser"}',
                   headers={"Content-Type": "application/json"})
@@ -87,7 +85,7 @@ def test_concurrent_clients(env):
     lock = threading.Lock()
 
     def client():
-        c = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+        c = http_connection(t.port, timeout=10)
         for _ in range(25):
             c.request("POST", "/v1/chat/completions", body=b'{"model":"fast-summariser"}',
                       headers={"Content-Type": "application/json"})
@@ -108,7 +106,7 @@ def test_concurrent_clients(env):
 
 def test_garbage_request_line_is_answered_400(env):
     m, t = start(env)
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(b"\x16\x03\x01garbage\r\n\r\n")
     data = read_response(s)
     s.close()

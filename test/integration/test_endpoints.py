@@ -104,12 +104,11 @@ def fnv(data):
 
 
 def test_client_disconnect_mid_stream_aborts_upstream(env):
-    import socket
     import time
     m = env.mock("--stream-events", "50", "--stream-interval-ms", "100")
     t = env.turnout(seed(m))
     body = b'{"model":"chat","stream":true}'
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = t.connect(timeout=5)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)
     got = b""
@@ -128,12 +127,11 @@ def test_client_disconnect_mid_stream_aborts_upstream(env):
 
 
 def test_client_disconnect_before_first_byte_aborts_upstream(env):
-    import socket
     import time
     m = env.mock("--delay-ms", "5000")
     t = env.turnout(seed(m))
     body = b'{"model":"chat"}'
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = t.connect(timeout=5)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)
     deadline = time.time() + 2

@@ -1,8 +1,7 @@
 """OpenAI-shaped errors with the right status and code for every kind of bad request."""
 import json
-import socket
 
-from harness import seed_for
+from harness import connect, seed_for
 
 
 def start(env, **config):
@@ -89,7 +88,7 @@ def test_body_limit_exact_is_accepted_one_more_is_413(env):
 
 def test_413_for_large_body_on_raw_socket_then_close(env):
     m, t = start(env, limits={"max_body_bytes": 1000})
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     body = b'{"model":"fast","p":"' + b"y" * 5000 + b'"}'
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)

@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from harness import raw_exchange, read_to_close, seed_for, status_of
+from harness import connect, raw_exchange, read_to_close, seed_for, status_of
 
 
 def start(env, **config):
@@ -83,7 +83,7 @@ def test_slow_headers_get_408_while_others_are_served(env):
     result = {}
 
     def slowloris():
-        s = socket.create_connection(("127.0.0.1", t.port), timeout=10)
+        s = connect(t.port, timeout=10)
         t0 = time.time()
         data = b""
         request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"s" * 20
@@ -134,7 +134,7 @@ def test_stalled_body_gets_408(env):
 
 def test_idle_keep_alive_connection_is_closed(env):
     m, t = start(env, limits={"idle_timeout_s": 1, "header_timeout_s": 2})
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
     first = s.recv(4096)
     assert status_of(first) == 200
@@ -144,7 +144,7 @@ def test_idle_keep_alive_connection_is_closed(env):
     assert 0.8 < time.time() - t0 < 2.0
     s.close()
     # a connection that never sends anything is closed at header_timeout_s
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     t0 = time.time()
     assert s.recv(4096) == b""
     assert 1.8 < time.time() - t0 < 3.0
@@ -157,7 +157,7 @@ def test_a_busy_keep_alive_connection_outlives_every_client_timeout(env):
     requests come and go, and closes nothing; once the requests stop, the
     connection is closed 1 s later."""
     m, t = start(env, limits={"idle_timeout_s": 1, "header_timeout_s": 1})
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     end, n = time.time() + 3.5, 0
     while time.time() < end:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -195,7 +195,7 @@ def test_a_pipelined_flood_is_answered_whole_and_in_order(env):
     m, t = start(env)
     n = 2000
     reqs = b"".join(b"GET /healthz HTTP/1.1\r\nx-request-id: f%d\r\n\r\n" % i for i in range(n))
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=10)
+    s = connect(t.port, timeout=10)
     sender = threading.Thread(target=s.sendall, args=(reqs,))
     sender.start()
     raw, deadline = b"", time.time() + 20
@@ -224,9 +224,7 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(env):
                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
     def fetch(pause):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.connect(("127.0.0.1", t.port))
+        s = connect(t.port, rcvbuf=64 * 1024)
         s.sendall(request)
         time.sleep(pause)
         data, deadline = b"", time.time() + 30
@@ -260,7 +258,7 @@ def test_a_half_closed_client_gets_its_refusal_and_gives_up_a_request(env):
     m, t = start(env)
 
     def half_closed(request):
-        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        s = connect(t.port, timeout=5)
         s.sendall(request)
         s.shutdown(socket.SHUT_WR)
         raw, closed, reset = read_to_close(s, timeout=5)
@@ -277,7 +275,7 @@ def test_a_half_closed_client_gets_its_refusal_and_gives_up_a_request(env):
 
 def test_connection_limit_refuses_cleanly_and_health_still_answers(env):
     m, t = start(env, workers=1, limits={"max_connections": 4})
-    held = [socket.create_connection(("127.0.0.1", t.port), timeout=5) for _ in range(4)]
+    held = [connect(t.port, timeout=5) for _ in range(4)]
     time.sleep(0.2)
     raw, closed = raw_exchange(t.port, post(b"Content-Length: 13\r\n"))
     assert status_of(raw) == 503 and closed, raw[:300]

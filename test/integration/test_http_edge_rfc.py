@@ -1,7 +1,8 @@
 """HTTP/1.1 as RFC 9110/9112 say, at the edge: HEAD, empty lines before a request, versions, optional
 whitespace, UTF-8 error bodies, Expect: 100-continue, and the reason phrase of every status turnout sends.
 
-Raw sockets throughout: what is checked is the exact bytes on the wire."""
+Raw sockets throughout (TLS under them in a --tls run): what is checked is the exact bytes of HTTP on the
+wire."""
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from harness import ADMIN_KEY, raw_exchange, read_to_close, seed_for, status_of
+from harness import ADMIN_KEY, connect, curl_tls_args, raw_exchange, read_to_close, seed_for, status_of
 
 GET_HEALTH_CLOSE = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 BODY = b'{"model":"r","messages":[{"role":"user","content":"hi"}]}'
@@ -145,7 +146,7 @@ def test_empty_lines_before_a_request_line_are_ignored(env):
         raw, closed = raw_exchange(t.port, prefix + GET_HEALTH_CLOSE, timeout=3)
         assert status_of(raw) == 200 and closed, (prefix, raw[:200])
     # the empty line in a read of its own
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(b"\r\n")
     time.sleep(0.2)
     s.sendall(GET_HEALTH_CLOSE)
@@ -159,7 +160,7 @@ def test_empty_lines_before_a_request_line_are_ignored(env):
     got, rest = parse_responses(raw, ["POST", "GET"])
     assert [g[0] for g in got] == [200, 200] and rest == b"" and closed, raw[:300]
     # and the same with the CRLF arriving after the answer to the first
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(post + b"\r\n")
     first = recv_response(s)
     assert status_of(first) == 200
@@ -230,7 +231,7 @@ def test_optional_whitespace_around_header_values(env):
         assert utf8_json(got[0][3])["object"] == "chat.completion"
     assert [e["model"] for e in m.log()] == ["mock-small"] * len(cases)
     # the same, a byte per read: the value is trimmed whatever the reads
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + key +
            b"\r\nContent-Length: \t%d \r\nConnection: close\r\n\r\n%s" % (len(BODY), BODY))
     for i in range(len(req)):
@@ -305,7 +306,7 @@ EXPECT = b"Expect: 100-continue\r\n"
 def test_expect_100_continue(env):
     m, t = start(env, require_key=True, limits={"max_body_bytes": 4 << 20})
     # every check passes: 100 Continue at once, then the answer; the connection stays usable
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     t0 = time.time()
     s.sendall(head_of(extra=EXPECT))
     interim = recv_until(s, b"\r\n\r\n", timeout=1.5)
@@ -328,7 +329,7 @@ def test_expect_100_continue(env):
         (head_of(length=5 << 20, extra=EXPECT), 413, "request_too_large"),
     ]
     for head, status, code in refusals:
-        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        s = connect(t.port, timeout=5)
         t0 = time.time()
         s.sendall(head)
         raw, closed, reset = read_to_close(s, timeout=3)
@@ -340,7 +341,7 @@ def test_expect_100_continue(env):
         assert b"connection: close" in h.lower() and utf8_json(body)["error"]["code"] == code, raw[:300]
     # a client that sends its body anyway (no Expect) reads its answer, not a reset, while it sends
     big = b"x" * (3 << 20)
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(head_of(key=b"wrong", length=len(big)) + big[:65536])
     answer = recv_response(s)
     assert status_of(answer) == 401, answer[:200]
@@ -354,7 +355,7 @@ def test_expect_100_continue(env):
         err = refused(t.port, head_of(extra=b"Expect: " + value + b"\r\n") + BODY, 417, "expectation_failed")
         assert "100-continue" in err["message"]
     # HTTP/1.0: the expectation is ignored (RFC 9110 section 10.1.1), the body still read
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(head_of(version=b"1.0", extra=EXPECT))
     assert recv_until(s, b"\r\n\r\n", timeout=0.3) == b""
     s.sendall(BODY)
@@ -393,7 +394,8 @@ def test_curl_uploads_a_large_body_without_waiting(env):
     def post(key):
         out = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
                               "-H", "Content-Type: application/json", "-H", "Authorization: Bearer " + key,
-                              "--data-binary", "@" + path, "http://127.0.0.1:%d/v1/chat/completions" % t.port],
+                              *curl_tls_args(t.port), "--data-binary", "@" + path,
+                              t.url("/v1/chat/completions")],
                              capture_output=True, text=True, timeout=20)
         code, took = out.stdout.split()
         return int(code), float(took)
@@ -520,7 +522,7 @@ def test_every_status_has_its_reason_phrase(env):
         check(chat("r-off"), 503)
         check(chat("r-slow"), 504)
         check(raw_exchange(t.port, b"GET /healthz HTTP/2.0\r\n\r\n")[0], 505)
-        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        s = connect(t.port, timeout=5)
         s.sendall(head_of(extra=EXPECT))
         check(recv_until(s, b"\r\n\r\n"), 100)
         s.close()

@@ -4,13 +4,13 @@ import socket
 import threading
 import time
 
-from harness import chat_request, seed_for
+from harness import chat_request, connect, seed_for
 
 
 def open_streams(port, n):
     socks = []
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = connect(port, timeout=10)
         s.sendall(chat_request({"model": "s", "stream": True, "messages": []}))
         socks.append(s)
     return socks
@@ -47,7 +47,7 @@ def stop_during_streams(env, events, grace):
     t.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     try:
-        socket.create_connection(("127.0.0.1", t.port), timeout=1).close()
+        connect(t.port, timeout=1).close()
         refused = False
     except OSError:
         refused = True

@@ -3,7 +3,6 @@
 cooldowns with a single probe, the route's deadline, the attempt trace, and proof that
 waiting requests do not hold a worker up."""
 import email.utils
-import http.client
 import json
 import threading
 import time
@@ -110,7 +109,7 @@ def test_shared_not_before_under_load(env):
     served = {"n": 0, "bad": 0}
 
     def load(_):
-        c = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+        c = harness.http_connection(t.port, timeout=10)
         body = json.dumps({"model": "r", "messages": MSG})
         while time.monotonic() < stop:
             c.request("POST", CHAT, body=body, headers={"Content-Type": "application/json"})
@@ -297,7 +296,7 @@ def test_waiting_requests_do_not_block_the_workers(env):
         return samples[int(len(samples) * 0.99) - 1]
 
     def measure(k=300):
-        c = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+        c = harness.http_connection(t.port, timeout=10)
         body = json.dumps({"model": "fast", "messages": MSG})
         out = []
         for _ in range(k):
@@ -351,7 +350,7 @@ def test_a_final_429_says_when_the_soonest_upstream_is_usable(env):
 
 
 def sdk_chat(t, model):
-    return harness.sdk("chat.mjs", {"baseURL": "http://127.0.0.1:%d/v1" % t.port,
+    return harness.sdk("chat.mjs", {"baseURL": t.url("/v1"),
                                     "body": {"model": model, "messages": MSG}})
 
 

@@ -1,10 +1,9 @@
 """Resolution order, glob pools, routers, strategies, provider preferences, dry-run and /v1/models."""
-import http.client
 import json
 import threading
 from collections import Counter
 
-from harness import seed_for
+from harness import http_connection, seed_for
 
 CHAT = "/v1/chat/completions"
 
@@ -25,7 +24,7 @@ def hammer(t, bodies, headers_for=None, threads=8, path=CHAT):
     out = [None] * len(bodies)
 
     def run(k):
-        c = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+        c = http_connection(t.port, timeout=10)
         for i in range(k, len(bodies), threads):
             h = {"Content-Type": "application/json"}
             if headers_for:

@@ -21,7 +21,7 @@ def event(i):
 
 
 def sdk_stream(t, **spec):
-    return harness.sdk("chat.mjs", dict({"baseURL": "http://127.0.0.1:%d/v1" % t.port, "stream": True,
+    return harness.sdk("chat.mjs", dict({"baseURL": t.url("/v1"), "stream": True,
                                          "maxRetries": 0, "body": {"model": "r", "messages": []}}, **spec))
 
 

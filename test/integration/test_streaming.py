@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from harness import chat_request, rss_kb, seed_for
+from harness import chat_request, connect, rss_kb, seed_for
 
 SENT = re.compile(rb'"sent_ms":([0-9.]+)\}')
 
@@ -16,8 +16,7 @@ def stream_route(*mocks):
 
 
 def open_stream(port, extra=b"", version="1.1"):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s = connect(port, timeout=10, nodelay=True)
     s.sendall(chat_request({"model": "s", "stream": True, "messages": []}, version, extra))
     return s
 
@@ -95,9 +94,7 @@ def run_backpressure(env, build, events, rate_bps, limit_s):
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
-    s.connect(("127.0.0.1", t.port))
+    s = connect(t.port, rcvbuf=256 * 1024)
     s.sendall(chat_request({"model": "s", "stream": True, "messages": []}))
     t0 = time.time()
     try:
@@ -202,7 +199,7 @@ def test_http10_client_gets_an_unchunked_stream(env):
 def test_http10_client_gets_a_plain_reply(env):
     m = env.mock()
     t = env.turnout(stream_route(m))
-    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s = connect(t.port, timeout=5)
     s.sendall(chat_request({"model": "s", "messages": []}, "1.0"))
     data, _ = read_all(s, timeout=5)
     s.close()

@@ -525,7 +525,7 @@ def test_stream_events_are_relayed_before_the_stream_ends(env):
     with RawUpstream(Reply(head + chunk(event1), release,
                            chunk(event2) + chunk(b"data: [DONE]\n\n") + LAST_CHUNK)) as up:
         t = one_upstream(env, up)
-        s = socket.create_connection(("127.0.0.1", t.port), timeout=WAIT_S)
+        s = t.connect(timeout=WAIT_S)
         try:
             s.sendall(chat_request({"model": "r", "stream": True, "messages": []}))
             data = read_until(s, b"", b"event-one")
@@ -657,7 +657,7 @@ def test_bytes_waiting_when_a_request_is_written_are_never_its_answer(env):
         assert body_id(chat(t)) == "one"
         up.wait(lambda: len(up.requests) == 1, "request 1")
         body = json.dumps({"model": "r", "messages": [{"role": "user", "content": "x" * (8 << 20)}]}).encode()
-        s = socket.create_connection(("127.0.0.1", t.port), timeout=WAIT_S)
+        s = t.connect(timeout=WAIT_S)
         try:
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1])
