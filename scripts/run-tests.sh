@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the unit tests and the integration suite against the binaries in BUILD_DIR
+# Runs the unit tests and the integration suite (plain; the upstream tests again through
+# libcurl; the client side again over TLS) against the binaries in BUILD_DIR
 # (default build/san, the ASan+UBSan build made by `make test`); memory figures
 # are measured on the optimised build in RELEASE_BUILD (default build). Ends with one
 # "N passed, N failed" line and exits non-zero on any failure.
@@ -41,5 +42,12 @@ integration "$build/integration.log"
 # what https:// providers use), where the two clients could differ.
 integration "$build/integration-curl.log" --upstream-client curl \
     -k test_upstream_http,test_stream_ends,test_dialects,test_streaming,test_failover,test_timeouts,test_endpoints,test_resilience,test_usage
+# The client side once more over TLS (every turnout's data port speaks it; the
+# harness's clients and the tests' raw sockets speak it too): the edge's
+# framing, limits and client timeouts, streaming with backpressure, client
+# disconnects aborting the upstream, graceful stop. run.py --tls prints the
+# tests it leaves out, and why.
+integration "$build/integration-tls.log" --tls \
+    -k test_edge.,test_http_edge.,test_http_edge_rfc.,test_timeouts.,test_streaming.,test_basic.,test_errors.,test_lifecycle.,test_endpoints.,test_stream_ends.,test_limits.,test_keys.,test_reload.,test_dialects.
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
