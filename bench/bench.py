@@ -35,6 +35,16 @@ process started here is stopped by PID when the harness exits, however it exits)
           POST /v1/messages) and route bench-anth-sse -> protocol anthropic,
           base_url http://127.0.0.1:MOCK/sse/v1: OpenAI requests on those routes
           are translated (src/dialect/openai_to_anthropic.c).
+  nginx-tls  nginx (nginx/proxy-tls.conf): nginx-buf's config with its listener
+          speaking TLS (listen ... ssl; TLS 1.2 and 1.3, nginx's defaults
+          otherwise), and
+  turnout-tls  a second turnout as above with "tls": {"cert", "key"}; both
+          serve the same files, made in the temp dir with the openssl CLI as
+          test/integration/test_tls.py makes its own: a root CA, an
+          intermediate, an ECDSA P-256 server certificate for 127.0.0.1 and
+          localhost (the chain file holds it and the intermediate). The
+          protocol and cipher suite a client with OpenSSL's defaults (wrk's)
+          agrees on with each are in the log and the JSON (tls.sessions).
   The servers are pinned to core 1 (taskset -c 1), wrk and this script to core 0
   (taskset -c 0 wrk -t1). wrk scripts are in lua/; their done() prints one JSON
   line (requests, duration, errors incl. status > 399, latency percentiles).
@@ -52,7 +62,13 @@ seconds (default 5) after a 1 s warm-up at the same concurrency:
       differs) to the Anthropic routes, 64 connections non-stream and SSE:
       requests/s and CPU us per request. Each is reported beside turnout's
       passthrough figure of the same rounds, ratio translated/passthrough of
-      the medians (target: CPU per request <= 1.5x passthrough's).
+      the medians (target: CPU per request <= 1.5x passthrough's);
+  - TLS, informational (no target): nginx-tls and turnout-tls (their order
+      alternates by round), 64 connections non-stream over https, keep-alive
+      (wrk opens its 64 connections once per run, so the run's 64 handshakes
+      are in the CPU figure, spread over its requests): requests/s, CPU us per
+      request, and what TLS adds to each one's plain figure of the rounds
+      (turnout-tls - turnout, nginx-tls - nginx-buf).
   Then, once per bench run (after the rounds; "1 run" in the table):
   - system calls per request, non-stream, 64 connections, nginx-buf and
       turnout: `perf stat -e raw_syscalls:sys_enter` plus the
@@ -138,6 +154,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import struct
 import subprocess
@@ -441,6 +458,51 @@ def anthropic_bodies(chat, sse):
     return msg, stream
 
 
+def make_tls_files(tmp):
+    """The TLS row's certificate, as test/integration/test_tls.py makes its
+    own: a root CA, an intermediate it signs and an ECDSA P-256 server
+    certificate for 127.0.0.1 and localhost that the intermediate signs, in
+    TMP/tls. Returns {"root", "cert" (server certificate + intermediate, one
+    chain file: what both servers send), "key"}."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d)
+
+    def openssl(*argv):
+        r = subprocess.run(["openssl", *argv], cwd=d, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise Abort(f"openssl {argv[0]}: {r.stderr.strip()}")
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with open(os.path.join(d, "int.ext"), "w") as f:
+        f.write("basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    with open(os.path.join(d, "srv.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    openssl("req", "-x509", *ec, "-keyout", "root.key", "-out", "root.crt", "-days", "3",
+            "-subj", "/CN=turnout bench root", "-addext", "basicConstraints=critical,CA:true",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", *ec, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=turnout bench intermediate")
+    openssl("x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
+            "-out", "int.crt", "-days", "3", "-extfile", "int.ext")
+    openssl("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=turnout bench")
+    openssl("x509", "-req", "-in", "srv.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
+            "-out", "srv.crt", "-days", "3", "-extfile", "srv.ext")
+    with open(os.path.join(d, "srv-chain.pem"), "w") as f:
+        for name in ("srv.crt", "int.crt"):
+            with open(os.path.join(d, name)) as g:
+                f.write(g.read())
+    return {"root": os.path.join(d, "root.crt"), "cert": os.path.join(d, "srv-chain.pem"),
+            "key": os.path.join(d, "srv.key")}
+
+
+def tls_session(port, tls):
+    """What a client with OpenSSL's defaults (as wrk's) agrees on with PORT:
+    protocol, cipher suite, and the certificate chain verified to the root."""
+    ctx = ssl.create_default_context(cafile=tls["root"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return {"version": s.version(), "cipher": s.cipher()[0], "verified": True}
+
+
 def render(template, tmp, name, **kw):
     with open(os.path.join(HERE, "nginx", template)) as f:
         text = f.read()
@@ -515,7 +577,16 @@ class Stack:
     def start_proxy_buffered(self):
         return self.start_proxy("nginx-buf", "proxy-buffered.conf")
 
-    def start_turnout(self, providers, routes, limits=None, name="turnout", env=None):
+    def start_proxy_tls(self, tls):
+        """nginx-tls: proxy-buffered.conf's nginx with listen ... ssl, serving
+        TLS (make_tls_files) with the certificate and key turnout-tls has."""
+        port = self._nginx("nginx-tls", "proxy-tls.conf", UPSTREAM_PORT=self.servers["mock"]["port"],
+                           CERT=tls["cert"], KEY=tls["key"])
+        self.servers["nginx-tls"]["tls"] = tls
+        return port
+
+    def start_turnout(self, providers, routes, limits=None, name="turnout", env=None, tls=None):
+        """TLS (make_tls_files): its data listener speaks TLS with that certificate."""
         port, admin = free_port(), free_port()
         data = os.path.join(self.tmp, name + "-data")
         seed = os.path.join(self.tmp, name + "-seed.json")
@@ -526,6 +597,8 @@ class Stack:
                "seed": seed}
         if limits:
             cfg["limits"] = limits
+        if tls:
+            cfg["tls"] = {"cert": tls["cert"], "key": tls["key"]}
         path = os.path.join(self.tmp, name + ".json")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=1)
@@ -535,16 +608,21 @@ class Stack:
         # /healthz answers once the worker serves
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            st, _ct, _b = http_get(port, "/healthz")
+            st, _ct, _b = http_get(port, "/healthz", tls)
             if st == 200:
                 break
             time.sleep(0.05)
         else:
             raise Abort(f"{name}: /healthz never answered 200")
-        self.servers[name] = {"port": port, "proc": p, "pids": [p.pid]}
+        self.servers[name] = {"port": port, "proc": p, "pids": [p.pid], "tls": tls}
         return port
 
-    def start_turnout_on_mock(self, limits=None, name="turnout", env=None):
+    def url(self, name, path):
+        """PATH's URL on server NAME: https:// when it serves TLS."""
+        s = self.servers[name]
+        return f"{'https' if s.get('tls') else 'http'}://127.0.0.1:{s['port']}{path}"
+
+    def start_turnout_on_mock(self, limits=None, name="turnout", env=None, tls=None):
         m = self.servers["mock"]["port"]
         providers = [
             {"name": "benchmock", "base_url": f"http://127.0.0.1:{m}/v1", "models": [{"name": "bench-upstream"}]},
@@ -565,7 +643,7 @@ class Stack:
             {"name": "bench-anth-sse", "endpoint": "chat",
              "targets": [{"provider": "benchanth-sse", "model": "bench-upstream"}]},
         ]
-        return self.start_turnout(providers, routes, limits, name=name, env=env)
+        return self.start_turnout(providers, routes, limits, name=name, env=env, tls=tls)
 
     def stop_server(self, name):
         """Stops one server started here and forgets it."""
@@ -582,9 +660,13 @@ class Stack:
                 raise Abort(f"{name} exited (status {s['proc'].returncode}); see its output in {self.tmp}")
 
 
-def http_get(port, path):
+def http_get(port, path, tls=None):
+    """GET PATH on PORT (over TLS trusting TLS["root"] when TLS is given):
+    (status, "", body), status 0 when there is no answer."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+            s = ssl.create_default_context(cafile=tls["root"]).wrap_socket(raw, server_hostname="localhost") \
+                if tls else raw
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while True:
@@ -598,10 +680,12 @@ def http_get(port, path):
         return 0, "", b""
 
 
-def curl_post(url, body, timeout=10):
-    """POST BODY with curl; returns (status, content type, body bytes)."""
+def curl_post(url, body, timeout=10, cacert=None):
+    """POST BODY with curl (trusting the CA file CACERT for https://); returns
+    (status, content type, body bytes)."""
     r = subprocess.run(["curl", "-sS", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code} %{content_type}",
-                        "-H", "Content-Type: application/json", "--data-binary", "@-", url],
+                        "-H", "Content-Type: application/json", "--data-binary", "@-",
+                        *(["--cacert", cacert] if cacert else []), url],
                        input=body, capture_output=True)
     out = r.stdout
     i = out.rfind(b"\n")
@@ -610,9 +694,9 @@ def curl_post(url, body, timeout=10):
     return status, (meta[1] if len(meta) > 1 else ""), out[:i]
 
 
-def verify(label, url, stream):
+def verify(label, url, stream, cacert=None):
     body = SSE_BODY if stream else CHAT_BODY
-    status, ctype, data = curl_post(url, body)
+    status, ctype, data = curl_post(url, body, cacert=cacert)
     if stream:
         ok = status == 200 and "text/event-stream" in ctype and data.rstrip().endswith(b"data: [DONE]") \
             and b"chat.completion.chunk" in data
@@ -796,7 +880,7 @@ def measure(stack, name, path, script, conns, duration, sample_rss=False, cpu=CL
     """One measured wrk run against server NAME, after a 1 s warm-up (wrk on
     the taskset list CPU, with THREADS threads)."""
     s = stack.servers[name]
-    url = f"http://127.0.0.1:{s['port']}{path}"
+    url = stack.url(name, path)
     warm = wrk(url, script, conns, 1, cpu=cpu, threads=threads)
     pids = s["pids"]
     sampler = RssSampler(pids) if sample_rss else None
@@ -1431,17 +1515,24 @@ def format_table(table):
 # ---------------------------------------------------------------- bench
 
 PROXIES = ("nginx-buf", "nginx")      # nginx with buffering on (non-stream's best), off (SSE's)
-CONFIG_LABEL = {"nginx-buf": "buffering on", "nginx": "buffering off"}
+CONFIG_LABEL = {"nginx-buf": "buffering on", "nginx": "buffering off", "nginx-tls": "listen ssl, buffering on"}
+# The TLS row: turnout-tls against nginx-tls, the same certificate; no target.
+TLS_PAIR = ("nginx-tls", "turnout-tls")
+TURNOUT_FOR = {"nginx-tls": "turnout-tls"}    # the turnout a row's nginx is compared with (else "turnout")
+TLS_TARGET = "none (informational)"
 
 
 def run_bench(args, tmp):
     stack = Stack(args.build, tmp)
-    log("starting mock nginx, nginx proxies (buffering on and off) and turnout (servers on core %s, wrk on core %s)"
-        % ((SERVER_CPU, CLIENT_CPU) if PIN else ("any", "any")))
+    log("starting mock nginx, nginx proxies (buffering on and off; on with TLS) and turnout (plain; TLS) "
+        "(servers on core %s, wrk on core %s)" % ((SERVER_CPU, CLIENT_CPU) if PIN else ("any", "any")))
+    tls = make_tls_files(tmp)
     stack.start_mock()
     stack.start_proxy_buffered()
     stack.start_proxy()
+    stack.start_proxy_tls(tls)
     stack.start_turnout_on_mock()
+    stack.start_turnout_on_mock(name="turnout-tls", tls=tls)
     ports = {k: v["port"] for k, v in stack.servers.items()}
     log("  ports: " + ", ".join(f"{k} {v}" for k, v in ports.items())
         + f"; mock bodies: {stack.mock_sizes}")
@@ -1459,6 +1550,12 @@ def run_bench(args, tmp):
     verify_anthropic_mock(f"http://127.0.0.1:{ports['mock']}/sse/v1/messages", True)
     verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", False, stack.texts)
     verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", True, stack.texts)
+    tls_sessions = {}
+    for name in TLS_PAIR:
+        verify(name, stack.url(name, "/v1/chat/completions"), False, cacert=tls["root"])
+        tls_sessions[name] = tls_session(ports[name], tls)
+    log("  TLS: " + "; ".join(f"{k} {v['version']} {v['cipher']}" for k, v in tls_sessions.items())
+        + " (ECDSA P-256 certificate + intermediate, verified to the root)")
 
     d = args.duration
     t_start = time.monotonic()
@@ -1496,6 +1593,12 @@ def run_bench(args, tmp):
                     f"{xa['cpu_us_per_req']:6.1f} us cpu/req{flags(xa)}")
                 log(f"  {name:9} 64 conn translated SSE        {xb['rps']:9.0f} req/s  "
                     f"{xb['cpu_us_per_req']:6.1f} us cpu/req{flags(xb)}")
+        # TLS, informational: the same non-stream requests over https (keep-alive)
+        for name in (TLS_PAIR if rnd % 2 else TLS_PAIR[::-1]):
+            a = measure(stack, name, "/v1/chat/completions", "chat.lua", 64, d, sample_rss=True)
+            r[name] = {"nonstream_64": a}
+            log(f"  {name:11} 64 conn non-stream TLS {a['rps']:9.0f} req/s  {a['cpu_us_per_req']:6.1f} us cpu/req"
+                f"  peak rss {a['peak_rss_kb'] / 1024:.1f} MB{flags(a)}")
         rounds.append(r)
     rounds_s = time.monotonic() - t_start
 
@@ -1586,7 +1689,7 @@ def run_bench(args, tmp):
                         "added_p99_us_1": (c["latency_us"]["p99"] - dr["latency_us"]["p99"], ok)})
         return out
 
-    per_round = {name: [fig(r, name) for r in rounds] for name in ("turnout",) + PROXIES}
+    per_round = {name: [fig(r, name) for r in rounds] for name in ("turnout",) + PROXIES + TLS_PAIR}
     medians, valid = {}, {}
     for name, figs in per_round.items():
         medians[name], valid[name] = {}, {}
@@ -1677,7 +1780,7 @@ def run_bench(args, tmp):
     }
     measured = {"syscalls_per_req_64": "error" not in sc, "allocs_per_req": "error" not in al}
     all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"], valid["nginx-buf"],
-                                               valid["translated"])) \
+                                               valid["translated"], valid["turnout-tls"], valid["nginx-tls"])) \
         and valid["direct"] and all(f["valid"] for f in once_figs.values())
 
     # ---- the table: one row per figure, each against the nginx named in the row
@@ -1707,6 +1810,8 @@ def run_bench(args, tmp):
         ("CPU us/request, 200 KB request body, 8 conns", "1 run", "cpu_us_per_req_200k_body", "nginx-buf", "{:.1f}",
          "cpu_us_per_req_200k_body"),
         ("req/s, 200 KB request body, 8 conns", "1 run", "rps_200k_body", "nginx-buf", "{:.0f}", None),
+        ("TLS non-stream req/s, 64 keep-alive conns", R, "rps_nonstream_64", "nginx-tls", "{:.0f}", None),
+        ("TLS CPU us/request, non-stream 64 keep-alive conns", R, "cpu_us_per_req_64", "nginx-tls", "{:.1f}", None),
     ]
 
     def fmtv(v, fmt):
@@ -1715,8 +1820,9 @@ def run_bench(args, tmp):
     table = [("metric", "how", "turnout", "nginx", "nginx config", "ratio t/n", "target", "")]
     row_docs = []
     for label, how, key, base, fmt, mkey in rows:
+        tname = TURNOUT_FOR.get(base, "turnout")
         if how == R:
-            tv, tok = t.get(key), valid["turnout"].get(key, True)
+            tv, tok = medians[tname].get(key), valid[tname].get(key, True)
             nv = medians[base].get(key) if base else None
             nok = valid[base].get(key, True) if base else True
             if key.startswith("added_"):
@@ -1739,10 +1845,11 @@ def run_bench(args, tmp):
         tcell = fmtv(tv, fmt) + ("" if tok or shown_ok else " INVALID")
         ncell = (fmtv(nv, fmt) + ("" if nok or shown_ok else " INVALID")) if base else ""
         how_cell = f"median of {args.rounds}" if how == R else how
-        table.append((label, how_cell, tcell, ncell, config, fmtv(rt, "{:.2f}"), TARGETS.get(mkey, "") if mkey
-                      else "", mark))
+        target = TARGETS.get(mkey, "") if mkey else TLS_TARGET if base in TLS_PAIR else ""
+        table.append((label, how_cell, tcell, ncell, config, fmtv(rt, "{:.2f}"), target, mark))
         row_docs.append({"metric": label, "key": key, "how": how_cell, "turnout": tv, "nginx": nv,
-                         "nginx_config": config or None, "ratio": rt, "target": TARGETS.get(mkey) if mkey else None,
+                         "turnout_server": tname, "nginx_server": base,
+                         "nginx_config": config or None, "ratio": rt, "target": target or None,
                          "met": met.get(mkey) if mkey else None, "valid": tok and nok})
     table.append(("direct to mock p50 / p99 us, 1 conn", f"median of {args.rounds}",
                   "{} / {}".format(fmtv(medians["direct"]["p50_us_1"], "{:.0f}"),
@@ -1771,6 +1878,28 @@ def run_bench(args, tmp):
         xtable.append((label, xcell("translated", key, fmt), xcell("turnout", key, fmt), rt, tgt, mark))
     xlines = format_table(xtable)
 
+    # TLS (informational): turnout-tls vs nginx-tls, and what TLS adds to each one's plain figures
+    tt, tn = medians["turnout-tls"], medians["nginx-tls"]
+
+    def div(a, b):
+        return a / b if a is not None and b else None
+
+    def sub(a, b):
+        return a - b if a is not None and b is not None else None
+    tls_doc = {
+        "informational": True, "target": None,
+        "certificate": "ECDSA P-256 server certificate + intermediate (one chain file), root CA trusted by the "
+                       "clients; both servers serve the same files",
+        "sessions": tls_sessions, "connections": 64, "keep_alive": True, "script": "chat.lua",
+        "turnout": {k: tt.get(k) for k in ("rps_nonstream_64", "cpu_us_per_req_64", "peak_rss_mb_64")},
+        "nginx": {k: tn.get(k) for k in ("rps_nonstream_64", "cpu_us_per_req_64", "peak_rss_mb_64")},
+        "ratio_rps": div(tt.get("rps_nonstream_64"), tn.get("rps_nonstream_64")),
+        "ratio_cpu_us_per_req": div(tt.get("cpu_us_per_req_64"), tn.get("cpu_us_per_req_64")),
+        "cpu_us_per_req_added_by_tls": {"turnout": sub(tt.get("cpu_us_per_req_64"), t.get("cpu_us_per_req_64")),
+                                        "nginx": sub(tn.get("cpu_us_per_req_64"), nb.get("cpu_us_per_req_64"))},
+        "valid": all(valid["turnout-tls"].values()) and all(valid["nginx-tls"].values()),
+    }
+
     prow = [("non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
             ("SSE streams/s, 64 conns (13 KB each)", "rps_sse_64", "{:.0f}"),
             ("CPU us/request, non-stream 64 conns", "cpu_us_per_req_64", "{:.1f}"),
@@ -1786,6 +1915,12 @@ def run_bench(args, tmp):
         f"rounds. MB = MiB; ratio = turnout / nginx. {n_met} of {n_tgt} targets met.")
     for line in lines:
         log(line)
+    ad = tls_doc["cpu_us_per_req_added_by_tls"]
+    if ad["turnout"] is not None and ad["nginx"] is not None:
+        log(f"TLS rows (informational, no target): turnout-tls and nginx-tls serve the same ECDSA P-256 certificate "
+            f"({tls_sessions['turnout-tls']['version']} {tls_sessions['turnout-tls']['cipher']}); TLS adds "
+            f"{ad['turnout']:.1f} us of CPU per request to turnout's plain figure, {ad['nginx']:.1f} us to nginx's "
+            f"(buffering on).")
     log("")
     log("turnout translating (OpenAI client -> Anthropic Messages API upstream) vs the same turnout passing "
         "through (OpenAI -> OpenAI), same rounds (ratio = translated / passthrough)")
@@ -1804,7 +1939,9 @@ def run_bench(args, tmp):
                      "translated_request_body_bytes": len(XL_CHAT_BODY),
                      "translated_sse_request_body_bytes": len(XL_SSE_BODY),
                      "baselines": {"nginx-buf": "nginx/proxy-buffered.conf (proxy_buffering on, nginx's default)",
-                                   "nginx": "nginx/proxy.conf (proxy_buffering off)"},
+                                   "nginx": "nginx/proxy.conf (proxy_buffering off)",
+                                   "nginx-tls": "nginx/proxy-tls.conf (proxy-buffered.conf with listen ... ssl, "
+                                                "the certificate and key turnout-tls serves)"},
                      "syscall_requests": SYSCALL_REQUESTS, "alloc_requests": ALLOC_REQUESTS,
                      "alloc_warmup_requests": ALLOC_WARMUP, "alloc_connections": ALLOC_CONNS,
                      "rounds_s": round(rounds_s, 1), "once_s": round(once_s, 1)},
@@ -1816,6 +1953,7 @@ def run_bench(args, tmp):
         "ratios_translated_over_passthrough_per_round": ratio_translated_per_round,
         "table_translated": xlines,
         "previous_bench": previous,
+        "tls": tls_doc,
     }
     contended = [f"round {r['round']} {k}" + (f" {sub}" if sub else "")
                  for r in rounds for k, v in r.items() if k != "round"
