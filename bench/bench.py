@@ -1423,12 +1423,18 @@ def machine_info(build):
     t = subprocess.run([os.path.join(build, "turnout"), "--version"], capture_output=True, text=True)
     info["turnout"] = t.stdout.strip() or None
     info["build_dir"] = build
-    tree = os.path.dirname(build)
-    commit = None
-    if os.path.exists(os.path.join(tree, ".git")):
-        g = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    # the commit of the tree BUILD is in (build/, or a directory under it),
+    # and whether that tree had changes to tracked files not yet committed
+    commit = dirty = None
+    if os.path.isdir(build):
+        g = subprocess.run(["git", "-C", build, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
         commit = g.stdout.strip() or None
+        if commit:
+            st = subprocess.run(["git", "-C", build, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True)
+            dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
     info["turnout_commit"] = commit
+    info["turnout_tree_dirty"] = dirty
     return info
 
 
