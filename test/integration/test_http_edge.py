@@ -188,6 +188,24 @@ def test_pipelined_requests_answered_in_order(env):
     assert len(m.log()) == 2
 
 
+def test_chunked_request_with_trailer_fields_then_a_pipelined_one(env):
+    """A chunked body's trailer section of two fields ends at its empty line
+    (libevhtp patch 0009, fuzz_http_request): the request ended after the
+    first field, the second was read as the next request line, and a stray
+    400 went out in place of the next request's answer."""
+    m, t = start(env)
+    body = b'{"model":"r","messages":[{"role":"user","content":"hi"}]}'
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nx-request-id: c1\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-Sum: 1\r\nX-Other: 2\r\n\r\n" % (len(body), body))
+    req += b"GET /healthz HTTP/1.1\r\nx-request-id: c2\r\nConnection: close\r\n\r\n"
+    raw, closed = raw_exchange(t.port, req, timeout=5)
+    assert closed
+    ids = [line.split(b":")[1].strip() for line in raw.split(b"\r\n") if line.lower().startswith(b"x-request-id")]
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+    assert ids == [b"c1", b"c2"] and statuses == [200, 200], raw
+    assert len(m.log()) == 1
+
+
 def test_a_pipelined_flood_is_answered_whole_and_in_order(env):
     """2,000 requests sent at once (80 KB, more than the 64 KB a connection
     reads ahead of the request it is answering): every one is answered, in
