@@ -144,6 +144,12 @@ static int apply(config_t *c, const option_t *o, const cJSON *v, const char *dir
         return 0;
     case OPT_INT: {
         double d = v->valuedouble;
+        /* a double past int64_t's range (or NaN) does not convert: refused before it is */
+        if (cJSON_IsNumber(v) && !(d > -9.2e18 && d < 9.2e18)) {
+            snprintf(err, errlen, "%s: %g is out of range %lld-%lld", o->name, d, (long long)o->min,
+                     (long long)o->max);
+            return -1;
+        }
         if (!cJSON_IsNumber(v) || d != (double)(int64_t)d) {
             snprintf(err, errlen, "%s: expected an integer", o->name);
             return -1;

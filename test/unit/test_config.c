@@ -35,6 +35,17 @@ int main(void)
     CHECK(load("{\"workers\":-1}", &c, err) < 0 && strstr(err, "workers") != NULL);
     CHECK(load("{\"limits\":{\"max_body_bytes\":0}}", &c, err) < 0 && strstr(err, "limits.max_body_bytes") != NULL);
     CHECK(load("{\"workers\":1.5}", &c, err) < 0 && strstr(err, "workers") != NULL);
+    /* numbers past int64_t's range are refused before any conversion (UBSan stopped on them; fuzz_config) */
+    CHECK(load("{\"workers\":1e300}", &c, err) < 0 && strstr(err, "workers: 1e+300 is out of range") != NULL);
+    CHECK(load("{\"limits\":{\"max_body_bytes\":-9.3e18}}", &c, err) < 0 && strstr(err, "out of range") != NULL);
+    CHECK(load("{\"limits\":{\"max_body_bytes\":9223372036854775807}}", &c, err) < 0 &&
+          strstr(err, "out of range") != NULL);
+    CHECK(load("{\"workers\":300}", &c, err) < 0 && strstr(err, "workers: 300 is out of range 0-256") != NULL);
+    /* tls: both files or neither, for each listener */
+    CHECK(load("{\"tls\":{\"cert\":\"c.pem\"}}", &c, err) < 0 && strstr(err, "tls: cert and key go together") != NULL);
+    CHECK(load("{\"admin\":{\"tls\":{\"key\":\"k.pem\"}}}", &c, err) < 0 && strstr(err, "admin.tls:") != NULL);
+    CHECK(load("{\"admin\":{\"tls\":{\"cert\":\"c.pem\",\"key\":\"k.pem\"}}}", &c, err) == 0 &&
+          strcmp(c.admin_tls_cert, "/tmp/c.pem") == 0 && c.admin_tls_ctx == NULL);
     CHECK(load("{\"require_key\":1}", &c, err) < 0 && strstr(err, "require_key") != NULL);
     CHECK(load("{\"listen\":\"nope\"}", &c, err) < 0 && strstr(err, "listen") != NULL);
     CHECK(load("{\"listen\":\"h:70000\"}", &c, err) < 0 && strstr(err, "listen") != NULL);
