@@ -197,13 +197,15 @@ static int cell_add(_Atomic cell_t *c, int64_t tag, int64_t d, int64_t limit)
 {
     cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
     do {
-        int64_t v = old.tag == tag ? old.v : 0;
+        int64_t v = old.tag == tag ? old.v : 0, sum;
         if (old.tag > tag)
             return 0;
-        if (limit >= 0 && (v >= limit || v + d > limit))
+        if (__builtin_add_overflow(v, d, &sum))   /* (counts are an upstream's word: saturate, never wrap) */
+            sum = d > 0 ? INT64_MAX : INT64_MIN;
+        if (limit >= 0 && (v >= limit || sum > limit))
             return 0;
         next.tag = tag;
-        next.v = v + d;
+        next.v = sum;
     } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
     return 1;
 }

@@ -124,6 +124,14 @@ int main(void)
         ledger_read(a, WIN_MINUTE, 241, spent, res);
         CHECK(spent[0] == 900 && spent[2] == 2 && res[0] == 0);
     }
+    {   /* an amount that would pass INT64_MAX saturates, never wraps to a negative (a refund) */
+        ledger_entry_t *big = ledger_get("b:big");
+        int64_t huge[LEDGER__N] = { INT64_MAX - 5, 0, 0 }, none[LEDGER__N] = { -1, -1, -1 };
+        CHECK(ledger_reserve(big, WIN_TOTAL, 0, huge, none, &h) == -1 && ledger_reserve(big, WIN_TOTAL, 0, huge, none, &h2) == -1);
+        ledger_read(big, WIN_TOTAL, 0, spent, res);
+        CHECK(spent[0] + res[0] == INT64_MAX || res[0] == INT64_MAX);
+        CHECK(res[0] > 0);
+    }
     CHECK(ledger_first_in_window(a, 10) == 1 && ledger_first_in_window(a, 10) == 0 && ledger_first_in_window(a, 18) == 1);
     CHECK(ledger_enter(a, 2) && ledger_enter(a, 2) && !ledger_enter(a, 2) && ledger_in_flight(a) == 2);
     ledger_leave(a);
@@ -159,7 +167,7 @@ int main(void)
     {
         int n = 0;
         ledger_each(count_each, &n);
-        CHECK(n == THREADS * 2000 + 3);
+        CHECK(n == THREADS * 2000 + 4);
     }
     ledger_free();
     CHECK(ledger_find("b:one") == NULL);
