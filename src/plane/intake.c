@@ -305,47 +305,61 @@ static int64_t max_tokens_of(const char *body, size_t off, size_t len)
  *   {"include_usage":true}   nothing: the client asked
  *   {"include_usage":false}  the false becomes "true " (same length)
  *   null                     replaced by {"include_usage":true}
- * Anything else is left to the upstream to refuse. */
-static void ask_for_usage(req_t *r, size_t off, size_t len)
+ * An include_usage given twice or spelled with escapes is refused (400):
+ * an upstream would read the one turnout did not, and its usage would go
+ * unmetered. Any other value is left to the upstream to refuse. Returns 0,
+ * or -1 after the 400. */
+static int ask_for_usage(req_t *r, size_t off, size_t len)
 {
-    size_t pos = off, at;
+    size_t pos = off, at, val_off = 0, val_len = 0;
     jscan_item_t it;
+    int seen = 0;
     r->usage_cut = 0;
     if (len == 0) {
         for (at = 0; at < r->body_len && r->body[at] != '{'; at++)
             ;
         r->usage_off = at + 1;
         r->usage_ins = "\"stream_options\":{\"include_usage\":true},";
-        return;
+        return 0;
     }
     if (len == 4 && memcmp(r->body + off, "null", 4) == 0) {
         r->usage_off = off;
         r->usage_cut = 4;
         r->usage_ins = "{\"include_usage\":true}";
-        return;
+        return 0;
     }
     if (r->body[off] != '{')
-        return;
+        return 0;
     while (jscan_next_item(r->body, r->body_len, off, &pos, &it) == 1) {
-        if (it.key_len != 15 || memcmp(r->body + it.key_off, "\"include_usage\"", 15) != 0)
+        char key[16];
+        if (jscan_string(r->body, it.key_off, it.key_len, key, sizeof(key)) != 13 || memcmp(key, "include_usage", 13) != 0)
             continue;
-        if (it.val_len == 4 && memcmp(r->body + it.val_off, "true", 4) == 0) {
+        if (seen++ || it.key_len != 15) {
+            reply_error(r, 400, "invalid_request_error", "invalid_request", "stream_options.include_usage",
+                        "'stream_options.include_usage' must be given once, its name spelled without escapes");
+            return -1;
+        }
+        val_off = it.val_off;
+        val_len = it.val_len;
+    }
+    if (seen) {
+        if (val_len == 4 && memcmp(r->body + val_off, "true", 4) == 0) {
             r->usage_asked = 1;
-        } else if (it.val_len == 5 && memcmp(r->body + it.val_off, "false", 5) == 0) {
-            r->usage_off = it.val_off;
+        } else if (val_len == 5 && memcmp(r->body + val_off, "false", 5) == 0) {
+            r->usage_off = val_off;
             r->usage_cut = 5;
             r->usage_ins = "true ";
         }
-        return;                           /* (anything else: the upstream's to refuse) */
+        return 0;                         /* (anything else: the upstream's to refuse) */
     }
-    for (at = off + 1; at < off + len && strchr(" \t\r\n", r->body[at]) != NULL; at++)
+    for (at = off + 1; at < off + len && (r->body[at] == ' ' || r->body[at] == '\t' || r->body[at] == '\r' ||
+                                          r->body[at] == '\n'); at++)
         ;
     r->usage_off = off + 1;
     r->usage_ins = r->body[at] == '}' ? "\"include_usage\":true" : "\"include_usage\":true,";
+    return 0;
 }
 
-/* Reads model (and stream) from a JSON or multipart body. Returns 0, or -1
- * after replying with the error. */
 static int parse_body(req_t *r)
 {
     jscan_t js;
@@ -359,7 +373,7 @@ static int parse_body(req_t *r)
         }
         if (multipart_field(r->body, r->body_len, r->boundary, "model", &off, &len) < 0) {
             reply_error(r, 400, "invalid_request_error", "missing_model", "model",
-                        "the form has no 'model' field (or the multipart body is malformed)");
+                        "the form needs one 'model' field: it has none, or two, or the multipart body is malformed");
             return -1;
         }
         if (len == 0 || len >= sizeof(r->model) || memchr(r->body + off, '\0', len) != NULL) {
@@ -403,8 +417,9 @@ static int parse_body(req_t *r)
     r->user_len = js.user_len;
     if ((r->max_tokens = max_tokens_of(r->body, js.max_off, js.max_len)) < 0)
         r->max_tokens = 0;
-    if (r->stream && r->client == DIALECT_OPENAI && (r->ep == EP_CHAT || r->ep == EP_COMPLETIONS))
-        ask_for_usage(r, js.opts_off, js.opts_len);
+    if (r->stream && r->client == DIALECT_OPENAI && (r->ep == EP_CHAT || r->ep == EP_COMPLETIONS) &&
+        ask_for_usage(r, js.opts_off, js.opts_len) < 0)
+        return -1;
     return 0;
 }
 

@@ -107,6 +107,16 @@ def test_stream_usage_asked_for_and_dropped(env):
                                                      if k != "include_usage"), (opts, sent)
     lines = t.access_log(CHAT, count=6)
     assert [x["completion_tokens"] for x in lines[2:6]] == [4, 4, 4, 4], lines
+    # given twice, or spelled with escapes: an upstream could read the one turnout did not
+    n = len(m.log())
+    for raw in (b'{"model":"r-oa","stream":true,"messages":[{"role":"user","content":"hi"}],'
+                b'"stream_options":{"include_usage":true,"include_usage":false}}',
+                b'{"model":"r-oa","stream":true,"messages":[{"role":"user","content":"hi"}],'
+                b'"stream_options":{"include_usag\\u0065":false}}'):
+        st, _, body = http_request(t.port, "POST", CHAT, raw, {"Content-Type": "application/json"})
+        err = json.loads(body)["error"]
+        assert st == 400 and err["param"] == "stream_options.include_usage", body
+    assert len(m.log()) == n
 
 
 def test_embeddings_usage(env):
