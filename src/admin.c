@@ -1489,7 +1489,10 @@ static void on_parse_error(evhtp_connection_t *conn, evhtp_res status, void *arg
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
 {
     admin_conn_t *c = arg;
-    (void)conn;
+    /* evhtp frees the connection's request after this: its fini hook must
+     * not reach C */
+    if (conn->request != NULL)
+        evhtp_request_set_hook(conn->request, evhtp_hook_on_request_fini, NULL, NULL);
     cio_stop(c->io);
     free(c->io);
     if (c->prev != NULL)
