@@ -312,12 +312,20 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     if (n < 0 && retriable())
         return;
-    if (n == 0 && closing && evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-        event_del(&cl->rev);            /* the answer goes out first (write_out) */
-        cl->eof_pending = 1;
+    if (n == 0) {                       /* the client is done sending (it may still read) */
+        event_del(&cl->rev);
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+            cl->eof_pending = 1;        /* the answer goes out first (write_out) */
+            return;
+        }
+        /* reported as a socket bufferevent would, but without stopping the
+         * writes: an answer made before the report runs (a request read in
+         * the same turn) is still written by the flush that precedes it */
+        errno = 0;
+        bufferevent_trigger_event(bev, BEV_EVENT_EOF | BEV_EVENT_READING, BEV_TRIG_DEFER_CALLBACKS);
         return;
     }
-    fail(cl, (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) | BEV_EVENT_READING);
+    fail(cl, BEV_EVENT_ERROR | BEV_EVENT_READING);
 }
 
 int cio_start(client_t *cl, struct event_base *base, const config_t *const *cfg, struct ssl_ctx_st *tls)
