@@ -135,13 +135,91 @@ static int send_buffer(req_t *r, struct evbuffer *buf)
 
 /* Passthrough events BUF[0, LEN) go out as they came, their usage read on
  * the way (usage_find is a memmem: the events without a usage object cost
- * nothing more). The usage chunk turnout asked for itself is left out. */
+ * nothing more); a stream whose usage the client did not ask for goes
+ * through relay_unasked. */
+/* The start of a JSON member "usage": null whose key is at B[K], with the
+ * comma that joins it to the one before (or, for a first member, the one
+ * after, in *END), so that cutting [start, *END) leaves valid JSON; LEN
+ * when its value is not null. */
+static size_t null_usage(const char *b, size_t len, size_t k, size_t *end)
+{
+    size_t at = k + 7, start = k;
+    while (at < len && (b[at] == ' ' || b[at] == '\t'))
+        at++;
+    if (at >= len || b[at] != ':')
+        return len;
+    for (at++; at < len && (b[at] == ' ' || b[at] == '\t'); at++)
+        ;
+    if (at + 4 > len || memcmp(b + at, "null", 4) != 0)
+        return len;
+    *end = at + 4;
+    while (start > 0 && (b[start - 1] == ' ' || b[start - 1] == '\t'))
+        start--;
+    if (start > 0 && b[start - 1] == ',')
+        return start - 1;
+    for (at = *end; at < len && (b[at] == ' ' || b[at] == '\t'); at++)
+        ;
+    if (at < len && b[at] == ',')
+        *end = at + 1;
+    return k;
+}
+
+/* Passthrough events of a stream whose usage turnout asked for itself:
+ * what the client gets is what it would have got had it not been asked,
+ * byte for byte: the usage chunk is left out, and so is the "usage": null
+ * member every other chunk then carries. Written into r->xout and sent as
+ * one piece. */
+static int relay_unasked(req_t *r, const char *buf, size_t len)
+{
+    size_t from = 0, copied = 0, ev = 0, k, end;
+    if (r->xout == NULL && (r->xout = evbuffer_new()) == NULL)
+        return -1;
+    evbuffer_drain(r->xout, evbuffer_get_length(r->xout));
+    while (from < len) {
+        const char *q = memmem(buf + from, len - from, "\"usage\"", 7);
+        size_t cut, n;
+        int only;
+        if (q == NULL)
+            break;
+        k = (size_t)(q - buf);
+        if ((cut = null_usage(buf, len, k, &end)) < len) {
+            if (evbuffer_add(r->xout, buf + copied, cut - copied) < 0)
+                return -1;
+            copied = from = end;
+            continue;
+        }
+        if (usage_find(buf, len, k) != k) {   /* not a usage object either */
+            from = k + 7;
+            continue;
+        }
+        for (;;) {                        /* the event K is in */
+            if ((n = sse_first(buf + ev, len - ev)) == 0)
+                n = len - ev;
+            if (k < ev + n)
+                break;
+            ev += n;
+        }
+        usage_from_event(buf + ev, n, &r->usage, &only);
+        if (only) {                       /* (ev >= copied: cuts end before the event holding them does) */
+            if (evbuffer_add(r->xout, buf + copied, ev - copied) < 0)
+                return -1;
+            copied = ev + n;
+        }
+        from = ev + n;
+        ev += n;
+    }
+    if (evbuffer_add(r->xout, buf + copied, len - copied) < 0)
+        return -1;
+    return send_buffer(r, r->xout);
+}
+
 static int relay_plain(req_t *r, const char *buf, size_t len)
 {
-    size_t sent = 0, ev = 0, k;
+    size_t ev = 0, k;
+    if (r->drop_usage)
+        return relay_unasked(r, buf, len);
     while ((k = usage_find(buf, len, ev)) < len) {
         size_t n;
-        int only;
         for (;;) {                        /* the event K is in */
             if ((n = sse_first(buf + ev, len - ev)) == 0)
                 n = len - ev;             /* the unfinished last event of a stream that ended */
@@ -149,15 +227,10 @@ static int relay_plain(req_t *r, const char *buf, size_t len)
                 break;
             ev += n;
         }
-        usage_from_event(buf + ev, n, &r->usage, &only);
-        if (only && r->drop_usage) {
-            if (send_bytes(r, buf + sent, ev - sent) < 0)
-                return -1;
-            sent = ev + n;
-        }
+        usage_from_event(buf + ev, n, &r->usage, NULL);
         ev += n;
     }
-    return send_bytes(r, buf + sent, len - sent);
+    return send_bytes(r, buf, len);
 }
 
 /* Whole stream events BUF[0, LEN) (or, at a clean end, an unfinished last

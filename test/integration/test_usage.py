@@ -119,6 +119,27 @@ def test_stream_usage_asked_for_and_dropped(env):
     assert len(m.log()) == n
 
 
+def test_a_stream_not_asked_for_its_usage_is_byte_identical(env):
+    """What a client that did not ask for the usage gets is what the upstream sends
+    without include_usage, byte for byte: no usage chunk and no "usage": null in
+    the others (the mock's timestamps aside)."""
+    import re
+    m = env.mock("--stream-events", "6", name="oa")
+    t = gateway(env, m)
+    body = {"model": "m-oa", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    st, _, direct = http_request(m.port, "POST", CHAT, body)
+    assert st == 200 and b'"usage"' not in direct
+    st, _, relayed = t.chat("r-oa", stream=True)
+    assert st == 200
+    assert json.loads(m.log()[-1]["body"])["stream_options"] == {"include_usage": True}
+
+    def norm(raw):
+        raw = re.sub(rb'"created":\d+', b'"created":0', raw)
+        return re.sub(rb'"sent_ms":[0-9.]+', b'"sent_ms":0', raw)
+    assert norm(relayed) == norm(direct), (relayed[:400], direct[:400])
+    assert last_line(t, CHAT, 1)["completion_tokens"] == 6
+
+
 def test_embeddings_usage(env):
     m = env.mock(name="oa")
     t = gateway(env, m)
