@@ -46,6 +46,9 @@ int budgets_count(const budgets_t *b);
  * as they apply). Returns BUF, or NULL when it does not fit. */
 char *budget_scope_key(budget_scope_t s, const char *a, const char *b, const char *c, char *buf, size_t cap);
 
+/* Whether any budget of scope kind S is compiled (else its key need not be made). */
+int budgets_in_scope(const budgets_t *b, budget_scope_t s);
+
 /* Calls FN for each budget whose scope key is KEY, until FN returns non-zero (returned). */
 int budgets_each_in(const budgets_t *b, const char *key, int (*fn)(const budget_t *bg, void *arg), void *arg);
 

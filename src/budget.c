@@ -9,6 +9,7 @@
  * edit of its limits keeps what it has spent). */
 #include "budget.h"
 #include "schema.h"
+#include "text.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 struct budgets {
     size_t gen;                    /* the generation compiled; 0 before the first */
     int n;
+    int per_scope[BS__COUNT];      /* how many of each scope kind: a kind with none is not looked up */
     budget_t **all;                /* the N budgets */
     budget_t **bucket;             /* NBUCKETS chains by scope key */
     size_t nbuckets;               /* a power of two */
@@ -45,6 +47,7 @@ static void clear(budgets_t *b)
     free(b->bucket);
     b->all = b->bucket = NULL;
     b->n = 0;
+    memset(b->per_scope, 0, sizeof(b->per_scope));
     b->nbuckets = 0;
 }
 
@@ -64,10 +67,18 @@ int budgets_count(const budgets_t *b)
 char *budget_scope_key(budget_scope_t s, const char *a, const char *b, const char *c, char *buf, size_t cap)
 {
     static const char *const prefix[BS__COUNT] = { "target:", "provider:", "route:", "key:", "tenant:", "global" };
-    int n = s == BS_TARGET ? snprintf(buf, cap, "%s%s\037%s\037%s", prefix[s], a, b, c)
-            : s == BS_GLOBAL ? snprintf(buf, cap, "%s", prefix[s])
-                             : snprintf(buf, cap, "%s%s", prefix[s], a);
-    return n >= 0 && (size_t)n < cap ? buf : NULL;
+    size_t len = 0;
+    buf[0] = '\0';
+    if (s == BS_TARGET)
+        return text_append(buf, cap, &len, prefix[s], a, "\037", b, "\037", c, NULL) == 0 ? buf : NULL;
+    if (s == BS_GLOBAL)
+        return text_append(buf, cap, &len, prefix[s], NULL) == 0 ? buf : NULL;
+    return text_append(buf, cap, &len, prefix[s], a, NULL) == 0 ? buf : NULL;
+}
+
+int budgets_in_scope(const budgets_t *b, budget_scope_t s)
+{
+    return b != NULL && b->per_scope[s] > 0;
 }
 
 /* The scope of REC and its key. */
@@ -175,6 +186,7 @@ void budgets_refresh(budgets_t *b, store_reader_t *r, size_t gen)
         budget_t *bg = c.all[i];
         bg->next = bucket[bg->hash & (nb - 1)];
         bucket[bg->hash & (nb - 1)] = bg;
+        b->per_scope[bg->scope]++;
     }
     b->all = c.all;
     b->n = c.n;

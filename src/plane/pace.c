@@ -16,6 +16,7 @@
  * limits and the tenant's, the one with the fewest requests left. */
 #include "plane.h"
 #include "budget.h"
+#include "text.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -134,12 +135,6 @@ void pace_done(req_t *r)
     r->npace = 0;
 }
 
-/* "12s" */
-static void secs(int64_t s, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "%llds", (long long)s);
-}
-
 void pace_headers(req_t *r)
 {
     static const char *const names[LEDGER__N][3] = {
@@ -147,17 +142,15 @@ void pace_headers(req_t *r)
         [LEDGER_REQUESTS] = { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                               "x-ratelimit-reset-requests" },
     };
-    char v[24];
     if (!r->rl_shown)
         return;
+    /* written into R, which outlives the reply's head: the headers need no copies */
+    text_cat(r->rl_text[2][0], sizeof(r->rl_text[2][0]), text_int(r->rl_text[2][1], r->rl_reset_s), "s", NULL);
     for (int i = LEDGER_TOKENS; i <= LEDGER_REQUESTS; i++) {
         if (r->rl_limit[i] < 0)
             continue;
-        snprintf(v, sizeof(v), "%lld", (long long)r->rl_limit[i]);
-        reply_header(r->req, names[i][0], v);
-        snprintf(v, sizeof(v), "%lld", (long long)r->rl_remaining[i]);
-        reply_header(r->req, names[i][1], v);
-        secs(r->rl_reset_s, v, sizeof(v));
-        reply_header(r->req, names[i][2], v);
+        reply_header_held(r->req, names[i][0], text_int(r->rl_text[i - 1][0], r->rl_limit[i]));
+        reply_header_held(r->req, names[i][1], text_int(r->rl_text[i - 1][1], r->rl_remaining[i]));
+        reply_header_held(r->req, names[i][2], r->rl_text[2][0]);
     }
 }

@@ -152,6 +152,7 @@ typedef struct req {
     int rl_shown;                /* x-ratelimit-* headers go out, with these: */
     int64_t rl_order;            /*   the requests left of the pace shown (the fewest) */
     int64_t rl_limit[LEDGER__N], rl_remaining[LEDGER__N], rl_reset_s;
+    char rl_text[3][2][24];      /* their header values as text (tokens, requests: limit, remaining; the reset) */
     dialect_usage_t estimate;    /* what the current attempt was expected to use */
     int waiting;                 /* the timer is a Retry-After wait */
     health_t health;             /* the current attempt's shared slots */

@@ -125,7 +125,7 @@ int spend_reserve(req_t *r)
         case BS_TENANT: a = r->tenant; break;
         default: a = ""; break;
         }
-        if ((s != BS_GLOBAL && (a == NULL || *a == '\0')) ||
+        if (!budgets_in_scope(b, (budget_scope_t)s) || (s != BS_GLOBAL && (a == NULL || *a == '\0')) ||
             budget_scope_key((budget_scope_t)s, a, c->provider, c->model, key, sizeof(key)) == NULL ||
             budgets_each_in(b, key, take, &x) == 0)
             continue;
