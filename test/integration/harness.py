@@ -499,6 +499,7 @@ class Turnout(Proc):
             except OSError:
                 pass
             if time.time() > deadline or self.proc.poll() is not None:
+                self.stop()        # (the test never gets it to stop: it must not outlive the run)
                 raise RuntimeError("turnout did not start: " + self.output())
             time.sleep(0.05)
         # the workers serve before the admin listener is bound (main.c starts
