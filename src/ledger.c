@@ -190,56 +190,79 @@ ledger_entry_t *ledger_get(const char *name)
     return e;
 }
 
-/* Adds D to cell C in window TAG (a cell of an older window counts from 0;
- * one already in a later window is left alone: returns 0). With LIMIT >= 0
- * only while the amount is below it and stays within it (else returns 0). */
-static int cell_add(_Atomic cell_t *c, int64_t tag, int64_t d, int64_t limit)
+/* Adds D to cell C in window TAG (a cell of an older window, or of
+ * another kind, counts from 0; one already in a later window of TAG's kind
+ * is left alone: returns 0). */
+static int cell_add(_Atomic cell_t *c, int64_t tag, int64_t d)
 {
     cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
     do {
-        int64_t v = old.tag == tag ? old.v : 0, sum;
-        if (old.tag > tag)
+        int64_t v = old.tag == tag ? old.v : 0;
+        if (old.tag > tag && old.tag % 8 == tag % 8)
             return 0;
-        if (__builtin_add_overflow(v, d, &sum))   /* (counts are an upstream's word: saturate, never wrap) */
-            sum = d > 0 ? INT64_MAX : INT64_MIN;
-        if (limit >= 0 && (v >= limit || sum > limit))
-            return 0;
+        if (__builtin_add_overflow(v, d, &next.v))   /* (counts are an upstream's word: saturate, never wrap) */
+            next.v = d > 0 ? INT64_MAX : INT64_MIN;
         next.tag = tag;
-        next.v = sum;
     } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
     return 1;
 }
 
-/* The window of NOW for KIND, or the later one a cell is in already (a
- * clock a moment ahead on another thread): never count into a past window. */
-static int64_t tag_for(_Atomic cell_t *c, win_kind_t kind, int64_t now)
+/* Takes D from cell C in the window TAG is of: that one, or a later window
+ * of the same kind the cell is in already (a clock a moment ahead on
+ * another thread: never count into a past window). With LIMIT >= 0 only
+ * while the amount is below it and stays within it. Returns the tag of
+ * the window taken in, or 0 when it would go over (nothing is taken). */
+static int64_t cell_take(_Atomic cell_t *c, int64_t tag, int64_t d, int64_t limit)
 {
-    int64_t tag = ledger_window(kind, now, NULL, NULL);
-    cell_t cur = atomic_load_explicit(c, memory_order_relaxed);
-    return cur.tag > tag && cur.tag % 8 == tag % 8 ? cur.tag : tag;
+    cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
+    do {
+        /* (a tag of another kind, as after an edit of the window, is an older window's) */
+        int64_t t = old.tag > tag && old.tag % 8 == tag % 8 ? old.tag : tag, v = old.tag == t ? old.v : 0;
+        if (__builtin_add_overflow(v, d, &next.v))
+            next.v = d > 0 ? INT64_MAX : INT64_MIN;
+        if (limit >= 0 && (v >= limit || next.v > limit))
+            return 0;
+        next.tag = t;
+    } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
+    return next.tag;
+}
+
+/* Adds D to cell C while it is in the window TAG; a cell in another
+ * window is left alone (a reservation settled after its window ended). */
+static void cell_adjust(_Atomic cell_t *c, int64_t tag, int64_t d)
+{
+    cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
+    do {
+        if (old.tag != tag)
+            return;
+        if (__builtin_add_overflow(old.v, d, &next.v))
+            next.v = d > 0 ? INT64_MAX : INT64_MIN;
+        next.tag = tag;
+    } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
 }
 
 int ledger_reserve(ledger_entry_t *e, win_kind_t kind, int64_t now, const int64_t amt[LEDGER__N],
                    const int64_t limit[LEDGER__N], ledger_hold_t *h)
 {
+    int64_t tag = ledger_window(kind, now, NULL, NULL);
     int i, over = -1;
     memset(h, 0, sizeof(*h));
     for (i = 0; i < LEDGER__N; i++) {
         if (amt[i] == 0 && limit[i] < 0)
             continue;                     /* nothing to take, nothing to check */
-        h->tag[i] = tag_for(&e->spent[i], kind, now);
-        if (!cell_add(&e->spent[i], h->tag[i], amt[i], limit[i])) {
+        if ((h->tag[i] = cell_take(&e->spent[i], tag, amt[i], limit[i])) == 0) {
             over = i;
             break;
         }
         h->amt[i] = amt[i];
-        cell_add(&e->reserved[i], h->tag[i], amt[i], -1);
+        if (amt[i] != 0)
+            cell_add(&e->reserved[i], h->tag[i], amt[i]);
     }
     if (over >= 0) {                      /* give back what was taken */
         while (i-- > 0) {
-            if (h->tag[i] != 0) {
-                cell_add(&e->spent[i], h->tag[i], -h->amt[i], -1);
-                cell_add(&e->reserved[i], h->tag[i], -h->amt[i], -1);
+            if (h->tag[i] != 0 && h->amt[i] != 0) {
+                cell_adjust(&e->spent[i], h->tag[i], -h->amt[i]);
+                cell_adjust(&e->reserved[i], h->tag[i], -h->amt[i]);
             }
         }
         memset(h, 0, sizeof(*h));
@@ -255,11 +278,10 @@ void ledger_settle(ledger_entry_t *e, const ledger_hold_t *h, const int64_t actu
         int64_t a = actual != NULL ? actual[i] : 0;
         if (h->tag[i] == 0)
             continue;
-        /* (a cell in a later window already is left alone: cell_add says 0) */
         if (a != h->amt[i])
-            cell_add(&e->spent[i], h->tag[i], a - h->amt[i], -1);
+            cell_adjust(&e->spent[i], h->tag[i], a - h->amt[i]);
         if (h->amt[i] != 0)
-            cell_add(&e->reserved[i], h->tag[i], -h->amt[i], -1);
+            cell_adjust(&e->reserved[i], h->tag[i], -h->amt[i]);
     }
     atomic_fetch_add_explicit(&e->version, 1, memory_order_relaxed);
 }

@@ -132,6 +132,22 @@ int main(void)
         CHECK(spent[0] + res[0] == INT64_MAX || res[0] == INT64_MAX);
         CHECK(res[0] > 0);
     }
+    {   /* a budget's window edited from 1d to 1h: in the day's first hour the hour's tag is below the
+         * day's (tags are start * 8 + kind), and the cell counts from 0 in the new window, not refused */
+        ledger_entry_t *w = ledger_get("b:rewindowed");
+        int64_t one[LEDGER__N] = { 10, 0, 1 }, lim[LEDGER__N] = { 100, -1, 5 }, day0 = 86400 * 20000;
+        CHECK(ledger_reserve(w, WIN_DAY, day0 + 60, one, lim, &h) == -1);
+        CHECK(ledger_reserve(w, WIN_HOUR, day0 + 120, one, lim, &h2) == -1);
+        ledger_read(w, WIN_HOUR, day0 + 120, spent, res);
+        CHECK(res[0] == 10 && res[2] == 1);
+        /* the day's reservation settled now leaves the hour's counts alone */
+        ledger_settle(w, &h, one);
+        ledger_read(w, WIN_HOUR, day0 + 120, spent, res);
+        CHECK(spent[0] == 0 && res[0] == 10 && res[2] == 1);
+        ledger_settle(w, &h2, one);
+        ledger_read(w, WIN_HOUR, day0 + 120, spent, res);
+        CHECK(spent[0] == 10 && spent[2] == 1 && res[0] == 0 && res[2] == 0);
+    }
     CHECK(ledger_first_in_window(a, 10) == 1 && ledger_first_in_window(a, 10) == 0 && ledger_first_in_window(a, 18) == 1);
     CHECK(ledger_enter(a, 2) && ledger_enter(a, 2) && !ledger_enter(a, 2) && ledger_in_flight(a) == 2);
     ledger_leave(a);
@@ -167,7 +183,7 @@ int main(void)
     {
         int n = 0;
         ledger_each(count_each, &n);
-        CHECK(n == THREADS * 2000 + 4);
+        CHECK(n == THREADS * 2000 + 5);
     }
     ledger_free();
     CHECK(ledger_find("b:one") == NULL);
