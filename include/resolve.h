@@ -63,6 +63,8 @@ typedef struct candidate {
     resolve_timeouts_t to;    /* the provider's timeouts */
     int prov_cap, target_cap; /* max_in_flight of the provider and the target; 0: none */
     size_t gen;               /* the store generation of its provider record (0: a record of its own) */
+    int priced;               /* prices holds its model's prices (resolve_prices) */
+    usage_prices_t prices;
 } candidate_t;
 
 /* A target left out, and why: "target_disabled", "provider_disabled",
@@ -116,8 +118,9 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *out)
 void resolve_free(resolution_t *res);
 
 /* The prices of candidate C's model (USD per 1M tokens, -1 where the
- * provider's model entry sets none; all -1 when it has no entry). */
-void resolve_prices(const candidate_t *c, usage_prices_t *p);
+ * provider's model entry sets none; all -1 when it has no entry), read
+ * the first time they are asked for and kept in C. */
+const usage_prices_t *resolve_prices(candidate_t *c);
 
 /* Whether ROUTER (a router record) lets a caller of TENANT ("" for none)
  * in: it lists no namespaces, or TENANT is one of them, or PRIVILEGED. */

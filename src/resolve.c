@@ -198,6 +198,7 @@ static candidate_t *add_candidate(resolution_t *res, const cJSON *p, store_hold_
     c->prov_cap = v->cap;
     c->target_cap = target_cap;
     c->gen = v == &scratch ? 0 : v->gen;
+    c->priced = 0;
     return c;
 }
 
@@ -429,15 +430,19 @@ typedef struct price_view {
 #define PRICE_VIEWS 64
 static _Thread_local price_view_t price_views[PRICE_VIEWS];
 
-void resolve_prices(const candidate_t *c, usage_prices_t *p)
+const usage_prices_t *resolve_prices(candidate_t *c)
 {
     size_t len = strlen(c->model);
     price_view_t *v = &price_views[(((uintptr_t)c->prov >> 4) + len * 31 + (unsigned char)c->model[0]) % PRICE_VIEWS];
+    usage_prices_t *p = &c->prices;
     const cJSON *m;
+    if (c->priced)
+        return p;
+    c->priced = 1;
     if (c->gen != 0 && v->gen == c->gen && v->prov == c->prov && len < sizeof(v->model) &&
         memcmp(v->model, c->model, len + 1) == 0) {
         *p = v->p;
-        return;
+        return p;
     }
     m = model_entry(c->prov, c->model);
     p->input = num(m, "input_price", -1);
@@ -449,6 +454,7 @@ void resolve_prices(const candidate_t *c, usage_prices_t *p)
         memcpy(v->model, c->model, len + 1);
         v->p = *p;
     }
+    return p;
 }
 
 static double latency_of(const candidate_t *c)

@@ -48,17 +48,29 @@ int text_append(char *buf, size_t cap, size_t *len, ...)
 
 char *text_int(char *buf, long long v)
 {
-    char tmp[21];
-    size_t n = 0, i = 0;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char tmp[24], *p = tmp + sizeof(tmp);
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do
-        tmp[n++] = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
+    size_t n;
+    while (u >= 100) {                    /* two digits a division */
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--p = pairs[d + 1];
+        *--p = pairs[d];
+    }
+    if (u >= 10) {
+        *--p = pairs[u * 2 + 1];
+        *--p = pairs[u * 2];
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (v < 0)
-        buf[i++] = '-';
-    while (n > 0)
-        buf[i++] = tmp[--n];
-    buf[i] = '\0';
+        *--p = '-';
+    n = (size_t)(tmp + sizeof(tmp) - p);
+    memcpy(buf, p, n);
+    buf[n] = '\0';
     return buf;
 }
 

@@ -22,18 +22,51 @@
 #include <stdio.h>
 #include <time.h>
 
-/* The limits of REC (a key or tenant record) into LIMIT (rpm, tpm as
- * ledger counters) and *FLIGHT; 0 when it sets none. */
-static int limits_of(const cJSON *rec, int64_t limit[LEDGER__N], int64_t *flight)
+/* The limits of a key or tenant record as numbers, with the ledger entry
+ * they count in: read from the record once per store generation and kept
+ * per thread by record (finding three members of a key record by name and
+ * its entry by a formatted name took some 2,000 instructions a request). */
+typedef struct rule {
+    const cJSON *rec;                     /* the record read, in generation GEN (0: the slot is empty) */
+    size_t gen;
+    int64_t limit[LEDGER__N], flight;     /* -1 where it sets none */
+    ledger_entry_t *e;                    /* its counters; NULL when it sets no limit */
+} rule_t;
+
+#define RULES 64
+static _Thread_local rule_t rules[RULES];
+
+static int64_t limit_of(const cJSON *rec, const char *name)
 {
-    const cJSON *rpm = cJSON_GetObjectItemCaseSensitive(rec, "rpm");
-    const cJSON *tpm = cJSON_GetObjectItemCaseSensitive(rec, "tpm");
-    const cJSON *fl = cJSON_GetObjectItemCaseSensitive(rec, "max_in_flight");
-    limit[LEDGER_USD] = -1;
-    limit[LEDGER_REQUESTS] = cJSON_IsNumber(rpm) ? (int64_t)rpm->valuedouble : -1;
-    limit[LEDGER_TOKENS] = cJSON_IsNumber(tpm) ? (int64_t)tpm->valuedouble : -1;
-    *flight = cJSON_IsNumber(fl) ? (int64_t)fl->valuedouble : -1;
-    return limit[LEDGER_REQUESTS] >= 0 || limit[LEDGER_TOKENS] >= 0 || *flight >= 0;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, name);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+/* The rule of REC (store generation GEN; 0 for a record of its own, read
+ * each time), which WHO ("key", "tenant") NAME is; into *SCRATCH when it
+ * is not kept. Its e is NULL when it limits nothing. */
+static const rule_t *rule_of(const cJSON *rec, size_t gen, const char *who, const char *name, rule_t *scratch)
+{
+    rule_t *u = &rules[((uintptr_t)rec >> 4) % RULES];
+    char ename[200];
+    if (gen != 0 && u->gen == gen && u->rec == rec)
+        return u;
+    if (gen == 0)
+        u = scratch;
+    u->rec = rec;
+    u->gen = gen;
+    u->limit[LEDGER_USD] = -1;
+    u->limit[LEDGER_REQUESTS] = limit_of(rec, "rpm");
+    u->limit[LEDGER_TOKENS] = limit_of(rec, "tpm");
+    u->flight = limit_of(rec, "max_in_flight");
+    u->e = NULL;
+    if (u->limit[LEDGER_REQUESTS] >= 0 || u->limit[LEDGER_TOKENS] >= 0 || u->flight >= 0) {
+        ename[0] = *who;
+        text_cat(ename + 1, sizeof(ename) - 1, ":", name, NULL);
+        if ((u->e = ledger_get(ename)) == NULL)
+            u->gen = 0;                   /* out of memory: not limited now (never refused for our sake), asked again */
+    }
+    return u;
 }
 
 /* The x-ratelimit-* values of pace E (limits LIMIT) for R, unless one with
@@ -56,40 +89,40 @@ static void show(req_t *r, ledger_entry_t *e, const int64_t limit[LEDGER__N], in
     }
 }
 
-/* Takes one pace (the key's or the tenant's) for R; 0, or -1 after the 429. */
-static int take(req_t *r, const char *who, const char *name, const cJSON *rec, const int64_t amt[LEDGER__N],
-                int64_t now)
+/* Takes one pace (the key's or the tenant's: record REC of store
+ * generation GEN) for R; 0, or -1 after the 429. */
+static int take(req_t *r, const char *who, const char *name, const cJSON *rec, size_t gen,
+                const int64_t amt[LEDGER__N], int64_t now)
 {
-    int64_t limit[LEDGER__N], flight, end;
-    char ename[200];
+    rule_t scratch;
+    const rule_t *u = rule_of(rec, gen, who, name, &scratch);
     pace_t *p = &r->pace[r->npace];
+    int64_t end;
     int over;
-    if (!limits_of(rec, limit, &flight))
+    if (u->e == NULL)
         return 0;
-    snprintf(ename, sizeof(ename), "%c:%s", *who, name);
-    if ((p->e = ledger_get(ename)) == NULL)
-        return 0;                         /* out of memory: not limited (never refused for our sake) */
+    p->e = u->e;
     ledger_window(WIN_MINUTE, now, NULL, &end);
-    if ((over = ledger_reserve(p->e, WIN_MINUTE, now, amt, limit, &p->h)) >= 0) {
-        show(r, p->e, limit, now, end, 1);
+    if ((over = ledger_reserve(p->e, WIN_MINUTE, now, amt, u->limit, &p->h)) >= 0) {
+        show(r, p->e, u->limit, now, end, 1);
         reply_retry_hints(r, (double)(end - now) * 1000.0, 1);
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "the %s '%s' is over its limit of %lld %s per minute; retry after %lld s", who, name,
-                    (long long)limit[over], over == LEDGER_TOKENS ? "tokens" : "requests", (long long)(end - now));
+                    (long long)u->limit[over], over == LEDGER_TOKENS ? "tokens" : "requests", (long long)(end - now));
         return -1;
     }
-    if (flight >= 0 && !ledger_enter(p->e, flight)) {
+    if (u->flight >= 0 && !ledger_enter(p->e, u->flight)) {
         ledger_settle(p->e, &p->h, NULL);
-        show(r, p->e, limit, now, end, 1);
+        show(r, p->e, u->limit, now, end, 1);
         reply_retry_hints(r, 1000, 1);
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "the %s '%s' has %lld requests in flight, its limit; retry shortly", who, name,
-                    (long long)flight);
+                    (long long)u->flight);
         return -1;
     }
-    p->in_flight = flight >= 0;
+    p->in_flight = u->flight >= 0;
     r->npace++;
-    show(r, p->e, limit, now, end, 0);
+    show(r, p->e, u->limit, now, end, 0);
     return 0;
 }
 
@@ -106,11 +139,12 @@ int pace_admit(req_t *r)
                          (r->ep == EP_EMBEDDINGS ? 0 : r->max_tokens > 0 ? r->max_tokens : r->w->cfg->default_output_tokens);
     amt[LEDGER_REQUESTS] = 1;
     r->pace_estimate = amt[LEDGER_TOKENS];
-    if (r->key_rec != NULL && take(r, "key", r->key_id, r->key_rec, amt, now) < 0)
+    if (r->key_rec != NULL &&
+        take(r, "key", r->key_id, r->key_rec, store_hold_generation(r->key_hold), amt, now) < 0)
         rc = -1;
     if (rc == 0 && r->tenant[0] != '\0' && (tenant = store_get_tenant(r->w->reader, r->tenant, &hold)) != NULL &&
         !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(tenant, "enabled")) &&
-        take(r, "tenant", r->tenant, tenant, amt, now) < 0)
+        take(r, "tenant", r->tenant, tenant, store_hold_generation(hold), amt, now) < 0)
         rc = -1;
     store_release(hold);
     if (rc < 0)

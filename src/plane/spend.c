@@ -100,11 +100,10 @@ static void refuse(req_t *r, const budget_t *bg, int64_t now)
 
 int spend_reserve(req_t *r)
 {
-    const candidate_t *c = &r->res.cand[r->cand];
+    candidate_t *c = &r->res.cand[r->cand];
     budgets_t *b = r->w->budgets;
     size_t gen = c->gen;
     reserving_t x = { .r = r, .now = (int64_t)time(NULL) };
-    usage_prices_t p;
     char key[1200];
     /* compiled again only when the store changed (and each time for a record
      * of its own, which a store too big for the reader's cache hands out) */
@@ -112,8 +111,7 @@ int spend_reserve(req_t *r)
     if (budgets_count(b) == 0)
         return 0;
     estimate(r, c, &r->estimate);
-    resolve_prices(c, &p);
-    x.amt[LEDGER_USD] = usage_cost_nusd(&r->estimate, &p);
+    x.amt[LEDGER_USD] = usage_cost_nusd(&r->estimate, resolve_prices(c));
     x.amt[LEDGER_TOKENS] = r->estimate.prompt + r->estimate.completion;
     x.amt[LEDGER_REQUESTS] = 1;
     for (int s = 0; s < BS__COUNT; s++) {
@@ -148,12 +146,10 @@ int spend_reserve(req_t *r)
 
 /* What the answer of the attempt on candidate C cost, from its usage (the
  * estimate when the upstream reported none) into ACT; *COST for the log. */
-static void actual(const req_t *r, const candidate_t *c, int64_t act[LEDGER__N])
+static void actual(const req_t *r, candidate_t *c, int64_t act[LEDGER__N])
 {
     const dialect_usage_t *u = r->usage.prompt >= 0 || r->usage.completion >= 0 ? &r->usage : &r->estimate;
-    usage_prices_t p;
-    resolve_prices(c, &p);
-    act[LEDGER_USD] = usage_cost_nusd(u, &p);
+    act[LEDGER_USD] = usage_cost_nusd(u, resolve_prices(c));
     act[LEDGER_TOKENS] = (u->prompt > 0 ? u->prompt : 0) + (u->completion > 0 ? u->completion : 0);
     act[LEDGER_REQUESTS] = 1;
 }
@@ -216,9 +212,9 @@ static const spend_series_t *series_of(req_t *r, const candidate_t *c)
  * as reported). */
 void spend_done(req_t *r)
 {
-    const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
+    candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
+    const usage_prices_t *p;
     const spend_series_t *sv;
-    usage_prices_t p;
     int64_t now = (int64_t)time(NULL);
     if (c == NULL)
         return;
@@ -226,9 +222,9 @@ void spend_done(req_t *r)
         journal_add(r->w->journal, now - now % 3600, r->key_id, r->tenant, r->res.route, c->provider, c->model, 0, 0, 0);
         return;
     }
-    resolve_prices(c, &p);
-    r->priced = p.input >= 0 || p.output >= 0;
-    r->cost_nusd = usage_cost_nusd(&r->usage, &p);
+    p = resolve_prices(c);
+    r->priced = p->input >= 0 || p->output >= 0;
+    r->cost_nusd = usage_cost_nusd(&r->usage, p);
     journal_add(r->w->journal, now - now % 3600, r->key_id, r->tenant, r->res.route, c->provider, c->model,
                 r->usage.prompt, r->usage.completion, r->cost_nusd);
     sv = series_of(r, c);
