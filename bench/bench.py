@@ -146,6 +146,7 @@ seconds (default 5) after a 1 s warm-up at the same concurrency:
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import resource
@@ -191,6 +192,12 @@ TARGETS = {  # met-key: the target as printed ("nginx" = the baseline named in t
     "translated_cpu_us_per_req_sse_64": "translated <= 1.5x passthrough",
 }
 TRANSLATED_CPU_MAX = 1.5    # translated CPU per request / passthrough's, at most
+METERED_CPU_MAX_US = 2.0    # a key budget and an rpm limit add at most this CPU per request ([budgets])
+# The keyed turnout's two callers (secrets as a client sends them; the store
+# keeps their SHA-256): one with no budget or limit, one with an rpm limit
+# and a budget of its own.
+KEY_PLAIN = "tk-benchplain-0123456789abcdef0123456789abcdef01"
+KEY_METERED = "tk-benchmeter-0123456789abcdef0123456789abcdef01"
 RPS_NONSTREAM_MIN, RPS_SSE_MIN = 1.0, 1.1    # turnout / nginx req/s, at least
 SYSCALLS_SLACK = 0.5        # turnout's system calls per request <= nginx's + this
 BIG_BODY_CPU_MAX = 2.0      # 200 KB bodies: turnout's CPU per request / nginx's, at most
@@ -585,14 +592,17 @@ class Stack:
         self.servers["nginx-tls"]["tls"] = tls
         return port
 
-    def start_turnout(self, providers, routes, limits=None, name="turnout", env=None, tls=None):
-        """TLS (make_tls_files): its data listener speaks TLS with that certificate."""
+    def start_turnout(self, providers, routes, limits=None, name="turnout", env=None, tls=None, seed_more=None):
+        """TLS (make_tls_files): its data listener speaks TLS with that certificate.
+        SEED_MORE: more collections for its seed (keys, budgets); with keys, a
+        request needs one."""
         port, admin = free_port(), free_port()
         data = os.path.join(self.tmp, name + "-data")
         seed = os.path.join(self.tmp, name + "-seed.json")
         with open(seed, "w") as f:
-            json.dump({"providers": providers, "routes": routes}, f)
-        cfg = {"listen": f"127.0.0.1:{port}", "workers": self.workers, "data_dir": data, "require_key": False,
+            json.dump({"providers": providers, "routes": routes, **(seed_more or {})}, f)
+        cfg = {"listen": f"127.0.0.1:{port}", "workers": self.workers, "data_dir": data,
+               "require_key": bool(seed_more and seed_more.get("keys")),
                "admin": {"listen": f"127.0.0.1:{admin}"}, "log": {"level": "warn", "access": "off"},
                "seed": seed}
         if limits:
@@ -645,6 +655,25 @@ class Stack:
         ]
         return self.start_turnout(providers, routes, limits, name=name, env=env, tls=tls)
 
+    def start_turnout_keys(self, name="turnout-keys"):
+        """A turnout whose callers need a key, for the metering rows: its model
+        is priced, KEY_PLAIN has no budget or limit, KEY_METERED has an rpm
+        limit and a budget of its own (a day's USD), both far above what a
+        run spends, so every request is metered and none refused."""
+        m = self.servers["mock"]["port"]
+        providers = [{"name": "benchmock", "base_url": f"http://127.0.0.1:{m}/v1",
+                      "models": [{"name": "bench-upstream", "input_price": 2.5, "output_price": 10}]}]
+        routes = [{"name": "bench-chat", "endpoint": "chat",
+                   "targets": [{"provider": "benchmock", "model": "bench-upstream"}]}]
+        metered_id = "0c8b0ee1-0000-4000-8000-00000000b0d9"
+        keys = [{"id": "0c8b0ee1-0000-4000-8000-00000000a0d9", "name": "bench-plain",
+                 "secret_hash": hashlib.sha256(KEY_PLAIN.encode()).hexdigest()},
+                {"id": metered_id, "name": "bench-metered",
+                 "secret_hash": hashlib.sha256(KEY_METERED.encode()).hexdigest(), "rpm": 10000000}]
+        budgets = [{"name": "bench-metered-daily", "scope": {"key": metered_id}, "limit_usd": 1000000,
+                    "window": "1d"}]
+        return self.start_turnout(providers, routes, name=name, seed_more={"keys": keys, "budgets": budgets})
+
     def stop_server(self, name):
         """Stops one server started here and forgets it."""
         s = self.servers.pop(name)
@@ -680,12 +709,12 @@ def http_get(port, path, tls=None):
         return 0, "", b""
 
 
-def curl_post(url, body, timeout=10, cacert=None):
-    """POST BODY with curl (trusting the CA file CACERT for https://); returns
-    (status, content type, body bytes)."""
+def curl_post(url, body, timeout=10, cacert=None, headers=()):
+    """POST BODY with curl (trusting the CA file CACERT for https://; more
+    HEADERS, "Name: value"); returns (status, content type, body bytes)."""
     r = subprocess.run(["curl", "-sS", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code} %{content_type}",
                         "-H", "Content-Type: application/json", "--data-binary", "@-",
-                        *(["--cacert", cacert] if cacert else []), url],
+                        *(["--cacert", cacert] if cacert else []), *[a for h in headers for a in ("-H", h)], url],
                        input=body, capture_output=True)
     out = r.stdout
     i = out.rfind(b"\n")
@@ -785,6 +814,31 @@ _wrk_proc = None
 _last_wrk_pid = None
 
 
+def verify_keys(port):
+    """The keyed turnout: no key is refused (401); KEY_PLAIN is answered with
+    no x-ratelimit-* headers, KEY_METERED with them (its rpm limit and its
+    budget are in force)."""
+    import http.client
+    seen = {}
+    for label, key in (("none", None), ("plain", KEY_PLAIN), ("metered", KEY_METERED)):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        hdrs = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        c.request("POST", "/v1/chat/completions", body=CHAT_BODY, headers=hdrs)
+        resp = c.getresponse()
+        body = resp.read()
+        seen[label] = (resp.status, resp.getheader("x-ratelimit-limit-requests"), body)
+        c.close()
+    ok = seen["none"][0] == 401 and seen["plain"][0] == 200 and seen["plain"][1] is None \
+        and seen["metered"][0] == 200 and seen["metered"][1] == "10000000" \
+        and b'"chat.completion"' in seen["metered"][2]
+    if not ok:
+        raise Abort(f"verification failed: turnout-keys: " +
+                    "; ".join(f"{k}: status {v[0]}, x-ratelimit-limit-requests {v[1]!r}, body {v[2][:200]!r}"
+                              for k, v in seen.items()))
+    log("  ok  turnout-keys: no key 401; plain key 200 without x-ratelimit-*; metered key 200 with "
+        "x-ratelimit-limit-requests 10000000")
+
+
 def wrk(url, script, conns, duration, cpu=CLIENT_CPU, threads=1, script_args=(), stop_marker=False):
     """One wrk run (CPU: the taskset list it runs on; SCRIPT_ARGS: what the lua
     script's init() gets); returns report.lua's BENCHJSON object.
@@ -876,12 +930,13 @@ def flags(r):
     return out
 
 
-def measure(stack, name, path, script, conns, duration, sample_rss=False, cpu=CLIENT_CPU, threads=1):
+def measure(stack, name, path, script, conns, duration, sample_rss=False, cpu=CLIENT_CPU, threads=1,
+            script_args=()):
     """One measured wrk run against server NAME, after a 1 s warm-up (wrk on
-    the taskset list CPU, with THREADS threads)."""
+    the taskset list CPU, with THREADS threads; SCRIPT_ARGS for the script)."""
     s = stack.servers[name]
     url = stack.url(name, path)
-    warm = wrk(url, script, conns, 1, cpu=cpu, threads=threads)
+    warm = wrk(url, script, conns, 1, cpu=cpu, threads=threads, script_args=script_args)
     pids = s["pids"]
     sampler = RssSampler(pids) if sample_rss else None
     if sampler:
@@ -889,7 +944,7 @@ def measure(stack, name, path, script, conns, duration, sample_rss=False, cpu=CL
     every = stack.all_pids()
     c0, o0 = cpu_stat(), others_ticks()
     t0 = ticks(pids)
-    r = wrk(url, script, conns, duration, cpu=cpu, threads=threads)
+    r = wrk(url, script, conns, duration, cpu=cpu, threads=threads, script_args=script_args)
     t1 = ticks(pids)
     c1, o1 = cpu_stat(), others_ticks()
     other = others_delta(o0, o1, set(every) | {os.getpid(), _last_wrk_pid})
@@ -1539,6 +1594,7 @@ def run_bench(args, tmp):
     stack.start_proxy_tls(tls)
     stack.start_turnout_on_mock()
     stack.start_turnout_on_mock(name="turnout-tls", tls=tls)
+    stack.start_turnout_keys()
     ports = {k: v["port"] for k, v in stack.servers.items()}
     log("  ports: " + ", ".join(f"{k} {v}" for k, v in ports.items())
         + f"; mock bodies: {stack.mock_sizes}")
@@ -1556,6 +1612,7 @@ def run_bench(args, tmp):
     verify_anthropic_mock(f"http://127.0.0.1:{ports['mock']}/sse/v1/messages", True)
     verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", False, stack.texts)
     verify_translated(f"http://127.0.0.1:{ports['turnout']}/v1/chat/completions", True, stack.texts)
+    verify_keys(ports["turnout-keys"])
     tls_sessions = {}
     for name in TLS_PAIR:
         verify(name, stack.url(name, "/v1/chat/completions"), False, cacert=tls["root"])
@@ -1605,6 +1662,14 @@ def run_bench(args, tmp):
             r[name] = {"nonstream_64": a}
             log(f"  {name:11} 64 conn non-stream TLS {a['rps']:9.0f} req/s  {a['cpu_us_per_req']:6.1f} us cpu/req"
                 f"  peak rss {a['peak_rss_kb'] / 1024:.1f} MB{flags(a)}")
+        # metering: a keyed request, then the same with a key budget and an rpm limit ([budgets])
+        r["metering"] = {}
+        for label, key in ((("plain", KEY_PLAIN), ("metered", KEY_METERED)) if rnd % 2 else
+                           (("metered", KEY_METERED), ("plain", KEY_PLAIN))):
+            a = measure(stack, "turnout-keys", "/v1/chat/completions", "chat-keyed.lua", 64, d, script_args=(key,))
+            r["metering"][label] = a
+            log(f"  turnout-keys 64 conn non-stream, {label:7} key {a['rps']:9.0f} req/s  "
+                f"{a['cpu_us_per_req']:6.1f} us cpu/req{flags(a)}")
         rounds.append(r)
     rounds_s = time.monotonic() - t_start
 
@@ -1884,6 +1949,40 @@ def run_bench(args, tmp):
         xtable.append((label, xcell("translated", key, fmt), xcell("turnout", key, fmt), rt, tgt, mark))
     xlines = format_table(xtable)
 
+    # metering ([budgets]): what a key budget and an rpm limit add to a keyed request, same rounds
+    mkeys = ("rps_nonstream_64", "cpu_us_per_req_64")
+
+    def mfig(r, label):
+        a = r["metering"][label]
+        return {"rps_nonstream_64": (a["rps"], a["valid"]), "cpu_us_per_req_64": (a["cpu_us_per_req"], a["valid"])}
+    for label in ("plain", "metered"):
+        per_round["keyed-" + label] = [mfig(r, label) for r in rounds]
+        medians["keyed-" + label] = {k: med([f[k][0] for f in per_round["keyed-" + label] if f[k][1]]) for k in mkeys}
+        valid["keyed-" + label] = {k: all(f[k][1] for f in per_round["keyed-" + label]) for k in mkeys}
+    mp, mm = medians["keyed-plain"], medians["keyed-metered"]
+    metering_added = (mm["cpu_us_per_req_64"] - mp["cpu_us_per_req_64"]
+                      if mm["cpu_us_per_req_64"] is not None and mp["cpu_us_per_req_64"] is not None else None)
+    # the same difference round by round (the two runs of a round are back to back)
+    metering_added_per_round = [
+        (f["cpu_us_per_req_64"][0] - g["cpu_us_per_req_64"][0]
+         if f["cpu_us_per_req_64"][1] and g["cpu_us_per_req_64"][1] else None)
+        for f, g in zip(per_round["keyed-metered"], per_round["keyed-plain"])]
+    met["metering_cpu_us_added"] = metering_added is not None and metering_added <= METERED_CPU_MAX_US
+    metering_valid = all(valid["keyed-plain"].values()) and all(valid["keyed-metered"].values())
+    all_valid = all_valid and metering_valid
+    mtable = [("metric", "plain key", "key budget + rpm", "added", "target", "")]
+    for label, key, fmt in (("non-stream req/s, 64 conns", "rps_nonstream_64", "{:.0f}"),
+                            ("CPU us/request, non-stream 64 conns", "cpu_us_per_req_64", "{:.1f}")):
+        cell = {n: (fmtv(medians[n][key], fmt) + ("" if valid[n][key] else " INVALID"))
+                for n in ("keyed-plain", "keyed-metered")}
+        if key == "cpu_us_per_req_64":
+            added, tgt = fmtv(metering_added, "{:+.1f}"), f"<= +{METERED_CPU_MAX_US:.1f} us"
+            mark = "MET" if met["metering_cpu_us_added"] else "NOT MET"
+        else:
+            added, tgt, mark = "", "", ""
+        mtable.append((label, cell["keyed-plain"], cell["keyed-metered"], added, tgt, mark))
+    mlines = format_table(mtable)
+
     # TLS (informational): turnout-tls vs nginx-tls, and what TLS adds to each one's plain figures
     tt, tn = medians["turnout-tls"], medians["nginx-tls"]
 
@@ -1932,6 +2031,13 @@ def run_bench(args, tmp):
         "through (OpenAI -> OpenAI), same rounds (ratio = translated / passthrough)")
     for line in xlines:
         log(line)
+    log("")
+    log("turnout metering ([budgets]): a turnout that requires keys; the same requests from a key with no budget "
+        "or limit, and from a key with an rpm limit and a USD budget of its own (both far above a run's use), "
+        f"back to back in each round; 'added' = the difference of the medians (per round: "
+        + ", ".join(fmtv(x, "{:+.1f}") for x in metering_added_per_round) + " us)")
+    for line in mlines:
+        log(line)
     if plines:
         log("")
         for line in plines:
@@ -1958,6 +2064,10 @@ def run_bench(args, tmp):
         "ratios_translated_over_passthrough": ratio_translated,
         "ratios_translated_over_passthrough_per_round": ratio_translated_per_round,
         "table_translated": xlines,
+        "metering": {"target": f"key budget + rpm limit: <= +{METERED_CPU_MAX_US} us CPU per request over a keyed "
+                               "request with neither", "cpu_us_added": metering_added,
+                     "cpu_us_added_per_round": metering_added_per_round, "met": met["metering_cpu_us_added"],
+                     "valid": metering_valid, "table": mlines},
         "previous_bench": previous,
         "tls": tls_doc,
     }
