@@ -13,10 +13,12 @@ typedef enum { WIN_TOTAL = 1, WIN_MINUTE, WIN_HOUR, WIN_DAY, WIN_WEEK, WIN_MONTH
 typedef struct ledger_entry ledger_entry_t;
 
 /* A reservation on one entry: what it took of each counter, and in which
- * window (a window can turn between two counters: each has its own). */
+ * window (a window can turn between two counters: each has its own); and
+ * what the counter held, spent and reserved, once it was taken. */
 typedef struct ledger_hold {
     int64_t amt[LEDGER__N];
     int64_t tag[LEDGER__N];
+    int64_t after[LEDGER__N];
 } ledger_hold_t;
 
 /* "1m", "1h", "1d", "1w", "1M", "total" -> its kind; 0 for anything else. */

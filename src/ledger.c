@@ -29,13 +29,17 @@
 #include <string.h>
 #include <time.h>
 
+/* Changed only with a 16-byte compare-and-swap (cell_cas) and read whole
+ * with a 16-byte atomic load (cell_load); cell_guess reads its two halves
+ * with plain 8-byte loads, which may tear: only as the first guess of a
+ * compare-and-swap, which checks it (a locked load saved per change). */
 typedef struct cell {
     int64_t tag, v;
-} cell_t;
+} __attribute__((aligned(16))) cell_t;
 
 struct ledger_entry {
-    _Atomic cell_t spent[LEDGER__N];      /* settled plus reserved: what a limit is checked against */
-    _Atomic cell_t reserved[LEDGER__N];   /* reserved, not yet settled */
+    cell_t spent[LEDGER__N];              /* settled plus reserved: what a limit is checked against */
+    cell_t reserved[LEDGER__N];           /* reserved, not yet settled */
     _Atomic int64_t in_flight;
     _Atomic int64_t alerted;              /* the tag of the window whose alert was raised */
     _Atomic uint64_t version;
@@ -190,55 +194,101 @@ ledger_entry_t *ledger_get(const char *name)
     return e;
 }
 
+static cell_t cell_load(cell_t *c)
+{
+    cell_t v;
+    __atomic_load(c, &v, __ATOMIC_ACQUIRE);
+    return v;
+}
+
+static cell_t cell_guess(const cell_t *c)
+{
+    cell_t g = { __atomic_load_n(&c->tag, __ATOMIC_RELAXED), __atomic_load_n(&c->v, __ATOMIC_RELAXED) };
+    return g;
+}
+
+/* Replaces *C by NEXT if it holds *OLD; else *OLD is what it holds. */
+static int cell_cas(cell_t *c, cell_t *old, cell_t next)
+{
+    return __atomic_compare_exchange(c, old, &next, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* Whether cell C holds OLD still, checked by a compare-and-swap of it with
+ * itself (else *OLD is what it holds): a decision not to change a cell,
+ * made on a guess, is made again on what the cell holds. */
+static int cell_holds(cell_t *c, cell_t *old)
+{
+    return cell_cas(c, old, *old);
+}
+
+/* D added to V, saturating (counts are an upstream's word: never wrap). */
+static int64_t plus(int64_t v, int64_t d)
+{
+    int64_t sum;
+    return __builtin_add_overflow(v, d, &sum) ? d > 0 ? INT64_MAX : INT64_MIN : sum;
+}
+
 /* Adds D to cell C in window TAG (a cell of an older window, or of
  * another kind, counts from 0; one already in a later window of TAG's kind
  * is left alone: returns 0). */
-static int cell_add(_Atomic cell_t *c, int64_t tag, int64_t d)
+static int cell_add(cell_t *c, int64_t tag, int64_t d)
 {
-    cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
-    do {
-        int64_t v = old.tag == tag ? old.v : 0;
-        if (old.tag > tag && old.tag % 8 == tag % 8)
-            return 0;
-        if (__builtin_add_overflow(v, d, &next.v))   /* (counts are an upstream's word: saturate, never wrap) */
-            next.v = d > 0 ? INT64_MAX : INT64_MIN;
+    cell_t old = cell_guess(c), next;
+    for (;;) {
+        if (old.tag > tag && old.tag % 8 == tag % 8) {
+            if (cell_holds(c, &old))
+                return 0;
+            continue;
+        }
         next.tag = tag;
-    } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
-    return 1;
+        next.v = plus(old.tag == tag ? old.v : 0, d);
+        if (cell_cas(c, &old, next))
+            return 1;
+    }
 }
 
 /* Takes D from cell C in the window TAG is of: that one, or a later window
  * of the same kind the cell is in already (a clock a moment ahead on
  * another thread: never count into a past window). With LIMIT >= 0 only
  * while the amount is below it and stays within it. Returns the tag of
- * the window taken in, or 0 when it would go over (nothing is taken). */
-static int64_t cell_take(_Atomic cell_t *c, int64_t tag, int64_t d, int64_t limit)
+ * the window taken in, with *AFTER the amount the cell holds then, or 0
+ * when it would go over (nothing is taken). */
+static int64_t cell_take(cell_t *c, int64_t tag, int64_t d, int64_t limit, int64_t *after)
 {
-    cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
-    do {
+    cell_t old = cell_guess(c), next;
+    for (;;) {
         /* (a tag of another kind, as after an edit of the window, is an older window's) */
         int64_t t = old.tag > tag && old.tag % 8 == tag % 8 ? old.tag : tag, v = old.tag == t ? old.v : 0;
-        if (__builtin_add_overflow(v, d, &next.v))
-            next.v = d > 0 ? INT64_MAX : INT64_MIN;
-        if (limit >= 0 && (v >= limit || next.v > limit))
-            return 0;
         next.tag = t;
-    } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
-    return next.tag;
+        next.v = plus(v, d);
+        if (limit >= 0 && (v >= limit || next.v > limit)) {
+            if (cell_holds(c, &old))
+                return 0;
+            continue;
+        }
+        if (cell_cas(c, &old, next)) {
+            *after = next.v;
+            return next.tag;
+        }
+    }
 }
 
 /* Adds D to cell C while it is in the window TAG; a cell in another
  * window is left alone (a reservation settled after its window ended). */
-static void cell_adjust(_Atomic cell_t *c, int64_t tag, int64_t d)
+static void cell_adjust(cell_t *c, int64_t tag, int64_t d)
 {
-    cell_t old = atomic_load_explicit(c, memory_order_acquire), next;
-    do {
-        if (old.tag != tag)
-            return;
-        if (__builtin_add_overflow(old.v, d, &next.v))
-            next.v = d > 0 ? INT64_MAX : INT64_MIN;
+    cell_t old = cell_guess(c), next;
+    for (;;) {
+        if (old.tag != tag) {
+            if (cell_holds(c, &old))
+                return;
+            continue;
+        }
         next.tag = tag;
-    } while (!atomic_compare_exchange_weak_explicit(c, &old, next, memory_order_acq_rel, memory_order_acquire));
+        next.v = plus(old.v, d);
+        if (cell_cas(c, &old, next))
+            return;
+    }
 }
 
 int ledger_reserve(ledger_entry_t *e, win_kind_t kind, int64_t now, const int64_t amt[LEDGER__N],
@@ -250,7 +300,7 @@ int ledger_reserve(ledger_entry_t *e, win_kind_t kind, int64_t now, const int64_
     for (i = 0; i < LEDGER__N; i++) {
         if (amt[i] == 0 && limit[i] < 0)
             continue;                     /* nothing to take, nothing to check */
-        if ((h->tag[i] = cell_take(&e->spent[i], tag, amt[i], limit[i])) == 0) {
+        if ((h->tag[i] = cell_take(&e->spent[i], tag, amt[i], limit[i], &h->after[i])) == 0) {
             over = i;
             break;
         }
@@ -287,9 +337,9 @@ void ledger_settle(ledger_entry_t *e, const ledger_hold_t *h, const int64_t actu
 }
 
 /* Cell C's amount in the window TAG (0 when it holds an older one). */
-static int64_t cell_in(_Atomic cell_t *c, int64_t tag)
+static int64_t cell_in(cell_t *c, int64_t tag)
 {
-    cell_t v = atomic_load_explicit(c, memory_order_acquire);
+    cell_t v = cell_load(c);
     return v.tag == tag ? v.v : 0;
 }
 
@@ -309,7 +359,7 @@ void ledger_read(ledger_entry_t *e, win_kind_t kind, int64_t now, int64_t spent[
 void ledger_restore(ledger_entry_t *e, const int64_t tag[LEDGER__N], const int64_t spent[LEDGER__N])
 {
     for (int i = 0; i < LEDGER__N; i++) {
-        cell_t old = atomic_load_explicit(&e->spent[i], memory_order_acquire), next;
+        cell_t old = cell_load(&e->spent[i]), next;
         if (tag[i] == 0)
             continue;
         do {
@@ -318,8 +368,7 @@ void ledger_restore(ledger_entry_t *e, const int64_t tag[LEDGER__N], const int64
                 break;
             next.tag = tag[i];
             next.v = spent[i] + r;
-        } while (!atomic_compare_exchange_weak_explicit(&e->spent[i], &old, next, memory_order_acq_rel,
-                                                        memory_order_acquire));
+        } while (!cell_cas(&e->spent[i], &old, next));
     }
     atomic_fetch_add_explicit(&e->version, 1, memory_order_relaxed);
 }
@@ -327,7 +376,7 @@ void ledger_restore(ledger_entry_t *e, const int64_t tag[LEDGER__N], const int64
 void ledger_snapshot(ledger_entry_t *e, int64_t tag[LEDGER__N], int64_t spent[LEDGER__N])
 {
     for (int i = 0; i < LEDGER__N; i++) {
-        cell_t all = atomic_load_explicit(&e->spent[i], memory_order_acquire);
+        cell_t all = cell_load(&e->spent[i]);
         tag[i] = all.tag;
         spent[i] = all.v - cell_in(&e->reserved[i], all.tag);
     }

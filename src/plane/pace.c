@@ -69,24 +69,35 @@ static const rule_t *rule_of(const cJSON *rec, size_t gen, const char *who, cons
     return u;
 }
 
-/* The x-ratelimit-* values of pace E (limits LIMIT) for R, unless one with
- * fewer requests left is shown already (FORCE: shown anyway, a refusal's). */
-static void show(req_t *r, ledger_entry_t *e, const int64_t limit[LEDGER__N], int64_t now, int64_t end, int force)
+/* The x-ratelimit-* values for R of a pace with limits LIMIT whose
+ * counters hold HELD (spent and reserved, this request's included) until
+ * RESET_S seconds from now, unless one with fewer requests left is shown
+ * already (FORCE: shown anyway, a refusal's). */
+static void show(req_t *r, const int64_t held[LEDGER__N], const int64_t limit[LEDGER__N], int64_t reset_s, int force)
 {
-    int64_t spent[LEDGER__N], reserved[LEDGER__N], left[LEDGER__N], order;
-    ledger_read(e, WIN_MINUTE, now, spent, reserved);
+    int64_t left[LEDGER__N], order;
     for (int i = LEDGER_TOKENS; i <= LEDGER_REQUESTS; i++)
-        left[i] = limit[i] < 0 ? -1 : limit[i] - spent[i] - reserved[i] > 0 ? limit[i] - spent[i] - reserved[i] : 0;
+        left[i] = limit[i] < 0 ? -1 : limit[i] - held[i] > 0 ? limit[i] - held[i] : 0;
     order = left[LEDGER_REQUESTS] >= 0 ? left[LEDGER_REQUESTS] : INT64_MAX;
     if (r->rl_shown && order >= r->rl_order && !force)
         return;
     r->rl_shown = 1;
     r->rl_order = order;
-    r->rl_reset_s = end - now;
+    r->rl_reset_s = reset_s;
     for (int i = LEDGER_TOKENS; i <= LEDGER_REQUESTS; i++) {
         r->rl_limit[i] = limit[i];
         r->rl_remaining[i] = left[i];
     }
+}
+
+/* show() for a refusal: what E holds now. */
+static void show_refused(req_t *r, ledger_entry_t *e, const int64_t limit[LEDGER__N], int64_t now, int64_t end)
+{
+    int64_t spent[LEDGER__N], reserved[LEDGER__N];
+    ledger_read(e, WIN_MINUTE, now, spent, reserved);
+    for (int i = 0; i < LEDGER__N; i++)
+        spent[i] += reserved[i];
+    show(r, spent, limit, end - now, 1);
 }
 
 /* Takes one pace (the key's or the tenant's: record REC of store
@@ -104,7 +115,7 @@ static int take(req_t *r, const char *who, const char *name, const cJSON *rec, s
     p->e = u->e;
     ledger_window(WIN_MINUTE, now, NULL, &end);
     if ((over = ledger_reserve(p->e, WIN_MINUTE, now, amt, u->limit, &p->h)) >= 0) {
-        show(r, p->e, u->limit, now, end, 1);
+        show_refused(r, p->e, u->limit, now, end);
         reply_retry_hints(r, (double)(end - now) * 1000.0, 1);
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "the %s '%s' is over its limit of %lld %s per minute; retry after %lld s", who, name,
@@ -113,7 +124,7 @@ static int take(req_t *r, const char *who, const char *name, const cJSON *rec, s
     }
     if (u->flight >= 0 && !ledger_enter(p->e, u->flight)) {
         ledger_settle(p->e, &p->h, NULL);
-        show(r, p->e, u->limit, now, end, 1);
+        show_refused(r, p->e, u->limit, now, end);
         reply_retry_hints(r, 1000, 1);
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "the %s '%s' has %lld requests in flight, its limit; retry shortly", who, name,
@@ -122,7 +133,7 @@ static int take(req_t *r, const char *who, const char *name, const cJSON *rec, s
     }
     p->in_flight = u->flight >= 0;
     r->npace++;
-    show(r, p->e, u->limit, now, end, 0);
+    show(r, p->h.after, u->limit, end - now, 0);
     return 0;
 }
 

@@ -88,6 +88,8 @@ int main(void)
         ledger_read(a, WIN_MINUTE, 130, spent, res);
         CHECK(spent[0] == 0 && res[0] == 500 && res[1] == 100 && res[2] == 1);
         CHECK(ledger_reserve(a, WIN_MINUTE, 121, amt, lim, &h2) == -1);      /* 1000 of 1000 */
+        CHECK(h.after[0] == 500 && h.after[1] == 100 && h.after[2] == 1);    /* what each held once taken */
+        CHECK(h2.after[0] == 1000 && h2.after[1] == 200 && h2.after[2] == 2);
         CHECK(ledger_reserve(a, WIN_MINUTE, 122, amt, lim, &h3) == LEDGER_USD && h3.amt[0] == 0);   /* over: usd */
         ledger_read(a, WIN_MINUTE, 130, spent, res);
         CHECK(res[0] == 1000 && res[2] == 2);                            /* the refused one took nothing */
