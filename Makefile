@@ -20,8 +20,11 @@ OBJDIR    := $(BUILD)/obj$(if $(SANITIZER),-san)
 LIB_SRC   := src/text.c src/smallmem.c src/config.c src/fileio.c src/jscan.c src/multipart.c src/schema.c src/store.c src/resolve.c src/tally.c src/health.c src/notify.c \
              src/log.c src/metrics.c src/reload.c \
              src/h1.c src/sse.c src/dialect/dialect.c src/dialect/openai_to_anthropic.c src/dialect/anthropic_to_openai.c src/upstream.c src/upcurl.c src/plane/intake.c src/plane/attempt.c src/plane/relay.c src/plane/reply.c src/plane/pace.c src/plane/spend.c src/usage.c src/ledger.c src/budget.c src/journal.c src/keeper.c src/worker.c src/edge.c src/clientio.c src/tls.c src/auth.c src/admin.c \
-             src/residency.c
-LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o)
+             src/residency.c src/ui.c
+# the dashboard's files (ui/), compiled in as a generated source (tools/embed.c)
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o) $(OBJDIR)/gen/ui_assets.o
+UI_FILES  := $(sort $(patsubst ui/%,%,$(wildcard ui/*.html ui/*.js ui/*.css ui/*.svg)))
+HOSTCC    ?= cc
 UNIT_SRC  := $(wildcard test/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
@@ -43,6 +46,24 @@ $(OBJDIR)/%.o: src/%.c $(DEPS)/.stamp
 
 $(BUILD)/turnout: $(LIB_OBJ) $(OBJDIR)/main.o
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The dashboard: each file of ui/ gzipped once here (-n: no name or time, so
+# the bytes depend on the content alone), then all of them, plain and
+# gzipped, written into one C source by tools/embed.c, built for the host.
+$(BUILD)/embed: tools/embed.c
+	@mkdir -p $(@D)
+	$(HOSTCC) -O2 -std=c11 -Wall -Wextra -Werror $< -o $@
+
+$(BUILD)/gen/ui/%.gz: ui/%
+	@mkdir -p $(@D)
+	gzip -9 -n -c $< > $@
+
+$(BUILD)/gen/ui_assets.c: $(BUILD)/embed $(UI_FILES:%=ui/%) $(UI_FILES:%=$(BUILD)/gen/ui/%.gz)
+	$(BUILD)/embed $@ ui $(BUILD)/gen/ui $(UI_FILES)
+
+$(OBJDIR)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/mockllm: src/mockllm.c $(DEPS)/.stamp
 	$(CC) $(CFLAGS) $(LDFLAGS) $< -levent -lcjson -o $@
@@ -109,6 +130,7 @@ install: all
 	    install -Dm640 etc/turnout.json $(DESTDIR)$(SYSCONFDIR)/turnout/turnout.json
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/turnout $(BUILD)/mockllm $(BUILD)/unit $(BUILD)/san
+	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/turnout $(BUILD)/mockllm $(BUILD)/unit $(BUILD)/san \
+	       $(BUILD)/gen $(BUILD)/embed
 
 -include $(wildcard $(OBJDIR)/*.d $(OBJDIR)/*/*.d)

@@ -57,6 +57,7 @@
 #include "resolve.h"
 #include "schema.h"
 #include "store.h"
+#include "ui.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1379,6 +1380,8 @@ static void on_request(evhtp_request_t *req, void *arg)
         reply_text(req, 200, "{\"status\":\"ok\"}\n");
         return;
     }
+    if (ui_serve(req, path))      /* the dashboard's files are public; its data needs a key */
+        return;
     if (identify(req, &who) < 0)
         return;
     if (who.role == ROLE_USER) {
