@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 {
     FILE *out;
     char path[4096];
-    if (argc < 5) {
+    if (argc < 4) {
         fprintf(stderr, "usage: embed OUT.c SRCDIR GZDIR NAME...\n");
         return 2;
     }
