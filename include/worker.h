@@ -43,6 +43,8 @@ typedef struct worker {
     store_reader_t *reader;        /* owned: LMDB read transaction */
     struct budgets *budgets;       /* owned: the store's budgets, compiled for this worker (budget.c) */
     struct journal *journal;       /* owned: the usage it counted, for the keeper (journal.c) */
+    struct event_ring *events;     /* owned: its attempt events, read by the admin thread (events.c) */
+    struct stats *stats;           /* owned: its per-route and per-target counts, read likewise (stats.c) */
     uint64_t req_seq;              /* request id sequence */
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */

@@ -47,6 +47,7 @@
  * only (403). Reads never show a provider's api_key (only its last 4
  * characters) or a key's hash. */
 #include "admin.h"
+#include "control.h"
 #include "health.h"
 #include "auth.h"
 #include "budget.h"
@@ -57,6 +58,7 @@
 #include "resolve.h"
 #include "schema.h"
 #include "store.h"
+#include "text.h"
 #include "ui.h"
 
 #include <cjson/cJSON.h>
@@ -287,6 +289,18 @@ static int visible(const caller_t *who, store_table_t t, const cJSON *rec)
     case STORE_TENANTS: return strcmp(schema_str(rec, "name", ""), who->tenant) == 0;
     default: return 1;     /* providers and routers are readable, not writable */
     }
+}
+
+/* control.c's rule: whether a tenant admin of TENANT may see the route with ROUTE_ID. */
+static int route_visible(const char *tenant, const char *route_id)
+{
+    caller_t who = { .role = ROLE_TENANT_ADMIN };
+    cJSON *rec = store_find(admin.gw->store, STORE_ROUTES, route_id);
+    int ok;
+    text_cat(who.tenant, sizeof(who.tenant), tenant, NULL);
+    ok = rec != NULL && visible(&who, STORE_ROUTES, rec);
+    cJSON_Delete(rec);
+    return ok;
 }
 
 /* Checks that WHO may write REC (the record as it would be stored); replies
@@ -1395,6 +1409,16 @@ static void on_request(evhtp_request_t *req, void *arg)
             reply_not_allowed(req, "GET");
         return;
     }
+    if (strcmp(path, "/v1/events") == 0 || strcmp(path, "/v1/stats") == 0) {
+        const char *tenant = who.role == ROLE_ADMIN ? NULL : who.tenant;
+        if (!get)
+            reply_not_allowed(req, "GET");
+        else if (path[4] == 'e')
+            control_events(req, tenant);
+        else
+            control_stats(req, tenant);
+        return;
+    }
     if (strcmp(path, "/v1/usage") == 0) {
         if (get)
             serve_usage(req, &who);
@@ -1460,7 +1484,7 @@ static void on_request(evhtp_request_t *req, void *arg)
 /* A request is done: reading resumes if it was held back behind it. */
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
 {
-    (void)req;
+    control_request_gone(req);            /* an event stream ends with its request */
     cio_request_done(((admin_conn_t *)arg)->io);
     return EVHTP_RES_OK;
 }
@@ -1494,8 +1518,10 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
     admin_conn_t *c = arg;
     /* evhtp frees the connection's request after this: its fini hook must
      * not reach C */
-    if (conn->request != NULL)
+    if (conn->request != NULL) {
         evhtp_request_set_hook(conn->request, evhtp_hook_on_request_fini, NULL, NULL);
+        control_request_gone(conn->request);
+    }
     cio_stop(c->io);
     free(c->io);
     if (c->prev != NULL)
@@ -1590,6 +1616,12 @@ int admin_start(gateway_t *gw, char *err, size_t errlen)
         admin_stop();
         return -1;
     }
+    if (control_start(admin.base, gw, route_visible) < 0) {
+        event_free(ev);
+        snprintf(err, errlen, "admin: out of resources");
+        admin_stop();
+        return -1;
+    }
     pthread_mutex_lock(&used_lock);
     used_ev = ev;
     pthread_mutex_unlock(&used_lock);
@@ -1623,6 +1655,7 @@ void admin_stop(void)
         evhtp_unbind_socket(admin.htp);   /* evhtp_free leaves the listener */
         evhtp_free(admin.htp);
     }
+    control_stop();                       /* (its streams ended with their connections) */
     if (admin.stop_ev != NULL)
         event_free(admin.stop_ev);
     if (admin.reload_ev != NULL)

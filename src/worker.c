@@ -2,9 +2,11 @@
 #include "worker.h"
 #include "budget.h"
 #include "edge.h"
+#include "events.h"
 #include "journal.h"
 #include "proxy.h"
 #include "smallmem.h"
+#include "stats.h"
 #include "upcurl.h"
 #include "upstream.h"
 
@@ -132,7 +134,8 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->beat = event_new(w->base, -1, EV_PERSIST, on_beat, w)) == NULL || event_add(w->beat, &beat) < 0 ||
         (w->metrics = metrics_new()) == NULL ||
         (w->reader = store_reader_new(gw->store)) == NULL || (w->budgets = budgets_new()) == NULL ||
-        (w->journal = journal_new()) == NULL) {
+        (w->journal = journal_new()) == NULL || (w->events = events_ring_new()) == NULL ||
+        (w->stats = stats_new()) == NULL) {
         snprintf(err, errlen, "worker %d: out of resources", id);
         return -1;
     }
@@ -186,6 +189,8 @@ void worker_free(worker_t *w)
     store_reader_free(w->reader);
     budgets_free(w->budgets);
     journal_free(w->journal);
+    events_ring_free(w->events);
+    stats_free(w->stats);
     if (w->base != NULL)
         event_base_free(w->base);
     memset(w, 0, sizeof(*w));

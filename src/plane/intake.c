@@ -6,6 +6,7 @@
 #include "edge.h"
 #include "jscan.h"
 #include "multipart.h"
+#include "stats.h"
 #include "tally.h"
 #include "text.h"
 
@@ -665,6 +666,9 @@ static void count_request(req_t *r)
         metrics_add(r->m_route, -1);
     if (r->res.variant[0])
         metrics_add(metrics_series(m, M_AB, r->res.route, r->res.variant, NULL, NULL), 1);
+    if (r->is_data)                       /* the control loop's per-route figures (stats.c) */
+        stats_count(stats_line(r->w->stats, r->res.route_id, r->res.route, NULL, NULL, NULL),
+                     r->final_status >= 500 || r->final_status == 429 || r->error != NULL, req_elapsed_ms(r));
 }
 
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)

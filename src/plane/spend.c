@@ -21,8 +21,10 @@
  * ours) releases them. */
 #include "plane.h"
 #include "budget.h"
+#include "events.h"
 #include "journal.h"
 #include "log.h"
+#include "text.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -96,6 +98,14 @@ static void refuse(req_t *r, const budget_t *bg, int64_t now)
     reply_error(r, 429, "insufficient_quota", "budget_exhausted", NULL,
                 "the %s budget '%s' cannot take this request (model '%s'): %s", scope[bg->scope], bg->name, r->model,
                 resets);
+    {
+        const candidate_t *c = &r->res.cand[r->cand];
+        char why[300];
+        text_cat(why, sizeof(why), "refused (429): the ", scope[bg->scope], " budget '", bg->name, "' is spent; ",
+                 resets, NULL);
+        events_emit(r->w->events, EV_BUDGET_EXHAUSTED, 429, r->res.route, r->res.route_id, c->provider, c->model,
+                    r->request_id, why);
+    }
 }
 
 int spend_reserve(req_t *r)

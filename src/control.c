@@ -1,0 +1,262 @@
+/* control.c - the control loop's feeds on the admin listener: GET /v1/events (attempt events as server-sent events) and GET /v1/stats (per-route and per-target figures).
+ *
+ * Everything here runs on the admin thread. A timer every TICK_MS reads
+ * what each worker's event ring gained (events.c: the workers never wait
+ * for it), keeps the last KEEP events for new streams and writes the new
+ * ones to every open stream whose caller may see their route. Every
+ * STATS_TICK_S seconds it takes a snapshot of the workers' counts
+ * (stats.c), from which /v1/stats answers. A stream whose client reads
+ * too slowly to keep under MAX_PENDING bytes queued is ended; one that
+ * is idle gets a comment line every KEEPALIVE_S seconds, so proxies and
+ * clients see it is alive. */
+#include "control.h"
+#include "events.h"
+#include "stats.h"
+#include "text.h"
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TICK_MS 200
+#define KEEP 100                   /* events a new stream gets first */
+#define BATCH 512                  /* events read per worker per tick, at most */
+#define KEEPALIVE_S 15
+#define MAX_PENDING (1024 * 1024)  /* bytes queued to a stream's client before it is ended */
+#define MAX_STREAMS 64
+
+typedef struct stream {
+    evhtp_request_t *req;
+    char tenant[132];
+    int admin;                     /* sees everything */
+    time_t last_write;
+} stream_t;
+
+static struct {
+    gateway_t *gw;
+    control_visible_fn visible;
+    struct event *timer;
+    uint64_t *cursor;              /* per worker: the next event of its ring to read */
+    uint64_t lost;                 /* events overwritten before they were read */
+    ctl_event_t recent[KEEP];      /* a ring: the last KEEP events, oldest at (nrecent % KEEP) once full */
+    uint64_t nrecent;
+    ctl_event_t *batch;
+    stream_t streams[MAX_STREAMS];
+    int nstreams;
+    stats_view_t *view;
+    stats_t **stats;               /* the workers' */
+    time_t last_tick;
+} ctl;
+
+/* Whether the caller of stream S may see event EV. */
+static int may_see(const stream_t *s, const ctl_event_t *ev)
+{
+    return s->admin || (ev->route_id[0] != '\0' && ctl.visible(s->tenant, ev->route_id));
+}
+
+/* Writes EV to S as one SSE event. */
+static void send_event(stream_t *s, const ctl_event_t *ev)
+{
+    char json[2048];
+    size_t n = events_json(ev, json, sizeof(json));
+    struct evbuffer *b;
+    if (n == 0 || (b = evbuffer_new()) == NULL)
+        return;
+    evbuffer_add_printf(b, "event: %s\ndata: ", events_kind_name(ev->kind));
+    evbuffer_add(b, json, n);
+    evbuffer_add(b, "\n\n", 2);
+    evhtp_send_reply_chunk(s->req, b);
+    evbuffer_free(b);
+    s->last_write = time(NULL);
+}
+
+/* Bytes queued to S's client and not written yet. */
+static size_t pending(const stream_t *s)
+{
+    evhtp_connection_t *c = evhtp_request_get_connection(s->req);
+    struct bufferevent *bev = c != NULL ? evhtp_connection_get_bev(c) : NULL;
+    return bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static void drop(int i)
+{
+    ctl.streams[i] = ctl.streams[--ctl.nstreams];
+}
+
+/* Ends stream I: its connection closes once what is queued is written. */
+static void end_stream(int i)
+{
+    evhtp_request_t *req = ctl.streams[i].req;
+    drop(i);
+    evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+    evhtp_send_reply_chunk_end(req);
+}
+
+static int by_time(const void *a, const void *b)
+{
+    const ctl_event_t *x = a, *y = b;
+    return x->ms < y->ms ? -1 : x->ms > y->ms;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    size_t got = 0;
+    time_t now = time(NULL);
+    (void)fd, (void)what, (void)arg;
+    /* what every worker wrote since the last tick, in time order */
+    for (int w = 0; w < ctl.gw->nworkers && got < BATCH * (size_t)ctl.gw->nworkers; w++)
+        if (ctl.gw->workers[w].events != NULL)
+            got += events_collect(ctl.gw->workers[w].events, &ctl.cursor[w], ctl.batch + got, BATCH, &ctl.lost);
+    qsort(ctl.batch, got, sizeof(ctl_event_t), by_time);
+    for (size_t k = 0; k < got; k++)
+        ctl.recent[ctl.nrecent++ % KEEP] = ctl.batch[k];
+    for (int i = ctl.nstreams - 1; i >= 0; i--) {
+        stream_t *s = &ctl.streams[i];
+        for (size_t k = 0; k < got; k++)
+            if (may_see(s, &ctl.batch[k]))
+                send_event(s, &ctl.batch[k]);
+        if (now - s->last_write >= KEEPALIVE_S) {
+            struct evbuffer *b = evbuffer_new();
+            if (b != NULL) {
+                evbuffer_add(b, ": keep-alive\n\n", 14);
+                evhtp_send_reply_chunk(s->req, b);
+                evbuffer_free(b);
+            }
+            s->last_write = now;
+        }
+        if (pending(s) > MAX_PENDING)
+            end_stream(i);                /* a client that does not read: not buffered for without end */
+    }
+    if (now - ctl.last_tick >= STATS_TICK_S) {
+        stats_view_tick(ctl.view, ctl.stats, ctl.gw->nworkers, (int64_t)now);
+        ctl.last_tick = now;
+    }
+}
+
+int control_start(struct event_base *base, gateway_t *gw, control_visible_fn visible)
+{
+    struct timeval every = { 0, TICK_MS * 1000 };
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.gw = gw;
+    ctl.visible = visible;
+    if ((ctl.cursor = calloc((size_t)gw->nworkers + 1, sizeof(uint64_t))) == NULL ||
+        (ctl.batch = calloc((size_t)BATCH * ((size_t)gw->nworkers + 1), sizeof(ctl_event_t))) == NULL ||
+        (ctl.stats = calloc((size_t)gw->nworkers + 1, sizeof(stats_t *))) == NULL ||
+        (ctl.view = stats_view_new()) == NULL ||
+        (ctl.timer = event_new(base, -1, EV_PERSIST, on_tick, NULL)) == NULL || event_add(ctl.timer, &every) < 0) {
+        control_stop();
+        return -1;
+    }
+    for (int w = 0; w < gw->nworkers; w++)
+        ctl.stats[w] = gw->workers[w].stats;
+    return 0;
+}
+
+void control_stop(void)
+{
+    while (ctl.nstreams > 0)
+        end_stream(ctl.nstreams - 1);
+    if (ctl.timer != NULL)
+        event_free(ctl.timer);
+    free(ctl.cursor);
+    free(ctl.batch);
+    free(ctl.stats);
+    stats_view_free(ctl.view);
+    memset(&ctl, 0, sizeof(ctl));
+}
+
+static void reply_simple_error(evhtp_request_t *req, int status, const char *type, const char *code, const char *msg)
+{
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    char *text;
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", code);
+    text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (text != NULL)
+        evbuffer_add(req->buffer_out, text, strlen(text));
+    free(text);
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Content-Type", "application/json", 0, 0));
+    evhtp_send_reply(req, (evhtp_res)status);
+}
+
+void control_events(evhtp_request_t *req, const char *tenant)
+{
+    stream_t *s;
+    uint64_t first;
+    if (ctl.timer == NULL || ctl.nstreams == MAX_STREAMS) {
+        reply_simple_error(req, 503, "server_error", "too_many_streams",
+                           "too many event streams are open (64); close one and retry");
+        return;
+    }
+    s = &ctl.streams[ctl.nstreams++];
+    memset(s, 0, sizeof(*s));
+    s->req = req;
+    s->admin = tenant == NULL;
+    text_cat(s->tenant, sizeof(s->tenant), tenant ? tenant : "", NULL);
+    s->last_write = time(NULL);
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Content-Type", "text/event-stream", 0, 0));
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("X-Accel-Buffering", "no", 0, 0));
+    evhtp_send_reply_chunk_start(req, EVHTP_RES_OK);
+    if (evhtp_request_get_method(req) == htp_method_HEAD) {   /* the head alone */
+        end_stream(ctl.nstreams - 1);
+        return;
+    }
+    {   /* a comment first, so the client sees the stream open even with no event yet */
+        struct evbuffer *b = evbuffer_new();
+        if (b != NULL) {
+            evbuffer_add(b, ": turnout events\n\n", 18);
+            evhtp_send_reply_chunk(req, b);
+            evbuffer_free(b);
+        }
+    }
+    first = ctl.nrecent > KEEP ? ctl.nrecent - KEEP : 0;
+    for (uint64_t k = first; k < ctl.nrecent; k++)
+        if (may_see(s, &ctl.recent[k % KEEP]))
+            send_event(s, &ctl.recent[k % KEEP]);
+}
+
+void control_request_gone(evhtp_request_t *req)
+{
+    for (int i = 0; i < ctl.nstreams; i++)
+        if (ctl.streams[i].req == req) {
+            drop(i);
+            return;
+        }
+}
+
+static int show_route(const char *route_id, void *arg)
+{
+    const char *tenant = arg;
+    return *route_id != '\0' && ctl.visible(tenant, route_id);
+}
+
+void control_stats(evhtp_request_t *req, const char *tenant)
+{
+    cJSON *report;
+    char *text;
+    if (ctl.view == NULL) {
+        reply_simple_error(req, 503, "server_error", "unavailable", "the figures are not being collected");
+        return;
+    }
+    report = stats_view_report(ctl.view, ctl.stats, ctl.gw->nworkers, (int64_t)time(NULL),
+                               tenant != NULL ? show_route : NULL, (void *)tenant);
+    text = report != NULL ? cJSON_PrintUnformatted(report) : NULL;
+    cJSON_Delete(report);
+    if (text == NULL) {
+        reply_simple_error(req, 500, "server_error", "internal_error", "out of memory");
+        return;
+    }
+    evbuffer_add(req->buffer_out, text, strlen(text));
+    free(text);
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Content-Type", "application/json", 0, 0));
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
+    evhtp_send_reply(req, EVHTP_RES_OK);
+}
