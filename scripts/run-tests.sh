@@ -49,5 +49,16 @@ integration "$build/integration-curl.log" --upstream-client curl \
 # tests it leaves out, and why.
 integration "$build/integration-tls.log" --tls \
     -k test_edge.,test_http_edge.,test_http_edge_rfc.,test_timeouts.,test_streaming.,test_basic.,test_errors.,test_lifecycle.,test_endpoints.,test_stream_ends.,test_limits.,test_keys.,test_reload.,test_dialects.
+# The dashboard in headless Chromium (test/browser): sign-in, forms and field
+# errors, the switch against the data plane, text-only records, the control
+# loop; its files' headers and weight. Screenshots go to build/ui-shots/.
+if /usr/bin/python3 test/browser/run.py --build-dir "$build" | tee "$build/browser.log"; then :; fi
+line=$(grep -E '^browser: [0-9]+ passed, [0-9]+ failed' "$build/browser.log" | tail -1)
+if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+else
+    failed=$((failed + 1)); echo "FAIL browser: the runner did not finish"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
