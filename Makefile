@@ -33,7 +33,7 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
 DESTDIR    ?=
 
-.PHONY: all deps test unit-bins run clean install bench fuzz fuzz-bins
+.PHONY: all deps test unit-bins run clean install bench fuzz fuzz-bins FORCE
 all: $(BUILD)/turnout $(BUILD)/mockllm
 
 deps: $(DEPS)/.stamp
@@ -58,7 +58,12 @@ $(BUILD)/gen/ui/%.gz: ui/%
 	@mkdir -p $(@D)
 	gzip -9 -n -c $< > $@
 
-$(BUILD)/gen/ui_assets.c: $(BUILD)/embed $(UI_FILES:%=ui/%) $(UI_FILES:%=$(BUILD)/gen/ui/%.gz)
+# (ui.list changes when a file is added or removed, so the source is remade then too)
+$(BUILD)/gen/ui.list: FORCE
+	@mkdir -p $(@D)
+	@echo '$(UI_FILES)' | cmp -s - $@ || echo '$(UI_FILES)' > $@
+
+$(BUILD)/gen/ui_assets.c: $(BUILD)/embed $(BUILD)/gen/ui.list $(UI_FILES:%=ui/%) $(UI_FILES:%=$(BUILD)/gen/ui/%.gz)
 	$(BUILD)/embed $@ ui $(BUILD)/gen/ui $(UI_FILES)
 
 $(OBJDIR)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
