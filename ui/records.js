@@ -14,7 +14,7 @@ const SERVER_FIELDS = ['id', 'created_at', 'updated_at', 'api_key_last4', 'secre
 // (a top-level field deleted in the editor is sent as null, which removes it).
 function jsonForm(coll, noun, rec, template, done, cancel) {
   const plain = {};
-  for (const [k, v] of Object.entries(rec || template)) if (!SERVER_FIELDS.includes(k)) plain[k] = v;
+  for (const [k, v] of Object.entries(rec || template)) if (!SERVER_FIELDS.includes(k) && !k.startsWith('_')) plain[k] = v;
   const area = h('textarea', {id: 'json-editor', rows: 14, spellcheck: 'false'});
   area.value = JSON.stringify(plain, null, 2);
   const form = h('form', {class: 'card json-form'},
@@ -93,6 +93,20 @@ export function providersView(root) {
     id: 'providers', title: 'Providers', noun: 'provider', path: '/v1/providers', switch: 'enabled',
     template: {name: '', base_url: 'https://', api_key_env: '', protocol: 'openai',
       models: [{name: '', bare_alias: false, input_price: 0, output_price: 0}]},
+    // live: the provider's attempts over the last minute, summed over the routes' targets
+    extra: async (providers) => {
+      const stats = await api('GET', '/v1/stats').catch(() => null);
+      for (const p of providers) {
+        const lines = (stats ? stats.routes || [] : []).flatMap((r) => r.targets || [])
+          .filter((t) => t.provider === p.name).map((t) => (t.stats || {})['1m'] || {});
+        const n = lines.reduce((a, x) => a + (x.requests || 0), 0);
+        const errors = lines.reduce((a, x) => a + (x.errors || 0), 0);
+        const p99 = Math.max(0, ...lines.map((x) => x.p99_ms || 0));
+        p._live = stats ? (n ? n + ' attempts, ' + (100 * errors / n).toFixed(1) + '% failed, p99 ' + p99.toFixed(1) + ' ms'
+          : 'no attempts') : 'stats unavailable';
+        p._bad = n > 0 && errors > 0;
+      }
+    },
     columns: [
       ['Name', (p) => h('span', {class: 'name'}, p.name)],
       ['Base URL', (p) => show(p.base_url)],
@@ -100,6 +114,7 @@ export function providersView(root) {
       ['Key', (p) => ('api_key_last4' in p ? 'stored' : p.api_key_env ? 'env ' + p.api_key_env : '—')],
       ['Placement', (p) => [p.region, p.eu_owned ? 'EU-owned' : null, p.data_collection].filter(Boolean).join(', ') || '—'],
       ['Cap', (p) => show(p.max_in_flight)],
+      ['Last minute', (p) => h('span', {class: p._bad ? 'badge bad' : 'badge'}, p._live)],
       ['Models (price per 1M in / out)', (p) => h('ul', {class: 'models'}, (p.models || []).map((m) =>
         h('li', {class: m.enabled === false ? 'off' : ''}, m.name, m.bare_alias ? ' (bare alias)' : '',
           m.input_price !== undefined || m.output_price !== undefined ? ' · ' + price(m.input_price) + ' / ' + price(m.output_price) : '',

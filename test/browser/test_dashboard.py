@@ -285,3 +285,8 @@ def test_every_view_photographed(env):
     b.go("providers")
     b.wait_text("#providers-table", "$0.15")
     assert "MOCK_API_KEY" in b.css("#providers-table").text
+    b.wait_text("#providers-table", "attempts")           # the last minute, from /v1/stats
+    # a provider's editor holds what the API read, and no page-only field
+    b.css("#providers-table button.edit").click()
+    rec = json.loads(b.wait_css("#json-editor").get_attribute("value"))
+    assert "id" not in rec and not [k for k in rec if k.startswith("_")] and rec["models"], rec
