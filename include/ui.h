@@ -13,6 +13,7 @@ typedef struct ui_asset {
     const unsigned char *gz;          /* gzip -9 -n of them; gz_len 0 when not smaller */
     size_t gz_len;
     const char *etag;                 /* quoted strong ETag of the plain bytes */
+    const char *etag_gz;              /* the gzip copy's: the same with "-gz" (another representation) */
 } ui_asset_t;
 
 extern const ui_asset_t ui_assets[];

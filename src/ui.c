@@ -99,11 +99,12 @@ static int etag_matches(const char *inm, const char *tag)
 static void serve_asset(evhtp_request_t *req, const ui_asset_t *a)
 {
     int gz = a->gz_len > 0 && accepts_gzip(evhtp_kv_find(req->headers_in, "accept-encoding"));
+    const char *tag = gz ? a->etag_gz : a->etag;
     add_security_headers(req);
     add_header(req, "Cache-Control", "no-cache");
-    add_header(req, "ETag", a->etag);
+    add_header(req, "ETag", tag);
     add_header(req, "Vary", "Accept-Encoding");
-    if (etag_matches(evhtp_kv_find(req->headers_in, "if-none-match"), a->etag)) {
+    if (etag_matches(evhtp_kv_find(req->headers_in, "if-none-match"), tag)) {
         evhtp_send_reply(req, EVHTP_RES_NOTMOD);
         return;
     }

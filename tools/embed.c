@@ -5,7 +5,8 @@
  * For each NAME it reads SRCDIR/NAME and GZDIR/NAME.gz (made by the Makefile
  * with gzip -9 -n, so the bytes depend on the content alone) and writes one
  * ui_asset_t (include/ui.h). The ETag is FNV-1a 64 of the plain bytes: the
- * same files give the same tags across builds and machines. A gzip copy no
+ * same files give the same tags across builds and machines; the gzip copy,
+ * another representation, has the same tag with "-gz". A gzip copy no
  * smaller than the plain file is left out (served plain). Runs on the build
  * host with its own cc and libc only. */
 #include <stdint.h>
@@ -76,6 +77,7 @@ static int embed_one(FILE *out, int i, const char *name, const char *srcdir, con
 {
     char path[4096];
     blob_t plain, gz;
+    unsigned long long tag;
     if (type_of(name) == NULL || strpbrk(name, "\"\\") != NULL) {
         fprintf(stderr, "embed: %s: no content type for this name\n", name);
         return -1;
@@ -95,8 +97,9 @@ static int embed_one(FILE *out, int i, const char *name, const char *srcdir, con
         gz.len = 0;
     write_array(out, "plain", i, &plain);
     write_array(out, "gz", i, &gz);
-    snprintf(row, rowlen, "    {\"%s\", \"%s\", plain%d, %zu, gz%d, %zu, \"\\\"%016llx\\\"\"},\n", name, type_of(name), i,
-             plain.len, i, gz.len, (unsigned long long)fnv1a(&plain));
+    tag = fnv1a(&plain);
+    snprintf(row, rowlen, "    {\"%s\", \"%s\", plain%d, %zu, gz%d, %zu, \"\\\"%016llx\\\"\", \"\\\"%016llx-gz\\\"\"},\n",
+             name, type_of(name), i, plain.len, i, gz.len, tag, tag);
     free(plain.data);
     free(gz.data);
     return 0;

@@ -290,3 +290,7 @@ def test_every_view_photographed(env):
     b.css("#providers-table button.edit").click()
     rec = json.loads(b.wait_css("#json-editor").get_attribute("value"))
     assert "id" not in rec and not [k for k in rec if k.startswith("_")] and rec["models"], rec
+    # no view broke the CSP (no inline script or style) or failed to load a file
+    bad = [e["message"] for e in b.console_errors()
+           if "Content Security Policy" in e["message"] or "/ui/" in e["message"]]
+    assert not bad, bad

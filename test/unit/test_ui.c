@@ -32,6 +32,7 @@ int main(void)
     for (size_t i = 0; i < ui_asset_count; i++) {
         const ui_asset_t *a = &ui_assets[i];
         CHECK(a->type != NULL && a->len > 0 && strlen(a->etag) == 18 && a->etag[0] == '"');
+        CHECK(strlen(a->etag_gz) == 21 && strncmp(a->etag, a->etag_gz, 17) == 0);
         CHECK(a->gz_len == 0 || (a->gz_len < a->len && a->gz[0] == 0x1f && a->gz[1] == 0x8b));
     }
     DONE();
