@@ -25,6 +25,13 @@ void smallmem_free(void *p);
  * peaks. */
 void smallmem_prime(size_t size, unsigned count);
 
+/* Gives back to malloc the calling thread's kept blocks that no one took
+ * since the last call (a burst's, say 64 streams' read chains), keeping
+ * FLOOR_BYTES of each class at least; returns the bytes given back. A
+ * worker calls it every second or so, so a steady load keeps what it
+ * uses and allocates nothing. */
+size_t smallmem_trim(size_t floor_bytes);
+
 /* Blocks kept by the calling thread now (for tests). */
 size_t smallmem_kept(void);
 #endif

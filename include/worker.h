@@ -40,6 +40,7 @@ typedef struct worker {
     struct event *stop_ev;         /* owned: the drain's tick, once stopping */
     struct event *beat;            /* owned: a timer that sets heartbeat_ms */
     _Atomic int64_t heartbeat_ms;  /* when the loop last turned (monotonic) */
+    unsigned beats;                /* on_beat calls (for what it does every few) */
     store_reader_t *reader;        /* owned: LMDB read transaction */
     struct budgets *budgets;       /* owned: the store's budgets, compiled for this worker (budget.c) */
     struct journal *journal;       /* owned: the usage it counted, for the keeper (journal.c) */

@@ -33,6 +33,7 @@ typedef struct head {
 typedef struct kept {
     head_t *list[CLASSES];
     size_t n[CLASSES];
+    size_t low[CLASSES];           /* the fewest kept since the last smallmem_trim: blocks no one needed */
 } kept_t;
 
 static _Thread_local kept_t kept;
@@ -91,7 +92,8 @@ void *smallmem_malloc(size_t n)
     }
     if ((h = kept.list[c]) != NULL) {
         kept.list[c] = h->u.next;
-        kept.n[c]--;
+        if (--kept.n[c] < kept.low[c])
+            kept.low[c] = kept.n[c];
     } else if ((h = malloc(sizeof(head_t) + class_size(c))) != NULL) {
         h->cls = c;
     } else {
@@ -170,6 +172,27 @@ void smallmem_prime(size_t size, unsigned count)
         kept.n[c]++;
         POISON(h + 1, class_size(c));
     }
+}
+
+size_t smallmem_trim(size_t floor_bytes)
+{
+    size_t freed = 0;
+    for (uint32_t c = 0; c < CLASSES; c++) {
+        size_t floor_n = floor_bytes / class_size(c), spare = kept.low[c];
+        /* blocks kept all along since the last trim were not needed: they go, down to the floor */
+        if (kept.n[c] < floor_n + spare)
+            spare = kept.n[c] > floor_n ? kept.n[c] - floor_n : 0;
+        for (; spare > 0 && kept.list[c] != NULL; spare--) {
+            head_t *h = kept.list[c];
+            UNPOISON(h + 1, class_size(c));
+            kept.list[c] = h->u.next;
+            kept.n[c]--;
+            free(h);
+            freed += class_size(c);
+        }
+        kept.low[c] = kept.n[c];
+    }
+    return freed;
 }
 
 size_t smallmem_kept(void)

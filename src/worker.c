@@ -11,6 +11,7 @@
 #include "upstream.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <evhtp/evhtp.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 /* 16 KB blocks (a client read's chain) a worker keeps ready before
  * serving: 256 KB, enough for the reads of a few dozen requests at once. */
 #define WORKER_READ_RESERVE 16
+#define TRIM_FLOOR (256 * 1024)    /* what a worker keeps of each block size however idle (the reserve's 16 x 16 KB) */
 
 /* Drain: the listener is closed at once; the loop ends when the last
  * request finishes or the grace period runs out. */
@@ -55,10 +57,16 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 {
     worker_t *w = arg;
     (void)fd;
-    (void)what;
     atomic_store_explicit(&w->heartbeat_ms, (int64_t)edge_now_ms(), memory_order_relaxed);
     if (w->journal != NULL)
         journal_publish(w->journal);      /* the usage counted since, for the keeper */
+    /* once a second: the blocks a burst left (64 streams' read chains are a
+     * megabyte) go back to malloc, and malloc gives its free pages back to
+     * the system when that was much; a steady load keeps what it uses */
+    if (what && ++w->beats % 4 == 0) {   /* (the timer, not worker_main's first call) */
+        smallmem_trim(TRIM_FLOOR);
+        malloc_trim(0);
+    }
 }
 
 /* Reload: from the next event on, this worker's requests see the new

@@ -95,6 +95,16 @@ int main(void)
         for (int i = 0; i < 300; i++)
             smallmem_free(big[i]);
         CHECK(kept.n[7] == 256 && smallmem_kept() > before);
+        /* trim: what no one took since the last trim goes, down to the floor; what was taken stays */
+        smallmem_trim(64 * 1024);                  /* the first call only starts the watch */
+        CHECK(kept.n[7] == 256);
+        for (int i = 0; i < 100; i++)              /* 100 of them in use at once, then back */
+            big[i] = smallmem_malloc(4000);
+        for (int i = 0; i < 100; i++)
+            smallmem_free(big[i]);
+        CHECK(smallmem_trim(64 * 1024) == (size_t)(256 - 100) * 4096 && kept.n[7] == 100);
+        CHECK(smallmem_trim(64 * 1024) == (size_t)(100 - 16) * 4096 && kept.n[7] == 16);   /* the 64 KB floor */
+        CHECK(smallmem_trim(64 * 1024) == 0 && kept.n[7] == 16);
     }
     CHECK(pthread_create(&t, NULL, in_thread, NULL) == 0 && pthread_join(t, &ret) == 0);
     CHECK((uintptr_t)ret == 100);
