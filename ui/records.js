@@ -15,8 +15,9 @@ const SERVER_FIELDS = ['id', 'created_at', 'updated_at', 'api_key_last4', 'secre
 function jsonForm(coll, noun, rec, template, done, cancel) {
   const plain = {};
   for (const [k, v] of Object.entries(rec || template)) if (!SERVER_FIELDS.includes(k) && !k.startsWith('_')) plain[k] = v;
+  const text = JSON.stringify(plain, (k, v) => (k.startsWith('_') ? undefined : v), 2);
   const area = h('textarea', {id: 'json-editor', rows: 14, spellcheck: 'false'});
-  area.value = JSON.stringify(plain, null, 2);
+  area.value = text;
   const form = h('form', {class: 'card json-form'},
     h('h3', {}, rec ? 'Edit ' + noun + ' ' + (rec.name || rec.slug || rec.id) : 'New ' + noun),
     h('div', {class: 'form-error error', role: 'alert'}),
@@ -93,9 +94,21 @@ export function providersView(root) {
     id: 'providers', title: 'Providers', noun: 'provider', path: '/v1/providers', switch: 'enabled',
     template: {name: '', base_url: 'https://', api_key_env: '', protocol: 'openai',
       models: [{name: '', bare_alias: false, input_price: 0, output_price: 0}]},
-    // live: the provider's attempts over the last minute, summed over the routes' targets
+    // live: each model's health (one dry-run of every PROVIDER/MODEL: usable,
+    // cooling_down until T, probing, at_cap), and the provider's attempts over
+    // the last minute, summed over the routes' targets
     extra: async (providers) => {
-      const stats = await api('GET', '/v1/stats').catch(() => null);
+      const names = providers.flatMap((p) => (p.models || []).map((m) => p.name + '/' + m.name)).slice(0, 100);
+      const [stats, health] = await Promise.all([api('GET', '/v1/stats').catch(() => null),
+        names.length ? api('POST', '/v1/model-routes/dry-run', {models: names}).catch(() => null) : null]);
+      for (const r of (health && health.results) || []) {
+        const c = (r.candidates || [])[0];
+        const [pname, ...rest] = r.model.split('/');
+        const m = ((providers.find((p) => p.name === pname) || {}).models || []).find((x) => x.name === rest.join('/'));
+        if (m && c) m._state = c.state === 'cooling_down' ? 'cooling down until ' + show(c.cooling_until)
+          : c.state === 'at_cap' ? 'at its ' + c.cap + ' cap (' + c.in_flight + '/' + c.max_in_flight + ')'
+          : c.state === 'usable' ? null : c.state;
+      }
       for (const p of providers) {
         const lines = (stats ? stats.routes || [] : []).flatMap((r) => r.targets || [])
           .filter((t) => t.provider === p.name).map((t) => (t.stats || {})['1m'] || {});
@@ -118,7 +131,8 @@ export function providersView(root) {
       ['Models (price per 1M in / out)', (p) => h('ul', {class: 'models'}, (p.models || []).map((m) =>
         h('li', {class: m.enabled === false ? 'off' : ''}, m.name, m.bare_alias ? ' (bare alias)' : '',
           m.input_price !== undefined || m.output_price !== undefined ? ' · ' + price(m.input_price) + ' / ' + price(m.output_price) : '',
-          m.enabled === false ? ' (off)' : '')))],
+          m.enabled === false ? ' (off)' : '',
+          m._state ? h('span', {class: 'badge bad state'}, m._state) : null)))],
     ],
   });
 }

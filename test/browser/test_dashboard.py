@@ -294,3 +294,21 @@ def test_every_view_photographed(env):
     bad = [e["message"] for e in b.console_errors()
            if "Content Security Policy" in e["message"] or "/ui/" in e["message"]]
     assert not bad, bad
+
+
+def test_providers_show_cooldowns_and_traffic(env):
+    a = env.mock("--status", "503", name="a")
+    b_ = env.mock(name="b")
+    routes = [{"name": "flaky", "strategy": "fallback",
+               "targets": [{"provider": "a", "model": "mock-large"}, {"provider": "b", "model": "mock-small"}]}]
+    t = env.turnout(seed_for(a, b_, routes=routes), config={"upstream": {"cooldown_after": 1, "cooldown_s": 600}})
+    st, h, _ = t.chat("flaky")
+    assert st == 200 and h["x-turnout-provider"] == "b"
+    b = start(env, t)
+    b.sign_in(view="providers")
+    state = b.wait_text("#providers-table .state", "cooling down until")
+    row = b.css('#providers-table tr[data-id="%s"]' % next(
+        p["id"] for p in t.admin("GET", "/v1/providers")[1]["data"] if p["name"] == "a"))
+    assert state.text in row.text and "mock-large" in row.text
+    assert len(b.all("#providers-table .state")) == 1           # b and a's other model are usable
+    b.shot("providers-cooling")
