@@ -36,9 +36,10 @@ void stats_view_tick(stats_view_t *v, stats_t *const *s, int n, int64_t now);
 /* The /v1/stats answer as of NOW: {"generated_at", "windows", "routes":
  * [{"route", "route_id", "stats": {"1m": {...}, "5m", "1h"}, "targets":
  * [{"provider", "model", "variant", "stats"}]}]}, each window's requests,
- * errors, rps, error_rate, p50_ms and p99_ms (null without requests).
- * Only routes for which SHOW(route id, ARG) says 1 (SHOW NULL: all). */
-cJSON *stats_view_report(stats_view_t *v, stats_t *const *s, int n, int64_t now,
+ * errors, rps, error_rate, p50_ms and p99_ms (null without requests); a
+ * window longer than the history kept counts since SINCE (when the counts
+ * started). Only routes for which SHOW(route id, ARG) says 1 (SHOW NULL: all). */
+cJSON *stats_view_report(stats_view_t *v, stats_t *const *s, int n, int64_t now, int64_t since,
                          int (*show)(const char *route, void *arg), void *arg);
 
 #endif

@@ -247,7 +247,7 @@ void control_stats(evhtp_request_t *req, const char *tenant)
         return;
     }
     report = stats_view_report(ctl.view, ctl.stats, ctl.gw->nworkers, (int64_t)time(NULL),
-                               tenant != NULL ? show_route : NULL, (void *)tenant);
+                               (int64_t)ctl.gw->started_at, tenant != NULL ? show_route : NULL, (void *)tenant);
     text = report != NULL ? cJSON_PrintUnformatted(report) : NULL;
     cJSON_Delete(report);
     if (text == NULL) {

@@ -10,8 +10,9 @@
  * The reader takes a snapshot of every line, summed over the workers,
  * every STATS_TICK_S seconds, and keeps the last five minutes of them and
  * one every five minutes for an hour. A window's figures are what the
- * counts grew by since the snapshot that starts it (the oldest kept, while
- * there is not that much history yet); its percentiles come from the
+ * counts grew by since the snapshot that starts it (since the process
+ * started, while there is not that much history yet: counts start at 0,
+ * so nothing counted before the first snapshot is lost); its percentiles come from the
  * histogram's growth: 2 buckets per doubling, from 64 us to 2 min, so a
  * percentile is good to about 20%. */
 #include "stats.h"
@@ -323,10 +324,10 @@ void stats_view_tick(stats_view_t *v, stats_t *const *s, int n, int64_t now)
 }
 
 /* The snapshot that starts a window of SECONDS before NOW: the newest at or
- * before its start, else the oldest there is (NULL: none). */
+ * before its start (NULL: none is that old). */
 static const snapshot_t *start_of(const stats_view_t *v, int64_t now, int64_t seconds)
 {
-    const snapshot_t *best = NULL, *oldest = NULL;
+    const snapshot_t *best = NULL;
     const snapshot_t *sets[2] = { v->recent, v->hourly };
     int lens[2] = { RECENT, HOURLY };
     for (int k = 0; k < 2; k++)
@@ -336,10 +337,8 @@ static const snapshot_t *start_of(const stats_view_t *v, int64_t now, int64_t se
                 continue;
             if (sn->t <= now - seconds && (best == NULL || sn->t > best->t))
                 best = sn;
-            if (oldest == NULL || sn->t < oldest->t)
-                oldest = sn;
         }
-    return best != NULL ? best : oldest;
+    return best;
 }
 
 /* The latency at fraction Q of the growth D (the histogram part) in ms: the
@@ -363,7 +362,7 @@ static cJSON *window(const uint64_t *now_row, const uint64_t *then_row, double s
         d[c] = now_row[c] - (then_row != NULL ? then_row[c] : 0);
     cJSON_AddNumberToObject(o, "requests", (double)d[0]);
     cJSON_AddNumberToObject(o, "errors", (double)d[1]);
-    cJSON_AddNumberToObject(o, "rps", seconds > 0 ? round((double)d[0] / seconds * 1000.0) / 1000.0 : 0);
+    cJSON_AddNumberToObject(o, "rps", round((double)d[0] / (seconds >= 1 ? seconds : 1) * 1000.0) / 1000.0);
     if (d[0] == 0) {
         cJSON_AddNullToObject(o, "error_rate");
         cJSON_AddNullToObject(o, "p50_ms");
@@ -376,13 +375,13 @@ static cJSON *window(const uint64_t *now_row, const uint64_t *then_row, double s
     return o;
 }
 
-static cJSON *windows(const snapshot_t *cur, const snapshot_t *const start[3], size_t r)
+static cJSON *windows(const snapshot_t *cur, const snapshot_t *const start[3], int64_t since, size_t r)
 {
     static const char *const names[3] = { "1m", "5m", "1h" };
     cJSON *o = cJSON_CreateObject();
     for (int i = 0; i < 3; i++) {
         const uint64_t *then = start[i] != NULL && r < start[i]->nrows ? start[i]->rows[r] : NULL;
-        double secs = (double)(cur->t - (start[i] != NULL ? start[i]->t : cur->t));
+        double secs = (double)(cur->t - (start[i] != NULL ? start[i]->t : since));
         cJSON_AddItemToObject(o, names[i], window(cur->rows[r], then, secs));
     }
     return o;
@@ -394,7 +393,7 @@ static int by_key(const void *a, const void *b, void *arg)
     return strcmp(v->keys[*(const size_t *)a].key, v->keys[*(const size_t *)b].key);
 }
 
-cJSON *stats_view_report(stats_view_t *v, stats_t *const *s, int n, int64_t now,
+cJSON *stats_view_report(stats_view_t *v, stats_t *const *s, int n, int64_t now, int64_t since,
                          int (*show)(const char *route, void *arg), void *arg)
 {
     static const int64_t span[3] = { 60, 300, 3600 };
@@ -441,7 +440,7 @@ cJSON *stats_view_report(stats_view_t *v, stats_t *const *s, int n, int64_t now,
             }
             /* its own line sorts first ("id\037\037\037"); there is none yet while its first request is on */
             if (*k->provider == '\0')
-                cJSON_AddItemToObject(route, "stats", windows(&cur, start, order[i]));
+                cJSON_AddItemToObject(route, "stats", windows(&cur, start, since, order[i]));
             else
                 cJSON_AddNullToObject(route, "stats");
             cJSON_AddArrayToObject(route, "targets");
@@ -456,7 +455,7 @@ cJSON *stats_view_report(stats_view_t *v, stats_t *const *s, int n, int64_t now,
             cJSON_AddStringToObject(tgt, "variant", k->variant);
         else
             cJSON_AddNullToObject(tgt, "variant");
-        cJSON_AddItemToObject(tgt, "stats", windows(&cur, start, order[i]));
+        cJSON_AddItemToObject(tgt, "stats", windows(&cur, start, since, order[i]));
         cJSON_AddItemToArray(cJSON_GetObjectItem(route, "targets"), tgt);
     }
     free(order);
