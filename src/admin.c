@@ -1583,6 +1583,7 @@ void admin_reload(void)
 static void *admin_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "turnout-admin");   /* for top -H, perf and the bench */
     event_base_dispatch(admin.base);
     while (admin.conns != NULL)     /* keep-alive connections still open */
         evhtp_connection_free(admin.conns->conn);

@@ -47,6 +47,7 @@ static struct {
     ctl_event_t *batch;
     stream_t streams[MAX_STREAMS];
     int nstreams;
+    struct evbuffer *all, *out;    /* a tick's events as text; a stream's chunk */
     stats_view_t *view;
     stats_t **stats;               /* the workers' */
     time_t last_tick;
@@ -58,19 +59,25 @@ static int may_see(const stream_t *s, const ctl_event_t *ev)
     return s->admin || (ev->route_id[0] != '\0' && ctl.visible(s->tenant, ev->route_id));
 }
 
-/* Writes EV to S as one SSE event. */
-static void send_event(stream_t *s, const ctl_event_t *ev)
+/* Appends EV as one SSE event to OUT. */
+static void add_event(struct evbuffer *out, const ctl_event_t *ev)
 {
     char json[2048];
     size_t n = events_json(ev, json, sizeof(json));
-    struct evbuffer *b;
-    if (n == 0 || (b = evbuffer_new()) == NULL)
+    if (n == 0)
         return;
-    evbuffer_add_printf(b, "event: %s\ndata: ", events_kind_name(ev->kind));
-    evbuffer_add(b, json, n);
-    evbuffer_add(b, "\n\n", 2);
-    evhtp_send_reply_chunk(s->req, b);
-    evbuffer_free(b);
+    evbuffer_add_printf(out, "event: %s\ndata: ", events_kind_name(ev->kind));
+    evbuffer_add(out, json, n);
+    evbuffer_add(out, "\n\n", 2);
+}
+
+/* Sends what OUT holds to S as one chunk (OUT is left empty). */
+static void send_chunk(stream_t *s, struct evbuffer *out)
+{
+    if (evbuffer_get_length(out) == 0)
+        return;
+    evhtp_send_reply_chunk(s->req, out);
+    evbuffer_drain(out, evbuffer_get_length(out));
     s->last_write = time(NULL);
 }
 
@@ -114,20 +121,23 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     qsort(ctl.batch, got, sizeof(ctl_event_t), by_time);
     for (size_t k = 0; k < got; k++)
         ctl.recent[ctl.nrecent++ % KEEP] = ctl.batch[k];
+    if (got > 0 && ctl.nstreams > 0) {    /* the tick's events as text, once for every admin's stream */
+        evbuffer_drain(ctl.all, evbuffer_get_length(ctl.all));
+        for (size_t k = 0; k < got; k++)
+            add_event(ctl.all, &ctl.batch[k]);
+    }
     for (int i = ctl.nstreams - 1; i >= 0; i--) {
         stream_t *s = &ctl.streams[i];
-        for (size_t k = 0; k < got; k++)
-            if (may_see(s, &ctl.batch[k]))
-                send_event(s, &ctl.batch[k]);
-        if (now - s->last_write >= KEEPALIVE_S) {
-            struct evbuffer *b = evbuffer_new();
-            if (b != NULL) {
-                evbuffer_add(b, ": keep-alive\n\n", 14);
-                evhtp_send_reply_chunk(s->req, b);
-                evbuffer_free(b);
-            }
-            s->last_write = now;
+        if (got > 0 && s->admin) {        /* one chunk a tick, whatever the number of events */
+            evbuffer_add(ctl.out, evbuffer_pullup(ctl.all, -1), evbuffer_get_length(ctl.all));
+        } else {
+            for (size_t k = 0; k < got; k++)
+                if (may_see(s, &ctl.batch[k]))
+                    add_event(ctl.out, &ctl.batch[k]);
         }
+        if (evbuffer_get_length(ctl.out) == 0 && now - s->last_write >= KEEPALIVE_S)
+            evbuffer_add(ctl.out, ": keep-alive\n\n", 14);
+        send_chunk(s, ctl.out);
         if (pending(s) > MAX_PENDING)
             end_stream(i);                /* a client that does not read: not buffered for without end */
     }
@@ -146,7 +156,8 @@ int control_start(struct event_base *base, gateway_t *gw, control_visible_fn vis
     if ((ctl.cursor = calloc((size_t)gw->nworkers + 1, sizeof(uint64_t))) == NULL ||
         (ctl.batch = calloc((size_t)BATCH * ((size_t)gw->nworkers + 1), sizeof(ctl_event_t))) == NULL ||
         (ctl.stats = calloc((size_t)gw->nworkers + 1, sizeof(stats_t *))) == NULL ||
-        (ctl.view = stats_view_new()) == NULL ||
+        (ctl.view = stats_view_new()) == NULL || (ctl.all = evbuffer_new()) == NULL ||
+        (ctl.out = evbuffer_new()) == NULL ||
         (ctl.timer = event_new(base, -1, EV_PERSIST, on_tick, NULL)) == NULL || event_add(ctl.timer, &every) < 0) {
         control_stop();
         return -1;
@@ -166,6 +177,10 @@ void control_stop(void)
     free(ctl.batch);
     free(ctl.stats);
     stats_view_free(ctl.view);
+    if (ctl.all != NULL)
+        evbuffer_free(ctl.all);
+    if (ctl.out != NULL)
+        evbuffer_free(ctl.out);
     memset(&ctl, 0, sizeof(ctl));
 }
 
@@ -209,18 +224,13 @@ void control_events(evhtp_request_t *req, const char *tenant)
         end_stream(ctl.nstreams - 1);
         return;
     }
-    {   /* a comment first, so the client sees the stream open even with no event yet */
-        struct evbuffer *b = evbuffer_new();
-        if (b != NULL) {
-            evbuffer_add(b, ": turnout events\n\n", 18);
-            evhtp_send_reply_chunk(req, b);
-            evbuffer_free(b);
-        }
-    }
+    /* a comment first, so the client sees the stream open even with no event yet; then the last ones */
+    evbuffer_add(ctl.out, ": turnout events\n\n", 18);
     first = ctl.nrecent > KEEP ? ctl.nrecent - KEEP : 0;
     for (uint64_t k = first; k < ctl.nrecent; k++)
         if (may_see(s, &ctl.recent[k % KEEP]))
-            send_event(s, &ctl.recent[k % KEEP]);
+            add_event(ctl.out, &ctl.recent[k % KEEP]);
+    send_chunk(s, ctl.out);
 }
 
 void control_request_gone(evhtp_request_t *req)

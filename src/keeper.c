@@ -113,6 +113,7 @@ static void round_once(int all)
 
 static void *keeper_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "turnout-keeper");
     (void)arg;
     pthread_mutex_lock(&k.lock);
     while (!k.stop) {

@@ -163,6 +163,9 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
 void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "turnout-w%d", w->id);
+    pthread_setname_np(pthread_self(), name);
     smallmem_prime(16384, WORKER_READ_RESERVE);
     on_beat(-1, 0, w);
     event_base_dispatch(w->base);
