@@ -196,6 +196,9 @@ METERED_CPU_MAX_US = 2.0    # a key budget and an rpm limit add at most this CPU
 # The keyed turnout's two callers (secrets as a client sends them; the store
 # keeps their SHA-256): one with no budget or limit, one with an rpm limit
 # and a budget of its own.
+ADMIN_KEY = "tk-benchadmin-0123456789abcdef0123456789abcdef01"   # every turnout's admin API (bootstrap key)
+EVENT_STREAMS = 20          # dashboards on /v1/events while the data plane is loaded ([dashboard])
+EVENTS_COST_MAX = 0.03      # ... costing the data plane at most this share of its throughput
 KEY_PLAIN = "tk-benchplain-0123456789abcdef0123456789abcdef01"
 KEY_METERED = "tk-benchmeter-0123456789abcdef0123456789abcdef01"
 RPS_NONSTREAM_MIN, RPS_SSE_MIN = 1.0, 1.1    # turnout / nginx req/s, at least
@@ -604,7 +607,8 @@ class Stack:
             json.dump({"providers": providers, "routes": routes, **(seed_more or {})}, f)
         cfg = {"listen": f"127.0.0.1:{port}", "workers": self.workers, "data_dir": data,
                "require_key": bool(seed_more and seed_more.get("keys")),
-               "admin": {"listen": f"127.0.0.1:{admin}"}, "log": {"level": "warn", "access": "off"},
+               "admin": {"listen": f"127.0.0.1:{admin}", "key_env": "TURNOUT_BENCH_ADMIN_KEY"},
+               "log": {"level": "warn", "access": "off"},
                "seed": seed}
         if limits:
             cfg["limits"] = limits
@@ -614,7 +618,8 @@ class Stack:
         with open(path, "w") as f:
             json.dump(cfg, f, indent=1)
         binary = os.path.join(self.build, "turnout")
-        p = start(name, [binary, "-c", path], self.tmp, cpu=self.cpu, env=env)
+        p = start(name, [binary, "-c", path], self.tmp, cpu=self.cpu,
+                  env=dict(env or {}, TURNOUT_BENCH_ADMIN_KEY=ADMIN_KEY))
         wait_port(port, p, name, self.tmp)
         # /healthz answers once the worker serves
         end = time.monotonic() + 10
@@ -625,7 +630,7 @@ class Stack:
             time.sleep(0.05)
         else:
             raise Abort(f"{name}: /healthz never answered 200")
-        self.servers[name] = {"port": port, "proc": p, "pids": [p.pid], "tls": tls}
+        self.servers[name] = {"port": port, "proc": p, "pids": [p.pid], "tls": tls, "admin_port": admin}
         return port
 
     def url(self, name, path):
@@ -1431,6 +1436,123 @@ def big_body_runs(stack, names, rounds, duration, conns=8):
             "contended_runs": sum(1 for rs in runs.values() for r in rs if r.get("contended"))}
 
 
+class EventStreams:
+    """N open GET /v1/events streams on a turnout's admin port (the dashboards'
+    control loop), each read by one thread to its end; opened() checks each
+    got its 200 and first comment, alive() that none has ended."""
+
+    def __init__(self, port, n):
+        self.socks, self.threads, self.first, self.ended = [], [], [], []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n"
+                      .encode())
+            self.socks.append(s)
+        for s in self.socks:
+            t = threading.Thread(target=self._read, args=(s,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _read(self, s):
+        got = b""
+        s.settimeout(None)
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                if len(got) < 4096:
+                    got += b
+                    if b": turnout events" in got and s not in self.first:
+                        self.first.append(s)
+        except OSError:
+            pass
+        self.ended.append(s)
+
+    def opened(self, timeout=5.0):
+        end = time.monotonic() + timeout
+        while len(self.first) < len(self.socks) and time.monotonic() < end:
+            time.sleep(0.05)
+        return len(self.first) == len(self.socks)
+
+    def alive(self):
+        return not self.ended
+
+    def close(self):
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(timeout=2)
+
+
+def thread_ticks(pid):
+    """utime + stime of each thread of PID by its name (turnout names them:
+    turnout-w0.., turnout-admin, turnout-keeper), summed per name."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fl = st[st.rfind(")") + 2:].split()
+        out[name] = out.get(name, 0) + int(fl[11]) + int(fl[12])
+    return out
+
+
+def events_cost(stack, d):
+    """turnout's non-stream throughput at 64 connections with EVENT_STREAMS
+    open /v1/events streams and without, alternating (without, with, with,
+    without): what the dashboards' feed costs the data plane. The feed runs
+    on the admin thread, on the data plane's core (pinned together): its
+    cost is the CPU that thread takes while the streams are open, as a share
+    of what the worker used (throughput, which moves by 10% and more from
+    run to run here, is shown beside it)."""
+    t = stack.servers["turnout"]
+    runs = {"without": [], "with": []}
+    threads = {"without": [], "with": []}
+    streams = None
+    try:
+        for label in ("without", "with", "with", "without"):
+            if label == "with" and streams is None:
+                streams = EventStreams(t["admin_port"], EVENT_STREAMS)
+                if not streams.opened():
+                    raise Abort(f"/v1/events: {len(streams.first)} of {EVENT_STREAMS} streams opened")
+            if label == "without" and streams is not None:
+                if not streams.alive():
+                    raise Abort("/v1/events: a stream ended while the data plane was loaded")
+                streams.close()
+                streams = None
+            before = thread_ticks(t["pids"][0])
+            a = measure(stack, "turnout", "/v1/chat/completions", "chat.lua", 64, d)
+            after = thread_ticks(t["pids"][0])
+            used = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            runs[label].append(a)
+            threads[label].append(used)
+            log(f"  turnout   64 conn non-stream, {label:7} {EVENT_STREAMS} event streams {a['rps']:9.0f} req/s  "
+                f"{a['cpu_us_per_req']:6.1f} us cpu/req; ticks by thread {used}{flags(a)}")
+    finally:
+        if streams is not None:
+            streams.close()
+    w = statistics.mean(a["rps"] for a in runs["with"])
+    wo = statistics.mean(a["rps"] for a in runs["without"])
+    admin = sum(u.get("turnout-admin", 0) for u in threads["with"])
+    workers = sum(v for u in threads["with"] for k, v in u.items() if k.startswith("turnout-w"))
+    if not workers or not any("turnout-admin" in u for u in threads["with"]):
+        raise Abort("the worker and admin threads were not found by name (turnout-w0, turnout-admin)")
+    cost = admin / workers
+    return {"streams": EVENT_STREAMS, "connections": 64, "runs": runs, "ticks_by_thread": threads,
+            "rps_with": w, "rps_without": wo, "rps_ratio": w / wo if wo else None,
+            "admin_ticks_with": admin, "worker_ticks_with": workers,
+            "cost": cost, "met": cost <= EVENTS_COST_MAX,
+            "valid": all(a["valid"] for v in runs.values() for a in v)}
+
+
 def two_workers(args, tmp):
     """turnout with "workers": 2 against nginx (buffering on) with
     worker_processes 2, non-stream at 64 connections; the mock has 2 workers
@@ -1702,6 +1824,21 @@ def run_bench(args, tmp):
     if "error" in once["syscalls"]:
         log(f"  NOT MEASURED: {once['syscalls']['error']}")
 
+    log(f"once: the dashboards' feed: turnout non-stream 64 conns without and with {EVENT_STREAMS} open "
+        f"/v1/events streams (without, with, with, without; {d} s each)")
+    try:
+        once["events_cost"] = events_cost(stack, d)
+    except (Abort, OSError) as e:
+        once["events_cost"] = {"error": str(e), "valid": False, "met": False}
+    ec = once["events_cost"]
+    if "error" in ec:
+        log(f"  NOT MEASURED: {ec['error']}")
+    else:
+        log(f"  {EVENT_STREAMS} event streams: the admin thread used {ec['admin_ticks_with']} ticks while the "
+            f"worker used {ec['worker_ticks_with']}: cost {100 * ec['cost']:.2f}% of the data plane's CPU (target <= "
+            f"{100 * EVENTS_COST_MAX:.0f}%: {'MET' if ec['met'] else 'NOT MET'}); {ec['rps_with']:.0f} req/s with "
+            f"them, {ec['rps_without']:.0f} without")
+
     log(f"once: 200 KB request bodies, 8 conns, 1 run of {d} s each")
     once["big_body"] = big_body_runs(stack, ("nginx-buf", "turnout"), 1, d)
 
@@ -1853,9 +1990,10 @@ def run_bench(args, tmp):
         and ratio_translated["cpu_us_per_req_sse_64"] <= TRANSLATED_CPU_MAX,
     }
     measured = {"syscalls_per_req_64": "error" not in sc, "allocs_per_req": "error" not in al}
-    all_valid = all(all(v.values()) for v in (valid["turnout"], valid["nginx"], valid["nginx-buf"],
-                                               valid["translated"], valid["turnout-tls"], valid["nginx-tls"])) \
-        and valid["direct"] and all(f["valid"] for f in once_figs.values())
+    met["events_cost"] = once["events_cost"]["met"]
+    all_valid = once["events_cost"]["valid"] and all(all(v.values()) for v in (
+        valid["turnout"], valid["nginx"], valid["nginx-buf"], valid["translated"], valid["turnout-tls"],
+        valid["nginx-tls"])) and valid["direct"] and all(f["valid"] for f in once_figs.values())
 
     # ---- the table: one row per figure, each against the nginx named in the row
     R = "median"
@@ -2047,6 +2185,16 @@ def run_bench(args, tmp):
         + "). A run's CPU per request moves by 10 us and more between runs on this VM: read the rows with that.")
     for line in mlines:
         log(line)
+    ec = once["events_cost"]
+    log("")
+    if "error" in ec:
+        log(f"the dashboards' feed ([dashboard]): NOT MEASURED: {ec['error']}")
+    else:
+        log(f"the dashboards' feed ([dashboard]): with {EVENT_STREAMS} open /v1/events streams under non-stream load "
+            f"at 64 conns, the admin thread (which serves them, on the data plane's core) took "
+            f"{100 * ec['cost']:.2f}% of the CPU the worker used: target <= {100 * EVENTS_COST_MAX:.0f}%: "
+            f"{'MET' if ec['met'] else 'NOT MET'}; req/s {ec['rps_with']:.0f} with, {ec['rps_without']:.0f} without "
+            f"(means of 2 runs each; runs here move by 10% and more)")
     if plines:
         log("")
         for line in plines:
