@@ -34,6 +34,10 @@ int usage_from_event(const char *ev, size_t len, dialect_usage_t *u, int *usage_
  * writes "usage": null in each chunk once include_usage is on). */
 size_t usage_find(const char *buf, size_t len, size_t from);
 
+/* The tokens U counts, prompt and completion (an unknown count as 0): what
+ * budgets' and rate limits' token counters are charged. */
+int64_t usage_tokens(const dialect_usage_t *u);
+
 /* The cost of U at prices P, in nano-USD (0 for what is unpriced or
  * unknown); never negative, and at most 1e18 ($1e9) whatever the counts. */
 int64_t usage_cost_nusd(const dialect_usage_t *u, const usage_prices_t *p);

@@ -199,6 +199,14 @@ size_t usage_find(const char *buf, size_t len, size_t from)
  * cost that crediting a budget would turn into a refund. */
 #define COST_MAX_NUSD 1e18
 
+int64_t usage_tokens(const dialect_usage_t *u)
+{
+    int64_t sum;
+    if (__builtin_add_overflow(u->prompt > 0 ? u->prompt : 0, u->completion > 0 ? u->completion : 0, &sum))
+        sum = INT64_MAX;                  /* (an upstream's word: saturate) */
+    return sum;
+}
+
 int64_t usage_cost_nusd(const dialect_usage_t *u, const usage_prices_t *p)
 {
     double nusd = 0;                      /* a price is USD per 1M tokens: 1000 nano-USD per token */

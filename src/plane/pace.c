@@ -168,8 +168,7 @@ void pace_done(req_t *r)
     int64_t act[LEDGER__N];
     const dialect_usage_t *u = &r->usage;
     act[LEDGER_USD] = 0;
-    act[LEDGER_TOKENS] = u->prompt >= 0 || u->completion >= 0
-                         ? (u->prompt > 0 ? u->prompt : 0) + (u->completion > 0 ? u->completion : 0)
+    act[LEDGER_TOKENS] = u->prompt >= 0 || u->completion >= 0 ? usage_tokens(u)
                          : r->last_cand >= 0 ? r->pace_estimate : 0;
     act[LEDGER_REQUESTS] = 1;             /* a request made counts, answered or not */
     for (int i = 0; i < r->npace; i++) {

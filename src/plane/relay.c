@@ -164,6 +164,21 @@ static size_t null_usage(const char *b, size_t len, size_t k, size_t *end)
     return k;
 }
 
+/* The event of BUF[0, LEN) (whole events, or at a stream's end an
+ * unfinished last one) that holds offset K, searched from the event
+ * starting at *EV: *EV is set to its start; returns its length. */
+static size_t event_holding(const char *buf, size_t len, size_t k, size_t *ev)
+{
+    size_t n;
+    for (;;) {
+        if ((n = sse_first(buf + *ev, len - *ev)) == 0)
+            n = len - *ev;                /* the unfinished last event of a stream that ended */
+        if (k < *ev + n)
+            return n;
+        *ev += n;
+    }
+}
+
 /* Passthrough events of a stream whose usage turnout asked for itself:
  * what the client gets is what it would have got had it not been asked,
  * byte for byte: the usage chunk is left out, and so is the "usage": null
@@ -192,13 +207,7 @@ static int relay_unasked(req_t *r, const char *buf, size_t len)
             from = k + 7;
             continue;
         }
-        for (;;) {                        /* the event K is in */
-            if ((n = sse_first(buf + ev, len - ev)) == 0)
-                n = len - ev;
-            if (k < ev + n)
-                break;
-            ev += n;
-        }
+        n = event_holding(buf, len, k, &ev);
         usage_from_event(buf + ev, n, &r->usage, &only);
         if (only) {                       /* (ev >= copied: cuts end before the event holding them does) */
             if (evbuffer_add(r->xout, buf + copied, ev - copied) < 0)
@@ -219,14 +228,7 @@ static int relay_plain(req_t *r, const char *buf, size_t len)
     if (r->drop_usage)
         return relay_unasked(r, buf, len);
     while ((k = usage_find(buf, len, ev)) < len) {
-        size_t n;
-        for (;;) {                        /* the event K is in */
-            if ((n = sse_first(buf + ev, len - ev)) == 0)
-                n = len - ev;             /* the unfinished last event of a stream that ended */
-            if (k < ev + n)
-                break;
-            ev += n;
-        }
+        size_t n = event_holding(buf, len, k, &ev);
         usage_from_event(buf + ev, n, &r->usage, NULL);
         ev += n;
     }

@@ -160,7 +160,7 @@ static void actual(const req_t *r, candidate_t *c, int64_t act[LEDGER__N])
 {
     const dialect_usage_t *u = r->usage.prompt >= 0 || r->usage.completion >= 0 ? &r->usage : &r->estimate;
     act[LEDGER_USD] = usage_cost_nusd(u, resolve_prices(c));
-    act[LEDGER_TOKENS] = (u->prompt > 0 ? u->prompt : 0) + (u->completion > 0 ? u->completion : 0);
+    act[LEDGER_TOKENS] = usage_tokens(u);
     act[LEDGER_REQUESTS] = 1;
 }
 
