@@ -46,29 +46,32 @@ def _openssl(*args, cwd):
         raise RuntimeError("openssl %s: %s" % (args[0], p.stderr.decode(errors="replace")))
 
 
-def make_tls_files(d):
-    """Writes a root CA, an intermediate signed by it and an ECDSA P-256
-    server certificate for 127.0.0.1 and localhost signed by the
-    intermediate into D; returns {"dir", "root", "cert" (the server
-    certificate and the intermediate, one chain file), "key"}."""
+def make_tls_files(d, name="srv", cn="turnout harness"):
+    """Writes into D a root CA and an intermediate signed by it (once: a
+    later call reuses them) and an ECDSA P-256 server certificate NAME for
+    127.0.0.1 and localhost (subject CN) signed by the intermediate;
+    returns {"dir", "root", "cert" (the server certificate and the
+    intermediate, one chain file NAME-chain.pem), "key"}."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    with open(os.path.join(d, "int.ext"), "w") as f:
-        f.write("basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
-    with open(os.path.join(d, "srv.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _openssl("req", "-x509", *ec, "-keyout", "root.key", "-out", "root.crt", "-days", "3",
-             "-subj", "/CN=turnout harness root", "-addext", "basicConstraints=critical,CA:true",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    _openssl("req", *ec, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=turnout harness intermediate", cwd=d)
-    _openssl("x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
-             "-out", "int.crt", "-days", "3", "-extfile", "int.ext", cwd=d)
-    _openssl("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=turnout harness", cwd=d)
-    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
-             "-out", "srv.crt", "-days", "3", "-extfile", "srv.ext", cwd=d)
-    with open(os.path.join(d, "srv-chain.pem"), "w") as f:
-        f.write(open(os.path.join(d, "srv.crt")).read() + open(os.path.join(d, "int.crt")).read())
-    return {"dir": d, "root": os.path.join(d, "root.crt"), "cert": os.path.join(d, "srv-chain.pem"),
-            "key": os.path.join(d, "srv.key")}
+    if not os.path.exists(os.path.join(d, "root.crt")):
+        with open(os.path.join(d, "int.ext"), "w") as f:
+            f.write("basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
+        with open(os.path.join(d, "srv.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        _openssl("req", "-x509", *ec, "-keyout", "root.key", "-out", "root.crt", "-days", "3",
+                 "-subj", "/CN=turnout harness root", "-addext", "basicConstraints=critical,CA:true",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+        _openssl("req", *ec, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=turnout harness intermediate",
+                 cwd=d)
+        _openssl("x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
+                 "-out", "int.crt", "-days", "3", "-extfile", "int.ext", cwd=d)
+    _openssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
+    _openssl("x509", "-req", "-in", name + ".csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
+             "-out", name + ".crt", "-days", "3", "-extfile", "srv.ext", cwd=d)
+    with open(os.path.join(d, name + "-chain.pem"), "w") as f:
+        f.write(open(os.path.join(d, name + ".crt")).read() + open(os.path.join(d, "int.crt")).read())
+    return {"dir": d, "root": os.path.join(d, "root.crt"), "cert": os.path.join(d, name + "-chain.pem"),
+            "key": os.path.join(d, name + ".key")}
 
 
 def tls_setup():

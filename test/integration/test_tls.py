@@ -11,43 +11,17 @@ import ssl
 import subprocess
 import time
 
-from harness import CANARY, SDK_DIR, check_config, seed_for
+from harness import CANARY, SDK_DIR, check_config, make_tls_files, seed_for
 
 CHAT = "/v1/chat/completions"
 
 
-def openssl(*args, cwd):
-    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, timeout=30)
-    assert p.returncode == 0, p.stderr.decode(errors="replace")
-    return p.stdout.decode(errors="replace")
-
-
 def make_pki(d, name="srv", cn="turnout-test"):
-    """A root CA, an intermediate and a server certificate for 127.0.0.1 and
-    localhost signed by it; returns (root, chain file, key) paths."""
-    def ext(text):
-        path = os.path.join(d, name + "-" + str(abs(hash(text))) + ".ext")
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    if not os.path.exists(os.path.join(d, "root.crt")):
-        openssl("req", "-x509", *ec, "-keyout", "root.key", "-out", "root.crt", "-days", "3",
-                "-subj", "/CN=turnout test root", "-addext", "basicConstraints=critical,CA:true",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-        openssl("req", *ec, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=turnout test intermediate", cwd=d)
-        openssl("x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
-                "-out", "int.crt", "-days", "3",
-                "-extfile", ext("basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n"),
-                cwd=d)
-    openssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
-    openssl("x509", "-req", "-in", name + ".csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
-            "-out", name + ".crt", "-days", "3",
-            "-extfile", ext("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"), cwd=d)
-    with open(os.path.join(d, name + "-chain.pem"), "w") as f:
-        f.write(open(os.path.join(d, name + ".crt")).read() + open(os.path.join(d, "int.crt")).read())
-    return os.path.join(d, "root.crt"), os.path.join(d, name + "-chain.pem"), os.path.join(d, name + ".key")
+    """A root CA, an intermediate and a server certificate NAME for
+    127.0.0.1 and localhost signed by it (harness.make_tls_files: the CA
+    made once per D); returns (root, chain file, key) paths."""
+    f = make_tls_files(d, name, cn)
+    return f["root"], f["cert"], f["key"]
 
 
 def gateway(env, m, cert, key):
@@ -127,7 +101,7 @@ def test_openssl_s_client_and_alpn(env):
     text = (p.stdout + p.stderr).decode(errors="replace")
     assert "Verify return code: 0 (ok)" in text and "New, TLSv1.3" in text, text
     assert "ALPN protocol: http/1.1" in text and "HTTP/1.1 200" in text, text
-    assert "depth=2 CN = turnout test root" in text, text       # the chain file's intermediate was sent
+    assert "depth=2 CN = turnout harness root" in text, text       # the chain file's intermediate was sent
     # a client that offers only h2 agrees on no protocol and still gets HTTP/1.1
     with socket.create_connection(("127.0.0.1", t.port), timeout=5) as s:
         ctx = client_ctx(root)
