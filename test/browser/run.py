@@ -11,8 +11,6 @@ import importlib.util
 import os
 import signal
 import sys
-import time
-import traceback
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "integration"))
@@ -54,26 +52,11 @@ def main():
             full = "%s.%s" % (fn[:-3], name)
             if not any(k in full for k in wanted):
                 continue
-            env = harness.Env()
-            t0 = time.time()
-            signal.alarm(args.bound)
-            try:
-                getattr(mod, name)(env)
-                signal.alarm(0)
-                problems = env.close()
-                if problems:
-                    raise AssertionError("; ".join(problems))
-                passed += 1
-                print("ok   browser/%s (%.2fs)" % (full, time.time() - t0), flush=True)
-            except BaseException as e:  # noqa: B902 - a failing test must not stop the run
-                signal.alarm(0)
-                failed += 1
-                print("FAIL browser/%s: %s" % (full, e), flush=True)
-                traceback.print_exc(limit=6)
-                env.close()
-                print(env.output()[-3000:], flush=True)
-                if isinstance(e, KeyboardInterrupt):
-                    break
+            ok, stop = harness.run_test(full, getattr(mod, name), args.bound, label="browser/")
+            passed += ok
+            failed += not ok
+            if stop:
+                break
     print("browser: %d passed, %d failed" % (passed, failed), flush=True)
     return 1 if failed or not passed else 0
 

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 
 BUILD = os.environ.get("TURNOUT_BUILD", "build")
 # The optimised build, for the few tests that measure memory (a sanitizer's
@@ -630,3 +631,28 @@ class Env:
             if isinstance(p, Turnout):
                 _TLS_PORTS.pop(p.port, None)
         return problems   # procs are kept (stopped) so a failing test can still print their output
+
+
+def run_test(full, fn, bound, label=""):
+    """Runs test FN (named FULL, printed after LABEL) with an Env of its own,
+    under an alarm of BOUND seconds (the runner's SIGALRM handler raises):
+    prints "ok" or "FAIL" with the trace and the end of what its processes
+    wrote. Returns (passed, interrupted: the run should stop)."""
+    env = Env()
+    t0 = time.time()
+    signal.alarm(bound)
+    try:
+        fn(env)
+        signal.alarm(0)
+        problems = env.close()
+        if problems:
+            raise AssertionError("; ".join(problems))
+        print("ok   %s%s (%.2fs)" % (label, full, time.time() - t0), flush=True)
+        return True, False
+    except BaseException as e:  # noqa: B902 - a failing test must not stop the run
+        signal.alarm(0)
+        print("FAIL %s%s: %s" % (label, full, e), flush=True)
+        traceback.print_exc(limit=6)
+        env.close()
+        print(env.output()[-4000:], flush=True)
+        return False, isinstance(e, KeyboardInterrupt)

@@ -14,8 +14,6 @@ import importlib.util
 import os
 import signal
 import sys
-import time
-import traceback
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
@@ -68,27 +66,12 @@ def main():
             full = "%s.%s" % (fn[:-3], name)
             if not any(k in full for k in wanted) or (args.tls and full in TLS_EXCLUDED):
                 continue
-            env = harness.Env()
-            t0 = time.time()
             fn_ = getattr(mod, name)
-            signal.alarm(getattr(fn_, "bound", args.bound))
-            try:
-                fn_(env)
-                signal.alarm(0)
-                problems = env.close()
-                if problems:
-                    raise AssertionError("; ".join(problems))
-                passed += 1
-                print("ok   %s (%.2fs)" % (full, time.time() - t0), flush=True)
-            except BaseException as e:  # noqa: B902 - a failing test must not stop the run
-                signal.alarm(0)
-                failed += 1
-                print("FAIL %s: %s" % (full, e), flush=True)
-                traceback.print_exc(limit=4)
-                env.close()
-                print(env.output()[-4000:], flush=True)
-                if isinstance(e, KeyboardInterrupt):
-                    break
+            ok, stop = harness.run_test(full, fn_, getattr(fn_, "bound", args.bound))
+            passed += ok
+            failed += not ok
+            if stop:
+                break
     harness.tls_teardown()
     print("integration: %d passed, %d failed" % (passed, failed), flush=True)
     return 1 if failed or not passed else 0
