@@ -838,7 +838,7 @@ def verify_keys(port):
         and seen["metered"][0] == 200 and seen["metered"][1] == "10000000" \
         and b'"chat.completion"' in seen["metered"][2]
     if not ok:
-        raise Abort(f"verification failed: turnout-keys: " +
+        raise Abort("verification failed: turnout-keys: " +
                     "; ".join(f"{k}: status {v[0]}, x-ratelimit-limit-requests {v[1]!r}, body {v[2][:200]!r}"
                               for k, v in seen.items()))
     log("  ok  turnout-keys: no key 401; plain key 200 without x-ratelimit-*; metered key 200 with "
