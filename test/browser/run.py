@@ -9,20 +9,11 @@ test is counted failed, with the reason (scripts/install-deps.sh installs them).
 import argparse
 import importlib.util
 import os
-import signal
 import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "integration"))
 sys.path.insert(0, here)
-
-
-class Timeout(Exception):
-    pass
-
-
-def on_alarm(signum, frame):
-    raise Timeout("test took longer than its bound")
 
 
 def main():
@@ -34,7 +25,6 @@ def main():
     import harness
     harness.BUILD = os.path.abspath(args.build_dir)
     harness.RELEASE_BUILD = harness.BUILD
-    signal.signal(signal.SIGALRM, on_alarm)
     passed = failed = 0
     wanted = args.k.split(",")
     for fn in sorted(os.listdir(here)):

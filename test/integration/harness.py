@@ -633,13 +633,22 @@ class Env:
         return problems   # procs are kept (stopped) so a failing test can still print their output
 
 
+class TestTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout("test took longer than its bound")
+
+
 def run_test(full, fn, bound, label=""):
     """Runs test FN (named FULL, printed after LABEL) with an Env of its own,
-    under an alarm of BOUND seconds (the runner's SIGALRM handler raises):
-    prints "ok" or "FAIL" with the trace and the end of what its processes
-    wrote. Returns (passed, interrupted: the run should stop)."""
+    under an alarm of BOUND seconds that raises TestTimeout in it: prints
+    "ok" or "FAIL" with the trace and the end of what its processes wrote.
+    Returns (passed, interrupted: the run should stop)."""
     env = Env()
     t0 = time.time()
+    signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(bound)
     try:
         fn(env)

@@ -12,15 +12,10 @@ reason given, printed when the run starts."""
 import argparse
 import importlib.util
 import os
-import signal
 import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
-
-
-class Timeout(Exception):
-    pass
 
 
 # Tests that cannot apply over TLS, by name, with why; printed at the start of a
@@ -28,10 +23,6 @@ class Timeout(Exception):
 # belong here: that is a bug.
 TLS_EXCLUDED = {
 }
-
-
-def on_alarm(signum, frame):
-    raise Timeout("test took longer than its bound")
 
 
 def main():
@@ -54,7 +45,6 @@ def main():
         print("TLS run: data ports speak TLS with %s (a private CA and an intermediate)" % tls["cert"], flush=True)
         for name, why in sorted(TLS_EXCLUDED.items()):
             print("tls: left out %s: %s" % (name, why), flush=True)
-    signal.signal(signal.SIGALRM, on_alarm)
     passed = failed = 0
     for fn in sorted(os.listdir(here)):
         if not (fn.startswith("test_") and fn.endswith(".py")):
