@@ -21,20 +21,28 @@ for t in "$build"/unit/test_*; do
 done
 echo "unit: $passed passed, $failed failed"
 
-# integration LOG [run.py options]: one run of the integration suite, its
-# "integration: N passed, N failed" line added to the totals.
-integration() {
-    local log=$1 line
-    shift
-    if /usr/bin/python3 test/integration/run.py --build-dir "$build" --release-dir "${RELEASE_BUILD:-build}" "$@" \
-            | tee "$log"; then :; fi
-    line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+# suite NAME LOG COMMAND...: runs one suite's runner, its output also in LOG,
+# and adds its "NAME: N passed, N failed" line to the totals (a runner that
+# did not get to that line counts as a failure).
+suite() {
+    local name=$1 log=$2 line
+    shift 2
+    if "$@" | tee "$log"; then :; fi
+    line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1)
     if [ -n "$line" ]; then
         passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
         failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
     else
-        failed=$((failed + 1)); echo "FAIL integration ($log): the runner did not finish"
+        failed=$((failed + 1)); echo "FAIL $name ($log): the runner did not finish"
     fi
+}
+
+# integration LOG [run.py options]: one run of the integration suite.
+integration() {
+    local log=$1
+    shift
+    suite integration "$log" /usr/bin/python3 test/integration/run.py --build-dir "$build" \
+        --release-dir "${RELEASE_BUILD:-build}" "$@"
 }
 
 integration "$build/integration.log"
@@ -52,13 +60,6 @@ integration "$build/integration-tls.log" --tls \
 # The dashboard in headless Chromium (test/browser): sign-in, forms and field
 # errors, the switch against the data plane, text-only records, the control
 # loop; its files' headers and weight. Screenshots go to build/ui-shots/.
-if /usr/bin/python3 test/browser/run.py --build-dir "$build" | tee "$build/browser.log"; then :; fi
-line=$(grep -E '^browser: [0-9]+ passed, [0-9]+ failed' "$build/browser.log" | tail -1)
-if [ -n "$line" ]; then
-    passed=$((passed + $(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')))
-    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
-else
-    failed=$((failed + 1)); echo "FAIL browser: the runner did not finish"
-fi
+suite browser "$build/browser.log" /usr/bin/python3 test/browser/run.py --build-dir "$build"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
