@@ -652,6 +652,14 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
     return EVHTP_RES_OK;
 }
 
+/* Whether the request, now over, counts as an error in the A/B and
+ * per-route figures: a 5xx, a 429, or one that ended in an error (the
+ * client gone included). */
+static int request_failed(const req_t *r)
+{
+    return r->final_status >= 500 || r->final_status == 429 || r->error != NULL;
+}
+
 /* The request's metrics, once it is over. */
 static void count_request(req_t *r)
 {
@@ -660,15 +668,16 @@ static void count_request(req_t *r)
     char status[24];
     text_int(status, r->final_status);
     metrics_add(metrics_series(m, M_REQUESTS, r->m_endpoint, r->res.route, c ? c->provider : NULL, status), 1);
-    if (r->is_data)
-        metrics_observe(metrics_series(m, M_DURATION, r->m_endpoint, r->res.route, NULL, NULL), req_elapsed_ms(r) / 1000.0);
+    if (r->is_data) {
+        double ms = req_elapsed_ms(r);
+        metrics_observe(metrics_series(m, M_DURATION, r->m_endpoint, r->res.route, NULL, NULL), ms / 1000.0);
+        /* the control loop's per-route figures (stats.c) */
+        stats_count(stats_line(r->w->stats, r->res.route_id, r->res.route, NULL, NULL, NULL), request_failed(r), ms);
+    }
     if (r->m_route != NULL)
         metrics_add(r->m_route, -1);
     if (r->res.variant[0])
         metrics_add(metrics_series(m, M_AB, r->res.route, r->res.variant, NULL, NULL), 1);
-    if (r->is_data)                       /* the control loop's per-route figures (stats.c) */
-        stats_count(stats_line(r->w->stats, r->res.route_id, r->res.route, NULL, NULL, NULL),
-                     r->final_status >= 500 || r->final_status == 429 || r->error != NULL, req_elapsed_ms(r));
 }
 
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)
@@ -700,7 +709,7 @@ static evhtp_res on_fini(evhtp_request_t *req, void *arg)
     if (r->res.variant_tally != NULL) {      /* A/B counts, read by the dry-run (metrics count their own) */
         tally_t *t = r->res.variant_tally;
         atomic_fetch_add_explicit(&t->n, 1, memory_order_relaxed);
-        if (r->final_status >= 500 || r->final_status == 429 || r->error != NULL)
+        if (request_failed(r))
             atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&t->total_us, (uint64_t)(req_elapsed_ms(r) * 1000.0), memory_order_relaxed);
     }
