@@ -1,7 +1,6 @@
 /* attempt.c - the attempt engine: candidates one at a time, 429 retries on timers, caps and cooldowns, each attempt's limits. */
 #include "plane.h"
 #include "edge.h"
-#include "events.h"
 #include "h1.h"
 #include "jscan.h"
 #include "log.h"
@@ -81,8 +80,7 @@ static void wait_then_retry(req_t *r, double until)
     edge_timer_after(&r->timer, until - edge_now_ms() > 1 ? until - edge_now_ms() : 1);
 }
 
-/* The control loop's event KIND for the current candidate (events.c). */
-static void event(req_t *r, event_kind_t kind, int status, const char *detail)
+void attempt_event(req_t *r, event_kind_t kind, int status, const char *detail)
 {
     const candidate_t *c = &r->res.cand[r->cand];
     events_emit(r->w->events, kind, status, r->res.route, r->res.route_id, c->provider, c->model, r->request_id,
@@ -101,7 +99,7 @@ static void count_failure(req_t *r, const char *code, double now)
     metrics_add(metrics_series(r->w->metrics, M_COOLDOWNS, c->provider, c->model, NULL, NULL), 1);
     tlog(LOG_WARN, "upstream %s/%s cools down for %d s after %llu failures in a row (the last: %s)", c->provider,
          c->model, cfg->cooldown_s, (unsigned long long)streak, code);
-    event(r, EV_COOLDOWN_START, r->status > 0 && !r->relaying ? (int)r->status : 0, code);
+    attempt_event(r, EV_COOLDOWN_START, r->status > 0 && !r->relaying ? (int)r->status : 0, code);
 }
 
 /* Keeps DETAIL for the trace, in the request's own space. */
@@ -142,7 +140,7 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
 
     if (code == NULL) {
         if (r->health.probe)              /* it was the probe of an upstream cooling down: it is back */
-            event(r, EV_COOLDOWN_END, t->status, "its probe was answered");
+            attempt_event(r, EV_COOLDOWN_END, t->status, "its probe was answered");
         health_success(&r->health);       /* the upstream answered: success, or the caller's own error */
         relay_finish(r);
         attempt_end(r);
@@ -170,7 +168,7 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
             char why[80], num[24];
             metrics_add(metrics_series(r->w->metrics, M_RETRIES, c->provider, c->model, NULL, NULL), 1);
             text_cat(why, sizeof(why), "tried again in ", text_int(num, (long long)wait), " ms (Retry-After)", NULL);
-            event(r, EV_RETRY_429, 429, why);
+            attempt_event(r, EV_RETRY_429, 429, why);
             wait_then_retry(r, until);
             return;
         }
@@ -181,7 +179,7 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
     }
     if (r->cand + 1 < r->res.ncand) {      /* another candidate follows */
         metrics_add(metrics_series(r->w->metrics, M_FAILOVERS, r->res.route, code, NULL, NULL), 1);
-        event(r, EV_FAILOVER, t->status, t->detail != NULL ? t->detail : code);
+        attempt_event(r, EV_FAILOVER, t->status, t->detail != NULL ? t->detail : code);
     }
     r->cand++;
     r->tries = 0;
@@ -463,9 +461,9 @@ static void skipped(req_t *r, const char *why)
     trace_add(r, why);
     metrics_add(metrics_series(r->w->metrics, M_SKIPS, c->provider, c->model, why, NULL), 1);
     if (strcmp(why, "at_cap") == 0)
-        event(r, EV_CAPACITY_EXHAUSTED, 0, "passed over: its max_in_flight is reached");
+        attempt_event(r, EV_CAPACITY_EXHAUSTED, 0, "passed over: its max_in_flight is reached");
     else if (strcmp(why, "budget_exhausted") == 0)
-        event(r, EV_BUDGET_EXHAUSTED, 0, "passed over: a budget of its own cannot take the request");
+        attempt_event(r, EV_BUDGET_EXHAUSTED, 0, "passed over: a budget of its own cannot take the request");
 }
 
 /* Gives the current candidate, or the next one that is usable, an attempt;

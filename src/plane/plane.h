@@ -55,6 +55,7 @@
 
 #include "proxy.h"
 #include "dialect.h"
+#include "events.h"
 #include "health.h"
 #include "ledger.h"
 #include "metrics.h"
@@ -272,6 +273,9 @@ void attempt_over(req_t *r, const char *failed, const char *detail);
 int attempt_fails_over(long status);
 /* (Re)arms the attempt's timer for its nearest limit from NOW. */
 void attempt_arm_timer(req_t *r, double now);
+/* The control loop's event KIND (events.c) for R's current candidate,
+ * with the upstream's STATUS (0: none) and DETAIL. */
+void attempt_event(req_t *r, event_kind_t kind, int status, const char *detail);
 
 /* --- relay.c: the upstream's answer to the client ------------------------------ */
 

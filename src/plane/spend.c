@@ -21,7 +21,6 @@
  * ours) releases them. */
 #include "plane.h"
 #include "budget.h"
-#include "events.h"
 #include "journal.h"
 #include "log.h"
 #include "text.h"
@@ -89,7 +88,7 @@ static void refuse(req_t *r, const budget_t *bg, int64_t now)
     static const char *const scope[BS__COUNT] = { "target", "provider", "route", "key", "tenant", "global" };
     int64_t end;
     double wait_ms;
-    char resets[64] = "it has no window: it does not reset";
+    char resets[64] = "it has no window: it does not reset", why[300];
     ledger_window(bg->window, now, NULL, &end);
     wait_ms = bg->window == WIN_TOTAL ? -1 : (double)(end - now) * 1000.0;
     if (wait_ms >= 0)
@@ -98,14 +97,9 @@ static void refuse(req_t *r, const budget_t *bg, int64_t now)
     reply_error(r, 429, "insufficient_quota", "budget_exhausted", NULL,
                 "the %s budget '%s' cannot take this request (model '%s'): %s", scope[bg->scope], bg->name, r->model,
                 resets);
-    {
-        const candidate_t *c = &r->res.cand[r->cand];
-        char why[300];
-        text_cat(why, sizeof(why), "refused (429): the ", scope[bg->scope], " budget '", bg->name, "' is spent; ",
-                 resets, NULL);
-        events_emit(r->w->events, EV_BUDGET_EXHAUSTED, 429, r->res.route, r->res.route_id, c->provider, c->model,
-                    r->request_id, why);
-    }
+    text_cat(why, sizeof(why), "refused (429): the ", scope[bg->scope], " budget '", bg->name, "' is spent; ", resets,
+             NULL);
+    attempt_event(r, EV_BUDGET_EXHAUSTED, 429, why);
 }
 
 int spend_reserve(req_t *r)
