@@ -3,6 +3,7 @@
 #define TURNOUT_CONTROL_H
 
 #include <event2/event.h>
+#include <cjson/cJSON.h>
 #include <evhtp/evhtp.h>
 #include <stddef.h>
 
@@ -21,12 +22,14 @@ int control_start(struct event_base *base, gateway_t *gw, control_visible_fn vis
 void control_stop(void);
 
 /* GET /v1/events: the last 100 events, then each new one as it comes, to
- * an admin (TENANT NULL) or a tenant admin of TENANT. */
-void control_events(evhtp_request_t *req, const char *tenant);
+ * an admin (TENANT NULL) or a tenant admin of TENANT. Returns -1, having
+ * sent nothing, when it cannot take another stream (64 are open). */
+int control_events(evhtp_request_t *req, const char *tenant);
 
-/* GET /v1/stats: per route and target, requests, errors, rates and
- * latency percentiles over 1 min, 5 min and 1 h. */
-void control_stats(evhtp_request_t *req, const char *tenant);
+/* The GET /v1/stats answer: per route and target, requests, errors,
+ * rates and latency percentiles over 1 min, 5 min and 1 h, for an admin
+ * (TENANT NULL) or a tenant admin of TENANT; NULL when it cannot be made. */
+cJSON *control_stats(const char *tenant);
 
 /* REQ is over (its client left, or its connection is freed): it is no
  * longer written to. */

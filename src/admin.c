@@ -163,6 +163,7 @@ static const char *code_for(int status)
     case 409: return "conflict";
     case 413: return "request_too_large";
     case 415: return "unsupported_media_type";
+    case 503: return "unavailable";
     case 507: return "store_full";
     default:  return "internal_error";
     }
@@ -1411,12 +1412,19 @@ static void on_request(evhtp_request_t *req, void *arg)
     }
     if (strcmp(path, "/v1/events") == 0 || strcmp(path, "/v1/stats") == 0) {
         const char *tenant = who.role == ROLE_ADMIN ? NULL : who.tenant;
-        if (!get)
+        cJSON *stats;
+        if (!get) {
             reply_not_allowed(req, "GET");
-        else if (path[4] == 'e')
-            control_events(req, tenant);
-        else
-            control_stats(req, tenant);
+        } else if (path[4] == 'e') {
+            if (control_events(req, tenant) < 0)
+                reply_error(req, 503, "too many event streams are open (64); close one and retry");
+        } else if ((stats = control_stats(tenant)) == NULL) {
+            reply_error(req, 503, "the figures are not being collected");
+        } else {
+            evhtp_headers_add_header(req->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
+            reply_json(req, 200, stats);
+            cJSON_Delete(stats);
+        }
         return;
     }
     if (strcmp(path, "/v1/usage") == 0) {

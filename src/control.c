@@ -184,32 +184,12 @@ void control_stop(void)
     memset(&ctl, 0, sizeof(ctl));
 }
 
-static void reply_simple_error(evhtp_request_t *req, int status, const char *type, const char *code, const char *msg)
-{
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    char *text;
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    cJSON_AddStringToObject(e, "code", code);
-    text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (text != NULL)
-        evbuffer_add(req->buffer_out, text, strlen(text));
-    free(text);
-    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Content-Type", "application/json", 0, 0));
-    evhtp_send_reply(req, (evhtp_res)status);
-}
-
-void control_events(evhtp_request_t *req, const char *tenant)
+int control_events(evhtp_request_t *req, const char *tenant)
 {
     stream_t *s;
     uint64_t first;
-    if (ctl.timer == NULL || ctl.nstreams == MAX_STREAMS) {
-        reply_simple_error(req, 503, "server_error", "too_many_streams",
-                           "too many event streams are open (64); close one and retry");
-        return;
-    }
+    if (ctl.timer == NULL || ctl.nstreams == MAX_STREAMS)
+        return -1;
     s = &ctl.streams[ctl.nstreams++];
     memset(s, 0, sizeof(*s));
     s->req = req;
@@ -222,7 +202,7 @@ void control_events(evhtp_request_t *req, const char *tenant)
     evhtp_send_reply_chunk_start(req, EVHTP_RES_OK);
     if (evhtp_request_get_method(req) == htp_method_HEAD) {   /* the head alone */
         end_stream(ctl.nstreams - 1);
-        return;
+        return 0;
     }
     /* a comment first, so the client sees the stream open even with no event yet; then the last ones */
     evbuffer_add(ctl.out, ": turnout events\n\n", 18);
@@ -231,6 +211,7 @@ void control_events(evhtp_request_t *req, const char *tenant)
         if (may_see(s, &ctl.recent[k % KEEP]))
             add_event(ctl.out, &ctl.recent[k % KEEP]);
     send_chunk(s, ctl.out);
+    return 0;
 }
 
 void control_request_gone(evhtp_request_t *req)
@@ -248,25 +229,10 @@ static int show_route(const char *route_id, void *arg)
     return *route_id != '\0' && ctl.visible(tenant, route_id);
 }
 
-void control_stats(evhtp_request_t *req, const char *tenant)
+cJSON *control_stats(const char *tenant)
 {
-    cJSON *report;
-    char *text;
-    if (ctl.view == NULL) {
-        reply_simple_error(req, 503, "server_error", "unavailable", "the figures are not being collected");
-        return;
-    }
-    report = stats_view_report(ctl.view, ctl.stats, ctl.gw->nworkers, (int64_t)time(NULL),
-                               (int64_t)ctl.gw->started_at, tenant != NULL ? show_route : NULL, (void *)tenant);
-    text = report != NULL ? cJSON_PrintUnformatted(report) : NULL;
-    cJSON_Delete(report);
-    if (text == NULL) {
-        reply_simple_error(req, 500, "server_error", "internal_error", "out of memory");
-        return;
-    }
-    evbuffer_add(req->buffer_out, text, strlen(text));
-    free(text);
-    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Content-Type", "application/json", 0, 0));
-    evhtp_headers_add_header(req->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
-    evhtp_send_reply(req, EVHTP_RES_OK);
+    if (ctl.view == NULL)
+        return NULL;
+    return stats_view_report(ctl.view, ctl.stats, ctl.gw->nworkers, (int64_t)time(NULL),
+                             (int64_t)ctl.gw->started_at, tenant != NULL ? show_route : NULL, (void *)tenant);
 }
