@@ -9,6 +9,7 @@
  * edit of its limits keeps what it has spent). */
 #include "budget.h"
 #include "schema.h"
+#include "tally.h"
 #include "text.h"
 
 #include <math.h>
@@ -25,14 +26,6 @@ struct budgets {
     budget_t **bucket;             /* NBUCKETS chains by scope key */
     size_t nbuckets;               /* a power of two */
 };
-
-static uint64_t hash_of(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h ^ (h >> 31);
-}
 
 budgets_t *budgets_new(void)
 {
@@ -161,7 +154,7 @@ static void compile_one(const cJSON *rec, void *arg)
     budget_record_limits(rec, bg->limit, &bg->window);
     bg->alert = strcmp(schema_str(rec, "action_on_exhaust", "block"), "alert") == 0;
     memcpy(bg->scope_key, key, klen);
-    bg->hash = hash_of(key);
+    bg->hash = tally_hash(key);
     c->all[c->n++] = bg;
 }
 
@@ -201,7 +194,7 @@ int budgets_each_in(const budgets_t *b, const char *key, int (*fn)(const budget_
     int rc;
     if (b == NULL || b->n == 0)
         return 0;
-    h = hash_of(key);
+    h = tally_hash(key);
     for (const budget_t *bg = b->bucket[h & (b->nbuckets - 1)]; bg != NULL; bg = bg->next)
         if (bg->hash == h && strcmp(bg->scope_key, key) == 0 && (rc = fn(bg, arg)) != 0)
             return rc;

@@ -22,6 +22,7 @@
  * name); when the index is half full a twice larger copy is published and
  * the old one kept until exit, as a reader may still be walking it. */
 #include "ledger.h"
+#include "tally.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -105,15 +106,6 @@ int64_t ledger_window(win_kind_t kind, int64_t now, int64_t *start, int64_t *end
     return s * 8 + (int64_t)kind;         /* kinds are 1..6: never 0, and no two kinds share a tag */
 }
 
-static uint64_t hash_of(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    h ^= h >> 29;
-    return h;
-}
-
 static ledger_entry_t *find_in(index_t *ix, const char *name, uint64_t h)
 {
     for (size_t i = h & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
@@ -128,7 +120,7 @@ static ledger_entry_t *find_in(index_t *ix, const char *name, uint64_t h)
 ledger_entry_t *ledger_find(const char *name)
 {
     index_t *ix = atomic_load_explicit(&current, memory_order_acquire);
-    return ix != NULL ? find_in(ix, name, hash_of(name)) : NULL;
+    return ix != NULL ? find_in(ix, name, tally_hash(name)) : NULL;
 }
 
 static void put_in(index_t *ix, ledger_entry_t *e)
@@ -170,7 +162,7 @@ static index_t *room_for_one(void)
 
 ledger_entry_t *ledger_get(const char *name)
 {
-    uint64_t h = hash_of(name);
+    uint64_t h = tally_hash(name);
     size_t len = strlen(name) + 1, size = (sizeof(ledger_entry_t) + len + 15) & ~(size_t)15;
     index_t *ix = atomic_load_explicit(&current, memory_order_acquire);
     ledger_entry_t *e;

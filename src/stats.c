@@ -16,6 +16,7 @@
  * histogram's growth: 2 buckets per doubling, from 64 us to 2 min, so a
  * percentile is good to about 20%. */
 #include "stats.h"
+#include "tally.h"
 #include "text.h"
 
 #include <math.h>
@@ -71,14 +72,6 @@ void stats_free(stats_t *s)
     free(s);
 }
 
-static uint64_t hash_of(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
-
 static stats_line_t *make(stats_t *s, const char *key, size_t klen, uint64_t h, const char *const part[5])
 {
     size_t size = sizeof(stats_line_t) + klen + 1, at = klen + 1;
@@ -128,7 +121,7 @@ stats_line_t *stats_line(stats_t *s, const char *route_id, const char *route, co
         return m->l;
     if (text_append(key, sizeof(key), &klen, part[0], "\037", part[1], "\037", part[2], "\037", part[3], NULL) != 0)
         return &sink;              /* (names are bounded far below this by the store's validation) */
-    h = hash_of(key, klen);
+    h = tally_hash(key);
     for (l = s->bucket[h & (NBUCKETS - 1)]; l != NULL; l = l->next)
         if (l->hash == h && l->klen == klen && memcmp(l->key, key, klen) == 0)
             break;
@@ -140,7 +133,7 @@ stats_line_t *stats_line(stats_t *s, const char *route_id, const char *route, co
     if (s->nlines >= MAX_LINES) {
         if (s->overflow == NULL) {
             static const char *const over[5] = { "_overflow", "", "", "", "_overflow" };
-            s->overflow = make(s, "_overflow\037\037\037", 12, hash_of("_overflow\037\037\037", 12), over);
+            s->overflow = make(s, "_overflow\037\037\037", 12, tally_hash("_overflow\037\037\037"), over);
         }
         return s->overflow != NULL ? s->overflow : &sink;
     }
