@@ -89,6 +89,7 @@ void store_each(store_reader_t *r, store_table_t t, store_each_fn fn, void *arg)
 enum {
     STORE_OK = 200, STORE_CREATED = 201, STORE_INVALID = 400, STORE_NOT_FOUND = 404,
     STORE_CONFLICT = 409, STORE_FULL = 507, STORE_FAILED = 500,
+    STORE_UNAVAILABLE = 503,   /* the store of record (cluster) cannot be reached */
 };
 
 /* Writes REC (already normalised by schema.c, carrying its id): a create when
@@ -131,6 +132,66 @@ cJSON *store_export(store_t *s);
 typedef int (*store_keep_fn)(const cJSON *rec, void *arg);
 int store_list(store_t *s, store_table_t t, const void *after, size_t after_len, int limit,
                store_keep_fn keep, void *arg, cJSON *out, char *next, size_t *next_len);
+
+/* --- a store of record behind this one (SPEC 10: a cluster's etcd) ---
+ *
+ * With a remote set, this store is a mirror: store_put, store_delete and
+ * store_import_seed check a write here, against the mirror, exactly as
+ * they would a local one, but instead of committing it hand its changes
+ * (a plan) to the remote, which commits them there only if the store of
+ * record has not changed since the revision the mirror was at. On success
+ * the changes are applied to the mirror at once (a node reads its own
+ * writes); when the store of record moved on, the mirror catches up and
+ * the write is checked again. Every other node's mirror gets the changes
+ * through store_mirror_*, in the remote's order, without checks. */
+
+/* One record's change: its table, id and new text (NULL: deleted). */
+typedef struct store_change {
+    store_table_t t;
+    char id[40];
+    char *json;
+    size_t len;
+} store_change_t;
+
+typedef struct store_plan {
+    int64_t revision;            /* the mirror's, which the write was checked against */
+    int n, cap;
+    store_change_t *v;
+} store_plan_t;
+
+typedef struct store_remote {
+    /* Commits PLAN unless the store of record changed since plan->revision.
+     * Returns 0 with *REV the revision made, 1 when it had changed (*REV:
+     * the revision the mirror must reach before the write is tried again),
+     * -1 when it cannot be reached, -2 when it refuses the write (too big
+     * for it, say); the message in err. */
+    int (*commit)(void *arg, const store_plan_t *plan, int64_t *rev, char *err, size_t errlen);
+    /* Brings the mirror up to at least REV; 0, or -1 (message in err). */
+    int (*catch_up)(void *arg, int64_t rev, char *err, size_t errlen);
+    void *arg;
+} store_remote_t;
+
+void store_set_remote(store_t *s, const store_remote_t *remote);
+
+/* The table named NAME (its seed section), or -1. */
+int store_table_of(const char *name, size_t len);
+const char *store_table_name(store_table_t t);
+
+/* Applying changes to the mirror: one write transaction. FULL empties the
+ * record tables first (a snapshot follows). */
+typedef struct store_mirror store_mirror_t;
+store_mirror_t *store_mirror_begin(store_t *s, int full);
+/* The revision the mirror had applied when M began (0: none). */
+int64_t store_mirror_applied(const store_mirror_t *m);
+/* Puts the record ID of table T with text JSON (LEN bytes), replacing the
+ * record with that id and any other holding its name; JSON NULL deletes
+ * it (and its persisted spend). Returns 0, or -1 (M must be aborted). */
+int store_mirror_put(store_mirror_t *m, store_table_t t, const char *id, const char *json, size_t len);
+/* Records REVISION as applied and commits; 0 or -1. Frees M either way. */
+int store_mirror_commit(store_mirror_t *m, int64_t revision);
+void store_mirror_abort(store_mirror_t *m);
+/* The revision the mirror has applied (0: none yet). */
+int64_t store_mirror_revision(store_t *s);
 
 /* --- persisted spend (SPEC 8: spend survives restarts) --- */
 

@@ -64,6 +64,11 @@ struct store {
     MDB_dbi meta, route_globs, spend, usage;
     MDB_dbi tbl[STORE__TABLES];   /* by store_table_t */
     MDB_dbi ids[STORE__TABLES];   /* id -> key, for the tables in which it is not the id */
+    /* A store of record behind this one (SPEC 10), if any, and the plan the
+     * write being checked for it fills: set only by the thread holding the
+     * write transaction, and only while it does (remote_write). */
+    store_remote_t remote;
+    store_plan_t *plan;
 };
 
 /* Per table: its LMDB name (also its seed section), the field its key is
@@ -898,6 +903,47 @@ static int put_bytes(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, co
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+/* Notes in PLAN that record ID of table T becomes REC (NULL: is deleted);
+ * a later change of the same record replaces an earlier one. 0 or ENOMEM. */
+static int plan_note(store_plan_t *plan, store_table_t t, const char *id, const cJSON *rec)
+{
+    store_change_t *c = NULL;
+    char *json = rec != NULL ? cJSON_PrintUnformatted(rec) : NULL;
+    if (rec != NULL && json == NULL)
+        return ENOMEM;
+    for (int i = 0; i < plan->n && c == NULL; i++)
+        if (plan->v[i].t == t && strcmp(plan->v[i].id, id) == 0)
+            c = &plan->v[i];
+    if (c == NULL) {
+        if (plan->n == plan->cap) {
+            int cap = plan->cap ? plan->cap * 2 : 8;
+            store_change_t *v = realloc(plan->v, (size_t)cap * sizeof(*v));
+            if (v == NULL) {
+                free(json);
+                return ENOMEM;
+            }
+            plan->v = v;
+            plan->cap = cap;
+        }
+        c = &plan->v[plan->n++];
+        c->t = t;
+        snprintf(c->id, sizeof(c->id), "%s", id);
+    } else {
+        free(c->json);
+    }
+    c->json = json;
+    c->len = json != NULL ? strlen(json) : 0;
+    return 0;
+}
+
+static void plan_free(store_plan_t *plan)
+{
+    for (int i = 0; i < plan->n; i++)
+        free(plan->v[i].json);
+    free(plan->v);
+    memset(plan, 0, sizeof(*plan));
+}
+
 /* Deletes the persisted spend of ledger entry PREFIX ID ("b:" and a
  * budget's id, "k:" and a key's) inside TXN: with the record gone, its
  * spend would never be read again, and a restart must not restore it. */
@@ -992,6 +1038,12 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
     }
     if ((rc = put_json(txn, dbi, key, klen, rec)) != 0)
         goto dberr;
+    if (s->plan != NULL) {
+        const char *id = schema_str(rec, "id", ""), *oid = old != NULL ? schema_str(old, "id", "") : "";
+        if ((*oid && strcmp(oid, id) != 0 && (rc = plan_note(s->plan, t, oid, NULL)) != 0) ||
+            (rc = plan_note(s->plan, t, id, rec)) != 0)
+            goto dberr;
+    }
     goto out;
 dberr:
     st = commit_status(rc, err, errlen);   /* 507 for a full map, else 500 */
@@ -1000,35 +1052,96 @@ out:
     return st;
 }
 
-int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char *err, size_t errlen)
+/* One admin write, done inside a write transaction: returns STORE_OK or
+ * an error status, with the message in err. */
+typedef int (*writer_fn)(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errlen);
+
+static int64_t mirror_revision_in(store_t *s, MDB_txn *txn);
+static int apply_plan(store_t *s, const store_plan_t *plan, int64_t revision);
+
+/* A write checked against the mirror and committed to the store of record
+ * (store.h); tried again, against the caught-up mirror, when the store of
+ * record moved on in between. */
+static int remote_write(store_t *s, writer_fn fn, void *arg, char *err, size_t errlen)
+{
+    for (int attempt = 0;; attempt++) {
+        store_plan_t plan = { 0 };
+        MDB_txn *txn;
+        int64_t rev = 0;
+        int rc, st;
+        if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+            return commit_status(rc, err, errlen);
+        plan.revision = mirror_revision_in(s, txn);
+        s->plan = &plan;
+        st = fn(s, txn, arg, err, errlen);
+        s->plan = NULL;
+        mdb_txn_abort(txn);            /* the mirror changes only as the store of record does */
+        if (st != STORE_OK || plan.n == 0) {
+            plan_free(&plan);
+            return st;
+        }
+        rc = s->remote.commit(s->remote.arg, &plan, &rev, err, errlen);
+        if (rc == 0)
+            apply_plan(s, &plan, rev);    /* should this fail, the mirror's watch brings the write */
+        plan_free(&plan);
+        if (rc == 0)
+            return STORE_OK;
+        if (rc < 0)
+            return rc == -2 ? STORE_INVALID : STORE_UNAVAILABLE;
+        if (attempt == 16) {
+            snprintf(err, errlen, "the store of record kept changing under this write; try it again");
+            return STORE_UNAVAILABLE;
+        }
+        if (s->remote.catch_up(s->remote.arg, rev, err, errlen) < 0)
+            return STORE_UNAVAILABLE;
+    }
+}
+
+static int write_txn(store_t *s, writer_fn fn, void *arg, char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc, st;
+    if (s->remote.commit != NULL)
+        return remote_write(s, fn, arg, err, errlen);
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         return commit_status(rc, err, errlen);
-    st = put_in(s, txn, t, rec, old_id, err, errlen);
-    if (st != STORE_OK) {
+    if ((st = fn(s, txn, arg, err, errlen)) != STORE_OK) {
         mdb_txn_abort(txn);
         return st;
     }
-    if ((rc = mdb_txn_commit(txn)) != 0)
-        return commit_status(rc, err, errlen);
-    return old_id == NULL ? STORE_CREATED : STORE_OK;
+    return commit_status(mdb_txn_commit(txn), err, errlen);
 }
 
-int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen)
+typedef struct {
+    store_table_t t;
+    cJSON *rec;
+    const char *id;           /* the record replaced, or deleted */
+} write_args_t;
+
+static int put_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errlen)
 {
-    MDB_txn *txn;
+    write_args_t *a = arg;
+    return put_in(s, txn, a->t, a->rec, a->id, err, errlen);
+}
+
+int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char *err, size_t errlen)
+{
+    write_args_t a = { t, rec, old_id };
+    int st = write_txn(s, put_fn, &a, err, errlen);
+    return st == STORE_OK && old_id == NULL ? STORE_CREATED : st;
+}
+
+static int delete_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errlen)
+{
+    write_args_t *a = arg;
+    store_table_t t = a->t;
     cJSON *old;
     char user[256], key[MAX_KEY + 1];
     size_t klen;
-    int rc = 0, st;
+    int rc = 0, st = STORE_OK;
 
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
-        return commit_status(rc, err, errlen);
-    if ((old = find_in(s, txn, t, id)) == NULL) {
-        mdb_txn_abort(txn);
-        snprintf(err, errlen, "no %s with id %s", tables[t].noun, id);
+    if ((old = find_in(s, txn, t, a->id)) == NULL) {
+        snprintf(err, errlen, "no %s with id %s", tables[t].noun, a->id);
         return STORE_NOT_FOUND;
     }
     klen = rec_key(t, old, key, sizeof(key));
@@ -1036,32 +1149,31 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
         snprintf(err, errlen, "%s \"%s\" is used by route \"%s\"; change or delete the route first",
                  tables[t].noun, key, user);
         st = STORE_CONFLICT;
-        goto out;
-    }
-    if (budget_using(s, txn, t, old, user, sizeof(user))) {
+    } else if (budget_using(s, txn, t, old, user, sizeof(user))) {
         snprintf(err, errlen, "%s \"%s\" is named by budget \"%s\"; change or delete the budget first",
                  tables[t].noun, schema_str(old, ref_field(t), ""), user);
         st = STORE_CONFLICT;
-        goto out;
-    }
-    if (t == STORE_ROUTES)
-        rc = index_glob(s, txn, old, 0);
-    if (rc == 0 && tables[t].ids != NULL)
-        rc = del_key(txn, s->ids[t], id, strlen(id));
-    if (rc == 0 && (t == STORE_BUDGETS || t == STORE_KEYS))
-        rc = del_spend(s, txn, t == STORE_BUDGETS ? "b:" : "k:", id);
-    if (rc != 0 || (rc = del_key(txn, s->tbl[t], key, klen)) != 0) {
+    } else {
+        if (t == STORE_ROUTES)
+            rc = index_glob(s, txn, old, 0);
+        if (rc == 0 && tables[t].ids != NULL)
+            rc = del_key(txn, s->ids[t], a->id, strlen(a->id));
+        if (rc == 0 && (t == STORE_BUDGETS || t == STORE_KEYS))
+            rc = del_spend(s, txn, t == STORE_BUDGETS ? "b:" : "k:", a->id);
+        if (rc == 0)
+            rc = del_key(txn, s->tbl[t], key, klen);
+        if (rc == 0 && s->plan != NULL)
+            rc = plan_note(s->plan, t, a->id, NULL);
         st = commit_status(rc, err, errlen);
-        goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    st = commit_status(rc, err, errlen);
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
     cJSON_Delete(old);
     return st;
+}
+
+int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen)
+{
+    write_args_t a = { t, NULL, id };
+    return write_txn(s, delete_fn, &a, err, errlen);
 }
 
 void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when)
@@ -1270,11 +1382,16 @@ static int import_section(store_t *s, MDB_txn *txn, MDB_txn *snap, store_table_t
     return 0;
 }
 
-int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
+typedef struct {
+    const char *file, *text;
+    size_t len;
+} import_args_t;
+
+/* providers and routers first: routes refer to them; tenants before
+ * the keys that name them (nothing checks that they do); budgets last:
+ * they refer to keys, routes and providers */
+static int import_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errlen)
 {
-    /* providers and routers first: routes refer to them; tenants before
-     * the keys that name them (nothing checks that they do); budgets last:
-     * they refer to keys, routes and providers */
     static const struct {
         store_table_t t;
         int (*normalise)(cJSON *, char *, size_t);
@@ -1283,61 +1400,58 @@ int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
         { STORE_ROUTES, schema_route_normalise }, { STORE_TENANTS, schema_tenant_normalise },
         { STORE_KEYS, schema_key_normalise }, { STORE_BUDGETS, schema_budget_normalise },
     };
-    size_t len = 0;
-    char *text = file_read(file, &len);
-    cJSON *root = NULL, *rec;
-    MDB_txn *txn = NULL, *snap = NULL;
-    int rc = -1, mrc;
+    import_args_t *a = arg;
+    cJSON *root = cJSON_ParseWithLength(a->text, a->len), *rec;
+    MDB_txn *snap = NULL;
+    int st = STORE_INVALID, mrc;
 
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "seed %s: not a JSON object", a->file);
+        goto out;
+    }
+    cJSON_ArrayForEach(rec, root) {
+        if (store_table_of(rec->string, strlen(rec->string)) < 0) {
+            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, tenants, "
+                                  "keys, budgets)", a->file, rec->string);
+            goto out;
+        }
+        if (!cJSON_IsArray(rec)) {
+            snprintf(err, errlen, "seed %s: %s: must be an array", a->file, rec->string);
+            goto out;
+        }
+    }
+    /* the snapshot before the import tells updates from duplicates
+     * (written_here): begun while TXN holds the writer's lock, it sees
+     * what TXN began with (MDB_NOTLS lets one thread hold both) */
+    if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap)) != 0) {
+        st = commit_status(mrc, err, errlen);
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (import_section(s, txn, snap, order[i].t, cJSON_GetObjectItemCaseSensitive(root, tables[order[i].t].name),
+                           a->file, order[i].normalise, err, errlen) < 0)
+            goto out;
+    st = STORE_OK;
+out:
+    if (snap != NULL)
+        mdb_txn_abort(snap);
+    cJSON_Delete(root);
+    return st;
+}
+
+int store_import_seed(store_t *s, const char *file, char *err, size_t errlen)
+{
+    import_args_t a = { file, NULL, 0 };
+    char *text = file_read(file, &a.len);
+    int st;
     if (text == NULL) {
         snprintf(err, errlen, "seed %s: %s", file, strerror(errno));
         return -1;
     }
-    root = cJSON_ParseWithLength(text, len);
-    if (!cJSON_IsObject(root)) {
-        snprintf(err, errlen, "seed %s: not a JSON object", file);
-        goto out;
-    }
-    cJSON_ArrayForEach(rec, root) {
-        int known = 0;
-        for (int t = 0; t < STORE__TABLES; t++)
-            known |= strcmp(rec->string, tables[t].name) == 0;
-        if (!known) {
-            snprintf(err, errlen, "seed %s: %s: unknown field (expected providers, routers, routes, tenants, "
-                                  "keys, budgets)", file, rec->string);
-            goto out;
-        }
-        if (!cJSON_IsArray(rec)) {
-            snprintf(err, errlen, "seed %s: %s: must be an array", file, rec->string);
-            goto out;
-        }
-    }
-    /* the snapshot before the import tells updates from duplicates (written_here) */
-    if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap)) != 0 ||
-        (mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-        snprintf(err, errlen, "seed %s: %s", file, mdb_strerror(mrc));
-        goto out;
-    }
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-        if (import_section(s, txn, snap, order[i].t,
-                           cJSON_GetObjectItemCaseSensitive(root, tables[order[i].t].name), file,
-                           order[i].normalise, err, errlen) < 0)
-            goto out;
-    mrc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (mrc != 0) {
-        commit_status(mrc, err, errlen);
-        goto out;
-    }
-    rc = 0;
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    if (snap != NULL)
-        mdb_txn_abort(snap);
-    cJSON_Delete(root);
+    a.text = text;
+    st = write_txn(s, import_fn, &a, err, errlen);
     free(text);
-    return rc;
+    return st == STORE_OK ? 0 : -1;
 }
 
 cJSON *store_export(store_t *s)
@@ -1812,4 +1926,178 @@ cJSON *store_usage_report(store_t *s, int64_t from, int64_t to, unsigned group_m
         return NULL;
     }
     return r.data;
+}
+
+/* --- a mirror of a store of record (store.h; SPEC 10) --- */
+
+#define MIRROR_REVISION "mirror_revision"
+
+void store_set_remote(store_t *s, const store_remote_t *remote)
+{
+    if (remote != NULL)
+        s->remote = *remote;
+    else
+        memset(&s->remote, 0, sizeof(s->remote));
+}
+
+int store_table_of(const char *name, size_t len)
+{
+    for (int t = 0; t < STORE__TABLES; t++)
+        if (strlen(tables[t].name) == len && memcmp(tables[t].name, name, len) == 0)
+            return t;
+    return -1;
+}
+
+const char *store_table_name(store_table_t t)
+{
+    return tables[t].name;
+}
+
+static int64_t mirror_revision_in(store_t *s, MDB_txn *txn)
+{
+    MDB_val k = { strlen(MIRROR_REVISION), MIRROR_REVISION }, v;
+    int64_t rev = 0;
+    if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size == 8)
+        rev = get_le64(v.mv_data);
+    return rev;
+}
+
+int64_t store_mirror_revision(store_t *s)
+{
+    MDB_txn *txn;
+    int64_t rev;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    rev = mirror_revision_in(s, txn);
+    mdb_txn_abort(txn);
+    return rev;
+}
+
+struct store_mirror {
+    store_t *s;
+    MDB_txn *txn;
+    int64_t applied;
+};
+
+store_mirror_t *store_mirror_begin(store_t *s, int full)
+{
+    store_mirror_t *m = calloc(1, sizeof(*m));
+    int rc = 0;
+    if (m == NULL)
+        return NULL;
+    m->s = s;
+    if (mdb_txn_begin(s->env, NULL, 0, &m->txn) != 0) {
+        free(m);
+        return NULL;
+    }
+    m->applied = mirror_revision_in(s, m->txn);
+    for (int t = 0; full && rc == 0 && t < STORE__TABLES; t++) {
+        rc = mdb_drop(m->txn, s->tbl[t], 0);
+        if (rc == 0 && tables[t].ids != NULL)
+            rc = mdb_drop(m->txn, s->ids[t], 0);
+    }
+    if (full && rc == 0)
+        rc = mdb_drop(m->txn, s->route_globs, 0);
+    if (rc != 0) {
+        store_mirror_abort(m);
+        return NULL;
+    }
+    return m;
+}
+
+int64_t store_mirror_applied(const store_mirror_t *m)
+{
+    return m->applied;
+}
+
+/* Takes record OLD (as stored) out of table T with its index entries. */
+static int unlink_rec(store_t *s, MDB_txn *txn, store_table_t t, const cJSON *old)
+{
+    char key[MAX_KEY + 1];
+    size_t klen = rec_key(t, old, key, sizeof(key));
+    const char *id = schema_str(old, "id", "");
+    int rc = klen > 0 ? del_key(txn, s->tbl[t], key, klen) : 0;
+    if (rc == 0 && t == STORE_ROUTES)
+        rc = index_glob(s, txn, old, 0);
+    if (rc == 0 && tables[t].ids != NULL && *id)
+        rc = del_key(txn, s->ids[t], id, strlen(id));
+    return rc;
+}
+
+int store_mirror_put(store_mirror_t *m, store_table_t t, const char *id, const char *json, size_t len)
+{
+    store_t *s = m->s;
+    cJSON *old = find_in(s, m->txn, t, id), *rec = NULL, *other = NULL;
+    char key[MAX_KEY + 1];
+    size_t klen = 0;
+    MDB_val k, v;
+    int rc = 0;
+
+    if (old != NULL)
+        rc = unlink_rec(s, m->txn, t, old);
+    if (rc == 0 && json == NULL && (t == STORE_BUDGETS || t == STORE_KEYS))
+        rc = del_spend(s, m->txn, t == STORE_BUDGETS ? "b:" : "k:", id);
+    if (rc != 0 || json == NULL)
+        goto out;
+    /* a record the store of record holds is taken as it is; one that is not
+     * a record of this id (a foreign write under the prefix) is left out */
+    rec = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(rec) || strcmp(schema_str(rec, "id", ""), id) != 0 ||
+        (klen = rec_key(t, rec, key, sizeof(key))) == 0)
+        goto out;
+    k.mv_data = key;
+    k.mv_size = klen;
+    if (mdb_get(m->txn, s->tbl[t], &k, &v) == 0 && (other = cJSON_ParseWithLength(v.mv_data, v.mv_size)) != NULL)
+        rc = unlink_rec(s, m->txn, t, other);      /* its name went to this record in the same revision */
+    if (rc == 0 && t == STORE_ROUTES)
+        rc = index_glob(s, m->txn, rec, 1);
+    if (rc == 0 && tables[t].ids != NULL)
+        rc = put_bytes(m->txn, s->ids[t], id, strlen(id), key, klen);
+    if (rc == 0)
+        rc = put_bytes(m->txn, s->tbl[t], key, klen, json, len);
+out:
+    cJSON_Delete(old);
+    cJSON_Delete(rec);
+    cJSON_Delete(other);
+    return rc == 0 ? 0 : -1;
+}
+
+int store_mirror_commit(store_mirror_t *m, int64_t revision)
+{
+    unsigned char buf[8];
+    MDB_val k = { strlen(MIRROR_REVISION), MIRROR_REVISION }, v = { 8, buf };
+    int rc;
+    put_le64(buf, revision);
+    rc = mdb_put(m->txn, m->s->meta, &k, &v, 0);
+    rc = rc == 0 ? mdb_txn_commit(m->txn) : (mdb_txn_abort(m->txn), rc);
+    free(m);
+    return rc == 0 ? 0 : -1;
+}
+
+void store_mirror_abort(store_mirror_t *m)
+{
+    if (m == NULL)
+        return;
+    mdb_txn_abort(m->txn);
+    free(m);
+}
+
+/* A write just committed to the store of record at REVISION, applied here
+ * unless the mirror already has it (its watch was quicker). */
+static int apply_plan(store_t *s, const store_plan_t *plan, int64_t revision)
+{
+    store_mirror_t *m = store_mirror_begin(s, 0);
+    if (m == NULL)
+        return -1;
+    if (m->applied >= revision) {
+        store_mirror_abort(m);
+        return 0;
+    }
+    for (int i = 0; i < plan->n; i++) {
+        if (store_mirror_put(m, plan->v[i].t, plan->v[i].id, plan->v[i].json, plan->v[i].len) < 0) {
+            store_mirror_abort(m);
+            return -1;
+        }
+    }
+    return store_mirror_commit(m, revision);
 }
