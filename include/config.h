@@ -41,6 +41,10 @@ typedef struct config {
     char tls_key[1024];         /* and its private key */
     char admin_tls_cert[1024];  /* the admin listener's, "" = plain HTTP */
     char admin_tls_key[1024];
+    char cluster_etcd[1024];    /* etcd endpoints ("http://host:port"), comma-separated; "" = a single node */
+    char cluster_prefix[128];   /* where the store's records live in etcd */
+    char cluster_redis[256];    /* "host:port" of the Redis with the shared counters; "" = counters are local */
+    char cluster_redis_failure[8];  /* "local" | "closed": what a node does while Redis is unreachable */
     /* made from the files above when the config is loaded (tls.c), owned
      * by this config: config_release gives them up */
     struct ssl_ctx_st *tls_ctx, *admin_tls_ctx;

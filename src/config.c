@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { OPT_INT, OPT_BOOL, OPT_STR, OPT_LISTEN } opt_type_t;
+typedef enum { OPT_INT, OPT_BOOL, OPT_STR, OPT_LISTEN, OPT_LIST } opt_type_t;
 
 /* One option: its dotted JSON path, where it lands in config_t, its default
  * and bounds. Every key of the config file must appear here; anything else is
@@ -62,11 +62,16 @@ static const option_t options[] = {
     { "tls.key",                OPT_STR,  OFF(tls_key), 0, "", 0, 0, 1 },
     { "admin.tls.cert",         OPT_STR,  OFF(admin_tls_cert), 0, "", 0, 0, 1 },
     { "admin.tls.key",          OPT_STR,  OFF(admin_tls_key), 0, "", 0, 0, 1 },
+    { "cluster.etcd",           OPT_LIST, OFF(cluster_etcd), 0, "", 0, 0, 0 },
+    { "cluster.prefix",         OPT_STR,  OFF(cluster_prefix), 0, "/turnout/", 0, 0, 0 },
+    { "cluster.redis",          OPT_STR,  OFF(cluster_redis), 0, "", 0, 0, 0 },
+    { "cluster.redis_failure",  OPT_STR,  OFF(cluster_redis_failure), 0, "local", 0, 0, 0 },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
 /* The sections that group options; a section key must hold an object. */
-static const char *const sections[] = { "admin", "limits", "upstream", "store", "log", "usage", "budgets", "tls" };
+static const char *const sections[] = { "admin", "limits", "upstream", "store", "log", "usage", "budgets", "tls",
+                                        "cluster" };
 
 static void set_int(config_t *c, const option_t *o, int64_t v)
 {
@@ -108,7 +113,7 @@ void config_defaults(config_t *c)
         const option_t *o = &options[i];
         if (o->type == OPT_LISTEN)
             (void)set_listen(c, o->def_str, err, sizeof(err), o->name);
-        else if (o->type == OPT_STR)
+        else if (o->type == OPT_STR || o->type == OPT_LIST)
             snprintf((char *)c + o->off, o->size, "%s", o->def_str);
         else
             set_int(c, o, o->def_int);
@@ -168,6 +173,29 @@ static int apply(config_t *c, const option_t *o, const cJSON *v, const char *dir
             return -1;
         }
         return set_listen(c, v->valuestring, err, errlen, o->name);
+    case OPT_LIST: {              /* an array of strings, kept comma-separated */
+        char *dst = (char *)c + o->off;
+        size_t n = 0;
+        const cJSON *e;
+        if (!cJSON_IsArray(v)) {
+            snprintf(err, errlen, "%s: expected an array of strings", o->name);
+            return -1;
+        }
+        cJSON_ArrayForEach(e, v) {
+            size_t len;
+            if (!cJSON_IsString(e) || (len = strlen(e->valuestring)) == 0 || strchr(e->valuestring, ',') != NULL) {
+                snprintf(err, errlen, "%s: expected an array of non-empty strings without commas", o->name);
+                return -1;
+            }
+            if (n + len + 2 > o->size) {
+                snprintf(err, errlen, "%s: too long (max %zu bytes in all)", o->name, o->size - 1);
+                return -1;
+            }
+            n += (size_t)snprintf(dst + n, o->size - n, "%s%s", n > 0 ? "," : "", e->valuestring);
+        }
+        dst[n] = '\0';
+        return 0;
+    }
     case OPT_STR: {
         char *dst = (char *)c + o->off;
         int n;
@@ -219,8 +247,14 @@ static int check_enums(const config_t *c, char *err, size_t errlen)
 {
     static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
     static const char *const clients[] = { "native", "curl", NULL };
-    if (one_of("log.level", c->log_level, levels, err, errlen) < 0)
+    static const char *const failure[] = { "local", "closed", NULL };
+    if (one_of("log.level", c->log_level, levels, err, errlen) < 0 ||
+        one_of("cluster.redis_failure", c->cluster_redis_failure, failure, err, errlen) < 0)
         return -1;
+    if (c->cluster_prefix[0] != '/') {
+        snprintf(err, errlen, "cluster.prefix: must start with \"/\" (got \"%s\")", c->cluster_prefix);
+        return -1;
+    }
     return one_of("upstream.client", c->upstream_client, clients, err, errlen);
 }
 

@@ -88,6 +88,10 @@ static void keep_fixed(const config_t *run, config_t *next)
         { "admin.listen", strcmp(run->admin_listen, next->admin_listen) != 0 },
         { "admin.key_env", strcmp(run->admin_key_env, next->admin_key_env) != 0 },
         { "store.map_size_mb", run->map_size_mb != next->map_size_mb },
+        { "cluster", strcmp(run->cluster_etcd, next->cluster_etcd) != 0 ||
+                     strcmp(run->cluster_prefix, next->cluster_prefix) != 0 ||
+                     strcmp(run->cluster_redis, next->cluster_redis) != 0 ||
+                     strcmp(run->cluster_redis_failure, next->cluster_redis_failure) != 0 },
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)
@@ -100,6 +104,10 @@ static void keep_fixed(const config_t *run, config_t *next)
     memcpy(next->admin_key_env, run->admin_key_env, sizeof(next->admin_key_env));
     next->map_size_mb = run->map_size_mb;
     memcpy(next->seed, run->seed, sizeof(next->seed));
+    memcpy(next->cluster_etcd, run->cluster_etcd, sizeof(next->cluster_etcd));
+    memcpy(next->cluster_prefix, run->cluster_prefix, sizeof(next->cluster_prefix));
+    memcpy(next->cluster_redis, run->cluster_redis, sizeof(next->cluster_redis));
+    memcpy(next->cluster_redis_failure, run->cluster_redis_failure, sizeof(next->cluster_redis_failure));
 }
 
 /* 1 once every loop has taken generation GEN (waits up to 2 s). */
