@@ -65,6 +65,7 @@ typedef struct gateway {
     _Atomic uint64_t admin_gen;    /* the generation the admin thread took */
     time_t started_at;
     store_t *store;
+    struct etcd *etcd;             /* the cluster's store of record (SPEC 10), NULL on a single node */
     int nworkers;
     worker_t *workers;
     _Atomic int access_fd;         /* -1 = off */

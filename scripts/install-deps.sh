@@ -12,12 +12,15 @@ aptdir=$root/build/apt
 packages=(build-essential pkg-config cmake curl ca-certificates dpkg-dev
           libevent-dev libcurl4-openssl-dev libssl-dev libcjson-dev liblmdb-dev lmdb-utils python3
           systemd man-db wrk prometheus clang libfuzzer-14-dev
-          chromium chromium-driver python3-selenium)
+          chromium chromium-driver python3-selenium
+          etcd-server redis-server libhiredis-dev)
 # wrk drives the reload-under-load test; prometheus is there for promtool,
 # which checks /metrics (its server is not started by this install); clang and
 # libfuzzer-14-dev build the libFuzzer drivers `make test` runs (test/fuzz).
 # chromium, chromium-driver and python3-selenium run the dashboard's browser
-# tests (test/browser) headless.
+# tests (test/browser) headless. etcd-server and redis-server are the cluster
+# tests' store of record and shared counters (started by the tests on free
+# loopback ports, never as services); libhiredis-dev is the Redis client.
 
 say() { echo "install-deps: $*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -171,15 +171,12 @@ static const char *code_for(int status)
 
 /* An OpenAI-shaped error. When the message starts with "FIELD: ", FIELD is
  * reported as the error's param. */
-static void reply_error(evhtp_request_t *req, int status, const char *fmt, ...)
+static void vreply_error(evhtp_request_t *req, int status, const char *code, const char *fmt, va_list ap)
 {
     char raw[1024], msg[3 * sizeof(raw)], param[128] = "";
     const char *colon;
     cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    va_end(ap);
     /* cJSON prints bytes over 0x7f as they are: a path or value of raw
      * bytes must not make the body invalid UTF-8 */
     jscan_utf8_clean(raw, msg, sizeof(msg));
@@ -195,9 +192,29 @@ static void reply_error(evhtp_request_t *req, int status, const char *fmt, ...)
         cJSON_AddStringToObject(e, "param", param);
     else
         cJSON_AddNullToObject(e, "param");
-    cJSON_AddStringToObject(e, "code", code_for(status));
+    cJSON_AddStringToObject(e, "code", code);
     reply_json(req, status, root);
     cJSON_Delete(root);
+}
+
+static void reply_error(evhtp_request_t *req, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply_error(req, status, code_for(status), fmt, ap);
+    va_end(ap);
+}
+
+/* A write the store refused: ERR with its status; on a cluster whose etcd
+ * cannot be reached, 503 store_unavailable (the node still serves). */
+static void reply_store_error(evhtp_request_t *req, int status, const char *fmt, ...)
+{
+    va_list ap;
+    if (status == STORE_UNAVAILABLE)
+        evhtp_headers_add_header(req->headers_out, evhtp_header_new("Retry-After", "1", 0, 0));
+    va_start(ap, fmt);
+    vreply_error(req, status, status == STORE_UNAVAILABLE ? "store_unavailable" : code_for(status), fmt, ap);
+    va_end(ap);
 }
 
 static void reply_not_allowed(evhtp_request_t *req, const char *allow)
@@ -614,7 +631,7 @@ static void validate_and_store(evhtp_request_t *req, const caller_t *who, const 
         if (st == STORE_CONFLICT && fold_body != NULL && fold_enablement(req, who, col, rec, fold_body) == 0) {
             /* answered with the existing row */
         } else if (st != STORE_OK && st != STORE_CREATED) {
-            reply_error(req, st, "%s", err);
+            reply_store_error(req, st, "%s", err);
         } else {
             cJSON *view = public_view(col->table, rec);
             if (secret != NULL)
@@ -788,7 +805,7 @@ static void serve_delete(evhtp_request_t *req, const caller_t *who, const collec
     if (st == 0)
         return;                               /* refused above */
     if (st != STORE_OK) {
-        reply_error(req, st, "%s", err);
+        reply_store_error(req, st, "%s", err);
         return;
     }
     out = cJSON_CreateObject();

@@ -4,6 +4,7 @@
 #include "ledger.h"
 #include "config.h"
 #include "edge.h"
+#include "etcd.h"
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
@@ -62,9 +63,21 @@ static int store_command(const char *cmd, const config_t *cfg, const char *seed)
 {
     char err[1024];
     store_t *s = store_open(cfg->data_dir, (size_t)cfg->map_size_mb, err, sizeof(err));
+    etcd_t *etcd = NULL;
     int rc = 1;
     if (s == NULL) {
         tlog(LOG_ERROR, "%s", err);
+        return 1;
+    }
+    /* on a cluster: the mirror brought up to etcd's revision first, so
+     * that an export is the cluster's store and an import is checked
+     * against it (and then committed to etcd) */
+    if (cfg->cluster_etcd[0] != '\0' && (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+                                         (etcd = etcd_open(cfg, s, err, sizeof(err))) == NULL ||
+                                         etcd_sync(etcd, err, sizeof(err)) < 0)) {
+        tlog(LOG_ERROR, "%s", err);
+        etcd_close(etcd);
+        store_close(s);
         return 1;
     }
     if (strcmp(cmd, "export") == 0) {
@@ -82,8 +95,39 @@ static int store_command(const char *cmd, const config_t *cfg, const char *seed)
         tlog(LOG_INFO, "imported %s", seed);
         rc = 0;
     }
+    etcd_close(etcd);
     store_close(s);
+    if (cfg->cluster_etcd[0] != '\0')
+        curl_global_cleanup();
     return rc;
+}
+
+/* On a cluster (cluster.etcd): etcd becomes the store of record. A node
+ * whose mirror has a revision serves from it at once, and its watch
+ * resumes from that revision (a snapshot if etcd compacted past it). One
+ * with an empty mirror loads a full snapshot first, waiting up to 10 s for
+ * etcd, then gives up: it would serve nothing. */
+static int cluster_store(gateway_t *gw)
+{
+    char err[1024];
+    if ((gw->etcd = etcd_open(&gw->cfg, gw->store, err, sizeof(err))) == NULL) {
+        tlog(LOG_ERROR, "%s", err);
+        return -1;
+    }
+    if (store_mirror_revision(gw->store) > 0) {
+        tlog(LOG_INFO, "etcd: serving from the mirror at revision %lld; the watch brings it up to date",
+             (long long)store_mirror_revision(gw->store));
+        return 0;
+    }
+    for (int i = 0;; i++) {
+        if (etcd_sync(gw->etcd, err, sizeof(err)) == 0)
+            return 0;
+        if (i == 20) {
+            tlog(LOG_ERROR, "%s; the mirror is empty, so there is nothing to serve without etcd", err);
+            return -1;
+        }
+        usleep(500000);
+    }
 }
 
 /* 1 when every worker's loop turned within the last LIMIT ms. */
@@ -190,6 +234,20 @@ int main(int argc, char **argv)
         reload_cleanup(&gw);
         return 1;
     }
+    /* libcurl before any thread: the upstream client's and etcd's */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        tlog(LOG_ERROR, "cannot initialise libcurl");
+        store_close(gw.store);
+        reload_cleanup(&gw);
+        return 1;
+    }
+    if (gw.cfg.cluster_etcd[0] != '\0' && cluster_store(&gw) < 0) {
+        etcd_close(gw.etcd);
+        curl_global_cleanup();
+        store_close(gw.store);
+        reload_cleanup(&gw);
+        return 1;
+    }
     if (gw.cfg.seed[0] != '\0' && store_is_empty(gw.store)) {
         if (store_import_seed(gw.store, gw.cfg.seed, err, sizeof(err)) < 0) {
             tlog(LOG_ERROR, "%s", err);
@@ -198,6 +256,10 @@ int main(int argc, char **argv)
             return 1;
         }
         tlog(LOG_INFO, "imported seed %s into the empty store", gw.cfg.seed);
+    }
+    if (gw.etcd != NULL && etcd_start(gw.etcd) < 0) {
+        tlog(LOG_ERROR, "cannot start the etcd watch thread");
+        goto out;
     }
     gw.admin_key = getenv(gw.cfg.admin_key_env);
 
@@ -213,8 +275,8 @@ int main(int argc, char **argv)
 
     /* before libevent allocates anything (its locks, just below) */
     evhtp_set_mem_functions(smallmem_malloc, smallmem_realloc, smallmem_free);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || evthread_use_pthreads() != 0) {
-        tlog(LOG_ERROR, "cannot initialise libcurl or libevent threading");
+    if (evthread_use_pthreads() != 0) {
+        tlog(LOG_ERROR, "cannot initialise libevent threading");
         goto out;
     }
     keeper_restore(&gw);                  /* spend back in the ledger before anything is served */
@@ -281,6 +343,7 @@ out:
             worker_free(&gw.workers[i]);
         free(gw.workers);
     }
+    etcd_close(gw.etcd);                  /* before the store it writes */
     curl_global_cleanup();
     store_close(gw.store);
     ledger_free();

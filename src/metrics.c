@@ -9,6 +9,7 @@
  * the series by family and labels, and prints each label set once with the
  * workers' values summed. */
 #include "metrics.h"
+#include "etcd.h"
 #include "health.h"
 #include "tally.h"
 #include "worker.h"
@@ -396,6 +397,19 @@ void metrics_render(const gateway_t *gw, struct evbuffer *out)
     put_header(out, "turnout_config_last_reload_successful", "gauge",
                "0 when the last reload was rejected (the previous config keeps serving), else 1.");
     evbuffer_add_printf(out, "turnout_config_last_reload_successful %lld\n", (long long)atomic_load(&last_reload_ok));
+    if (gw->etcd != NULL) {
+        etcd_status_t st;
+        etcd_status(gw->etcd, &st);
+        put_header(out, "turnout_etcd_revision", "gauge", "The etcd revision this node's mirror of the store has applied.");
+        evbuffer_add_printf(out, "turnout_etcd_revision %lld\n", (long long)st.revision);
+        put_header(out, "turnout_etcd_connected", "gauge", "1 while this node's watch on etcd is up.");
+        evbuffer_add_printf(out, "turnout_etcd_connected %d\n", st.connected);
+        put_header(out, "turnout_etcd_behind_seconds", "gauge",
+                   "0 while the watch is up, else how long the mirror has been cut off from etcd.");
+        evbuffer_add_printf(out, "turnout_etcd_behind_seconds %.3f\n", st.behind_s);
+        put_header(out, "turnout_etcd_errors_total", "counter", "Calls to etcd that failed and watches that dropped.");
+        evbuffer_add_printf(out, "turnout_etcd_errors_total %llu\n", (unsigned long long)st.errors);
+    }
 
     for (int f = 0; f < M__COUNT; f++) {
         const family_t *fam = &families[f];

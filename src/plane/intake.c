@@ -4,6 +4,7 @@
 #include "auth.h"
 #include "budget.h"
 #include "edge.h"
+#include "etcd.h"
 #include "jscan.h"
 #include "multipart.h"
 #include "stats.h"
@@ -498,6 +499,19 @@ static void serve_data(req_t *r)
     attempt_first(r);
 }
 
+/* /readyz on a cluster: a node cut off from etcd stays ready (it serves
+ * from its mirror) and says so. */
+static void reply_cluster_ready(req_t *r, int ok)
+{
+    etcd_status_t st;
+    char body[256];
+    etcd_status(r->w->gw->etcd, &st);
+    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"etcd\":\"%s\",\"revision\":%lld%s}\n",
+             ok ? "ok" : "unavailable", st.connected ? "connected" : "unreachable", (long long)st.revision,
+             st.connected ? "" : ",\"serving\":\"mirror\"");
+    reply_json(r, ok ? 200 : 503, body);
+}
+
 static int is_health_path(const char *path)
 {
     return path != NULL && (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0);
@@ -606,7 +620,10 @@ static void on_request(evhtp_request_t *req, void *arg)
     switch (r->target) {
     case TO_HEALTH:
         ok = r->m_endpoint[0] == 'h' || (w->gw->ready && !w->stopping);
-        reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
+        if (w->gw->etcd != NULL && r->m_endpoint[0] == 'r')
+            reply_cluster_ready(r, ok);
+        else
+            reply_json(r, ok ? 200 : 503, ok ? "{\"status\":\"ok\"}\n" : "{\"status\":\"unavailable\"}\n");
         break;
     case TO_METRICS:
         serve_metrics(r);

@@ -1,0 +1,711 @@
+/* etcd.c - a cluster's store of record (SPEC 10): etcd v3 through its HTTP/JSON gateway, mirrored into the local store.
+ *
+ * In etcd, under the prefix (cluster.prefix, "/turnout/"):
+ *   records/TABLE/ID   a record's JSON, as the store keeps it (secrets too:
+ *                      etcd is where the nodes get their provider keys)
+ *   serial             rewritten by every write: the write's guard
+ * A write (store.h's remote) is one transaction whose compare says that
+ * serial has not changed since the revision the writing node's mirror is
+ * at; so every write was checked, by store.c's own code, against the whole
+ * store as it then was: two nodes creating the same route name at once
+ * give one 201 and one 409, and a provider cannot lose its last route's
+ * reference to a concurrent delete. A write that loses the race is checked
+ * again once the mirror has caught up.
+ *
+ * Every node mirrors records/ into its LMDB: a full snapshot (paged, at
+ * one revision) when it has none or etcd compacted past its revision, then
+ * a watch from the revision after the mirror's, on this module's own
+ * thread (turnout-etcd) with blocking libcurl: the workers never talk to
+ * etcd and never wait for it; they read LMDB as on a single node. When etcd
+ * cannot be reached the mirror stays as it is and keeps serving; admin
+ * writes answer 503; the watch retries with back-off and resumes from the
+ * mirror's revision. */
+#include "etcd.h"
+#include "log.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ENDPOINTS 16
+#define PAGE 500                        /* records per snapshot page */
+#define CALL_TIMEOUT_MS 5000            /* a transaction or a snapshot page */
+#define CONNECT_TIMEOUT_MS 1000
+#define MAX_BODY (64u << 20)
+
+struct etcd {
+    store_t *store;
+    char prefix[128], records[160], serial[160];
+    char *endpoints[MAX_ENDPOINTS];
+    int nendpoints;
+    _Atomic int current;                /* the endpoint that answered last */
+    CURL *caller;                       /* the admin thread's (or the command line's) */
+    pthread_t thread;
+    int started;
+    _Atomic int stop;
+    _Atomic int connected;
+    _Atomic int64_t down_since_ms;      /* when the watch last went down, or the module began */
+    _Atomic uint64_t errors;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- base64, as the gateway carries keys and values --- */
+
+static char *b64(const char *s, size_t n)
+{
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (out != NULL)
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+    return out;
+}
+
+/* Decodes S into a new NUL-terminated buffer; *N its length. NULL when S
+ * is not base64. */
+static char *unb64(const char *s, size_t *n)
+{
+    size_t len = strlen(s);
+    char *out;
+    int got;
+    if (len % 4 != 0 || (out = malloc(len / 4 * 3 + 1)) == NULL)
+        return NULL;
+    if ((got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len)) < 0) {
+        free(out);
+        return NULL;
+    }
+    if (len > 0 && s[len - 1] == '=')
+        got--;
+    if (len > 1 && s[len - 2] == '=')
+        got--;
+    out[got] = '\0';
+    *n = (size_t)got;
+    return out;
+}
+
+static int add_b64(cJSON *obj, const char *name, const char *s, size_t n)
+{
+    char *v = b64(s, n);
+    int ok = v != NULL && cJSON_AddStringToObject(obj, name, v) != NULL;
+    free(v);
+    return ok ? 0 : -1;
+}
+
+/* The end of the range of keys beginning with P: P with its last byte + 1. */
+static int add_range_end(cJSON *obj, const char *p)
+{
+    char end[200];
+    size_t n = strlen(p);
+    if (n == 0 || n >= sizeof(end))
+        return -1;
+    memcpy(end, p, n);
+    end[n - 1]++;
+    return add_b64(obj, "range_end", end, n);
+}
+
+/* etcd's 64-bit numbers are JSON strings. */
+static int64_t num(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (cJSON_IsString(v))
+        return strtoll(v->valuestring, NULL, 10);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static int64_t header_revision(const cJSON *resp)
+{
+    return num(cJSON_GetObjectItemCaseSensitive(resp, "header"), "revision");
+}
+
+/* --- calls --- */
+
+typedef struct body {
+    char *buf;
+    size_t len, cap;
+} body_t;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    body_t *b = arg;
+    size_t add = size * n;
+    if (b->len + add + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *nb;
+        while (cap < b->len + add + 1)
+            cap *= 2;
+        if (cap > MAX_BODY || (nb = realloc(b->buf, cap)) == NULL)
+            return 0;
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, p, add);
+    b->len += add;
+    b->buf[b->len] = '\0';
+    return add;
+}
+
+static void setup(CURL *h, const char *url, const char *payload, long timeout_ms)
+{
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 5L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 2L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
+/* POSTs REQ to PATH, trying each endpoint from the one that answered last.
+ * Returns etcd's answer, or NULL with the reason in err and *REFUSED set
+ * when etcd answered with an error (not worth another endpoint). */
+static cJSON *call(etcd_t *e, CURL *h, const char *path, const cJSON *req, char *err, size_t errlen, int *refused)
+{
+    char *payload = cJSON_PrintUnformatted(req), url[1200];
+    int first = atomic_load(&e->current);
+    cJSON *resp = NULL;
+    *refused = 0;
+    if (payload == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < e->nendpoints && resp == NULL && !*refused; i++) {
+        int at = (first + i) % e->nendpoints;
+        body_t b = { 0 };
+        long status = 0;
+        CURLcode rc;
+        snprintf(url, sizeof(url), "%s%s", e->endpoints[at], path);
+        setup(h, url, payload, CALL_TIMEOUT_MS);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+        rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (rc != CURLE_OK) {
+            snprintf(err, errlen, "etcd %s: %s", e->endpoints[at], curl_easy_strerror(rc));
+        } else if (status != 200) {
+            cJSON *eb = b.buf != NULL ? cJSON_Parse(b.buf) : NULL;
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(eb, "message");
+            if (!cJSON_IsString(m))
+                m = cJSON_GetObjectItemCaseSensitive(eb, "error");
+            snprintf(err, errlen, "etcd %s answered %ld: %s", e->endpoints[at], status,
+                     cJSON_IsString(m) ? m->valuestring : "(no message)");
+            cJSON_Delete(eb);
+            *refused = status >= 400 && status < 500;
+        } else if ((resp = b.buf != NULL ? cJSON_Parse(b.buf) : NULL) == NULL) {
+            snprintf(err, errlen, "etcd %s: an answer that is not JSON", e->endpoints[at]);
+        } else {
+            atomic_store(&e->current, at);
+        }
+        free(b.buf);
+    }
+    if (resp == NULL)
+        atomic_fetch_add(&e->errors, 1);
+    free(payload);
+    return resp;
+}
+
+/* --- writes (store.h's remote) --- */
+
+static int add_op(cJSON *ops, const char *kind, cJSON *body)
+{
+    cJSON *op = cJSON_CreateObject();
+    if (op == NULL || body == NULL) {
+        cJSON_Delete(op);
+        cJSON_Delete(body);
+        return -1;
+    }
+    cJSON_AddItemToObject(op, kind, body);
+    cJSON_AddItemToArray(ops, op);
+    return 0;
+}
+
+static cJSON *kv(const char *key, const char *value, size_t vlen)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || add_b64(o, "key", key, strlen(key)) < 0 ||
+        (value != NULL && add_b64(o, "value", value, vlen) < 0)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, size_t errlen)
+{
+    etcd_t *e = arg;
+    cJSON *req = cJSON_CreateObject(), *cmp = cJSON_AddArrayToObject(req, "compare"), *c = cJSON_CreateObject();
+    cJSON *ok = cJSON_AddArrayToObject(req, "success"), *fail = cJSON_AddArrayToObject(req, "failure"), *resp;
+    char key[400], mod[32], stamp[32];
+    int bad = c == NULL || add_b64(c, "key", e->serial, strlen(e->serial)) < 0, refused, rc = -1;
+
+    /* the guard: serial unchanged since the mirror's revision */
+    snprintf(mod, sizeof(mod), "%lld", (long long)plan->revision + 1);
+    cJSON_AddStringToObject(c, "target", "MOD");
+    cJSON_AddStringToObject(c, "result", "LESS");
+    cJSON_AddStringToObject(c, "mod_revision", mod);
+    cJSON_AddItemToArray(cmp, c);
+    snprintf(stamp, sizeof(stamp), "%lld", (long long)time(NULL));
+    bad |= add_op(ok, "request_put", kv(e->serial, stamp, strlen(stamp)));
+    for (int i = 0; i < plan->n && !bad; i++) {
+        const store_change_t *ch = &plan->v[i];
+        snprintf(key, sizeof(key), "%s%s/%s", e->records, store_table_name(ch->t), ch->id);
+        bad |= add_op(ok, ch->json != NULL ? "request_put" : "request_delete_range", kv(key, ch->json, ch->len));
+    }
+    bad |= add_op(fail, "request_range", kv(e->serial, NULL, 0));
+    if (bad) {
+        snprintf(err, errlen, "out of memory");
+        cJSON_Delete(req);
+        return -1;
+    }
+    if ((resp = call(e, e->caller, "/v3/kv/txn", req, err, errlen, &refused)) != NULL) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded"))) {
+            *rev = header_revision(resp);
+            rc = 0;
+        } else {
+            /* responses[0].response_range.kvs[0].mod_revision: where serial is now */
+            const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "responses"), 0);
+            r = cJSON_GetObjectItemCaseSensitive(r, "response_range");
+            *rev = num(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "kvs"), 0), "mod_revision");
+            if (*rev <= plan->revision)
+                *rev = header_revision(resp);
+            rc = 1;
+        }
+    } else if (refused) {
+        rc = -2;
+    } else {
+        char why[400];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "the store of record cannot be reached (%s); this node serves from its mirror, "
+                              "but writes wait until etcd answers", why);
+    }
+    cJSON_Delete(resp);
+    cJSON_Delete(req);
+    return rc;
+}
+
+/* --- the mirror --- */
+
+/* Splits KEY (under PREFIX) into table and id; -1 for any other key. */
+static int record_of(const char *key, size_t n, const char *prefix, store_table_t *t, char id[40])
+{
+    size_t plen = strlen(prefix);
+    const char *slash;
+    int tbl;
+    if (n <= plen || memcmp(key, prefix, plen) != 0 || (slash = memchr(key + plen, '/', n - plen)) == NULL ||
+        (tbl = store_table_of(key + plen, (size_t)(slash - key - plen))) < 0)
+        return -1;
+    n -= (size_t)(slash + 1 - key);
+    if (n == 0 || n >= 40 || memchr(slash + 1, '\0', n) != NULL)
+        return -1;
+    memcpy(id, slash + 1, n);
+    id[n] = '\0';
+    *t = (store_table_t)tbl;
+    return 0;
+}
+
+/* One key-value of etcd's: the record's change handed to PUT. 1 when it
+ * is not a record's (skipped), -1 on PUT's failure or a malformed one. */
+static int put_kv(const cJSON *kvo, int deleted, const char *prefix, etcd_put_fn put, void *arg)
+{
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(kvo, "key"), *v = cJSON_GetObjectItemCaseSensitive(kvo, "value");
+    char *key, *val = NULL, id[40];
+    size_t klen, vlen = 0;
+    store_table_t t;
+    int rc = 1;
+    if (!cJSON_IsString(k) || (key = unb64(k->valuestring, &klen)) == NULL)
+        return -1;
+    if (record_of(key, klen, prefix, &t, id) == 0) {
+        if (!deleted && (!cJSON_IsString(v) || (val = unb64(v->valuestring, &vlen)) == NULL))
+            rc = -1;
+        else
+            rc = put(t, id, deleted ? NULL : val, vlen, arg) < 0 ? -1 : 0;
+    }
+    free(key);
+    free(val);
+    return rc;
+}
+
+int etcd_decode_watch(const char *msg, size_t n, const char *prefix, int64_t after, etcd_put_fn put, void *arg,
+                      int64_t *rev, int64_t *compacted, int *created)
+{
+    cJSON *root = cJSON_ParseWithLength(msg, n);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result"), *ev;
+    int rc = 0;
+    *rev = 0;
+    *compacted = 0;
+    *created = 0;
+    if (!cJSON_IsObject(res)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    *created = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "created"));
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "canceled"))) {
+        *compacted = num(res, "compact_revision");
+        cJSON_Delete(root);
+        return *compacted > 0 ? 0 : -1;
+    }
+    cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(res, "events")) {
+        const cJSON *kvo = cJSON_GetObjectItemCaseSensitive(ev, "kv"), *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+        int64_t at = num(kvo, "mod_revision");
+        if (at <= 0) {
+            rc = -1;
+            break;
+        }
+        if (at <= after)
+            continue;                   /* the mirror has it (its own write, applied at once) */
+        if (put_kv(kvo, cJSON_IsString(type) && strcmp(type->valuestring, "DELETE") == 0, prefix, put, arg) < 0) {
+            rc = -1;
+            break;
+        }
+        if (at > *rev)
+            *rev = at;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int mirror_put(store_table_t t, const char *id, const char *json, size_t len, void *arg)
+{
+    return store_mirror_put(arg, t, id, json, len);
+}
+
+/* A full snapshot of records/ at one revision, paged, into a mirror
+ * emptied first; nothing happens when the mirror has that revision. */
+static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
+{
+    store_mirror_t *m = NULL;
+    int64_t rev = 0;
+    char *from = strdup(e->records);
+    size_t flen = strlen(e->records);
+    int more = 1, refused, rc = -1;
+
+    while (more && from != NULL) {
+        cJSON *req = cJSON_CreateObject(), *resp, *kvo;
+        char *last = NULL;
+        size_t llen = 0;
+        char revs[32];
+        if (req == NULL || add_b64(req, "key", from, flen) < 0 || add_range_end(req, e->records) < 0) {
+            cJSON_Delete(req);
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        cJSON_AddNumberToObject(req, "limit", PAGE);
+        if (rev > 0) {
+            snprintf(revs, sizeof(revs), "%lld", (long long)rev);
+            cJSON_AddStringToObject(req, "revision", revs);
+        }
+        resp = call(e, h, "/v3/kv/range", req, err, errlen, &refused);
+        cJSON_Delete(req);
+        if (resp == NULL)
+            break;
+        if (m == NULL) {
+            rev = header_revision(resp);
+            if ((m = store_mirror_begin(e->store, 1)) == NULL) {
+                snprintf(err, errlen, "the mirror could not be written");
+                cJSON_Delete(resp);
+                break;
+            }
+            if (store_mirror_applied(m) >= rev) {        /* up to date already */
+                cJSON_Delete(resp);
+                store_mirror_abort(m);
+                m = NULL;
+                rc = 0;
+                break;
+            }
+        }
+        cJSON_ArrayForEach(kvo, cJSON_GetObjectItemCaseSensitive(resp, "kvs")) {
+            const cJSON *k = cJSON_GetObjectItemCaseSensitive(kvo, "key");
+            if (put_kv(kvo, 0, e->records, mirror_put, m) < 0) {
+                snprintf(err, errlen, "a record of etcd's could not be mirrored");
+                more = -1;
+                break;
+            }
+            free(last);
+            last = cJSON_IsString(k) ? unb64(k->valuestring, &llen) : NULL;
+        }
+        if (more >= 0)
+            more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "more")) && last != NULL;
+        cJSON_Delete(resp);
+        free(from);
+        from = NULL;
+        if (more > 0 && (from = malloc(llen + 1)) != NULL) {     /* the next page: just after the last key */
+            memcpy(from, last, llen);
+            from[llen] = '\0';
+            flen = llen + 1;
+        }
+        free(last);
+        if (more < 0)
+            break;
+        if (more == 0) {
+            rc = store_mirror_commit(m, rev);
+            m = NULL;
+            if (rc < 0)
+                snprintf(err, errlen, "the mirror could not be written");
+            else
+                tlog(LOG_INFO, "etcd: mirrored a snapshot of %s at revision %lld", e->prefix, (long long)rev);
+        }
+    }
+    store_mirror_abort(m);
+    free(from);
+    return rc;
+}
+
+int etcd_sync(etcd_t *e, char *err, size_t errlen)
+{
+    return snapshot(e, e->caller, err, errlen);
+}
+
+/* The remote's catch_up: the watch brings the mirror to REV, normally
+ * within milliseconds; without a watch (the command line), or when it
+ * does not, a snapshot does. */
+static int catch_up(void *arg, int64_t rev, char *err, size_t errlen)
+{
+    etcd_t *e = arg;
+    for (int i = 0; e->started && i < 400; i++) {
+        if (store_mirror_revision(e->store) >= rev)
+            return 0;
+        usleep(5000);
+    }
+    return snapshot(e, e->caller, err, errlen);
+}
+
+/* --- the watch --- */
+
+int etcd_feed(etcd_line_t *line, const char *data, size_t len, int (*fn)(const char *msg, size_t n, void *arg),
+              void *arg)
+{
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t take = nl != NULL ? (size_t)(nl - data) : len;
+        if (line->len + take + 1 > line->cap) {
+            size_t cap = line->cap ? line->cap : 4096;
+            char *nb;
+            while (cap < line->len + take + 1)
+                cap *= 2;
+            if (cap > ETCD_LINE_MAX_BYTES || (nb = realloc(line->buf, cap)) == NULL)
+                return -1;
+            line->buf = nb;
+            line->cap = cap;
+        }
+        memcpy(line->buf + line->len, data, take);
+        line->len += take;
+        line->buf[line->len] = '\0';
+        if (nl == NULL)
+            return 0;
+        data = nl + 1;
+        len -= take + 1;
+        if (line->len > 0) {
+            int rc = fn(line->buf, line->len, arg);
+            line->len = 0;
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+typedef struct watch {
+    etcd_t *e;
+    etcd_line_t line;
+    int resync;                        /* etcd compacted past the mirror */
+} watch_t;
+
+static int on_message(const char *msg, size_t n, void *arg)
+{
+    watch_t *w = arg;
+    etcd_t *e = w->e;
+    store_mirror_t *m = store_mirror_begin(e->store, 0);
+    int64_t rev, compacted;
+    int created, rc;
+    if (m == NULL)
+        return -1;
+    rc = etcd_decode_watch(msg, n, e->records, store_mirror_applied(m), mirror_put, m, &rev, &compacted, &created);
+    if (rc == 0 && rev > 0)
+        rc = store_mirror_commit(m, rev);
+    else
+        store_mirror_abort(m);
+    if (rc < 0) {
+        tlog(LOG_WARN, "etcd: a watch message could not be applied; reconnecting from the mirror's revision");
+        return -1;
+    }
+    if (compacted > 0) {
+        tlog(LOG_WARN, "etcd: compacted to revision %lld, past the mirror's; taking a full snapshot",
+             (long long)compacted);
+        w->resync = 1;
+        return 1;
+    }
+    if (created && !atomic_exchange(&e->connected, 1))
+        tlog(LOG_INFO, "etcd: watching %s from revision %lld", e->prefix,
+             (long long)store_mirror_revision(e->store) + 1);
+    return 0;
+}
+
+static size_t on_watch_bytes(char *p, size_t size, size_t n, void *arg)
+{
+    watch_t *w = arg;
+    return etcd_feed(&w->line, p, size * n, on_message, w) == 0 ? size * n : 0;
+}
+
+static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    return atomic_load(&((etcd_t *)arg)->stop);
+}
+
+static void went_down(etcd_t *e, const char *why)
+{
+    if (atomic_exchange(&e->connected, 0)) {
+        atomic_store(&e->down_since_ms, now_ms());
+        tlog(LOG_WARN, "etcd: the watch dropped (%s); serving from the mirror at revision %lld", why,
+             (long long)store_mirror_revision(e->store));
+    }
+    atomic_fetch_add(&e->errors, 1);
+}
+
+/* One watch from the mirror's revision, until it ends; returns 1 when a
+ * snapshot is needed. */
+static int watch_once(etcd_t *e, CURL *h)
+{
+    watch_t w = { e, { NULL, 0, 0 }, 0 };
+    cJSON *req = cJSON_CreateObject(), *cr = cJSON_AddObjectToObject(req, "create_request");
+    char from[32], url[1200], *payload;
+    int at = atomic_load(&e->current);
+    CURLcode rc;
+
+    snprintf(from, sizeof(from), "%lld", (long long)store_mirror_revision(e->store) + 1);
+    if (cr == NULL || add_b64(cr, "key", e->records, strlen(e->records)) < 0 || add_range_end(cr, e->records) < 0 ||
+        cJSON_AddStringToObject(cr, "start_revision", from) == NULL || (payload = cJSON_PrintUnformatted(req)) == NULL) {
+        cJSON_Delete(req);
+        return 0;
+    }
+    cJSON_Delete(req);
+    snprintf(url, sizeof(url), "%s/v3/watch", e->endpoints[at]);
+    setup(h, url, payload, 0);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_watch_bytes);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, e);
+    rc = curl_easy_perform(h);
+    free(payload);
+    free(w.line.buf);
+    if (!atomic_load(&e->stop)) {
+        went_down(e, w.resync ? "compacted" : rc == CURLE_OK ? "closed by etcd" : curl_easy_strerror(rc));
+        if (rc != CURLE_OK && !w.resync)
+            atomic_store(&e->current, (at + 1) % e->nendpoints);   /* the next endpoint, next time */
+    }
+    return w.resync;
+}
+
+static void *watch_main(void *arg)
+{
+    etcd_t *e = arg;
+    CURL *h = curl_easy_init();
+    char err[512];
+    int backoff_ms = 100, resync = store_mirror_revision(e->store) == 0;
+    pthread_setname_np(pthread_self(), "turnout-etcd");
+    while (h != NULL && !atomic_load(&e->stop)) {
+        if (resync) {
+            if (snapshot(e, h, err, sizeof(err)) < 0) {
+                went_down(e, err);
+                goto wait;
+            }
+            resync = 0;
+        }
+        int64_t before = store_mirror_revision(e->store);
+        resync = watch_once(e, h);
+        if (store_mirror_revision(e->store) > before || resync)
+            backoff_ms = 100;                  /* it worked for a while: try again soon */
+    wait:
+        for (int i = 0; i < backoff_ms / 50 && !atomic_load(&e->stop); i++)
+            usleep(50000);
+        backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* --- life --- */
+
+etcd_t *etcd_open(const config_t *cfg, store_t *s, char *err, size_t errlen)
+{
+    etcd_t *e = calloc(1, sizeof(*e));
+    char list[sizeof(cfg->cluster_etcd)], *save = NULL;
+    if (e == NULL || (e->caller = curl_easy_init()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(e);
+        return NULL;
+    }
+    e->store = s;
+    atomic_store(&e->down_since_ms, now_ms());
+    snprintf(e->prefix, sizeof(e->prefix), "%s", cfg->cluster_prefix);
+    snprintf(e->records, sizeof(e->records), "%srecords/", cfg->cluster_prefix);
+    snprintf(e->serial, sizeof(e->serial), "%sserial", cfg->cluster_prefix);
+    snprintf(list, sizeof(list), "%s", cfg->cluster_etcd);
+    for (char *p = strtok_r(list, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
+        size_t n = strlen(p);
+        while (n > 0 && p[n - 1] == '/')
+            p[--n] = '\0';
+        if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0) {
+            snprintf(err, errlen, "cluster.etcd: \"%s\" is not an http:// or https:// URL", p);
+            etcd_close(e);
+            return NULL;
+        }
+        if (e->nendpoints == MAX_ENDPOINTS) {
+            snprintf(err, errlen, "cluster.etcd: at most %d endpoints", MAX_ENDPOINTS);
+            etcd_close(e);
+            return NULL;
+        }
+        if ((e->endpoints[e->nendpoints++] = strdup(p)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            etcd_close(e);
+            return NULL;
+        }
+    }
+    store_set_remote(s, &(store_remote_t){ commit, catch_up, e });
+    return e;
+}
+
+int etcd_start(etcd_t *e)
+{
+    if (pthread_create(&e->thread, NULL, watch_main, e) != 0)
+        return -1;
+    e->started = 1;
+    return 0;
+}
+
+void etcd_close(etcd_t *e)
+{
+    if (e == NULL)
+        return;
+    atomic_store(&e->stop, 1);
+    if (e->started)
+        pthread_join(e->thread, NULL);
+    store_set_remote(e->store, NULL);
+    for (int i = 0; i < e->nendpoints; i++)
+        free(e->endpoints[i]);
+    curl_easy_cleanup(e->caller);
+    free(e);
+}
+
+void etcd_status(etcd_t *e, etcd_status_t *st)
+{
+    int64_t since = atomic_load(&e->down_since_ms);
+    st->revision = store_mirror_revision(e->store);
+    st->connected = atomic_load(&e->connected);
+    st->behind_s = st->connected ? 0 : (double)(now_ms() - since) / 1000.0;
+    st->errors = atomic_load(&e->errors);
+}
