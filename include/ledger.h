@@ -34,6 +34,8 @@ int64_t ledger_window(win_kind_t kind, int64_t now, int64_t *start, int64_t *end
  * long as the process: a lookup is a few loads, never a lock; making one
  * takes a lock, once per name. */
 ledger_entry_t *ledger_get(const char *name);
+/* E's name, as given to ledger_get. */
+const char *ledger_name(const ledger_entry_t *e);
 /* The entry named NAME, or NULL if none was made. */
 ledger_entry_t *ledger_find(const char *name);
 

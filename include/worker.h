@@ -46,6 +46,7 @@ typedef struct worker {
     struct journal *journal;       /* owned: the usage it counted, for the keeper (journal.c) */
     struct event_ring *events;     /* owned: its attempt events, read by the admin thread (events.c) */
     struct stats *stats;           /* owned: its per-route and per-target counts, read likewise (stats.c) */
+    struct shared *shared;         /* owned: its Redis connection for the cluster's counters, or NULL (shared.c) */
     uint64_t req_seq;              /* request id sequence */
     uint64_t rng;                  /* xorshift state for ids */
     int in_flight;                 /* requests being served */

@@ -441,3 +441,8 @@ void ledger_free(void)
     }
     count = 0;
 }
+
+const char *ledger_name(const ledger_entry_t *e)
+{
+    return e->name;
+}

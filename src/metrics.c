@@ -10,6 +10,7 @@
  * workers' values summed. */
 #include "metrics.h"
 #include "etcd.h"
+#include "shared.h"
 #include "health.h"
 #include "tally.h"
 #include "worker.h"
@@ -409,6 +410,21 @@ void metrics_render(const gateway_t *gw, struct evbuffer *out)
         evbuffer_add_printf(out, "turnout_etcd_behind_seconds %.3f\n", st.behind_s);
         put_header(out, "turnout_etcd_errors_total", "counter", "Calls to etcd that failed and watches that dropped.");
         evbuffer_add_printf(out, "turnout_etcd_errors_total %llu\n", (unsigned long long)st.errors);
+    }
+    if (gw->cfg.cluster_redis[0] != '\0') {
+        double rtt_us;
+        uint64_t errors;
+        int up;
+        shared_figures(&rtt_us, &errors, &up);
+        put_header(out, "turnout_redis_connected", "gauge", "1 while the shared counters' Redis is connected.");
+        evbuffer_add_printf(out, "turnout_redis_connected %d\n", up);
+        put_header(out, "turnout_redis_rtt_seconds", "gauge", "Moving average of a reservation's round trip to Redis.");
+        evbuffer_add_printf(out, "turnout_redis_rtt_seconds %.6f\n", rtt_us / 1e6);
+        put_header(out, "turnout_redis_errors_total", "counter",
+                   "Reservations Redis did not answer in time, or answered with an error.");
+        evbuffer_add_printf(out, "turnout_redis_errors_total %llu\n", (unsigned long long)errors);
+        put_header(out, "turnout_cluster_nodes", "gauge", "Nodes alive, as their beats in Redis show.");
+        evbuffer_add_printf(out, "turnout_cluster_nodes %d\n", shared_nodes());
     }
 
     for (int f = 0; f < M__COUNT; f++) {

@@ -1,5 +1,6 @@
 /* worker.c - a worker thread: its event loop, evhtp listener, upstream clients and store reader. */
 #include "worker.h"
+#include "shared.h"
 #include "budget.h"
 #include "edge.h"
 #include "events.h"
@@ -154,7 +155,8 @@ int worker_init(worker_t *w, gateway_t *gw, int id, char *err, size_t errlen)
         (w->metrics = metrics_new()) == NULL ||
         (w->reader = store_reader_new(gw->store)) == NULL || (w->budgets = budgets_new()) == NULL ||
         (w->journal = journal_new()) == NULL || (w->events = events_ring_new()) == NULL ||
-        (w->stats = stats_new()) == NULL) {
+        (w->stats = stats_new()) == NULL ||
+        (w->cfg->cluster_redis[0] != '\0' && (w->shared = shared_new(w, w->cfg)) == NULL)) {
         snprintf(err, errlen, "worker %d: out of resources", id);
         return -1;
     }
@@ -207,6 +209,7 @@ void worker_free(worker_t *w)
         event_free(w->wake_ev);
     if (w->base != NULL && w->wake_fd >= 0)   /* base: worker_init ran (it sets wake_fd) */
         close(w->wake_fd);
+    shared_free(w->shared);               /* on its loop: before the loop goes */
     metrics_free(w->metrics);
     store_reader_free(w->reader);
     budgets_free(w->budgets);
