@@ -1,5 +1,6 @@
 /* attempt.c - the attempt engine: candidates one at a time, 429 retries on timers, caps and cooldowns, each attempt's limits. */
 #include "plane.h"
+#include "shared.h"
 #include "edge.h"
 #include "h1.h"
 #include "jscan.h"
@@ -163,6 +164,11 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
         until = now + wait;
         r->n429++;
         health_defer(&r->health, (int64_t)until);
+        if (r->w->shared != NULL) {       /* and on no other node either */
+            char slot[700];
+            text_cat(slot, sizeof(slot), "up:", c->provider, "/", c->model, NULL);
+            shared_defer(r->w->shared, slot, (int64_t)until);
+        }
         attempt_end(r);
         if (r->tries <= r->max_429_retries && until < r->deadline_ms) {
             char why[80], num[24];
@@ -466,6 +472,38 @@ static void skipped(req_t *r, const char *why)
         attempt_event(r, EV_BUDGET_EXHAUSTED, 0, "passed over: a budget of its own cannot take the request");
 }
 
+/* The current candidate's budgets answered RC (spend_reserve's): its
+ * attempt starts (1), or it is passed over (0: the next one's turn), or
+ * the client has its answer (1). */
+static int reserved(req_t *r, int rc)
+{
+    if (rc != 0) {
+        health_release(&r->health);
+        if (rc < 0)
+            return 1;                     /* a budget of the request's refused: the client has its 429 */
+        skipped(r, "budget_exhausted");
+        r->skipped_budget++;
+        return 0;
+    }
+    if ((rc = start_attempt(r)) == 0)
+        return 1;
+    spend_settle(r, 0);
+    health_release(&r->health);
+    if (rc == -2)
+        return 1;                         /* the client has its answer */
+    r->last_fail = "upstream_error";
+    return 0;
+}
+
+void attempt_reserved(req_t *r, int rc)
+{
+    if (reserved(r, rc))
+        return;
+    r->cand++;
+    r->tries = 0;
+    attempt_next(r);
+}
+
 /* Gives the current candidate, or the next one that is usable, an attempt;
  * replies when none is left. A candidate cooling down, whose probe is out,
  * at a cap or over a budget of its own is passed over (and listed in the
@@ -484,21 +522,8 @@ void attempt_next(req_t *r)
         health_of(&r->res, r->cand, &r->health);
         switch (health_take(&r->health, (int64_t)now, cfg->cooldown_after, &until)) {
         case HEALTH_USABLE:
-            if ((rc = spend_reserve(r)) != 0) {
-                health_release(&r->health);
-                if (rc < 0)
-                    return;               /* a budget of the request's refused: the client has its 429 */
-                skipped(r, "budget_exhausted");
-                r->skipped_budget++;
-                break;
-            }
-            if ((rc = start_attempt(r)) == 0)
-                return;
-            spend_settle(r, 0);
-            health_release(&r->health);
-            if (rc == -2)
-                return;                   /* the client has its answer */
-            r->last_fail = "upstream_error";
+            if ((rc = spend_reserve(r)) == 2 || reserved(r, rc))
+                return;                   /* Redis answers later (attempt_reserved), or this one is under way */
             break;
         case HEALTH_COOLING:
             if (r->tries > 0 && until < r->deadline_ms) {

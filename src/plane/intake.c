@@ -454,13 +454,18 @@ static const char *sticky_key(req_t *r, char *buf, size_t cap)
 static void serve_data(req_t *r)
 {
     struct evbuffer *in = r->req->buffer_in;
+    r->body_len = evbuffer_get_length(in);
+    r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
+    if (parse_body(r) < 0 || pace_admit(r) != 0)
+        return;                           /* answered, or admitted later (intake_paced) */
+    intake_paced(r);
+}
+
+void intake_paced(req_t *r)
+{
     const char *router = r->router;
     endpoint_t ep = r->ep;
     char sticky[256];
-    r->body_len = evbuffer_get_length(in);
-    r->body = r->body_len ? (const char *)evbuffer_pullup(in, -1) : "";
-    if (parse_body(r) < 0 || pace_admit(r) < 0)
-        return;
     resolve_in_t ask = { .ep = ep, .model = r->model, .router = router, .key_id = r->key_id, .tenant = r->tenant,
                          .sticky = sticky_key(r, sticky, sizeof(sticky)), .privileged = r->privileged,
                          .body = r->body, .body_len = r->body_len, .form_boundary = r->multipart ? r->boundary : NULL };
@@ -700,7 +705,10 @@ static void count_request(req_t *r)
 static evhtp_res on_fini(evhtp_request_t *req, void *arg)
 {
     req_t *r = arg;
-    if (r->call != NULL || r->waiting) {
+    int on_redis = r->shared_call != NULL;
+    if (on_redis)
+        spend_forget(r);                   /* Redis's answer, when it comes, gives back what it took */
+    if (r->call != NULL || r->waiting || on_redis) {
         if (r->call != NULL && r->ntrace > 0) {
             const candidate_t *c = &r->res.cand[r->cand];
             r->trace[r->ntrace - 1].error = "client_closed";

@@ -16,10 +16,12 @@
  * limits and the tenant's, the one with the fewest requests left. */
 #include "plane.h"
 #include "budget.h"
+#include "shared.h"
 #include "text.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 /* The limits of a key or tenant record as numbers, with the ledger entry
@@ -100,49 +102,185 @@ static void show_refused(req_t *r, ledger_entry_t *e, const int64_t limit[LEDGER
     show(r, spent, limit, end - now, 1);
 }
 
-/* Takes one pace (the key's or the tenant's: record REC of store
- * generation GEN) for R; 0, or -1 after the 429. */
-static int take(req_t *r, const char *who, const char *name, const cJSON *rec, size_t gen,
-                const int64_t amt[LEDGER__N], int64_t now)
+/* The 429 of a pace over its limit: counter OVER (LEDGER_TOKENS,
+ * LEDGER_REQUESTS, or SHARED_FLIGHT for its places in flight). */
+static void refuse(req_t *r, const char *who, const char *name, const rule_t *u, int over, int64_t now, int64_t end)
 {
-    rule_t scratch;
-    const rule_t *u = rule_of(rec, gen, who, name, &scratch);
-    pace_t *p = &r->pace[r->npace];
-    int64_t end;
-    int over;
-    if (u->e == NULL)
-        return 0;
-    p->e = u->e;
-    ledger_window(WIN_MINUTE, now, NULL, &end);
-    if ((over = ledger_reserve(p->e, WIN_MINUTE, now, amt, u->limit, &p->h)) >= 0) {
-        show_refused(r, p->e, u->limit, now, end);
-        reply_retry_hints(r, (double)(end - now) * 1000.0, 1);
-        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
-                    "the %s '%s' is over its limit of %lld %s per minute; retry after %lld s", who, name,
-                    (long long)u->limit[over], over == LEDGER_TOKENS ? "tokens" : "requests", (long long)(end - now));
-        return -1;
-    }
-    if (u->flight >= 0 && !ledger_enter(p->e, u->flight)) {
-        ledger_settle(p->e, &p->h, NULL);
-        show_refused(r, p->e, u->limit, now, end);
+    if (over == SHARED_FLIGHT) {
         reply_retry_hints(r, 1000, 1);
         reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
                     "the %s '%s' has %lld requests in flight, its limit; retry shortly", who, name,
                     (long long)u->flight);
+        return;
+    }
+    reply_retry_hints(r, (double)(end - now) * 1000.0, 1);
+    reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
+                "the %s '%s' is over its limit of %lld %s per minute; retry after %lld s", who, name,
+                (long long)u->limit[over], over == LEDGER_TOKENS ? "tokens" : "requests", (long long)(end - now));
+}
+
+/* Takes one pace (the key's or the tenant's: record REC of store
+ * generation GEN) for R; 0, or -1 after the 429. With SHARE > 1 (a
+ * cluster whose Redis is unreachable) each limit is that many nodes'. */
+static int take(req_t *r, const char *who, const char *name, const cJSON *rec, size_t gen,
+                const int64_t amt[LEDGER__N], int64_t now, int share)
+{
+    rule_t scratch;
+    const rule_t *u = rule_of(rec, gen, who, name, &scratch);
+    pace_t *p = &r->pace[r->npace];
+    int64_t end, limit[LEDGER__N], flight = u->flight;
+    int over;
+    if (u->e == NULL)
+        return 0;
+    p->e = u->e;
+    for (int i = 0; i < LEDGER__N; i++)
+        limit[i] = u->limit[i] >= 0 ? u->limit[i] / share : -1;
+    if (flight >= 0)
+        flight /= share;
+    ledger_window(WIN_MINUTE, now, NULL, &end);
+    if ((over = ledger_reserve(p->e, WIN_MINUTE, now, amt, limit, &p->h)) >= 0) {
+        show_refused(r, p->e, limit, now, end);
+        refuse(r, who, name, u, over, now, end);
         return -1;
     }
-    p->in_flight = u->flight >= 0;
+    if (flight >= 0 && !ledger_enter(p->e, flight)) {
+        ledger_settle(p->e, &p->h, NULL);
+        show_refused(r, p->e, limit, now, end);
+        refuse(r, who, name, u, SHARED_FLIGHT, now, end);
+        return -1;
+    }
+    p->in_flight = flight >= 0;
     r->npace++;
-    show(r, p->h.after, u->limit, end - now, 0);
+    show(r, p->h.after, limit, end - now, 0);
     return 0;
+}
+
+/* The key's and the tenant's rules that limit R, in order, copied into U
+ * (the per-thread cache may reuse a slot for the second), their names
+ * into WHO and NAME; how many. */
+static int rules_of(req_t *r, rule_t u[2], const char *who[2], const char *name[2])
+{
+    const cJSON *tenant;
+    store_hold_t *hold = NULL;
+    rule_t scratch;
+    int n = 0;
+    if (r->key_rec != NULL &&
+        (u[n] = *rule_of(r->key_rec, store_hold_generation(r->key_hold), "key", r->key_id, &scratch)).e != NULL) {
+        who[n] = "key";
+        name[n++] = r->key_id;
+    }
+    if (r->tenant[0] != '\0' && (tenant = store_get_tenant(r->w->reader, r->tenant, &hold)) != NULL &&
+        !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(tenant, "enabled")) &&
+        (u[n] = *rule_of(tenant, store_hold_generation(hold), "tenant", r->tenant, &scratch)).e != NULL) {
+        who[n] = "tenant";
+        name[n++] = r->tenant;
+    }
+    store_release(hold);
+    return n;
+}
+
+/* The token that names R's places in flight in Redis (with the node's
+ * name, which shared.c adds): the same for as long as R lives. */
+static const char *flight_token(req_t *r, char buf[64])
+{
+    snprintf(buf, 64, "%d.%lx.%lld.%ld", r->w->id, (unsigned long)(uintptr_t)r, (long long)r->t0.tv_sec,
+             (long)r->t0.tv_nsec);
+    return buf;
+}
+
+/* The pace_admit of a cluster with cluster.redis: the request's paces
+ * are taken in Redis in one call; 1 (intake_paced follows when it is
+ * admitted), 0 (nothing to take), -1 (answered). Unreachable, the
+ * failure policy decides. */
+static void on_paced(void *arg, const shared_answer_t *a);
+
+static int policy_fallback(req_t *r, int64_t now, const int64_t amt[LEDGER__N]);
+static int pace_admit_local(req_t *r, int64_t now, const int64_t amt[LEDGER__N], int share);
+
+static int admit_shared(req_t *r, const int64_t amt[LEDGER__N], int64_t now)
+{
+    rule_t u[2];
+    const char *who[2], *name[2];
+    shared_take_t t[2];
+    char token[64];
+    int64_t end, tag = ledger_window(WIN_MINUTE, now, NULL, &end);
+    int n = rules_of(r, u, who, name);
+    if (n == 0)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        t[i].e = u[i].e;
+        t[i].tag = tag;
+        t[i].ttl_s = end - now + 1;
+        memcpy(t[i].amt, amt, sizeof(t[i].amt));
+        memcpy(t[i].limit, u[i].limit, sizeof(t[i].limit));
+        t[i].flight = u[i].flight;
+    }
+    if ((r->shared_call = shared_reserve(r->w->shared, t, n, flight_token(r, token), on_paced, r)) == NULL)
+        return policy_fallback(r, now, amt);
+    return 1;
+}
+
+static void on_paced(void *arg, const shared_answer_t *a)
+{
+    req_t *r = arg;
+    rule_t u[2];
+    const char *who[2], *name[2];
+    int64_t now = (int64_t)time(NULL), end, amt[LEDGER__N], tag = ledger_window(WIN_MINUTE, now, NULL, &end);
+    int n;
+    r->shared_call = NULL;
+    amt[LEDGER_USD] = 0;
+    amt[LEDGER_TOKENS] = r->pace_estimate;
+    amt[LEDGER_REQUESTS] = 1;
+    if (a->result == SHARED_FAILED) {
+        if (policy_fallback(r, now, amt) == 0)
+            intake_paced(r);
+        return;
+    }
+    /* the rules again, matched to the answer by position as they were
+     * sent (a store change in between is read as the change it is) */
+    n = rules_of(r, u, who, name);
+    if (a->result == SHARED_OVER) {
+        if (a->item >= 0 && a->item < n) {
+            show(r, u[a->item].limit, u[a->item].limit, end - now, 1);   /* over: none left */
+            refuse(r, who[a->item], name[a->item], &u[a->item], a->counter, now, end);
+        } else {
+            reply_retry_hints(r, 1000, 1);
+            reply_error(r, 429, "rate_limit_error", "rate_limited", NULL, "a rate limit of the caller is reached");
+        }
+        return;
+    }
+    r->pace_shared = 1;
+    for (int i = 0; i < n; i++) {
+        pace_t *p = &r->pace[r->npace++];
+        p->e = u[i].e;
+        p->in_flight = u[i].flight >= 0;
+        for (int k = 0; k < LEDGER__N; k++) {
+            p->h.amt[k] = amt[k];
+            p->h.tag[k] = tag;
+            p->h.after[k] = a->after[i][k];
+        }
+        show(r, p->h.after, u[i].limit, end - now, 0);
+    }
+    intake_paced(r);
+}
+
+/* Redis cannot be reached: cluster.redis_failure "local" takes the paces
+ * here with each limit divided among the live nodes; "closed" refuses. */
+static int policy_fallback(req_t *r, int64_t now, const int64_t amt[LEDGER__N])
+{
+    if (strcmp(r->w->cfg->cluster_redis_failure, "closed") == 0) {
+        reply_retry_hints(r, 1000, 1);
+        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
+                    "the cluster's shared counters (Redis) cannot be reached and cluster.redis_failure is "
+                    "\"closed\"; retry shortly");
+        return -1;
+    }
+    return pace_admit_local(r, now, amt, shared_nodes());
 }
 
 int pace_admit(req_t *r)
 {
     int64_t now = (int64_t)time(NULL), amt[LEDGER__N];
-    const cJSON *tenant = NULL;
-    store_hold_t *hold = NULL;
-    int rc = 0;
     if (r->key_rec == NULL && r->tenant[0] == '\0')
         return 0;
     amt[LEDGER_USD] = 0;
@@ -150,12 +288,23 @@ int pace_admit(req_t *r)
                          (r->ep == EP_EMBEDDINGS ? 0 : r->max_tokens > 0 ? r->max_tokens : r->w->cfg->default_output_tokens);
     amt[LEDGER_REQUESTS] = 1;
     r->pace_estimate = amt[LEDGER_TOKENS];
+    if (r->w->shared != NULL)
+        return admit_shared(r, amt, now);
+    return pace_admit_local(r, now, amt, 1);
+}
+
+/* The paces taken in this process's ledger, each limit divided by SHARE. */
+static int pace_admit_local(req_t *r, int64_t now, const int64_t amt[LEDGER__N], int share)
+{
+    const cJSON *tenant = NULL;
+    store_hold_t *hold = NULL;
+    int rc = 0;
     if (r->key_rec != NULL &&
-        take(r, "key", r->key_id, r->key_rec, store_hold_generation(r->key_hold), amt, now) < 0)
+        take(r, "key", r->key_id, r->key_rec, store_hold_generation(r->key_hold), amt, now, share) < 0)
         rc = -1;
     if (rc == 0 && r->tenant[0] != '\0' && (tenant = store_get_tenant(r->w->reader, r->tenant, &hold)) != NULL &&
         !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(tenant, "enabled")) &&
-        take(r, "tenant", r->tenant, tenant, store_hold_generation(hold), amt, now) < 0)
+        take(r, "tenant", r->tenant, tenant, store_hold_generation(hold), amt, now, share) < 0)
         rc = -1;
     store_release(hold);
     if (rc < 0)
@@ -171,6 +320,22 @@ void pace_done(req_t *r)
     act[LEDGER_TOKENS] = u->prompt >= 0 || u->completion >= 0 ? usage_tokens(u)
                          : r->last_cand >= 0 ? r->pace_estimate : 0;
     act[LEDGER_REQUESTS] = 1;             /* a request made counts, answered or not */
+    if (r->pace_shared) {
+        shared_take_t t[2];
+        int64_t delta[2][LEDGER__N];
+        char token[64];
+        for (int i = 0; i < r->npace; i++) {
+            t[i].e = r->pace[i].e;
+            t[i].tag = r->pace[i].h.tag[0];
+            t[i].flight = r->pace[i].in_flight ? 0 : -1;
+            for (int k = 0; k < LEDGER__N; k++)
+                delta[i][k] = act[k] - r->pace[i].h.amt[k];
+        }
+        shared_settle(r->w->shared, t, (const int64_t(*)[LEDGER__N])delta, r->npace, flight_token(r, token));
+        r->npace = 0;
+        r->pace_shared = 0;
+        return;
+    }
     for (int i = 0; i < r->npace; i++) {
         ledger_settle(r->pace[i].e, &r->pace[i].h, act);
         if (r->pace[i].in_flight)

@@ -156,6 +156,9 @@ typedef struct req {
     char rl_text[3][2][24];      /* their header values as text (tokens, requests: limit, remaining; the reset) */
     dialect_usage_t estimate;    /* what the current attempt was expected to use */
     int waiting;                 /* the timer is a Retry-After wait */
+    struct shared_call *shared_call;   /* a reservation Redis has yet to answer (pace.c, spend.c), or NULL */
+    struct spend_wait *spend_wait;     /* what the budget reservation on its way needs back (spend.c) */
+    int pace_shared, held_shared;      /* the paces / holds were taken in Redis (shared.c), not the ledger */
     health_t health;             /* the current attempt's shared slots */
     const char *m_endpoint;      /* the endpoint label of its metrics */
     series_t *m_route;           /* its route's in-flight gauge, once counted in it */
@@ -236,10 +239,13 @@ void reply_access_log(req_t *r);
 /* --- pace.c: rate limits of keys and tenants ---------------------------------- */
 
 /* Counts the request in its key's and tenant's limits: 0, or -1 after
- * answering 429 rate_limited. */
+ * answering 429 rate_limited; 1 when the cluster's shared counters answer
+ * later (intake_paced follows then, if the request is admitted). */
 int pace_admit(req_t *r);
 /* The request is over: its tokens reconciled, its place in flight given back. */
 void pace_done(req_t *r);
+/* (intake.c) A data request whose paces are taken: resolution, the first attempt. */
+void intake_paced(req_t *r);
 /* The x-ratelimit-* headers of a limited caller's answer. */
 void pace_headers(req_t *r);
 
@@ -248,8 +254,12 @@ void pace_headers(req_t *r);
 /* Reserves the current attempt's estimated cost against every budget that
  * applies: 0 when reserved (or none applies), 1 when a budget of the
  * candidate's own passes it over, -1 when one of the request's refused it
- * (the client has its 429). */
+ * (the client has its 429); 2 when the cluster's shared counters answer
+ * later: attempt_reserved follows then with one of the other three. */
 int spend_reserve(req_t *r);
+/* The request is gone while Redis has a reservation of its to answer:
+ * whatever it takes is given back when the answer comes. */
+void spend_forget(req_t *r);
 /* Settles the current attempt's reservations: charged with its usage when
  * ANSWERED (its answer reached the client), else released. */
 void spend_settle(req_t *r, int answered);
@@ -265,6 +275,8 @@ void attempt_init(req_t *r);
 void attempt_first(req_t *r);
 /* Gives the current candidate, or the next usable one, an attempt; replies when none is left. */
 void attempt_next(req_t *r);
+/* spend_reserve's late answer RC for the current candidate: attempt_next goes on from it. */
+void attempt_reserved(req_t *r, int rc);
 /* Ends the current attempt: its timer, caps, call and buffered answer. */
 void attempt_end(req_t *r);
 /* One attempt is over (FAILED: NULL for a whole answer, else its code). */

@@ -23,10 +23,12 @@
 #include "budget.h"
 #include "journal.h"
 #include "log.h"
+#include "shared.h"
 #include "text.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -34,8 +36,26 @@ typedef struct reserving {
     req_t *r;
     int64_t amt[LEDGER__N];
     int64_t now;
+    int share;                     /* each limit is this many nodes' (Redis unreachable); else 1 */
     const budget_t *over;          /* the budget that refused */
+    struct spend_wait *wait;       /* gathering the takes for Redis, or NULL */
 } reserving_t;
+
+/* A budget reservation sent to Redis (shared.c), until its answer: the
+ * takes, and what a refusal needs of each budget (the worker's compiled
+ * budgets may be compiled again meanwhile). */
+typedef struct spend_wait {
+    int n;
+    shared_take_t t[MAX_BUDGET_HOLDS];
+    struct {
+        budget_scope_t scope;
+        win_kind_t window;
+        int alert;
+        char name[132];
+        int64_t limit[LEDGER__N];
+    } b[MAX_BUDGET_HOLDS];
+    int64_t amt[LEDGER__N];
+} spend_wait_t;
 
 /* An alert budget reached its limit: said once per window. */
 static void alert_if_reached(req_t *r, const budget_t *bg, int64_t now)
@@ -55,13 +75,45 @@ static void alert_if_reached(req_t *r, const budget_t *bg, int64_t now)
          (long long)(spent[LEDGER_REQUESTS] + reserved[LEDGER_REQUESTS]));
 }
 
+/* Adds budget BG to the takes of the Redis call being made. */
+static int gather(const budget_t *bg, void *arg)
+{
+    reserving_t *x = arg;
+    spend_wait_t *w = x->wait;
+    shared_take_t *t;
+    int64_t end;
+    if (w->n == MAX_BUDGET_HOLDS) {
+        x->over = bg;                     /* more than an attempt can hold: refused, as by the ledger */
+        return 1;
+    }
+    t = &w->t[w->n];
+    t->e = bg->e;
+    t->tag = ledger_window(bg->window, x->now, NULL, &end);
+    t->ttl_s = bg->window == WIN_TOTAL ? 0 : end - x->now + 1;
+    t->flight = -1;
+    memcpy(t->amt, x->amt, sizeof(t->amt));
+    for (int i = 0; i < LEDGER__N; i++)
+        t->limit[i] = bg->alert ? -1 : bg->limit[i];
+    w->b[w->n].scope = bg->scope;
+    w->b[w->n].window = bg->window;
+    w->b[w->n].alert = bg->alert;
+    memcpy(w->b[w->n].limit, bg->limit, sizeof(bg->limit));
+    snprintf(w->b[w->n].name, sizeof(w->b[w->n].name), "%s", bg->name);
+    w->n++;
+    return 0;
+}
+
 static int take(const budget_t *bg, void *arg)
 {
-    static const int64_t unlimited[LEDGER__N] = { -1, -1, -1 };
     reserving_t *x = arg;
     req_t *r = x->r;
+    int64_t limit[LEDGER__N];
+    if (x->wait != NULL)
+        return gather(bg, arg);
+    for (int i = 0; i < LEDGER__N; i++)
+        limit[i] = bg->alert || bg->limit[i] < 0 ? -1 : bg->limit[i] / x->share;
     if (r->nheld == MAX_BUDGET_HOLDS ||
-        ledger_reserve(bg->e, bg->window, x->now, x->amt, bg->alert ? unlimited : bg->limit, &r->held[r->nheld].h) >= 0) {
+        ledger_reserve(bg->e, bg->window, x->now, x->amt, limit, &r->held[r->nheld].h) >= 0) {
         x->over = bg;                     /* (more budgets on one attempt than it can hold: refused too) */
         return 1;
     }
@@ -82,42 +134,50 @@ static void estimate(const req_t *r, const candidate_t *c, dialect_usage_t *u)
     u->cached = -1;
 }
 
-/* The 429 for a budget of the request's own scopes. */
-static void refuse(req_t *r, const budget_t *bg, int64_t now)
+/* The 429 for a budget of the request's own scopes: its SCOPE, NAME and WINDOW. */
+static void refuse(req_t *r, budget_scope_t bscope, const char *bname, win_kind_t window, int64_t now)
 {
     static const char *const scope[BS__COUNT] = { "target", "provider", "route", "key", "tenant", "global" };
     int64_t end;
     double wait_ms;
     char resets[64] = "it has no window: it does not reset", why[300];
-    ledger_window(bg->window, now, NULL, &end);
-    wait_ms = bg->window == WIN_TOTAL ? -1 : (double)(end - now) * 1000.0;
+    ledger_window(window, now, NULL, &end);
+    wait_ms = window == WIN_TOTAL ? -1 : (double)(end - now) * 1000.0;
     if (wait_ms >= 0)
         snprintf(resets, sizeof(resets), "it resets in %lld s", (long long)(end - now));
     reply_retry_hints(r, wait_ms, wait_ms >= 0 && wait_ms <= 60000);
     reply_error(r, 429, "insufficient_quota", "budget_exhausted", NULL,
-                "the %s budget '%s' cannot take this request (model '%s'): %s", scope[bg->scope], bg->name, r->model,
+                "the %s budget '%s' cannot take this request (model '%s'): %s", scope[bscope], bname, r->model,
                 resets);
-    text_cat(why, sizeof(why), "refused (429): the ", scope[bg->scope], " budget '", bg->name, "' is spent; ", resets,
+    text_cat(why, sizeof(why), "refused (429): the ", scope[bscope], " budget '", bname, "' is spent; ", resets,
              NULL);
     attempt_event(r, EV_BUDGET_EXHAUSTED, 429, why);
 }
 
-int spend_reserve(req_t *r)
+/* A budget of scope SCOPE and WINDOW refused at NOW: the candidate's
+ * own passes it over until the window turns (1), the request's is a 429
+ * (-1). */
+static int refused(req_t *r, budget_scope_t scope, const char *name, win_kind_t window, int64_t now)
 {
-    candidate_t *c = &r->res.cand[r->cand];
+    if (scope <= BS_PROVIDER) {
+        int64_t end;
+        ledger_window(window, now, NULL, &end);
+        if (window != WIN_TOTAL && (!r->budget_wait_set || (double)(end - now) * 1000.0 < r->budget_wait_ms)) {
+            r->budget_wait_ms = (double)(end - now) * 1000.0;
+            r->budget_wait_set = 1;
+        }
+        return 1;
+    }
+    refuse(r, scope, name, window, now);
+    return -1;
+}
+
+/* Takes X's amounts from every budget that applies to R's current
+ * candidate C (into the ledger, or, with X->wait, gathered for Redis). */
+static int reserve_all(req_t *r, candidate_t *c, reserving_t *x)
+{
     budgets_t *b = r->w->budgets;
-    size_t gen = c->gen;
-    reserving_t x = { .r = r, .now = (int64_t)time(NULL) };
     char key[1200];
-    /* compiled again only when the store changed (and each time for a record
-     * of its own, which a store too big for the reader's cache hands out) */
-    budgets_refresh(b, r->w->reader, gen);
-    if (budgets_count(b) == 0)
-        return 0;
-    estimate(r, c, &r->estimate);
-    x.amt[LEDGER_USD] = usage_cost_nusd(&r->estimate, resolve_prices(c));
-    x.amt[LEDGER_TOKENS] = r->estimate.prompt + r->estimate.completion;
-    x.amt[LEDGER_REQUESTS] = 1;
     for (int s = 0; s < BS__COUNT; s++) {
         const char *a = NULL;
         switch ((budget_scope_t)s) {
@@ -129,23 +189,112 @@ int spend_reserve(req_t *r)
         }
         if (!budgets_in_scope(b, (budget_scope_t)s) || (s != BS_GLOBAL && (a == NULL || *a == '\0')) ||
             budget_scope_key((budget_scope_t)s, a, c->provider, c->model, key, sizeof(key)) == NULL ||
-            budgets_each_in(b, key, take, &x) == 0)
+            budgets_each_in(b, key, take, x) == 0)
             continue;
         spend_settle(r, 0);               /* all or none */
-        if (s <= BS_PROVIDER) {           /* the candidate's own: passed over until the window turns */
-            int64_t end;
-            ledger_window(x.over->window, x.now, NULL, &end);
-            if (x.over->window != WIN_TOTAL &&
-                (!r->budget_wait_set || (double)(end - x.now) * 1000.0 < r->budget_wait_ms)) {
-                r->budget_wait_ms = (double)(end - x.now) * 1000.0;
-                r->budget_wait_set = 1;
-            }
-            return 1;
-        }
-        refuse(r, x.over, x.now);
-        return -1;
+        return refused(r, x->over->scope, x->over->name, x->over->window, x->now);
     }
     return 0;
+}
+
+static void on_spent(void *arg, const shared_answer_t *a);
+
+/* Redis cannot be reached: cluster.redis_failure "local" reserves here,
+ * each limit divided among the live nodes; "closed" refuses. */
+static int spend_fallback(req_t *r, const int64_t amt[LEDGER__N])
+{
+    reserving_t x = { .r = r, .now = (int64_t)time(NULL), .share = shared_nodes() };
+    if (strcmp(r->w->cfg->cluster_redis_failure, "closed") == 0) {
+        reply_retry_hints(r, 1000, 1);
+        reply_error(r, 429, "insufficient_quota", "budget_exhausted", NULL,
+                    "the cluster's shared counters (Redis) cannot be reached and cluster.redis_failure is "
+                    "\"closed\"; retry shortly");
+        return -1;
+    }
+    memcpy(x.amt, amt, sizeof(x.amt));
+    return reserve_all(r, &r->res.cand[r->cand], &x);
+}
+
+int spend_reserve(req_t *r)
+{
+    candidate_t *c = &r->res.cand[r->cand];
+    budgets_t *b = r->w->budgets;
+    size_t gen = c->gen;
+    reserving_t x = { .r = r, .now = (int64_t)time(NULL), .share = 1 };
+    spend_wait_t *w;
+    int rc;
+    /* compiled again only when the store changed (and each time for a record
+     * of its own, which a store too big for the reader's cache hands out) */
+    budgets_refresh(b, r->w->reader, gen);
+    if (budgets_count(b) == 0)
+        return 0;
+    estimate(r, c, &r->estimate);
+    x.amt[LEDGER_USD] = usage_cost_nusd(&r->estimate, resolve_prices(c));
+    x.amt[LEDGER_TOKENS] = r->estimate.prompt + r->estimate.completion;
+    x.amt[LEDGER_REQUESTS] = 1;
+    if (r->w->shared == NULL)
+        return reserve_all(r, c, &x);
+    /* a cluster's: every budget that applies, in one call to Redis */
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+        return reserve_all(r, c, &x);     /* (out of memory: this node's ledger, as without Redis) */
+    x.wait = w;
+    memcpy(w->amt, x.amt, sizeof(w->amt));
+    rc = reserve_all(r, c, &x);
+    if (rc != 0 || w->n == 0) {
+        free(w);
+        return rc;
+    }
+    if ((r->shared_call = shared_reserve(r->w->shared, w->t, w->n, "", on_spent, r)) == NULL) {
+        free(w);
+        return spend_fallback(r, x.amt);
+    }
+    r->spend_wait = w;
+    return 2;
+}
+
+static void on_spent(void *arg, const shared_answer_t *a)
+{
+    req_t *r = arg;
+    spend_wait_t *w = r->spend_wait;
+    int64_t now = (int64_t)time(NULL);
+    int rc = 0;
+    r->shared_call = NULL;
+    r->spend_wait = NULL;
+    if (a->result == SHARED_FAILED) {
+        rc = spend_fallback(r, w->amt);
+    } else if (a->result == SHARED_OVER && a->item >= 0 && a->item < w->n) {
+        rc = refused(r, w->b[a->item].scope, w->b[a->item].name, w->b[a->item].window, now);
+    } else if (a->result == SHARED_OK) {
+        r->held_shared = 1;
+        for (int i = 0; i < w->n; i++) {
+            ledger_hold_t *h = &r->held[i].h;
+            int reached = 0;
+            r->held[i].e = w->t[i].e;
+            for (int k = 0; k < LEDGER__N; k++) {
+                h->amt[k] = w->t[i].amt[k];
+                h->tag[k] = w->t[i].tag;
+                h->after[k] = a->after[i][k];
+                reached |= w->b[i].limit[k] >= 0 && a->after[i][k] >= w->b[i].limit[k];
+            }
+            if (w->b[i].alert && reached && ledger_first_in_window(w->t[i].e, w->t[i].tag))
+                tlog(LOG_WARN, "budget %s (action alert) reached its limit in this window across the cluster; "
+                     "requests go on", w->b[i].name);
+        }
+        r->nheld = w->n;
+    } else {
+        rc = -1;
+        reply_error(r, 500, "server_error", "internal_error", NULL, "the shared counters gave an answer not understood");
+    }
+    free(w);
+    attempt_reserved(r, rc);
+}
+
+void spend_forget(req_t *r)
+{
+    shared_forget(r->shared_call);
+    r->shared_call = NULL;
+    free(r->spend_wait);
+    r->spend_wait = NULL;
 }
 
 /* What the answer of the attempt on candidate C cost, from its usage (the
@@ -165,6 +314,21 @@ void spend_settle(req_t *r, int answered)
         return;
     if (answered)
         actual(r, &r->res.cand[r->cand], act);
+    if (r->held_shared) {                 /* Redis's: told, not waited for */
+        shared_take_t t[MAX_BUDGET_HOLDS];
+        int64_t delta[MAX_BUDGET_HOLDS][LEDGER__N];
+        for (int i = 0; i < r->nheld; i++) {
+            t[i].e = r->held[i].e;
+            t[i].tag = r->held[i].h.tag[0];
+            t[i].flight = -1;
+            for (int k = 0; k < LEDGER__N; k++)
+                delta[i][k] = (answered ? act[k] : 0) - r->held[i].h.amt[k];
+        }
+        shared_settle(r->w->shared, t, (const int64_t(*)[LEDGER__N])delta, r->nheld, "");
+        r->nheld = 0;
+        r->held_shared = 0;
+        return;
+    }
     for (int i = 0; i < r->nheld; i++)
         ledger_settle(r->held[i].e, &r->held[i].h, answered ? act : NULL);
     r->nheld = 0;
