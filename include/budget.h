@@ -58,11 +58,16 @@ char *budget_record_key(const cJSON *rec, char *buf, size_t cap);
 /* A record's limits and window as budget_t holds them (limit -1: none). */
 void budget_record_limits(const cJSON *rec, int64_t limit[LEDGER__N], win_kind_t *window);
 
+/* Where the counts of ledger entry NAME in window TAG are read when they
+ * are not this process's own (a cluster's Redis): into OUT (spent and
+ * reserved together); 0, or -1 when they cannot be read. */
+typedef int (*budget_counts_fn)(const char *name, int64_t tag, int64_t out[LEDGER__N]);
+
 /* The dry-run's view of the budgets whose scope key is KEY, each appended
  * to ARR: id, name, scope, action_on_exhaust, window, the live fields, and
  * "blocks": true for a block budget that admits nothing more now. Returns
  * 1 when one blocks. */
-int budgets_explain(const budgets_t *b, const char *key, cJSON *arr);
+int budgets_explain(const budgets_t *b, const char *key, cJSON *arr, budget_counts_fn counts);
 
 /* Appends the budgets' gauges to a /metrics exposition OUT:
  * turnout_budget_spent_ratio{budget,id,limit} (spent and reserved over
@@ -71,7 +76,8 @@ void budgets_render(const budgets_t *b, struct evbuffer *out);
 
 /* The live fields of stored budget REC, added to OUT (admin reads):
  * spent_usd, spent_tokens, requests, window_start, resets_at (ISO 8601
- * UTC, null for a total window), exhausted. */
-void budget_live_fields(const cJSON *rec, cJSON *out);
+ * UTC, null for a total window), exhausted. With COUNTS (may be NULL) the
+ * counts are read there, else from this process's ledger. */
+void budget_live_fields(const cJSON *rec, cJSON *out, budget_counts_fn counts);
 
 #endif

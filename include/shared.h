@@ -65,6 +65,13 @@ void shared_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[L
  * nothing before UNTIL_MS (monotonic, this node's clock). */
 void shared_defer(shared_t *s, const char *slot, int64_t until_ms);
 
+/* What ledger entry NAME holds in Redis in window TAG (spent and reserved
+ * together), read synchronously, for the admin thread only (its own
+ * connection, 200 ms at most); 0, or -1 when Redis does not answer. */
+int shared_counts(const char *name, int64_t tag, int64_t out[LEDGER__N]);
+/* Set once at start-up: where shared_counts connects (cluster.redis, cluster.prefix). */
+void shared_configure(const config_t *cfg);
+
 /* Nodes alive (their beats in the last 5 s), as last seen; at least 1. */
 int shared_nodes(void);
 

@@ -47,6 +47,7 @@
  * only (403). Reads never show a provider's api_key (only its last 4
  * characters) or a key's hash. */
 #include "admin.h"
+#include "shared.h"
 #include "control.h"
 #include "health.h"
 #include "auth.h"
@@ -353,12 +354,19 @@ static int may_write(evhtp_request_t *req, const caller_t *who, const collection
     return 0;
 }
 
+/* Where a budget's live counts are read: a cluster's Redis, else NULL
+ * (this process's ledger). */
+static budget_counts_fn live_counts(void)
+{
+    return admin.gw->cfg.cluster_redis[0] != '\0' ? shared_counts : NULL;
+}
+
 /* Adds to VIEW, the public copy of record REC of table T, what the server
  * reports beside the stored record. */
 static void add_live_fields(store_table_t t, const cJSON *rec, cJSON *view)
 {
-    if (t == STORE_BUDGETS)
-        budget_live_fields(rec, view);    /* spent, window, exhausted: the ledger's, as of now */
+    if (t == STORE_BUDGETS)               /* spent, window, exhausted: the ledger's (a cluster's Redis's), as of now */
+        budget_live_fields(rec, view, live_counts());
 }
 
 /* A copy of REC as the API shows it: never a provider's api_key (its last
@@ -900,22 +908,22 @@ static void add_budgets(cJSON *out, const resolution_t *res, const char *key_id,
         cd = &res->cand[i++];
         mine = cJSON_AddArrayToObject(c, "budgets");
         if ((*res->route_id && budget_scope_key(BS_TARGET, res->route_id, cd->provider, cd->model, key, sizeof(key)) &&
-             budgets_explain(compiled, key, mine)) |
+             budgets_explain(compiled, key, mine, live_counts())) |
             (budget_scope_key(BS_PROVIDER, cd->provider, NULL, NULL, key, sizeof(key)) &&
-             budgets_explain(compiled, key, mine))) {
+             budgets_explain(compiled, key, mine, live_counts()))) {
             cJSON_ReplaceItemInObjectCaseSensitive(c, "available", cJSON_CreateFalse());
             cJSON_ReplaceItemInObjectCaseSensitive(c, "state", cJSON_CreateString("budget_exhausted"));
         }
     }
     mine = cJSON_AddArrayToObject(out, "budgets");
     if (*res->route_id && budget_scope_key(BS_ROUTE, res->route_id, NULL, NULL, key, sizeof(key)))
-        blocked |= budgets_explain(compiled, key, mine);
+        blocked |= budgets_explain(compiled, key, mine, live_counts());
     if (*key_id && budget_scope_key(BS_KEY, key_id, NULL, NULL, key, sizeof(key)))
-        blocked |= budgets_explain(compiled, key, mine);
+        blocked |= budgets_explain(compiled, key, mine, live_counts());
     if (*tenant && budget_scope_key(BS_TENANT, tenant, NULL, NULL, key, sizeof(key)))
-        blocked |= budgets_explain(compiled, key, mine);
+        blocked |= budgets_explain(compiled, key, mine, live_counts());
     if (budget_scope_key(BS_GLOBAL, NULL, NULL, NULL, key, sizeof(key)))
-        blocked |= budgets_explain(compiled, key, mine);
+        blocked |= budgets_explain(compiled, key, mine, live_counts());
     cJSON_AddBoolToObject(out, "budget_blocks", blocked);
 }
 

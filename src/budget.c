@@ -210,7 +210,7 @@ static void iso(int64_t epoch, char *buf, size_t cap)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void budget_live_fields(const cJSON *rec, cJSON *out)
+void budget_live_fields(const cJSON *rec, cJSON *out, budget_counts_fn counts)
 {
     char name[48], when[32];
     int64_t limit[LEDGER__N], spent[LEDGER__N] = { 0 }, reserved[LEDGER__N] = { 0 }, start, end, now = time(NULL);
@@ -219,8 +219,12 @@ void budget_live_fields(const cJSON *rec, cJSON *out)
     int exhausted = 0;
     snprintf(name, sizeof(name), "b:%s", schema_str(rec, "id", ""));
     budget_record_limits(rec, limit, &window);
-    if ((e = ledger_find(name)) != NULL)
+    if (counts != NULL) {
+        if (counts(name, ledger_window(window, now, NULL, NULL), spent) < 0)
+            memset(spent, 0, sizeof(spent));
+    } else if ((e = ledger_find(name)) != NULL) {
         ledger_read(e, window, now, spent, reserved);
+    }
     ledger_window(window, now, &start, &end);
     for (int i = 0; i < LEDGER__N; i++)
         exhausted |= limit[i] >= 0 && spent[i] + reserved[i] >= limit[i];
@@ -286,6 +290,7 @@ void budgets_render(const budgets_t *b, struct evbuffer *out)
 typedef struct explaining {
     cJSON *arr;
     int blocks;
+    budget_counts_fn counts;
 } explaining_t;
 
 static int explain_one(const budget_t *bg, void *arg)
@@ -316,7 +321,7 @@ static int explain_one(const budget_t *bg, void *arg)
     cJSON_AddStringToObject(o, "scope", scope[bg->scope]);
     cJSON_AddStringToObject(o, "action_on_exhaust", bg->alert ? "alert" : "block");
     cJSON_AddStringToObject(o, "window", windows[bg->window]);
-    budget_live_fields(rec, o);
+    budget_live_fields(rec, o, x->counts);
     ex = cJSON_GetObjectItemCaseSensitive(o, "exhausted");
     blocks = !bg->alert && cJSON_IsTrue(ex);
     cJSON_AddBoolToObject(o, "blocks", blocks);
@@ -326,9 +331,9 @@ static int explain_one(const budget_t *bg, void *arg)
     return 0;
 }
 
-int budgets_explain(const budgets_t *b, const char *key, cJSON *arr)
+int budgets_explain(const budgets_t *b, const char *key, cJSON *arr, budget_counts_fn counts)
 {
-    explaining_t x = { arr, 0 };
+    explaining_t x = { arr, 0, counts };
     budgets_each_in(b, key, explain_one, &x);
     return x.blocks;
 }

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "edge.h"
 #include "etcd.h"
+#include "shared.h"
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
@@ -280,6 +281,8 @@ int main(int argc, char **argv)
         goto out;
     }
     keeper_restore(&gw);                  /* spend back in the ledger before anything is served */
+    if (gw.cfg.cluster_redis[0] != '\0')
+        shared_configure(&gw.cfg);
     gw.nworkers = gw.cfg.workers;
     gw.workers = calloc((size_t)gw.nworkers, sizeof(worker_t));
     if (gw.workers == NULL)

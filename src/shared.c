@@ -554,3 +554,52 @@ static void on_defer_message(redisAsyncContext *ac, void *reply, void *privdata)
     while (nb < mono && !atomic_compare_exchange_weak(&t->not_before_ms, &nb, mono))
         ;
 }
+
+/* --- the admin thread's reads --- */
+
+static char admin_host[200], admin_prefix[128];
+static int admin_port;
+static redisContext *admin_ctx;
+
+void shared_configure(const config_t *cfg)
+{
+    const char *colon = strrchr(cfg->cluster_redis, ':');
+    if (colon == NULL)
+        return;
+    snprintf(admin_host, sizeof(admin_host), "%.*s", (int)(colon - cfg->cluster_redis), cfg->cluster_redis);
+    admin_port = atoi(colon + 1);
+    snprintf(admin_prefix, sizeof(admin_prefix), "%s", cfg->cluster_prefix);
+}
+
+int shared_counts(const char *name, int64_t tag, int64_t out[LEDGER__N])
+{
+    struct timeval limit = { 0, 200000 };
+    char key[400];
+    redisReply *rep;
+    int rc = -1;
+    if (admin_port == 0)
+        return -1;
+    if (admin_ctx == NULL) {
+        if ((admin_ctx = redisConnectWithTimeout(admin_host, admin_port, limit)) == NULL)
+            return -1;
+        if (admin_ctx->err || redisSetTimeout(admin_ctx, limit) != REDIS_OK) {
+            redisFree(admin_ctx);
+            admin_ctx = NULL;
+            return -1;
+        }
+    }
+    snprintf(key, sizeof(key), "%s%s:%lld", admin_prefix, name, (long long)tag);
+    rep = redisCommand(admin_ctx, "HMGET %s u t r", key);
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == LEDGER__N) {
+        for (int i = 0; i < LEDGER__N; i++)
+            out[i] = rep->element[i]->type == REDIS_REPLY_STRING ? strtoll(rep->element[i]->str, NULL, 10) : 0;
+        rc = 0;
+    }
+    if (rep != NULL)
+        freeReplyObject(rep);
+    if (rc < 0 || admin_ctx->err) {     /* a broken connection is made again next time */
+        redisFree(admin_ctx);
+        admin_ctx = NULL;
+    }
+    return rc;
+}
