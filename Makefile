@@ -20,7 +20,7 @@ OBJDIR    := $(BUILD)/obj$(if $(SANITIZER),-san)
 LIB_SRC   := src/text.c src/smallmem.c src/config.c src/fileio.c src/jscan.c src/multipart.c src/schema.c src/store.c src/resolve.c src/tally.c src/health.c src/notify.c \
              src/log.c src/metrics.c src/reload.c \
              src/h1.c src/sse.c src/dialect/dialect.c src/dialect/openai_to_anthropic.c src/dialect/anthropic_to_openai.c src/upstream.c src/upcurl.c src/plane/intake.c src/plane/attempt.c src/plane/relay.c src/plane/reply.c src/plane/pace.c src/plane/spend.c src/usage.c src/ledger.c src/budget.c src/journal.c src/keeper.c src/events.c src/stats.c src/worker.c src/edge.c src/clientio.c src/tls.c src/auth.c src/control.c src/admin.c \
-             src/residency.c src/ui.c src/etcd.c src/shared.c
+             src/residency.c src/ui.c src/etcd.c src/etcdwire.c src/shared.c
 # the dashboard's files (ui/), compiled in as a generated source (tools/embed.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(OBJDIR)/%.o) $(OBJDIR)/gen/ui_assets.o
 UI_FILES  := $(sort $(patsubst ui/%,%,$(wildcard ui/*.html ui/*.js ui/*.css ui/*.svg)))

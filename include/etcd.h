@@ -35,26 +35,4 @@ typedef struct etcd_status {
 } etcd_status_t;
 void etcd_status(etcd_t *e, etcd_status_t *st);
 
-/* The watch stream's framing, apart for the fuzzer: feeds LEN bytes of the
- * stream into LINE (growing it, up to LINE_MAX_BYTES), calling FN for each
- * complete newline-terminated message; stops with FN's non-zero return,
- * or -1 when a message is too long. Returns 0 otherwise. */
-#define ETCD_LINE_MAX_BYTES (64u << 20)
-typedef struct etcd_line {
-    char *buf;
-    size_t len, cap;
-} etcd_line_t;
-int etcd_feed(etcd_line_t *line, const char *data, size_t len, int (*fn)(const char *msg, size_t n, void *arg),
-              void *arg);
-
-/* Decodes one watch message of a watch over PREFIX "records/": calls PUT
- * for each event after revision AFTER (json NULL for a delete; a key that
- * is not a record's is skipped) and sets *REV to the highest event
- * revision seen, *COMPACTED to the compact revision of a cancelled watch
- * (else 0) and *CREATED when the message confirms the watch. Returns 0,
- * or -1 for a message that is not one (or PUT's failure). */
-typedef int (*etcd_put_fn)(store_table_t t, const char *id, const char *json, size_t len, void *arg);
-int etcd_decode_watch(const char *msg, size_t n, const char *prefix, int64_t after, etcd_put_fn put, void *arg,
-                      int64_t *rev, int64_t *compacted, int *created);
-
 #endif

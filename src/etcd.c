@@ -21,11 +21,11 @@
  * writes answer 503; the watch retries with back-off and resumes from the
  * mirror's revision. */
 #include "etcd.h"
+#include "etcdwire.h"
 #include "log.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,72 +60,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* --- base64, as the gateway carries keys and values --- */
-
-static char *b64(const char *s, size_t n)
-{
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-    return out;
-}
-
-/* Decodes S into a new NUL-terminated buffer; *N its length. NULL when S
- * is not base64. */
-static char *unb64(const char *s, size_t *n)
-{
-    size_t len = strlen(s);
-    char *out;
-    int got;
-    if (len % 4 != 0 || (out = malloc(len / 4 * 3 + 1)) == NULL)
-        return NULL;
-    if ((got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)len)) < 0) {
-        free(out);
-        return NULL;
-    }
-    if (len > 0 && s[len - 1] == '=')
-        got--;
-    if (len > 1 && s[len - 2] == '=')
-        got--;
-    out[got] = '\0';
-    *n = (size_t)got;
-    return out;
-}
-
-static int add_b64(cJSON *obj, const char *name, const char *s, size_t n)
-{
-    char *v = b64(s, n);
-    int ok = v != NULL && cJSON_AddStringToObject(obj, name, v) != NULL;
-    free(v);
-    return ok ? 0 : -1;
-}
-
-/* The end of the range of keys beginning with P: P with its last byte + 1. */
-static int add_range_end(cJSON *obj, const char *p)
-{
-    char end[200];
-    size_t n = strlen(p);
-    if (n == 0 || n >= sizeof(end))
-        return -1;
-    memcpy(end, p, n);
-    end[n - 1]++;
-    return add_b64(obj, "range_end", end, n);
-}
-
-/* etcd's 64-bit numbers are JSON strings. */
-static int64_t num(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (cJSON_IsString(v))
-        return strtoll(v->valuestring, NULL, 10);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-}
-
-static int64_t header_revision(const cJSON *resp)
-{
-    return num(cJSON_GetObjectItemCaseSensitive(resp, "header"), "revision");
 }
 
 /* --- calls --- */
@@ -235,8 +169,8 @@ static int add_op(cJSON *ops, const char *kind, cJSON *body)
 static cJSON *kv(const char *key, const char *value, size_t vlen)
 {
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL || add_b64(o, "key", key, strlen(key)) < 0 ||
-        (value != NULL && add_b64(o, "value", value, vlen) < 0)) {
+    if (o == NULL || etcdwire_add_b64(o, "key", key, strlen(key)) < 0 ||
+        (value != NULL && etcdwire_add_b64(o, "value", value, vlen) < 0)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -249,7 +183,7 @@ static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, 
     cJSON *req = cJSON_CreateObject(), *cmp = cJSON_AddArrayToObject(req, "compare"), *c = cJSON_CreateObject();
     cJSON *ok = cJSON_AddArrayToObject(req, "success"), *fail = cJSON_AddArrayToObject(req, "failure"), *resp;
     char key[400], mod[32], stamp[32];
-    int bad = c == NULL || add_b64(c, "key", e->serial, strlen(e->serial)) < 0, refused, rc = -1;
+    int bad = c == NULL || etcdwire_add_b64(c, "key", e->serial, strlen(e->serial)) < 0, refused, rc = -1;
 
     /* the guard: serial unchanged since the mirror's revision */
     snprintf(mod, sizeof(mod), "%lld", (long long)plan->revision + 1);
@@ -272,15 +206,15 @@ static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, 
     }
     if ((resp = call(e, e->caller, "/v3/kv/txn", req, err, errlen, &refused)) != NULL) {
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded"))) {
-            *rev = header_revision(resp);
+            *rev = etcdwire_revision(resp);
             rc = 0;
         } else {
             /* responses[0].response_range.kvs[0].mod_revision: where serial is now */
             const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "responses"), 0);
             r = cJSON_GetObjectItemCaseSensitive(r, "response_range");
-            *rev = num(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "kvs"), 0), "mod_revision");
+            *rev = etcdwire_num(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "kvs"), 0), "mod_revision");
             if (*rev <= plan->revision)
-                *rev = header_revision(resp);
+                *rev = etcdwire_revision(resp);
             rc = 1;
         }
     } else if (refused) {
@@ -297,85 +231,6 @@ static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, 
 }
 
 /* --- the mirror --- */
-
-/* Splits KEY (under PREFIX) into table and id; -1 for any other key. */
-static int record_of(const char *key, size_t n, const char *prefix, store_table_t *t, char id[40])
-{
-    size_t plen = strlen(prefix);
-    const char *slash;
-    int tbl;
-    if (n <= plen || memcmp(key, prefix, plen) != 0 || (slash = memchr(key + plen, '/', n - plen)) == NULL ||
-        (tbl = store_table_of(key + plen, (size_t)(slash - key - plen))) < 0)
-        return -1;
-    n -= (size_t)(slash + 1 - key);
-    if (n == 0 || n >= 40 || memchr(slash + 1, '\0', n) != NULL)
-        return -1;
-    memcpy(id, slash + 1, n);
-    id[n] = '\0';
-    *t = (store_table_t)tbl;
-    return 0;
-}
-
-/* One key-value of etcd's: the record's change handed to PUT. 1 when it
- * is not a record's (skipped), -1 on PUT's failure or a malformed one. */
-static int put_kv(const cJSON *kvo, int deleted, const char *prefix, etcd_put_fn put, void *arg)
-{
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(kvo, "key"), *v = cJSON_GetObjectItemCaseSensitive(kvo, "value");
-    char *key, *val = NULL, id[40];
-    size_t klen, vlen = 0;
-    store_table_t t;
-    int rc = 1;
-    if (!cJSON_IsString(k) || (key = unb64(k->valuestring, &klen)) == NULL)
-        return -1;
-    if (record_of(key, klen, prefix, &t, id) == 0) {
-        if (!deleted && (!cJSON_IsString(v) || (val = unb64(v->valuestring, &vlen)) == NULL))
-            rc = -1;
-        else
-            rc = put(t, id, deleted ? NULL : val, vlen, arg) < 0 ? -1 : 0;
-    }
-    free(key);
-    free(val);
-    return rc;
-}
-
-int etcd_decode_watch(const char *msg, size_t n, const char *prefix, int64_t after, etcd_put_fn put, void *arg,
-                      int64_t *rev, int64_t *compacted, int *created)
-{
-    cJSON *root = cJSON_ParseWithLength(msg, n);
-    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result"), *ev;
-    int rc = 0;
-    *rev = 0;
-    *compacted = 0;
-    *created = 0;
-    if (!cJSON_IsObject(res)) {
-        cJSON_Delete(root);
-        return -1;
-    }
-    *created = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "created"));
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "canceled"))) {
-        *compacted = num(res, "compact_revision");
-        cJSON_Delete(root);
-        return *compacted > 0 ? 0 : -1;
-    }
-    cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(res, "events")) {
-        const cJSON *kvo = cJSON_GetObjectItemCaseSensitive(ev, "kv"), *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
-        int64_t at = num(kvo, "mod_revision");
-        if (at <= 0) {
-            rc = -1;
-            break;
-        }
-        if (at <= after)
-            continue;                   /* the mirror has it (its own write, applied at once) */
-        if (put_kv(kvo, cJSON_IsString(type) && strcmp(type->valuestring, "DELETE") == 0, prefix, put, arg) < 0) {
-            rc = -1;
-            break;
-        }
-        if (at > *rev)
-            *rev = at;
-    }
-    cJSON_Delete(root);
-    return rc;
-}
 
 static int mirror_put(store_table_t t, const char *id, const char *json, size_t len, void *arg)
 {
@@ -397,7 +252,7 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
         char *last = NULL;
         size_t llen = 0;
         char revs[32];
-        if (req == NULL || add_b64(req, "key", from, flen) < 0 || add_range_end(req, e->records) < 0) {
+        if (req == NULL || etcdwire_add_b64(req, "key", from, flen) < 0 || etcdwire_add_range_end(req, e->records) < 0) {
             cJSON_Delete(req);
             snprintf(err, errlen, "out of memory");
             break;
@@ -412,7 +267,7 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
         if (resp == NULL)
             break;
         if (m == NULL) {
-            rev = header_revision(resp);
+            rev = etcdwire_revision(resp);
             if ((m = store_mirror_begin(e->store, 1)) == NULL) {
                 snprintf(err, errlen, "the mirror could not be written");
                 cJSON_Delete(resp);
@@ -428,13 +283,13 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
         }
         cJSON_ArrayForEach(kvo, cJSON_GetObjectItemCaseSensitive(resp, "kvs")) {
             const cJSON *k = cJSON_GetObjectItemCaseSensitive(kvo, "key");
-            if (put_kv(kvo, 0, e->records, mirror_put, m) < 0) {
+            if (etcdwire_put_kv(kvo, 0, e->records, mirror_put, m) < 0) {
                 snprintf(err, errlen, "a record of etcd's could not be mirrored");
                 more = -1;
                 break;
             }
             free(last);
-            last = cJSON_IsString(k) ? unb64(k->valuestring, &llen) : NULL;
+            last = cJSON_IsString(k) ? etcdwire_unb64(k->valuestring, &llen) : NULL;
         }
         if (more >= 0)
             more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "more")) && last != NULL;
@@ -484,39 +339,6 @@ static int catch_up(void *arg, int64_t rev, char *err, size_t errlen)
 
 /* --- the watch --- */
 
-int etcd_feed(etcd_line_t *line, const char *data, size_t len, int (*fn)(const char *msg, size_t n, void *arg),
-              void *arg)
-{
-    while (len > 0) {
-        const char *nl = memchr(data, '\n', len);
-        size_t take = nl != NULL ? (size_t)(nl - data) : len;
-        if (line->len + take + 1 > line->cap) {
-            size_t cap = line->cap ? line->cap : 4096;
-            char *nb;
-            while (cap < line->len + take + 1)
-                cap *= 2;
-            if (cap > ETCD_LINE_MAX_BYTES || (nb = realloc(line->buf, cap)) == NULL)
-                return -1;
-            line->buf = nb;
-            line->cap = cap;
-        }
-        memcpy(line->buf + line->len, data, take);
-        line->len += take;
-        line->buf[line->len] = '\0';
-        if (nl == NULL)
-            return 0;
-        data = nl + 1;
-        len -= take + 1;
-        if (line->len > 0) {
-            int rc = fn(line->buf, line->len, arg);
-            line->len = 0;
-            if (rc != 0)
-                return rc;
-        }
-    }
-    return 0;
-}
-
 typedef struct watch {
     etcd_t *e;
     etcd_line_t line;
@@ -532,7 +354,7 @@ static int on_message(const char *msg, size_t n, void *arg)
     int created, rc;
     if (m == NULL)
         return -1;
-    rc = etcd_decode_watch(msg, n, e->records, store_mirror_applied(m), mirror_put, m, &rev, &compacted, &created);
+    rc = etcdwire_decode_watch(msg, n, e->records, store_mirror_applied(m), mirror_put, m, &rev, &compacted, &created);
     if (rc == 0 && rev > 0)
         rc = store_mirror_commit(m, rev);
     else
@@ -556,7 +378,7 @@ static int on_message(const char *msg, size_t n, void *arg)
 static size_t on_watch_bytes(char *p, size_t size, size_t n, void *arg)
 {
     watch_t *w = arg;
-    return etcd_feed(&w->line, p, size * n, on_message, w) == 0 ? size * n : 0;
+    return etcdwire_feed(&w->line, p, size * n, on_message, w) == 0 ? size * n : 0;
 }
 
 static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
@@ -586,7 +408,7 @@ static int watch_once(etcd_t *e, CURL *h)
     CURLcode rc;
 
     snprintf(from, sizeof(from), "%lld", (long long)store_mirror_revision(e->store) + 1);
-    if (cr == NULL || add_b64(cr, "key", e->records, strlen(e->records)) < 0 || add_range_end(cr, e->records) < 0 ||
+    if (cr == NULL || etcdwire_add_b64(cr, "key", e->records, strlen(e->records)) < 0 || etcdwire_add_range_end(cr, e->records) < 0 ||
         cJSON_AddStringToObject(cr, "start_revision", from) == NULL || (payload = cJSON_PrintUnformatted(req)) == NULL) {
         cJSON_Delete(req);
         return 0;
