@@ -1038,7 +1038,9 @@ static int put_in(store_t *s, MDB_txn *txn, store_table_t t, cJSON *rec, const c
     }
     if ((rc = put_json(txn, dbi, key, klen, rec)) != 0)
         goto dberr;
-    if (s->plan != NULL) {
+    /* for the store of record: what changed (a record written as it was,
+     * an import of an export, changes nothing there) */
+    if (s->plan != NULL && !(old != NULL && cJSON_Compare(old, rec, 1))) {
         const char *id = schema_str(rec, "id", ""), *oid = old != NULL ? schema_str(old, "id", "") : "";
         if ((*oid && strcmp(oid, id) != 0 && (rc = plan_note(s->plan, t, oid, NULL)) != 0) ||
             (rc = plan_note(s->plan, t, id, rec)) != 0)
