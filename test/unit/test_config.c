@@ -51,6 +51,25 @@ int main(void)
     CHECK(load("{\"listen\":\"h:70000\"}", &c, err) < 0 && strstr(err, "listen") != NULL);
     CHECK(load("{\"log\":{\"level\":\"loud\"}}", &c, err) < 0 && strstr(err, "log.level") != NULL);
     CHECK(load("{\"limits\":5}", &c, err) < 0 && strstr(err, "limits") != NULL);
+    /* cluster: a list of endpoints, kept comma-separated; the prefix and the policy */
+    CHECK(load("{}", &c, err) == 0 && c.cluster_etcd[0] == '\0' && c.cluster_redis[0] == '\0');
+    CHECK_STR(c.cluster_prefix, "/turnout/");
+    CHECK_STR(c.cluster_redis_failure, "local");
+    CHECK(load("{\"cluster\":{\"etcd\":[\"http://a:2379\",\"http://b:2379\"],\"redis\":\"r:6379\","
+               "\"redis_failure\":\"closed\",\"prefix\":\"/gw/\"}}", &c, err) == 0);
+    CHECK_STR(c.cluster_etcd, "http://a:2379,http://b:2379");
+    CHECK_STR(c.cluster_redis, "r:6379");
+    CHECK_STR(c.cluster_redis_failure, "closed");
+    CHECK_STR(c.cluster_prefix, "/gw/");
+    CHECK(load("{\"cluster\":{\"etcd\":\"http://a:2379\"}}", &c, err) < 0 &&
+          strstr(err, "cluster.etcd: expected an array") != NULL);
+    CHECK(load("{\"cluster\":{\"etcd\":[\"\"]}}", &c, err) < 0 && strstr(err, "cluster.etcd") != NULL);
+    CHECK(load("{\"cluster\":{\"etcd\":[\"http://a,b\"]}}", &c, err) < 0 && strstr(err, "without commas") != NULL);
+    CHECK(load("{\"cluster\":{\"etcd\":[1]}}", &c, err) < 0 && strstr(err, "cluster.etcd") != NULL);
+    CHECK(load("{\"cluster\":{\"prefix\":\"gw\"}}", &c, err) < 0 && strstr(err, "cluster.prefix") != NULL);
+    CHECK(load("{\"cluster\":{\"redis_failure\":\"open\"}}", &c, err) < 0 &&
+          strstr(err, "cluster.redis_failure") != NULL);
+    CHECK(load("{\"cluster\":{\"etcd_x\":[]}}", &c, err) < 0 && strstr(err, "cluster.etcd_x") != NULL);
     CHECK(load("[1]", &c, err) < 0);
     CHECK(load("{\"a\":", &c, err) < 0);
     CHECK(config_load("/nonexistent/x.json", &c, err, sizeof(err)) < 0 && strstr(err, "/nonexistent") != NULL);
