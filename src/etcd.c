@@ -36,7 +36,7 @@
 
 #define MAX_ENDPOINTS 16
 #define PAGE 500                        /* records per snapshot page */
-#define CALL_TIMEOUT_MS 5000            /* a transaction or a snapshot page */
+#define CALL_TIMEOUT_MS 3000            /* a transaction or a snapshot page (the admin thread waits that long at most) */
 #define CONNECT_TIMEOUT_MS 1000
 #define MAX_BODY (64u << 20)
 
