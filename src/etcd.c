@@ -177,26 +177,28 @@ static cJSON *kv(const char *key, const char *value, size_t vlen)
     return o;
 }
 
-static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, size_t errlen)
+/* One transaction: the changes V[0..N) of a plan, guarded by serial's
+ * revision (below AFTER + 1 when LESS, else equal to AFTER). Returns 0 with
+ * *REV the revision made, 1 when serial is elsewhere (*REV: where), -1
+ * unreachable, -2 refused (err says why). */
+static int txn(etcd_t *e, const store_change_t *v, int n, int64_t after, int less, int64_t *rev, char *err,
+               size_t errlen)
 {
-    etcd_t *e = arg;
     cJSON *req = cJSON_CreateObject(), *cmp = cJSON_AddArrayToObject(req, "compare"), *c = cJSON_CreateObject();
     cJSON *ok = cJSON_AddArrayToObject(req, "success"), *fail = cJSON_AddArrayToObject(req, "failure"), *resp;
     char key[400], mod[32], stamp[32];
     int bad = c == NULL || etcdwire_add_b64(c, "key", e->serial, strlen(e->serial)) < 0, refused, rc = -1;
 
-    /* the guard: serial unchanged since the mirror's revision */
-    snprintf(mod, sizeof(mod), "%lld", (long long)plan->revision + 1);
+    snprintf(mod, sizeof(mod), "%lld", (long long)(less ? after + 1 : after));
     cJSON_AddStringToObject(c, "target", "MOD");
-    cJSON_AddStringToObject(c, "result", "LESS");
+    cJSON_AddStringToObject(c, "result", less ? "LESS" : "EQUAL");
     cJSON_AddStringToObject(c, "mod_revision", mod);
     cJSON_AddItemToArray(cmp, c);
     snprintf(stamp, sizeof(stamp), "%lld", (long long)time(NULL));
     bad |= add_op(ok, "request_put", kv(e->serial, stamp, strlen(stamp)));
-    for (int i = 0; i < plan->n && !bad; i++) {
-        const store_change_t *ch = &plan->v[i];
-        snprintf(key, sizeof(key), "%s%s/%s", e->records, store_table_name(ch->t), ch->id);
-        bad |= add_op(ok, ch->json != NULL ? "request_put" : "request_delete_range", kv(key, ch->json, ch->len));
+    for (int i = 0; i < n && !bad; i++) {
+        snprintf(key, sizeof(key), "%s%s/%s", e->records, store_table_name(v[i].t), v[i].id);
+        bad |= add_op(ok, v[i].json != NULL ? "request_put" : "request_delete_range", kv(key, v[i].json, v[i].len));
     }
     bad |= add_op(fail, "request_range", kv(e->serial, NULL, 0));
     if (bad) {
@@ -213,7 +215,7 @@ static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, 
             const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "responses"), 0);
             r = cJSON_GetObjectItemCaseSensitive(r, "response_range");
             *rev = etcdwire_num(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "kvs"), 0), "mod_revision");
-            if (*rev <= plan->revision)
+            if (*rev <= after)
                 *rev = etcdwire_revision(resp);
             rc = 1;
         }
@@ -228,6 +230,44 @@ static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, 
     cJSON_Delete(resp);
     cJSON_Delete(req);
     return rc;
+}
+
+/* The remote's commit. A plan within etcd's default limits (128
+ * operations, 1.5 MiB a request) is one transaction. A bigger one (an
+ * import) is several, each guarded by the revision the one before made,
+ * so that nothing else is written in between: the first is checked as any
+ * write; should another write come between two of them, the import stops
+ * there (refused, saying how far it got: importing again completes it, an
+ * import replacing what it names). */
+#define TXN_OPS 120
+#define TXN_BYTES (1u << 20)
+
+static int commit(void *arg, const store_plan_t *plan, int64_t *rev, char *err, size_t errlen)
+{
+    etcd_t *e = arg;
+    int64_t at = plan->revision;
+    int done = 0, rc = 0;
+    while (done < plan->n) {
+        int n = 0;
+        size_t bytes = 0;
+        while (done + n < plan->n && n < TXN_OPS && (n == 0 || bytes + plan->v[done + n].len < TXN_BYTES))
+            bytes += plan->v[done + n++].len + 200;
+        rc = txn(e, plan->v + done, n, at, done == 0, &at, err, errlen);
+        if (rc != 0 && done > 0) {
+            char why[300];
+            snprintf(why, sizeof(why), "%s", rc == 1 ? "another write came in between" : err);
+            snprintf(err, errlen, "the import was written in part (%d of %d records): %s; import it again to "
+                                  "complete it", done, plan->n, why);
+            return -2;
+        }
+        if (rc != 0) {
+            *rev = at;
+            return rc;
+        }
+        done += n;
+    }
+    *rev = at;
+    return 0;
 }
 
 /* --- the mirror --- */
@@ -343,6 +383,10 @@ typedef struct watch {
     etcd_t *e;
     etcd_line_t line;
     int resync;                        /* etcd compacted past the mirror */
+    int at;                            /* the endpoint watched */
+    CURL *probe;                       /* the liveness probe's (on_progress) */
+    int64_t last_probe_ms;
+    int hung;                          /* the probe got no answer */
 } watch_t;
 
 static int on_message(const char *msg, size_t n, void *arg)
@@ -381,10 +425,60 @@ static size_t on_watch_bytes(char *p, size_t size, size_t n, void *arg)
     return etcdwire_feed(&w->line, p, size * n, on_message, w) == 0 ? size * n : 0;
 }
 
+/* A watch on which nothing comes is either quiet or cut off without a
+ * close (a hung etcd, a partition that drops packets): every PROBE_MS the
+ * watch's thread asks etcd for serial, with a short limit, and gives the
+ * watch up when it gets no answer. */
+#define PROBE_MS 3000
+#define PROBE_TIMEOUT_MS 2000
+
+static int alive(watch_t *w)
+{
+    etcd_t *e = w->e;
+    cJSON *req = cJSON_CreateObject();
+    char url[1200], *payload;
+    body_t b = { 0 };
+    long status = 0;
+    int ok = 0;
+    if (req == NULL || etcdwire_add_b64(req, "key", e->serial, strlen(e->serial)) < 0 ||
+        (payload = cJSON_PrintUnformatted(req)) == NULL) {
+        cJSON_Delete(req);
+        return 1;                         /* out of memory: no verdict */
+    }
+    cJSON_Delete(req);
+    if (w->probe == NULL)
+        w->probe = curl_easy_init();
+    if (w->probe != NULL) {
+        snprintf(url, sizeof(url), "%s/v3/kv/range", e->endpoints[w->at]);
+        setup(w->probe, url, payload, PROBE_TIMEOUT_MS);
+        curl_easy_setopt(w->probe, CURLOPT_CONNECTTIMEOUT_MS, (long)PROBE_TIMEOUT_MS);
+        curl_easy_setopt(w->probe, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(w->probe, CURLOPT_WRITEDATA, &b);
+        ok = curl_easy_perform(w->probe) == CURLE_OK &&
+             curl_easy_getinfo(w->probe, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200;
+    } else {
+        ok = 1;
+    }
+    free(b.buf);
+    free(payload);
+    return ok;
+}
+
 static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
+    watch_t *w = arg;
+    int64_t now = now_ms();
     (void)a, (void)b, (void)c, (void)d;
-    return atomic_load(&((etcd_t *)arg)->stop);
+    if (atomic_load(&w->e->stop))
+        return 1;
+    if (now - w->last_probe_ms >= PROBE_MS) {
+        w->last_probe_ms = now;
+        if (!alive(w)) {
+            w->hung = 1;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static void went_down(etcd_t *e, const char *why)
@@ -401,10 +495,10 @@ static void went_down(etcd_t *e, const char *why)
  * snapshot is needed. */
 static int watch_once(etcd_t *e, CURL *h)
 {
-    watch_t w = { e, { NULL, 0, 0 }, 0 };
+    watch_t w = { e, { NULL, 0, 0 }, 0, 0, NULL, now_ms(), 0 };
     cJSON *req = cJSON_CreateObject(), *cr = cJSON_AddObjectToObject(req, "create_request");
     char from[32], url[1200], *payload;
-    int at = atomic_load(&e->current);
+    int at = w.at = atomic_load(&e->current);
     CURLcode rc;
 
     snprintf(from, sizeof(from), "%lld", (long long)store_mirror_revision(e->store) + 1);
@@ -420,12 +514,15 @@ static int watch_once(etcd_t *e, CURL *h)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, e);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &w);
     rc = curl_easy_perform(h);
     free(payload);
     free(w.line.buf);
+    if (w.probe != NULL)
+        curl_easy_cleanup(w.probe);
     if (!atomic_load(&e->stop)) {
-        went_down(e, w.resync ? "compacted" : rc == CURLE_OK ? "closed by etcd" : curl_easy_strerror(rc));
+        went_down(e, w.resync ? "compacted" : w.hung ? "etcd does not answer"
+                     : rc == CURLE_OK ? "closed by etcd" : curl_easy_strerror(rc));
         if (rc != CURLE_OK && !w.resync)
             atomic_store(&e->current, (at + 1) % e->nendpoints);   /* the next endpoint, next time */
     }
@@ -458,6 +555,11 @@ static void *watch_main(void *arg)
     }
     curl_easy_cleanup(h);
     return NULL;
+}
+
+static int is_up(void *arg)
+{
+    return atomic_load(&((etcd_t *)arg)->connected);
 }
 
 /* --- life --- */
@@ -497,7 +599,7 @@ etcd_t *etcd_open(const config_t *cfg, store_t *s, char *err, size_t errlen)
             return NULL;
         }
     }
-    store_set_remote(s, &(store_remote_t){ commit, catch_up, e });
+    store_set_remote(s, &(store_remote_t){ commit, catch_up, is_up, e });
     return e;
 }
 
