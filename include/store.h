@@ -109,7 +109,8 @@ int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char 
 int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen);
 
 /* Sets last_used_at to WHEN on the keys with the N ids IDS (missing ones
- * are skipped), in one transaction. */
+ * are skipped), in one transaction (on a cluster, through the store of
+ * record, and not at all while it does not answer). */
 void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when);
 
 /* The record with ID (parsed copy), or NULL. */
@@ -168,6 +169,9 @@ typedef struct store_remote {
     int (*commit)(void *arg, const store_plan_t *plan, int64_t *rev, char *err, size_t errlen);
     /* Brings the mirror up to at least REV; 0, or -1 (message in err). */
     int (*catch_up)(void *arg, int64_t rev, char *err, size_t errlen);
+    /* 1 while it answers, as far as is known: what is only worth writing
+     * then (store_touch_keys) is not tried otherwise. */
+    int (*up)(void *arg);
     void *arg;
 } store_remote_t;
 

@@ -252,6 +252,8 @@ int main(int argc, char **argv)
     if (gw.cfg.seed[0] != '\0' && store_is_empty(gw.store)) {
         if (store_import_seed(gw.store, gw.cfg.seed, err, sizeof(err)) < 0) {
             tlog(LOG_ERROR, "%s", err);
+            etcd_close(gw.etcd);
+            curl_global_cleanup();
             store_close(gw.store);
             reload_cleanup(&gw);
             return 1;

@@ -1178,24 +1178,39 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
     return write_txn(s, delete_fn, &a, err, errlen);
 }
 
-void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when)
+typedef struct {
+    const char (*ids)[37];
+    int n;
+    const char *when;
+} touch_args_t;
+
+static int touch_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errlen)
 {
-    MDB_txn *txn;
-    int changed = 0;
-    if (n == 0 || mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
-        return;
-    for (int i = 0; i < n; i++) {
-        cJSON *k = find_in(s, txn, STORE_KEYS, ids[i]);
+    touch_args_t *a = arg;
+    int changed = 0, rc = 0;
+    for (int i = 0; i < a->n && rc == 0; i++) {
+        cJSON *k = find_in(s, txn, STORE_KEYS, a->ids[i]);
         const char *hash = schema_str(k, "secret_hash", NULL);
         if (hash != NULL) {
             cJSON_DeleteItemFromObjectCaseSensitive(k, "last_used_at");
-            cJSON_AddStringToObject(k, "last_used_at", when);
-            changed |= put_json(txn, s->tbl[STORE_KEYS], hash, strlen(hash), k) == 0;
+            cJSON_AddStringToObject(k, "last_used_at", a->when);
+            if ((rc = put_json(txn, s->tbl[STORE_KEYS], hash, strlen(hash), k)) == 0 && s->plan != NULL)
+                rc = plan_note(s->plan, STORE_KEYS, a->ids[i], k);
+            changed |= rc == 0;
         }
         cJSON_Delete(k);         /* a key deleted meanwhile is simply skipped */
     }
-    if (!changed || mdb_txn_commit(txn) != 0)
-        mdb_txn_abort(txn);
+    if (rc != 0)
+        return commit_status(rc, err, errlen);
+    return changed ? STORE_OK : STORE_NOT_FOUND;
+}
+
+void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when)
+{
+    touch_args_t a = { ids, n, when };
+    char err[256];
+    if (n > 0 && (s->remote.up == NULL || s->remote.up(s->remote.arg)))
+        write_txn(s, touch_fn, &a, err, sizeof(err));   /* on a cluster, through the store of record */
 }
 
 cJSON *store_find(store_t *s, store_table_t t, const char *id)

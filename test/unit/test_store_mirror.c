@@ -129,7 +129,7 @@ int main(void)
     }
     memset(&f, 0, sizeof(f));
     f.s = s;
-    store_set_remote(s, &(store_remote_t){ commit, catch_up, &f });
+    store_set_remote(s, &(store_remote_t){ commit, catch_up, NULL, &f });
     CHECK(store_mirror_revision(s) == 0);
 
     /* --- a create: checked here, committed there, applied here at once --- */
