@@ -31,8 +31,10 @@ typedef struct shared_take {
  * limit, and nothing was taken. FAILED: Redis did not answer in time (or
  * is not connected): nothing is known to be taken. */
 typedef enum { SHARED_OK, SHARED_OVER, SHARED_FAILED } shared_result_t;
+#define SHARED_RID 96
 typedef struct shared_answer {
     shared_result_t result;
+    char rid[SHARED_RID];              /* the reservation's name: what settles it */
     int item, counter;
     int64_t after[SHARED_MAX_TAKES][LEDGER__N];
 } shared_answer_t;
@@ -48,18 +50,19 @@ void shared_free(shared_t *s);
 /* Reserves the N takes at once (one script call). DONE(ARG, answer) is
  * called exactly once, from the worker's loop, never inside this call.
  * Returns the call, or NULL when it was not sent (not connected): then
- * nothing was taken and DONE is never called. TOKEN names the request's
- * places in flight. */
-shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, const char *token, shared_done_fn done,
-                              void *arg);
+ * nothing was taken and DONE is never called. A reservation that fails
+ * for want of an answer is given back by shared.c should it have been
+ * made. */
+shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, shared_done_fn done, void *arg);
 /* The one who asked is gone: DONE will not be called, and whatever the
  * reservation took is given back when its answer comes. */
 void shared_forget(shared_call_t *c);
 
-/* Replaces the reservations of the N takes by what was used: DELTA[i] per
- * counter (used minus reserved; a window that is over is left alone), and
- * gives back take i's place in flight if it has one. Not waited for. */
-void shared_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n, const char *token);
+/* Replaces the reservation RID (its N takes) by what was used: DELTA[i]
+ * per counter (used minus reserved; a window that is over is left alone),
+ * and gives back take i's place in flight if it has one. Not waited for;
+ * a reservation is settled once however often this is called. */
+void shared_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n, const char *rid);
 
 /* Tells every node that upstream slot SLOT ("up:PROVIDER/MODEL") takes
  * nothing before UNTIL_MS (monotonic, this node's clock). */

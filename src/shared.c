@@ -14,13 +14,19 @@
  *              (requests), spent and reserved; it expires with its window
  *   NAME:f     a sorted set of the requests in flight, scored by when the
  *              place lapses should its node die holding it
+ *   rid:RID    one per reservation made (RID: node, worker, sequence),
+ *              until it is settled: a settle applies only while it is
+ *              there, so a reservation is settled once, and one whose
+ *              answer never came can be given back safely (if it was made)
  *   nodes      a sorted set of the live nodes, scored by their last beat
  *   defer      the channel on which a node tells the others that an
  *              upstream answered 429 with a Retry-After
  *
  * A call that gets no answer within CALL_TIMEOUT_MS drops the connection
  * (every call on it fails, and the caller falls back on
- * cluster.redis_failure), and it is made again in the background. */
+ * cluster.redis_failure), and it is made again in the background. A
+ * reservation that failed so may still have been made (a hung Redis reads
+ * it once it wakes): once connected again, it is given back by its RID. */
 #include "shared.h"
 #include "health.h"
 #include "log.h"
@@ -43,7 +49,7 @@
 #define NODE_TTL_MS 5000
 
 static const char reserve_lua[] =
-    "local n = #KEYS / 2\n"
+    "local n = (#KEYS - 1) / 2\n"
     "local now = tonumber(ARGV[1])\n"
     "for i = 1, n do\n"
     "  local b = 3 + (i - 1) * 8\n"
@@ -71,11 +77,13 @@ static const char reserve_lua[] =
     "    redis.call('PEXPIRE', KEYS[2*i], ARGV[3])\n"
     "  end\n"
     "end\n"
+    "redis.call('SET', KEYS[#KEYS], '1', 'PX', ARGV[3])\n"
     "return out\n";
 
 static const char settle_lua[] =
+    "if redis.call('DEL', KEYS[#KEYS]) == 0 then return 0 end\n"
     "local f = {'u', 't', 'r'}\n"
-    "for i = 1, #KEYS / 2 do\n"
+    "for i = 1, (#KEYS - 1) / 2 do\n"
     "  local b = 1 + (i - 1) * 4\n"
     "  if redis.call('EXISTS', KEYS[2*i-1]) == 1 then\n"
     "    for c = 1, 3 do\n"
@@ -90,10 +98,10 @@ struct shared_call {
     shared_t *s;
     shared_done_fn done;              /* NULL once forgotten */
     void *arg;
-    int64_t sent_ms;
+    int64_t sent_us;                  /* monotonic */
     int n;
-    shared_take_t t[SHARED_MAX_TAKES];   /* what to give back, should it be forgotten */
-    char token[256];                  /* the node's name and the caller's token */
+    shared_take_t t[SHARED_MAX_TAKES];   /* what to give back, should it be forgotten or fail */
+    char rid[SHARED_RID];
     struct shared_call *prev, *next;  /* the connection's calls, oldest first */
 };
 
@@ -102,12 +110,15 @@ struct shared {
     char host[200];
     int port;
     char prefix[128];
-    char node[160];                   /* this node's name in "nodes" */
+    char node[64];                    /* this node's name in "nodes" */
     redisAsyncContext *ac, *sub;      /* commands; worker 0's subscription */
     int ready;                        /* connected, both scripts loaded */
     int loading;
     char sha_reserve[48], sha_settle[48];
     shared_call_t *oldest, *newest;
+    shared_call_t *undo;              /* failed reservations to give back once connected */
+    int nundo;
+    uint64_t seq;                     /* of reservations: their RIDs */
     struct event *tick;               /* timeouts, reconnection, the beat */
     int64_t next_connect_ms, next_beat_ms;
 };
@@ -121,6 +132,13 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int64_t wall_ms(void)
@@ -190,6 +208,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     s->next_connect_ms = mono_ms() + RECONNECT_MS;
 }
 
+static void undo_failed(shared_t *s);
+
 static void on_loaded(redisAsyncContext *ac, void *reply, void *privdata)
 {
     shared_t *s = ac->data;
@@ -207,6 +227,7 @@ static void on_loaded(redisAsyncContext *ac, void *reply, void *privdata)
     sha[rep->len] = '\0';
     if (--s->loading == 0) {
         s->ready = 1;
+        undo_failed(s);
         if (s->w->id == 0) {
             atomic_store(&zero_up, 1);
             tlog(LOG_INFO, "redis %s:%d: connected; budgets and rate limits are shared", s->host, s->port);
@@ -290,9 +311,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     shared_t *s = arg;
     int64_t now = mono_ms();
     (void)fd, (void)what;
-    if (s->ac != NULL && s->oldest != NULL && now - s->oldest->sent_ms > CALL_TIMEOUT_MS) {
+    if (s->ac != NULL && s->oldest != NULL && now - s->oldest->sent_us / 1000 > CALL_TIMEOUT_MS) {
+        redisAsyncContext *ac = s->ac;
         tlog(LOG_WARN, "redis %s:%d: no answer in %d ms; reconnecting", s->host, s->port, CALL_TIMEOUT_MS);
-        redisAsyncDisconnect(s->ac);    /* every call on it fails (on_reserved with NULL) */
+        /* dropped now, not once the replies are in (redisAsyncDisconnect
+         * would wait for them): every call on it fails at once, on_reserved
+         * with NULL, and on_disconnect runs */
+        redisAsyncFree(ac);
+        if (s->ac == ac)
+            on_disconnect(ac, REDIS_ERR);
     }
     if ((s->ac == NULL || (s->w->id == 0 && s->sub == NULL)) && now >= s->next_connect_ms)
         connect_now(s);
@@ -317,7 +344,7 @@ shared_t *shared_new(worker_t *w, const config_t *cfg)
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "node");
     host[sizeof(host) - 1] = '\0';
-    snprintf(s->node, sizeof(s->node), "%.100s:%d/%d", host, cfg->listen_port, (int)getpid());
+    snprintf(s->node, sizeof(s->node), "%.40s:%d/%d", host, cfg->listen_port, (int)getpid());
     if ((s->tick = event_new(w->base, -1, EV_PERSIST, on_tick, s)) == NULL || event_add(s->tick, &every) != 0) {
         shared_free(s);
         return NULL;
@@ -344,6 +371,11 @@ void shared_free(shared_t *s)
         redisAsyncContext *sub = s->sub;
         s->sub = NULL;
         redisAsyncFree(sub);
+    }
+    while (s->undo != NULL) {             /* (not connected: left to lapse with their windows) */
+        shared_call_t *c = s->undo;
+        s->undo = c->next;
+        free(c);
     }
     free(s);
 }
@@ -379,8 +411,12 @@ static void argf(cmd_t *c, const char *fmt, long long v)
     arg(c, t);
 }
 
-static int add_keys(const shared_t *s, cmd_t *c, const shared_take_t *t, int n)
+/* The keys of a script call: each take's hash and in-flight set, then the
+ * reservation's RID key. */
+static int add_keys(const shared_t *s, cmd_t *c, const shared_take_t *t, int n, const char *rid)
 {
+    char *r = c->text[c->ntext++];
+    argf(c, "%lld", 2LL * n + 1);
     for (int i = 0; i < n; i++) {
         char *h = c->text[c->ntext++], *f = c->text[c->ntext++];
         if (entry_key(s, &t[i], 0, h, 256) == 0 || entry_key(s, &t[i], 1, f, 256) == 0)
@@ -388,20 +424,21 @@ static int add_keys(const shared_t *s, cmd_t *c, const shared_take_t *t, int n)
         arg(c, h);
         arg(c, f);
     }
+    snprintf(r, 256, "%srid:%s", s->prefix, rid);
+    arg(c, r);
     return 0;
 }
 
 static void send_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n,
-                        const char *token)
+                        const char *rid)
 {
     cmd_t *c;
     if (s->ac == NULL || !s->ready || n <= 0 || (c = calloc(1, sizeof(*c))) == NULL)
         return;
     arg(c, "EVALSHA");
     arg(c, s->sha_settle);
-    argf(c, "%lld", 2LL * n);
-    if (add_keys(s, c, t, n) == 0) {
-        arg(c, token);
+    if (add_keys(s, c, t, n, rid) == 0) {
+        arg(c, rid);
         for (int i = 0; i < n; i++) {
             for (int k = 0; k < LEDGER__N; k++)
                 argf(c, "%lld", (long long)delta[i][k]);
@@ -412,14 +449,35 @@ static void send_settle(shared_t *s, const shared_take_t *t, const int64_t (*del
     free(c);
 }
 
-void shared_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n, const char *token)
+void shared_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n, const char *rid)
 {
-    char full[256];
-    if (s == NULL)
-        return;
-    snprintf(full, sizeof(full), "%s|%s", s->node, token);
-    send_settle(s, t, delta, n, full);
+    if (s != NULL)
+        send_settle(s, t, delta, n, rid);
 }
+
+/* Gives back all that call C reserved (or would have: by its RID). */
+static void give_back(shared_t *s, const shared_call_t *c)
+{
+    int64_t back[SHARED_MAX_TAKES][LEDGER__N];
+    for (int i = 0; i < c->n; i++)
+        for (int k = 0; k < LEDGER__N; k++)
+            back[i][k] = -c->t[i].amt[k];
+    send_settle(s, c->t, (const int64_t(*)[LEDGER__N])back, c->n, c->rid);
+}
+
+/* Once connected again: the reservations whose answers never came. */
+static void undo_failed(shared_t *s)
+{
+    while (s->undo != NULL && s->ready) {
+        shared_call_t *c = s->undo;
+        s->undo = c->next;
+        s->nundo--;
+        give_back(s, c);
+        free(c);
+    }
+}
+
+#define MAX_UNDO 4096
 
 static void on_reserved(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -431,6 +489,7 @@ static void on_reserved(redisAsyncContext *ac, void *reply, void *privdata)
     unlink_call(s, c);
     memset(&a, 0, sizeof(a));
     a.result = SHARED_FAILED;
+    snprintf(a.rid, sizeof(a.rid), "%s", c->rid);
     if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER) {
         if (rep->element[0]->integer == 1 && rep->elements == 1 + (size_t)c->n * LEDGER__N) {
@@ -451,22 +510,24 @@ static void on_reserved(redisAsyncContext *ac, void *reply, void *privdata)
         if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && s->ac != NULL)
             redisAsyncDisconnect(s->ac);   /* the scripts are loaded again with the connection */
     } else {
-        observe_rtt((mono_ms() - c->sent_ms) * 1000);
+        observe_rtt(mono_us() - c->sent_us);
     }
-    if (c->done != NULL) {
+    if (c->done != NULL)
         c->done(c->arg, &a);
-    } else if (a.result == SHARED_OK) {  /* forgotten: what it took goes back */
-        int64_t back[SHARED_MAX_TAKES][LEDGER__N];
-        for (int i = 0; i < c->n; i++)
-            for (int k = 0; k < LEDGER__N; k++)
-                back[i][k] = -c->t[i].amt[k];
-        send_settle(s, c->t, (const int64_t(*)[LEDGER__N])back, c->n, c->token);
+    else if (a.result == SHARED_OK)       /* forgotten: what it took goes back */
+        give_back(s, c);
+    if (rep == NULL && s->nundo < MAX_UNDO) {
+        /* no answer (the connection dropped): it may have been made all the
+         * same; given back by its RID once connected (a no-op if not) */
+        c->next = s->undo;
+        s->undo = c;
+        s->nundo++;
+        return;
     }
     free(c);
 }
 
-shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, const char *token, shared_done_fn done,
-                              void *arg_)
+shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, shared_done_fn done, void *arg_)
 {
     shared_call_t *call;
     cmd_t *c;
@@ -481,17 +542,16 @@ shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, const 
     call->arg = arg_;
     call->n = n;
     memcpy(call->t, t, (size_t)n * sizeof(*t));
-    snprintf(call->token, sizeof(call->token), "%s|%s", s->node, token);
+    snprintf(call->rid, sizeof(call->rid), "%s|%d|%llu", s->node, s->w->id, (unsigned long long)++s->seq);
     arg(c, "EVALSHA");
     arg(c, s->sha_reserve);
-    argf(c, "%lld", 2LL * n);
-    if (add_keys(s, c, t, n) < 0) {
+    if (add_keys(s, c, t, n, call->rid) < 0) {
         free(c);
         free(call);
         return NULL;
     }
     argf(c, "%lld", (long long)wall_ms());
-    arg(c, call->token);
+    arg(c, call->rid);
     argf(c, "%lld", (long long)(s->w->cfg->total_timeout_s + 60) * 1000);
     for (int i = 0; i < n; i++) {
         for (int k = 0; k < LEDGER__N; k++)
@@ -507,7 +567,7 @@ shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, const 
         return NULL;
     }
     free(c);
-    call->sent_ms = mono_ms();
+    call->sent_us = mono_us();
     call->prev = s->newest;
     if (s->newest != NULL)
         s->newest->next = call;

@@ -179,15 +179,6 @@ static int rules_of(req_t *r, rule_t u[2], const char *who[2], const char *name[
     return n;
 }
 
-/* The token that names R's places in flight in Redis (with the node's
- * name, which shared.c adds): the same for as long as R lives. */
-static const char *flight_token(req_t *r, char buf[64])
-{
-    snprintf(buf, 64, "%d.%lx.%lld.%ld", r->w->id, (unsigned long)(uintptr_t)r, (long long)r->t0.tv_sec,
-             (long)r->t0.tv_nsec);
-    return buf;
-}
-
 /* The pace_admit of a cluster with cluster.redis: the request's paces
  * are taken in Redis in one call; 1 (intake_paced follows when it is
  * admitted), 0 (nothing to take), -1 (answered). Unreachable, the
@@ -202,7 +193,6 @@ static int admit_shared(req_t *r, const int64_t amt[LEDGER__N], int64_t now)
     rule_t u[2];
     const char *who[2], *name[2];
     shared_take_t t[2];
-    char token[64];
     int64_t end, tag = ledger_window(WIN_MINUTE, now, NULL, &end);
     int n = rules_of(r, u, who, name);
     if (n == 0)
@@ -215,7 +205,7 @@ static int admit_shared(req_t *r, const int64_t amt[LEDGER__N], int64_t now)
         memcpy(t[i].limit, u[i].limit, sizeof(t[i].limit));
         t[i].flight = u[i].flight;
     }
-    if ((r->shared_call = shared_reserve(r->w->shared, t, n, flight_token(r, token), on_paced, r)) == NULL)
+    if ((r->shared_call = shared_reserve(r->w->shared, t, n, on_paced, r)) == NULL)
         return policy_fallback(r, now, amt);
     return 1;
 }
@@ -250,6 +240,7 @@ static void on_paced(void *arg, const shared_answer_t *a)
         return;
     }
     r->pace_shared = 1;
+    snprintf(r->pace_rid, sizeof(r->pace_rid), "%s", a->rid);
     for (int i = 0; i < n; i++) {
         pace_t *p = &r->pace[r->npace++];
         p->e = u[i].e;
@@ -323,7 +314,6 @@ void pace_done(req_t *r)
     if (r->pace_shared) {
         shared_take_t t[2];
         int64_t delta[2][LEDGER__N];
-        char token[64];
         for (int i = 0; i < r->npace; i++) {
             t[i].e = r->pace[i].e;
             t[i].tag = r->pace[i].h.tag[0];
@@ -331,7 +321,7 @@ void pace_done(req_t *r)
             for (int k = 0; k < LEDGER__N; k++)
                 delta[i][k] = act[k] - r->pace[i].h.amt[k];
         }
-        shared_settle(r->w->shared, t, (const int64_t(*)[LEDGER__N])delta, r->npace, flight_token(r, token));
+        shared_settle(r->w->shared, t, (const int64_t(*)[LEDGER__N])delta, r->npace, r->pace_rid);
         r->npace = 0;
         r->pace_shared = 0;
         return;

@@ -244,7 +244,7 @@ int spend_reserve(req_t *r)
         free(w);
         return rc;
     }
-    if ((r->shared_call = shared_reserve(r->w->shared, w->t, w->n, "", on_spent, r)) == NULL) {
+    if ((r->shared_call = shared_reserve(r->w->shared, w->t, w->n, on_spent, r)) == NULL) {
         free(w);
         return spend_fallback(r, x.amt);
     }
@@ -266,6 +266,7 @@ static void on_spent(void *arg, const shared_answer_t *a)
         rc = refused(r, w->b[a->item].scope, w->b[a->item].name, w->b[a->item].window, now);
     } else if (a->result == SHARED_OK) {
         r->held_shared = 1;
+        snprintf(r->held_rid, sizeof(r->held_rid), "%s", a->rid);
         for (int i = 0; i < w->n; i++) {
             ledger_hold_t *h = &r->held[i].h;
             int reached = 0;
@@ -324,7 +325,7 @@ void spend_settle(req_t *r, int answered)
             for (int k = 0; k < LEDGER__N; k++)
                 delta[i][k] = (answered ? act[k] : 0) - r->held[i].h.amt[k];
         }
-        shared_settle(r->w->shared, t, (const int64_t(*)[LEDGER__N])delta, r->nheld, "");
+        shared_settle(r->w->shared, t, (const int64_t(*)[LEDGER__N])delta, r->nheld, r->held_rid);
         r->nheld = 0;
         r->held_shared = 0;
         return;
