@@ -182,29 +182,35 @@ static void unlink_call(shared_t *s, shared_call_t *c)
         s->newest = c->prev;
 }
 
+/* The command connection is gone (S->ac already NULL or about to be). */
+static void lost(shared_t *s)
+{
+    if (s->ready && s->w->id == 0) {
+        if (strcmp(s->w->cfg->cluster_redis_failure, "closed") == 0)
+            tlog(LOG_WARN, "redis %s:%d: connection lost; requests with a budget or rate limit get 429 until it "
+                 "is back (cluster.redis_failure closed)", s->host, s->port);
+        else
+            tlog(LOG_WARN, "redis %s:%d: connection lost; this node enforces 1/%d of every budget and rate limit "
+                 "on its own until it is back (cluster.redis_failure local)", s->host, s->port, shared_nodes());
+    }
+    s->ac = NULL;
+    s->ready = 0;
+    s->loading = 0;
+    if (s->w->id == 0)
+        atomic_store(&zero_up, 0);
+    s->next_connect_ms = mono_ms() + RECONNECT_MS;
+}
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     shared_t *s = ac->data;
     (void)status;
     if (s == NULL)
         return;
-    if (ac == s->ac) {
-        if (s->ready && s->w->id == 0) {
-            if (strcmp(s->w->cfg->cluster_redis_failure, "closed") == 0)
-                tlog(LOG_WARN, "redis %s:%d: connection lost; requests with a budget or rate limit get 429 until it "
-                     "is back (cluster.redis_failure closed)", s->host, s->port);
-            else
-                tlog(LOG_WARN, "redis %s:%d: connection lost; this node enforces 1/%d of every budget and rate limit "
-                     "on its own until it is back (cluster.redis_failure local)", s->host, s->port, shared_nodes());
-        }
-        s->ac = NULL;
-        s->ready = 0;
-        s->loading = 0;
-        if (s->w->id == 0)
-            atomic_store(&zero_up, 0);
-    } else if (ac == s->sub) {
+    if (ac == s->ac)
+        lost(s);
+    else if (ac == s->sub)
         s->sub = NULL;
-    }
     s->next_connect_ms = mono_ms() + RECONNECT_MS;
 }
 
@@ -317,9 +323,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         /* dropped now, not once the replies are in (redisAsyncDisconnect
          * would wait for them): every call on it fails at once, on_reserved
          * with NULL, and on_disconnect runs */
+        lost(s);                          /* (s->ac is NULL before hiredis calls on_disconnect) */
         redisAsyncFree(ac);
-        if (s->ac == ac)
-            on_disconnect(ac, REDIS_ERR);
     }
     if ((s->ac == NULL || (s->w->id == 0 && s->sub == NULL)) && now >= s->next_connect_ms)
         connect_now(s);
