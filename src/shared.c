@@ -366,9 +366,12 @@ void shared_free(shared_t *s)
         event_free(s->tick);
     for (shared_call_t *c = s->oldest; c != NULL; c = c->next)
         c->done = NULL;                 /* their requests are gone */
-    /* pending calls fail (their callbacks run now, with NULL) */
+    /* pending calls fail (their callbacks run now, with NULL); what the
+     * last requests settled is written first, as far as the socket takes
+     * it (the loop has stopped turning) */
     if (s->ac != NULL) {
         redisAsyncContext *ac = s->ac;
+        redisAsyncHandleWrite(ac);
         s->ac = NULL;
         redisAsyncFree(ac);
     }
