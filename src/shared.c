@@ -94,6 +94,16 @@ static const char settle_lua[] =
     "end\n"
     "return 1\n";
 
+/* The command of one script call: EVALSHA SHA NKEYS KEYS... ARGS...
+ * (one per worker, in shared_t, reused: hiredis copies what it sends) */
+typedef struct cmd {
+    int argc;
+    const char *argv[8 + SHARED_MAX_TAKES * 10];
+    size_t len[8 + SHARED_MAX_TAKES * 10];
+    char text[SHARED_MAX_TAKES * 10 + 8][256];
+    int ntext;
+} cmd_t;
+
 struct shared_call {
     shared_t *s;
     shared_done_fn done;              /* NULL once forgotten */
@@ -119,6 +129,7 @@ struct shared {
     shared_call_t *undo;              /* failed reservations to give back once connected */
     int nundo;
     uint64_t seq;                     /* of reservations: their RIDs */
+    cmd_t *cmd;                       /* the command being put together */
     struct event *tick;               /* timeouts, reconnection, the beat */
     int64_t next_connect_ms, next_beat_ms;
 };
@@ -350,7 +361,8 @@ shared_t *shared_new(worker_t *w, const config_t *cfg)
         snprintf(host, sizeof(host), "node");
     host[sizeof(host) - 1] = '\0';
     snprintf(s->node, sizeof(s->node), "%.40s:%d/%d", host, cfg->listen_port, (int)getpid());
-    if ((s->tick = event_new(w->base, -1, EV_PERSIST, on_tick, s)) == NULL || event_add(s->tick, &every) != 0) {
+    if ((s->cmd = malloc(sizeof(*s->cmd))) == NULL ||
+        (s->tick = event_new(w->base, -1, EV_PERSIST, on_tick, s)) == NULL || event_add(s->tick, &every) != 0) {
         shared_free(s);
         return NULL;
     }
@@ -385,6 +397,7 @@ void shared_free(shared_t *s)
         s->undo = c->next;
         free(c);
     }
+    free(s->cmd);
     free(s);
 }
 
@@ -397,14 +410,6 @@ static size_t entry_key(const shared_t *s, const shared_take_t *t, int flight, c
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-/* The command of one script call: EVALSHA SHA NKEYS KEYS... ARGS... */
-typedef struct cmd {
-    int argc;
-    const char *argv[8 + SHARED_MAX_TAKES * 10];
-    size_t len[8 + SHARED_MAX_TAKES * 10];
-    char text[SHARED_MAX_TAKES * 10 + 8][256];
-    int ntext;
-} cmd_t;
 
 static void arg(cmd_t *c, const char *s)
 {
@@ -440,9 +445,10 @@ static int add_keys(const shared_t *s, cmd_t *c, const shared_take_t *t, int n, 
 static void send_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n,
                         const char *rid)
 {
-    cmd_t *c;
-    if (s->ac == NULL || !s->ready || n <= 0 || (c = calloc(1, sizeof(*c))) == NULL)
+    cmd_t *c = s->cmd;
+    if (s->ac == NULL || !s->ready || n <= 0)
         return;
+    c->argc = c->ntext = 0;
     arg(c, "EVALSHA");
     arg(c, s->sha_settle);
     if (add_keys(s, c, t, n, rid) == 0) {
@@ -454,7 +460,6 @@ static void send_settle(shared_t *s, const shared_take_t *t, const int64_t (*del
         }
         redisAsyncCommandArgv(s->ac, NULL, NULL, c->argc, c->argv, c->len);
     }
-    free(c);
 }
 
 void shared_settle(shared_t *s, const shared_take_t *t, const int64_t (*delta)[LEDGER__N], int n, const char *rid)
@@ -539,22 +544,21 @@ shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, shared
 {
     shared_call_t *call;
     cmd_t *c;
-    if (s == NULL || s->ac == NULL || !s->ready || n <= 0 || n > SHARED_MAX_TAKES)
+    if (s == NULL || s->ac == NULL || !s->ready || n <= 0 || n > SHARED_MAX_TAKES ||
+        (call = malloc(sizeof(*call))) == NULL)
         return NULL;
-    if ((call = calloc(1, sizeof(*call))) == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
-        free(call);
-        return NULL;
-    }
+    c = s->cmd;
+    c->argc = c->ntext = 0;
     call->s = s;
     call->done = done;
     call->arg = arg_;
     call->n = n;
+    call->prev = call->next = NULL;
     memcpy(call->t, t, (size_t)n * sizeof(*t));
     snprintf(call->rid, sizeof(call->rid), "%s|%d|%llu", s->node, s->w->id, (unsigned long long)++s->seq);
     arg(c, "EVALSHA");
     arg(c, s->sha_reserve);
     if (add_keys(s, c, t, n, call->rid) < 0) {
-        free(c);
         free(call);
         return NULL;
     }
@@ -570,11 +574,9 @@ shared_call_t *shared_reserve(shared_t *s, const shared_take_t *t, int n, shared
         argf(c, "%lld", (long long)t[i].flight);
     }
     if (redisAsyncCommandArgv(s->ac, on_reserved, call, c->argc, c->argv, c->len) != REDIS_OK) {
-        free(c);
         free(call);
         return NULL;
     }
-    free(c);
     call->sent_us = mono_us();
     call->prev = s->newest;
     if (s->newest != NULL)

@@ -221,7 +221,7 @@ int spend_reserve(req_t *r)
     budgets_t *b = r->w->budgets;
     size_t gen = c->gen;
     reserving_t x = { .r = r, .now = (int64_t)time(NULL), .share = 1 };
-    spend_wait_t *w;
+    spend_wait_t *w, gathered;
     int rc;
     /* compiled again only when the store changed (and each time for a record
      * of its own, which a store too big for the reader's cache hands out) */
@@ -234,16 +234,16 @@ int spend_reserve(req_t *r)
     x.amt[LEDGER_REQUESTS] = 1;
     if (r->w->shared == NULL)
         return reserve_all(r, c, &x);
-    /* a cluster's: every budget that applies, in one call to Redis */
-    if ((w = calloc(1, sizeof(*w))) == NULL)
-        return reserve_all(r, c, &x);     /* (out of memory: this node's ledger, as without Redis) */
-    x.wait = w;
-    memcpy(w->amt, x.amt, sizeof(w->amt));
-    rc = reserve_all(r, c, &x);
-    if (rc != 0 || w->n == 0) {
-        free(w);
+    /* a cluster's: every budget that applies, in one call to Redis (gathered
+     * here, kept only when there is one) */
+    x.wait = &gathered;
+    gathered.n = 0;
+    memcpy(gathered.amt, x.amt, sizeof(gathered.amt));
+    if ((rc = reserve_all(r, c, &x)) != 0 || gathered.n == 0)
         return rc;
-    }
+    if ((w = malloc(sizeof(*w))) == NULL)
+        return spend_fallback(r, x.amt);  /* (out of memory: as if Redis could not be reached) */
+    memcpy(w, &gathered, sizeof(*w));
     if ((r->shared_call = shared_reserve(r->w->shared, w->t, w->n, on_spent, r)) == NULL) {
         free(w);
         return spend_fallback(r, x.amt);
