@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #define MAX_ENDPOINTS 16
-#define PAGE 500                        /* records per snapshot page */
+#define PAGE 5000                       /* records per snapshot page (etcd counts to the range's end for each) */
 #define CALL_TIMEOUT_MS 3000            /* a transaction or a snapshot page (the admin thread waits that long at most) */
 #define CONNECT_TIMEOUT_MS 1000
 #define MAX_BODY (64u << 20)
@@ -285,7 +285,7 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
     int64_t rev = 0;
     char *from = strdup(e->records);
     size_t flen = strlen(e->records);
-    int more = 1, refused, rc = -1;
+    int more = 1, refused, rc = -1, stepwise = 0;
 
     while (more && from != NULL) {
         cJSON *req = cJSON_CreateObject(), *resp, *kvo;
@@ -306,7 +306,7 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
         cJSON_Delete(req);
         if (resp == NULL)
             break;
-        if (m == NULL) {
+        if (rev == 0) {                  /* the first page: its revision is the snapshot's */
             rev = etcdwire_revision(resp);
             if ((m = store_mirror_begin(e->store, 1)) == NULL) {
                 snprintf(err, errlen, "the mirror could not be written");
@@ -320,6 +320,15 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
                 rc = 0;
                 break;
             }
+            /* a mirror that has nothing (no revision yet) serves nothing:
+             * it takes the pages one transaction each, which keeps LMDB's
+             * dirty pages (kept for reuse until the store closes) to a
+             * page's worth; its revision is written with the last */
+            stepwise = store_mirror_applied(m) == 0;
+        } else if (m == NULL && (m = store_mirror_begin(e->store, 0)) == NULL) {
+            snprintf(err, errlen, "the mirror could not be written");
+            cJSON_Delete(resp);
+            break;
         }
         cJSON_ArrayForEach(kvo, cJSON_GetObjectItemCaseSensitive(resp, "kvs")) {
             const cJSON *k = cJSON_GetObjectItemCaseSensitive(kvo, "key");
@@ -344,6 +353,14 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
         free(last);
         if (more < 0)
             break;
+        if (more > 0 && stepwise) {
+            if (store_mirror_commit(m, 0) < 0) {
+                m = NULL;
+                snprintf(err, errlen, "the mirror could not be written");
+                break;
+            }
+            m = NULL;
+        }
         if (more == 0) {
             rc = store_mirror_commit(m, rev);
             m = NULL;
