@@ -32,6 +32,13 @@ void smallmem_prime(size_t size, unsigned count);
  * uses and allocates nothing. */
 size_t smallmem_trim(size_t floor_bytes);
 
+/* glibc malloc's free pages back to the system (malloc_trim). Not under
+ * AddressSanitizer, whose allocator is the heap: there glibc's malloc is
+ * never set up, and malloc_trim would set it up with this thread on its
+ * main arena but not counted there, which glibc's thread exit then finds
+ * (and aborts on). */
+void smallmem_release_heap(void);
+
 /* Blocks kept by the calling thread now (for tests). */
 size_t smallmem_kept(void);
 #endif

@@ -23,6 +23,7 @@
 #include "etcd.h"
 #include "etcdwire.h"
 #include "log.h"
+#include "smallmem.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -368,6 +369,7 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
                 snprintf(err, errlen, "the mirror could not be written");
             else
                 tlog(LOG_INFO, "etcd: mirrored a snapshot of %s at revision %lld", e->prefix, (long long)rev);
+            smallmem_release_heap();     /* the pages' JSON, parsed and freed, back to the system */
         }
     }
     store_mirror_abort(m);

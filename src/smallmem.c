@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,4 +202,11 @@ size_t smallmem_kept(void)
     for (int c = 0; c < CLASSES; c++)
         n += kept.n[c];
     return n;
+}
+
+void smallmem_release_heap(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    malloc_trim(0);
+#endif
 }

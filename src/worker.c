@@ -12,7 +12,6 @@
 #include "upstream.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <evhtp/evhtp.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -52,17 +51,6 @@ static void stop(worker_t *w)
     on_drain_tick(-1, 0, w);
 }
 
-/* malloc's free pages back to the system. Not under AddressSanitizer, whose
- * allocator is the heap: there glibc's malloc is never set up, and
- * malloc_trim would set it up with this thread on its main arena but not
- * counted there, which glibc's thread exit then finds (and aborts on). */
-static void give_back_free_pages(void)
-{
-#if !defined(__SANITIZE_ADDRESS__)
-    malloc_trim(0);
-#endif
-}
-
 /* The worker's loop is turning: what the main thread checks before it
  * tells systemd's watchdog all is well. */
 static void on_beat(evutil_socket_t fd, short what, void *arg)
@@ -77,7 +65,7 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
      * the system when that was much; a steady load keeps what it uses */
     if (what && ++w->beats % 4 == 0) {   /* (the timer, not worker_main's first call) */
         smallmem_trim(TRIM_FLOOR);
-        give_back_free_pages();
+        smallmem_release_heap();
     }
 }
 
