@@ -204,10 +204,27 @@ static int admit_shared(req_t *r, const int64_t amt[LEDGER__N], int64_t now)
         memcpy(t[i].amt, amt, sizeof(t[i].amt));
         memcpy(t[i].limit, u[i].limit, sizeof(t[i].limit));
         t[i].flight = u[i].flight;
+        /* what the answer is matched with (npace stays 0 until it is in) */
+        r->pace[i].e = u[i].e;
+        r->pace[i].in_flight = u[i].flight >= 0;
+        for (int k = 0; k < LEDGER__N; k++) {
+            r->pace[i].h.amt[k] = amt[k];
+            r->pace[i].h.tag[k] = tag;
+        }
     }
+    r->pace_sent = n;
     if ((r->shared_call = shared_reserve(r->w->shared, t, n, on_paced, r)) == NULL)
         return policy_fallback(r, now, amt);
     return 1;
+}
+
+/* Of the rules U (N of them), the one counting in E, or -1. */
+static int rule_for(const rule_t *u, int n, const ledger_entry_t *e)
+{
+    for (int i = 0; i < n; i++)
+        if (u[i].e == e)
+            return i;
+    return -1;
 }
 
 static void on_paced(void *arg, const shared_answer_t *a)
@@ -215,8 +232,8 @@ static void on_paced(void *arg, const shared_answer_t *a)
     req_t *r = arg;
     rule_t u[2];
     const char *who[2], *name[2];
-    int64_t now = (int64_t)time(NULL), end, amt[LEDGER__N], tag = ledger_window(WIN_MINUTE, now, NULL, &end);
-    int n;
+    int64_t now = (int64_t)time(NULL), end, amt[LEDGER__N];
+    int n, j;
     r->shared_call = NULL;
     amt[LEDGER_USD] = 0;
     amt[LEDGER_TOKENS] = r->pace_estimate;
@@ -226,13 +243,16 @@ static void on_paced(void *arg, const shared_answer_t *a)
             intake_paced(r);
         return;
     }
-    /* the rules again, matched to the answer by position as they were
-     * sent (a store change in between is read as the change it is) */
+    /* the reservations are the ones sent (r->pace, in the window they were
+     * sent in); the rules are read again for the limits shown and the
+     * messages, found by their entry (a store change in between may have
+     * taken one away) */
+    ledger_window(WIN_MINUTE, now, NULL, &end);
     n = rules_of(r, u, who, name);
     if (a->result == SHARED_OVER) {
-        if (a->item >= 0 && a->item < n) {
-            show(r, u[a->item].limit, u[a->item].limit, end - now, 1);   /* over: none left */
-            refuse(r, who[a->item], name[a->item], &u[a->item], a->counter, now, end);
+        if (a->item >= 0 && a->item < r->pace_sent && (j = rule_for(u, n, r->pace[a->item].e)) >= 0) {
+            show(r, u[j].limit, u[j].limit, end - now, 1);   /* over: none left */
+            refuse(r, who[j], name[j], &u[j], a->counter, now, end);
         } else {
             reply_retry_hints(r, 1000, 1);
             reply_error(r, 429, "rate_limit_error", "rate_limited", NULL, "a rate limit of the caller is reached");
@@ -240,17 +260,13 @@ static void on_paced(void *arg, const shared_answer_t *a)
         return;
     }
     r->pace_shared = 1;
+    r->npace = r->pace_sent;
     snprintf(r->pace_rid, sizeof(r->pace_rid), "%s", a->rid);
-    for (int i = 0; i < n; i++) {
-        pace_t *p = &r->pace[r->npace++];
-        p->e = u[i].e;
-        p->in_flight = u[i].flight >= 0;
-        for (int k = 0; k < LEDGER__N; k++) {
-            p->h.amt[k] = amt[k];
-            p->h.tag[k] = tag;
-            p->h.after[k] = a->after[i][k];
-        }
-        show(r, p->h.after, u[i].limit, end - now, 0);
+    for (int i = 0; i < r->npace; i++) {
+        for (int k = 0; k < LEDGER__N; k++)
+            r->pace[i].h.after[k] = a->after[i][k];
+        if ((j = rule_for(u, n, r->pace[i].e)) >= 0)
+            show(r, r->pace[i].h.after, u[j].limit, end - now, 0);
     }
     intake_paced(r);
 }

@@ -158,6 +158,7 @@ typedef struct req {
     int waiting;                 /* the timer is a Retry-After wait */
     struct shared_call *shared_call;   /* a reservation Redis has yet to answer (pace.c, spend.c), or NULL */
     struct spend_wait *spend_wait;     /* what the budget reservation on its way needs back (spend.c) */
+    int pace_sent;                     /* paces sent to Redis (in pace, npace 0 until they are taken) */
     int pace_shared, held_shared;      /* the paces / holds were taken in Redis (shared.c), not the ledger, */
     char pace_rid[96], held_rid[96];   /*   as the reservations so named (SHARED_RID) */
     health_t health;             /* the current attempt's shared slots */
