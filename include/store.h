@@ -158,6 +158,8 @@ typedef struct store_plan {
     int64_t revision;            /* the mirror's, which the write was checked against */
     int n, cap;
     store_change_t *v;
+    int *index;                  /* (store.c's: V's positions by table and id, open addressing) */
+    int nindex;
 } store_plan_t;
 
 typedef struct store_remote {

@@ -45,6 +45,7 @@
 #include "store.h"
 #include "fileio.h"
 #include "schema.h"
+#include "tally.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -903,33 +904,52 @@ static int put_bytes(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen, co
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+static size_t plan_slot(const store_plan_t *plan, store_table_t t, const char *id)
+{
+    size_t mask = (size_t)plan->nindex - 1, i = (size_t)(tally_hash(id) + (uint64_t)t) & mask;
+    while (plan->index[i] >= 0 && (plan->v[plan->index[i]].t != t || strcmp(plan->v[plan->index[i]].id, id) != 0))
+        i = (i + 1) & mask;
+    return i;
+}
+
 /* Notes in PLAN that record ID of table T becomes REC (NULL: is deleted);
- * a later change of the same record replaces an earlier one. 0 or ENOMEM. */
+ * a later change of the same record replaces an earlier one (found by an
+ * index: an import notes every record). 0 or ENOMEM. */
 static int plan_note(store_plan_t *plan, store_table_t t, const char *id, const cJSON *rec)
 {
-    store_change_t *c = NULL;
+    store_change_t *c;
     char *json = rec != NULL ? cJSON_PrintUnformatted(rec) : NULL;
+    size_t slot;
     if (rec != NULL && json == NULL)
         return ENOMEM;
-    for (int i = 0; i < plan->n && c == NULL; i++)
-        if (plan->v[i].t == t && strcmp(plan->v[i].id, id) == 0)
-            c = &plan->v[i];
-    if (c == NULL) {
-        if (plan->n == plan->cap) {
-            int cap = plan->cap ? plan->cap * 2 : 8;
-            store_change_t *v = realloc(plan->v, (size_t)cap * sizeof(*v));
-            if (v == NULL) {
-                free(json);
-                return ENOMEM;
-            }
+    if (plan->n == plan->cap) {                 /* room for one more, and an index at most half full */
+        int cap = plan->cap ? plan->cap * 2 : 8, *index = malloc((size_t)cap * 2 * sizeof(int));
+        store_change_t *v = realloc(plan->v, (size_t)cap * sizeof(*v));
+        if (v != NULL)
             plan->v = v;
-            plan->cap = cap;
+        if (v == NULL || index == NULL) {
+            free(index);
+            free(json);
+            return ENOMEM;
         }
+        free(plan->index);
+        plan->index = index;
+        plan->nindex = cap * 2;
+        plan->cap = cap;
+        for (int i = 0; i < plan->nindex; i++)
+            index[i] = -1;
+        for (int i = 0; i < plan->n; i++)
+            index[plan_slot(plan, plan->v[i].t, plan->v[i].id)] = i;
+    }
+    slot = plan_slot(plan, t, id);
+    if (plan->index[slot] >= 0) {
+        c = &plan->v[plan->index[slot]];
+        free(c->json);
+    } else {
+        plan->index[slot] = plan->n;
         c = &plan->v[plan->n++];
         c->t = t;
         snprintf(c->id, sizeof(c->id), "%s", id);
-    } else {
-        free(c->json);
     }
     c->json = json;
     c->len = json != NULL ? strlen(json) : 0;
@@ -941,6 +961,7 @@ static void plan_free(store_plan_t *plan)
     for (int i = 0; i < plan->n; i++)
         free(plan->v[i].json);
     free(plan->v);
+    free(plan->index);
     memset(plan, 0, sizeof(*plan));
 }
 

@@ -232,6 +232,43 @@ int main(void)
         cJSON_Delete(q);
     }
 
+    /* --- an import: one plan of every record (past the index's growth),
+     * each once; the same import again changes nothing, so sends nothing --- */
+    {
+        char seed[sizeof(dir) + 16], *text;
+        cJSON *doc = cJSON_CreateObject(), *ps = cJSON_AddArrayToObject(doc, "providers");
+        FILE *fp;
+        int commits;
+        for (int i = 0; i < 40; i++) {
+            char name[32];
+            cJSON *q = cJSON_CreateObject();
+            snprintf(name, sizeof(name), "p%02d", i);
+            cJSON_AddStringToObject(q, "name", name);
+            cJSON_AddStringToObject(q, "base_url", "http://127.0.0.1:9/v1");
+            cJSON_AddItemToArray(ps, q);
+        }
+        snprintf(seed, sizeof(seed), "%s/seed.json", dir);
+        text = cJSON_PrintUnformatted(doc);
+        CHECK((fp = fopen(seed, "w")) != NULL && fputs(text, fp) >= 0 && fclose(fp) == 0);
+        f.revision = store_mirror_revision(s);      /* the fake's guard, where the mirror is */
+        CHECK(store_import_seed(s, seed, err, sizeof(err)) == 0);
+        CHECK(f.last.n == 40);
+        for (int i = 1; i < f.last.n; i++)
+            CHECK(strcmp(f.last.v[i].id, f.last.v[0].id) != 0 && f.last.v[i].json != NULL);
+        commits = f.commits;
+        {
+            cJSON *exp = store_export(s);
+            char *again = cJSON_PrintUnformatted(exp);
+            CHECK((fp = fopen(seed, "w")) != NULL && fputs(again, fp) >= 0 && fclose(fp) == 0);
+            free(again);
+            cJSON_Delete(exp);
+        }
+        CHECK(store_import_seed(s, seed, err, sizeof(err)) == 0);
+        CHECK(f.commits == commits);                /* an export imported: nothing to commit */
+        free(text);
+        cJSON_Delete(doc);
+    }
+
     for (int i = 0; i < f.last.n; i++)
         free(f.last.v[i].json);
     free(f.last.v);
