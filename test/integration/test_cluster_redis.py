@@ -7,9 +7,9 @@ import json
 import threading
 import time
 
-from cluster_redis_support import (key_record, new_id, percentile, redis_entry, redis_metrics, redis_requests,
-                                   start_redis_nodes, together, wait_cluster)
-from cluster_support import label, node_logs, start_redis, wait_for
+from cluster_redis_support import (key_record, new_id, percentile, redis_config, redis_entry, redis_metrics,
+                                   redis_requests, start_redis_nodes, together, wait_cluster)
+from cluster_support import label, node_logs, start_etcd, start_nodes, start_redis, wait_for
 
 CHAT = "/v1/chat/completions"
 IN_PRICE, OUT_PRICE = 3.0, 15.0
@@ -569,3 +569,36 @@ def test_a_hung_redis_is_given_up_on_and_the_policy_applies(env):
 
 
 test_a_hung_redis_is_given_up_on_and_the_policy_applies.bound = 90
+
+
+def test_etcd_and_redis_together_a_budget_made_on_one_node_holds_on_all(env):
+    """The deployment the README describes: one etcd for the store, one Redis
+    for the counters. A route and a `limit_requests: 12` budget created
+    through node A's admin API (not a seed) reach B and C through etcd; 60
+    concurrent requests over the three nodes: exactly 12 admitted, and
+    every node's admin read of the budget says 12 and exhausted."""
+    r, (m,) = setup(env, (("mock", ("--delay-ms", "200")),))
+    etcd = start_etcd(env)
+    seed = make_seed([m], [])
+    nodes = start_nodes(env, etcd, seed, config=redis_config(r))
+    wait_cluster(nodes)
+    a = nodes[0]
+    st, rt = a.admin("POST", "/v1/model-routes", {"name": "shared", "targets": [{"provider": "mock", "model": "m"}]})
+    assert st == 201, rt
+    st, bg = a.admin("POST", "/v1/budgets", {"name": "dozen", "scope": {"route": rt["id"]}, "limit_requests": 12,
+                                             "window": "1d"})
+    assert st == 201, bg
+    for t in nodes[1:]:
+        wait_for(lambda t=t: t.admin("GET", "/v1/budgets/" + bg["id"])[0] == 200, 5, "the budget on %s" % label(t))
+    results = together([lambda i=i: chat(nodes[i % 3], model="shared") for i in range(60)])
+    statuses = [x[1] for x in results]
+    print_split("60 concurrent over etcd + redis", results)
+    assert statuses.count(200) == 12 and statuses.count(429) == 48, {s: statuses.count(s) for s in set(statuses)}
+    assert len(m.log()) == 12, len(m.log())
+    wait_for_requests(r, "b:" + bg["id"], 12)
+    for t in nodes:
+        st, b = t.admin("GET", "/v1/budgets/" + bg["id"])
+        assert st == 200 and b["requests"] == 12 and b["exhausted"] is True, (label(t), b)
+
+
+test_etcd_and_redis_together_a_budget_made_on_one_node_holds_on_all.bound = 120
