@@ -56,6 +56,29 @@ int main(void)
     CHECK(!h1_field_ok("Transfer-E\xcd" "coding", 17, "chunked", 7));
     CHECK(!h1_field_ok("", 0, "x", 1));
     CHECK(!h1_field_ok("X-A", 3, "1\rX-B: 2", 8));
+    /* values are read 8 bytes at a time: every byte value at every place
+     * of a 37-byte value (a word's edges, and the tail byte by byte) */
+    {
+        char v[37];
+        int wrong = 0;
+        for (int c = 0; c < 256; c++) {
+            int want = c >= 0x20 ? c != 0x7f : c == '\t';
+            for (size_t at = 0; at < sizeof(v); at++) {
+                memset(v, 'a', sizeof(v));
+                v[at] = (char)c;
+                wrong += h1_field_ok("X", 1, v, sizeof(v)) != want;
+                if (at > 0) {            /* a tab before it must not hide it */
+                    v[at - 1] = '\t';
+                    wrong += h1_field_ok("X", 1, v, sizeof(v)) != want;
+                }
+            }
+        }
+        CHECK(wrong == 0);
+        memset(v, 0x80, sizeof(v));      /* obs-text */
+        CHECK(h1_field_ok("X", 1, v, sizeof(v)));
+        memset(v, 0xff, sizeof(v));
+        CHECK(h1_field_ok("X", 1, v, sizeof(v)));
+    }
     CHECK(h1_field_ok("X-A", 3, "caf\xc3\xa9\tok", 8));   /* obs-text in values is relayed */
 
     CHECK(h1_has_token("gzip, chunked", 13, "chunked") && !h1_has_token("notchunked", 10, "chunked"));
