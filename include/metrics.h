@@ -2,6 +2,7 @@
 #ifndef TURNOUT_METRICS_H
 #define TURNOUT_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct evbuffer;
@@ -41,6 +42,27 @@ void metrics_free(metrics_t *m);
  * static sink that is never shown). */
 series_t *metrics_series(metrics_t *m, metric_t f, const char *v1, const char *v2, const char *v3,
                          const char *v4);
+
+/* A memo of what the request path finds by the same labels on every
+ * request (series, tally slots), kept per thread in an array of these:
+ * one entry per metrics_t, store generation GEN, two records or strings
+ * of that generation A and B, and a label TEXT that may be no record's
+ * (a model passed through), compared by value. */
+#define METRICS_MEMO_SLOTS 6
+typedef struct metrics_memo {
+    size_t gen;                   /* 0: empty */
+    const metrics_t *m;
+    const void *a, *b;
+    char text[128];
+    void *slot[METRICS_MEMO_SLOTS];
+} metrics_memo_t;
+
+/* The entry of MEMO (N entries) for these keys: 1 when it holds them (its
+ * slots are the caller's from before), else 0 with *OUT set to these keys
+ * and empty slots for the caller to fill: an entry of MEMO, or SCRATCH
+ * when they cannot be kept (GEN 0: records of their own; TEXT too long). */
+int metrics_memo(metrics_memo_t *memo, int n, metrics_memo_t *scratch, const metrics_t *m, size_t gen, const void *a,
+                 const void *b, const char *text, metrics_memo_t **out);
 
 /* Counters and gauges: adds D. Histograms: records one observation of
  * SECONDS. Only the owning worker writes; any thread may read. */

@@ -215,6 +215,29 @@ series_t *metrics_series(metrics_t *m, metric_t f, const char *v1, const char *v
     return s != NULL ? s : (series_t *)sink;   /* counted where nobody reads */
 }
 
+int metrics_memo(metrics_memo_t *memo, int n, metrics_memo_t *scratch, const metrics_t *m, size_t gen, const void *a,
+                 const void *b, const char *text, metrics_memo_t **out)
+{
+    size_t len = strlen(text);
+    metrics_memo_t *v = &memo[(((uintptr_t)a >> 4) + ((uintptr_t)b >> 4) + len) % (unsigned)n];
+    if (gen != 0 && v->gen == gen && v->m == m && v->a == a && v->b == b && len < sizeof(v->text) &&
+        memcmp(v->text, text, len + 1) == 0) {
+        *out = v;
+        return 1;
+    }
+    if (gen == 0 || len >= sizeof(v->text))
+        v = scratch;
+    memset(v, 0, sizeof(*v));
+    v->gen = gen;
+    v->m = m;
+    v->a = a;
+    v->b = b;
+    if (len < sizeof(v->text))
+        memcpy(v->text, text, len + 1);
+    *out = v;
+    return 0;
+}
+
 void metrics_add(series_t *s, int64_t d)
 {
     uint64_t v = atomic_load_explicit(&s->v[0], memory_order_relaxed);

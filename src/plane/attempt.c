@@ -48,13 +48,37 @@ int attempt_fails_over(long s)
     return s >= 500 || s == 429 || s == 401 || s == 403;
 }
 
+/* What an attempt on a candidate counts into, found once per route,
+ * provider record and model in a store generation and kept per thread
+ * (built and looked up by name, they took some 1,500 instructions a
+ * request): its first-byte histogram, its successful attempts, the
+ * target's in-flight gauge and the latency slot the "latency" sort reads. */
+enum { AS_TTFB, AS_OK, AS_TARGET, AS_LAT };
+#define ATTEMPT_SERIES 64
+static _Thread_local metrics_memo_t attempt_series[ATTEMPT_SERIES], attempt_scratch;
+
+static void *const *cand_series(req_t *r, const candidate_t *c)
+{
+    metrics_t *m = r->w->metrics;
+    metrics_memo_t *v;
+    if (!metrics_memo(attempt_series, ATTEMPT_SERIES, &attempt_scratch, m, c->gen, r->res.route, c->prov, c->model,
+                      &v)) {
+        char lat[600];
+        v->slot[AS_TTFB] = metrics_series(m, M_TTFB, c->provider, c->model, NULL, NULL);
+        v->slot[AS_OK] = metrics_series(m, M_ATTEMPTS, c->provider, c->model, "ok", NULL);
+        v->slot[AS_TARGET] = metrics_series(m, M_TARGET_IN_FLIGHT, r->res.route, c->provider, c->model, NULL);
+        text_cat(lat, sizeof(lat), "lat:", c->provider, "/", c->model, NULL);   /* for sort: latency */
+        v->slot[AS_LAT] = tally_get(lat);
+    }
+    return v->slot;
+}
+
 /* The upstream's final status line: the attempt's first byte. */
 static void on_up_status(void *arg, int status)
 {
     req_t *r = arg;
     const candidate_t *c = &r->res.cand[r->cand];
-    char lat[600];
-    tally_t *t;
+    void *const *sv;
     r->status = status;
     r->last_data_ms = edge_now_ms();
     if (r->resp_headers != NULL)
@@ -65,11 +89,10 @@ static void on_up_status(void *arg, int status)
         return;
     r->got_first_byte = 1;
     r->ttfb_ms = req_elapsed_ms(r);
-    text_cat(lat, sizeof(lat), "lat:", c->provider, "/", c->model, NULL);   /* for sort: latency */
-    if ((t = tally_get(lat)) != NULL)
-        tally_observe_ttfb(t, r->last_data_ms - r->attempt_ms);
-    metrics_observe(metrics_series(r->w->metrics, M_TTFB, c->provider, c->model, NULL, NULL),
-                    (r->last_data_ms - r->attempt_ms) / 1000.0);
+    sv = cand_series(r, c);
+    if (sv[AS_LAT] != NULL)
+        tally_observe_ttfb(sv[AS_LAT], r->last_data_ms - r->attempt_ms);
+    metrics_observe(sv[AS_TTFB], (r->last_data_ms - r->attempt_ms) / 1000.0);
     attempt_arm_timer(r, r->last_data_ms);  /* from the first-byte limit to the idle gap */
 }
 
@@ -135,7 +158,8 @@ void attempt_over(req_t *r, const char *failed, const char *detail)
     t->status = failed == NULL ? (int)r->status : 0;
     t->error = code;
     t->ms = now - r->attempt_ms;
-    metrics_add(metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, code ? code : "ok", NULL), 1);
+    metrics_add(code != NULL ? metrics_series(r->w->metrics, M_ATTEMPTS, c->provider, c->model, code, NULL)
+                             : cand_series(r, c)[AS_OK], 1);
     stats_count(stats_line(r->w->stats, r->res.route_id, r->res.route, c->provider, c->model, r->res.variant),
                 code != NULL, t->ms);
 
@@ -432,7 +456,7 @@ static int start_attempt(req_t *r)
     r->tries++;
     r->last_cand = r->cand;
     trace_add(r, NULL);
-    r->m_target = metrics_series(r->w->metrics, M_TARGET_IN_FLIGHT, r->res.route, c->provider, c->model, NULL);
+    r->m_target = cand_series(r, c)[AS_TARGET];
     metrics_add(r->m_target, 1);
     if ((r->call = up_start(r->w, &rq, &up_handlers, r)) == NULL) {
         r->trace[r->ntrace - 1].error = "upstream_error";

@@ -682,17 +682,36 @@ static int request_failed(const req_t *r)
     return r->final_status >= 500 || r->final_status == 429 || r->error != NULL;
 }
 
+/* What an answered request counts into, per endpoint, route and provider
+ * record in a store generation, kept per thread: its 200s and its
+ * duration (the usual case; other statuses are found by name). */
+enum { RS_OK, RS_DURATION };
+#define REQUEST_SERIES 64
+static _Thread_local metrics_memo_t request_series[REQUEST_SERIES], request_scratch;
+
 /* The request's metrics, once it is over. */
 static void count_request(req_t *r)
 {
     const candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
     metrics_t *m = r->w->metrics;
+    metrics_memo_t *v = NULL;
     char status[24];
-    text_int(status, r->final_status);
-    metrics_add(metrics_series(m, M_REQUESTS, r->m_endpoint, r->res.route, c ? c->provider : NULL, status), 1);
+    if (c != NULL && r->final_status == 200 &&
+        !metrics_memo(request_series, REQUEST_SERIES, &request_scratch, m, c->gen, r->res.route, c->prov,
+                      r->m_endpoint, &v)) {
+        v->slot[RS_OK] = metrics_series(m, M_REQUESTS, r->m_endpoint, r->res.route, c->provider, "200");
+        v->slot[RS_DURATION] = metrics_series(m, M_DURATION, r->m_endpoint, r->res.route, NULL, NULL);
+    }
+    if (v != NULL) {
+        metrics_add(v->slot[RS_OK], 1);
+    } else {
+        text_int(status, r->final_status);
+        metrics_add(metrics_series(m, M_REQUESTS, r->m_endpoint, r->res.route, c ? c->provider : NULL, status), 1);
+    }
     if (r->is_data) {
         double ms = req_elapsed_ms(r);
-        metrics_observe(metrics_series(m, M_DURATION, r->m_endpoint, r->res.route, NULL, NULL), ms / 1000.0);
+        metrics_observe(v != NULL ? v->slot[RS_DURATION] : metrics_series(m, M_DURATION, r->m_endpoint, r->res.route,
+                                                                            NULL, NULL), ms / 1000.0);
         /* the control loop's per-route figures (stats.c) */
         stats_count(stats_line(r->w->stats, r->res.route_id, r->res.route, NULL, NULL, NULL), request_failed(r), ms);
     }

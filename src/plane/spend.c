@@ -338,40 +338,21 @@ void spend_settle(req_t *r, int answered)
 /* The series an answer's tokens and cost count into, kept per thread by
  * route, provider record and model for the store generation (finding four
  * labelled series took some 1,300 instructions per request). */
-typedef struct spend_series {
-    size_t gen;                    /* 0: empty */
-    metrics_t *m;
-    const char *route;
-    const cJSON *prov;
-    char model[128];
-    series_t *prompt, *completion, *cached, *cost;
-} spend_series_t;
-
+enum { SV_PROMPT, SV_COMPLETION, SV_CACHED, SV_COST };
 #define SPEND_SERIES 64
-static _Thread_local spend_series_t spend_series[SPEND_SERIES];
+static _Thread_local metrics_memo_t spend_series[SPEND_SERIES], spend_scratch;
 
-static const spend_series_t *series_of(req_t *r, const candidate_t *c)
+static series_t *const *series_of(req_t *r, const candidate_t *c)
 {
-    static _Thread_local spend_series_t scratch;
-    size_t len = strlen(c->model);
-    spend_series_t *v = &spend_series[(((uintptr_t)c->prov >> 4) + ((uintptr_t)r->res.route >> 4) + len) % SPEND_SERIES];
     metrics_t *m = r->w->metrics;
-    if (c->gen != 0 && v->gen == c->gen && v->m == m && v->route == r->res.route && v->prov == c->prov &&
-        len < sizeof(v->model) && memcmp(v->model, c->model, len + 1) == 0)
-        return v;
-    if (c->gen == 0 || len >= sizeof(v->model))
-        v = &scratch;
-    v->gen = c->gen;
-    v->m = m;
-    v->route = r->res.route;
-    v->prov = c->prov;
-    if (len < sizeof(v->model))
-        memcpy(v->model, c->model, len + 1);
-    v->prompt = metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "prompt");
-    v->completion = metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "completion");
-    v->cached = metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "cached");
-    v->cost = metrics_series(m, M_COST, r->res.route, c->provider, c->model, NULL);
-    return v;
+    metrics_memo_t *v;
+    if (!metrics_memo(spend_series, SPEND_SERIES, &spend_scratch, m, c->gen, r->res.route, c->prov, c->model, &v)) {
+        v->slot[SV_PROMPT] = metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "prompt");
+        v->slot[SV_COMPLETION] = metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "completion");
+        v->slot[SV_CACHED] = metrics_series(m, M_TOKENS, r->res.route, c->provider, c->model, "cached");
+        v->slot[SV_COST] = metrics_series(m, M_COST, r->res.route, c->provider, c->model, NULL);
+    }
+    return (series_t *const *)v->slot;
 }
 
 /* The request is over: the usage of the attempt that answered (usage.c read
@@ -383,7 +364,7 @@ void spend_done(req_t *r)
 {
     candidate_t *c = r->last_cand >= 0 ? &r->res.cand[r->last_cand] : NULL;
     const usage_prices_t *p;
-    const spend_series_t *sv;
+    series_t *const *sv;
     int64_t now = (int64_t)time(NULL);
     if (c == NULL)
         return;
@@ -398,11 +379,11 @@ void spend_done(req_t *r)
                 r->usage.prompt, r->usage.completion, r->cost_nusd);
     sv = series_of(r, c);
     if (r->usage.prompt > 0)
-        metrics_add(sv->prompt, r->usage.prompt);
+        metrics_add(sv[SV_PROMPT], r->usage.prompt);
     if (r->usage.completion > 0)
-        metrics_add(sv->completion, r->usage.completion);
+        metrics_add(sv[SV_COMPLETION], r->usage.completion);
     if (r->usage.cached > 0)
-        metrics_add(sv->cached, r->usage.cached);
+        metrics_add(sv[SV_CACHED], r->usage.cached);
     if (r->cost_nusd > 0)
-        metrics_add(sv->cost, r->cost_nusd);
+        metrics_add(sv[SV_COST], r->cost_nusd);
 }
