@@ -243,7 +243,8 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
         cl->error = "the request headers are too large";
         return 431;
     }
-    if (strcasecmp(h->key, "content-length") == 0) {
+    /* (lengths first: most fields are none of these three) */
+    if (h->klen == 14 && strcasecmp(h->key, "content-length") == 0) {
         if (++cl->content_lengths > 1) {
             cl->error = "more than one Content-Length header";
             return 400;
@@ -252,13 +253,13 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
             cl->error = "Content-Length is not a number";
             return 400;
         }
-    } else if (strcasecmp(h->key, "expect") == 0) {
+    } else if (h->klen == 6 && strcasecmp(h->key, "expect") == 0) {
         if (!edge_expectation_ok(h->val)) {
             cl->error = "the only expectation supported is Expect: 100-continue";
             return 417;
         }
         return EVHTP_RES_OK;
-    } else if (strcasecmp(h->key, "transfer-encoding") == 0) {
+    } else if (h->klen == 17 && strcasecmp(h->key, "transfer-encoding") == 0) {
         if (cl->transfer_encoding++) {
             cl->error = "more than one Transfer-Encoding header";
             return 400;

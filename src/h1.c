@@ -103,8 +103,8 @@ int h1_field_ok(const char *name, size_t nlen, const char *value, size_t vlen)
 int h1_has_token(const char *v, size_t vlen, const char *tok)
 {
     size_t tl = strlen(tok);
-    for (size_t i = 0; i + tl <= vlen; i++)
-        if (strncasecmp(v + i, tok, tl) == 0 && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
+    for (size_t i = 0; i + tl <= vlen; i++)   /* (where a token can start, before the bytes are compared) */
+        if ((i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') && strncasecmp(v + i, tok, tl) == 0 &&
             (i + tl == vlen || v[i + tl] == ',' || v[i + tl] == ' ' || v[i + tl] == ';'))
             return 1;
     return 0;
