@@ -567,7 +567,7 @@ static int admit(req_t *r)
         r->router[end - slug] = '\0';
         path = end;
     }
-    for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]); i++)
+    for (size_t i = 0; i < sizeof(data_paths) / sizeof(data_paths[0]) && dp == NULL; i++)
         if (strcmp(path, data_paths[i].path) == 0)
             dp = &data_paths[i];
     if (dp != NULL) {
