@@ -98,7 +98,7 @@ typedef struct resolution {
     double retry_after_cap_s;
     /* resolve_clear zeroes what is above and empties the strings; the
      * arrays' entries are written before they are read (up to the counts) */
-    char why[320];            /* how it matched, for people (dry-run) */
+    char why[320];            /* how it matched, for people (the dry-run's only: "" for a real request's route or pool) */
     char variant[128];        /* the A/B variant picked, "" for none */
     candidate_t cand[RESOLVE_MAX_CANDIDATES];
     dropped_t dropped[RESOLVE_MAX_CANDIDATES];

@@ -750,7 +750,9 @@ static int try_route(store_reader_t *r, const resolve_in_t *in, const char *name
     }
     if (rec == NULL)
         return 0;
-    if (strlen(name) <= 200 && strlen(scope) <= 100)
+    if (!in->dry)
+        ;                                /* (how it matched is for the dry-run's reader only) */
+    else if (strlen(name) <= 200 && strlen(scope) <= 100)
         text_cat(res->why, sizeof(res->why), "route \"", name, "\" in scope ", scope, NULL);
     else                                 /* both cut, so that the end of the sentence stays */
         snprintf(res->why, sizeof(res->why), "route \"%.200s\" in scope %.100s", name, scope);
@@ -799,8 +801,9 @@ static int try_globs(store_reader_t *r, const resolve_in_t *in, resolution_t *re
     store_each_glob(r, in->router, on_glob, &g);
     if (!g.pattern[0] || (rec = store_get_route(r, g.scope, in->router, g.pattern, &hold)) == NULL)
         return 0;
-    snprintf(res->why, sizeof(res->why), "pool \"%.120s\" (priority %g, scope %.60s) matched after %d pattern%s",
-             g.pattern, num(rec, "priority", 0), g.scope, g.tried, g.tried == 1 ? "" : "s");
+    if (in->dry)
+        snprintf(res->why, sizeof(res->why), "pool \"%.120s\" (priority %g, scope %.60s) matched after %d pattern%s",
+                 g.pattern, num(rec, "priority", 0), g.scope, g.tried, g.tried == 1 ? "" : "s");
     res->rule = "glob";
     return use_route(r, in, rec, hold, res);
 }
@@ -888,7 +891,8 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
             p = store_get_provider(r, pname, &hold);
             if (p != NULL && flag(p, "enabled", 1) && provider_model(p, slash + 1) != NULL) {
                 res->rule = "provider_model";
-                snprintf(res->why, sizeof(res->why), "provider \"%s\" lists the model", pname);
+                if (in->dry)
+                    snprintf(res->why, sizeof(res->why), "provider \"%s\" lists the model", pname);
                 add_candidate(res, p, hold, schema_str(provider_model(p, slash + 1), "name", NULL), NULL, 0);
                 return;
             }
@@ -899,8 +903,9 @@ void resolve_model(store_reader_t *r, const resolve_in_t *in, resolution_t *res)
     store_each(r, STORE_PROVIDERS, on_provider, &a);
     if (res->ncand > 0) {
         res->rule = "bare_alias";
-        snprintf(res->why, sizeof(res->why), "%d provider%s list%s the model with bare_alias", res->ncand,
-                 res->ncand == 1 ? "" : "s", res->ncand == 1 ? "s" : "");
+        if (in->dry)
+            snprintf(res->why, sizeof(res->why), "%d provider%s list%s the model with bare_alias", res->ncand,
+                     res->ncand == 1 ? "" : "s", res->ncand == 1 ? "s" : "");
         return;
     }
     res->rule = NULL;
