@@ -9,6 +9,7 @@
  * when it overshoots, so no worker ever waits for another and the count
  * never stays above the cap. */
 #include "health.h"
+#include "metrics.h"
 #include "text.h"
 
 #include <stdio.h>
@@ -22,27 +23,48 @@ int64_t health_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The slots of a candidate (its upstream's, and its caps' when they are
+ * set), found by name once per route, provider record and model in a
+ * store generation and kept per thread (naming and finding them took
+ * some 500 instructions a request). */
+enum { HS_UP, HS_ROUTE, HS_TARGET, HS_PROVIDER };
+#define HEALTH_SLOTS 64
+static _Thread_local metrics_memo_t health_slots[HEALTH_SLOTS], health_scratch;
+
 void health_of(const resolution_t *res, int i, health_t *h)
 {
     const candidate_t *c = &res->cand[i];
     const char *route_id = res->route_id;
+    metrics_memo_t *v;
     char name[700];
     memset(h, 0, sizeof(*h));
-    text_cat(name, sizeof(name), "up:", c->provider, "/", c->model, NULL);
-    h->up = tally_get(name);
-    /* a cap's slot is named (and looked up) only when the cap is set */
-    if (*route_id && (h->limit[CAP_ROUTE] = res->route_cap) > 0) {
-        text_cat(name, sizeof(name), "cap:r:", route_id, NULL);
-        h->cap[CAP_ROUTE] = tally_get(name);
+    h->limit[CAP_ROUTE] = *route_id ? res->route_cap : 0;
+    h->limit[CAP_TARGET] = *route_id ? c->target_cap : 0;
+    h->limit[CAP_PROVIDER] = c->prov_cap;
+    if (!metrics_memo(health_slots, HEALTH_SLOTS, &health_scratch, NULL, c->gen, route_id, c->prov, c->model, &v)) {
+        text_cat(name, sizeof(name), "up:", c->provider, "/", c->model, NULL);
+        v->slot[HS_UP] = tally_get(name);
+        /* a cap's slot is named (and looked up) only when the cap is set */
+        if (h->limit[CAP_ROUTE] > 0) {
+            text_cat(name, sizeof(name), "cap:r:", route_id, NULL);
+            v->slot[HS_ROUTE] = tally_get(name);
+        }
+        if (h->limit[CAP_TARGET] > 0) {
+            text_cat(name, sizeof(name), "cap:t:", route_id, ":", c->provider, "/", c->model, NULL);
+            v->slot[HS_TARGET] = tally_get(name);
+        }
+        if (h->limit[CAP_PROVIDER] > 0) {
+            text_cat(name, sizeof(name), "cap:p:", c->provider, NULL);
+            v->slot[HS_PROVIDER] = tally_get(name);
+        }
     }
-    if (*route_id && (h->limit[CAP_TARGET] = c->target_cap) > 0) {
-        text_cat(name, sizeof(name), "cap:t:", route_id, ":", c->provider, "/", c->model, NULL);
-        h->cap[CAP_TARGET] = tally_get(name);
-    }
-    if ((h->limit[CAP_PROVIDER] = c->prov_cap) > 0) {
-        text_cat(name, sizeof(name), "cap:p:", c->provider, NULL);
-        h->cap[CAP_PROVIDER] = tally_get(name);
-    }
+    h->up = v->slot[HS_UP];
+    if (h->limit[CAP_ROUTE] > 0)
+        h->cap[CAP_ROUTE] = v->slot[HS_ROUTE];
+    if (h->limit[CAP_TARGET] > 0)
+        h->cap[CAP_TARGET] = v->slot[HS_TARGET];
+    if (h->limit[CAP_PROVIDER] > 0)
+        h->cap[CAP_PROVIDER] = v->slot[HS_PROVIDER];
 }
 
 health_state_t health_peek(const health_t *h, int64_t now, int cooldown_after, int64_t *until, int *which)
