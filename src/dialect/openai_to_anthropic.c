@@ -131,6 +131,8 @@ typedef struct outbuf {
 
 static int ob_add(outbuf_t *o, const char *p, size_t n)
 {
+    if (n == 0)
+        return 0;                         /* (an empty piece may be an unwritten one's NULL) */
     if (n > SIZE_MAX - o->len || !mem_grow(&o->buf, &o->cap, o->len + n))
         return -1;
     memcpy(o->buf + o->len, p, n);

@@ -99,6 +99,11 @@ static int refused(const char *body, const char *code, const char *param, int li
 
 static void test_request_text(void)
 {
+    /* only a system message: no message piece is written at all (the
+     * fuzzer found an empty piece copied from NULL, undefined behaviour);
+     * the upstream is the one to say that Anthropic wants a message */
+    REQ("{'model':'','messages':[{'role':'system','content':'s'}]}",
+        "{'model':'claude-x','max_tokens':2048,'system':[{'type':'text','text':'s'}],'messages':[]}");
     REQ("{'model':'gpt-4o','messages':[{'role':'system','content':'Be brief.'},{'role':'user','content':'Hi'},"
         "{'role':'developer','content':[{'type':'text','text':'Use French.'}]},{'role':'assistant','content':'Salut'},"
         "{'role':'user','content':[{'type':'text','text':'Again'},{'type':'text','text':''}]}],"
