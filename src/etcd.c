@@ -379,7 +379,10 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
 
 int etcd_sync(etcd_t *e, char *err, size_t errlen)
 {
-    return snapshot(e, e->caller, err, errlen);
+    int rc = snapshot(e, e->caller, err, errlen);
+    if (rc == 0)
+        atomic_store(&e->connected, 1);   /* etcd answered: up, until the watch says otherwise */
+    return rc;
 }
 
 /* The remote's catch_up: the watch brings the mirror to REV, normally
@@ -432,9 +435,11 @@ static int on_message(const char *msg, size_t n, void *arg)
         w->resync = 1;
         return 1;
     }
-    if (created && !atomic_exchange(&e->connected, 1))
+    if (created) {
+        atomic_store(&e->connected, 1);
         tlog(LOG_INFO, "etcd: watching %s from revision %lld", e->prefix,
              (long long)store_mirror_revision(e->store) + 1);
+    }
     return 0;
 }
 

@@ -16,8 +16,12 @@
  *              place lapses should its node die holding it
  *   rid:RID    one per reservation made (RID: node, worker, sequence),
  *              until it is settled: a settle applies only while it is
- *              there, so a reservation is settled once, and one whose
- *              answer never came can be given back safely (if it was made)
+ *              there, so a reservation is settled once. A settle that
+ *              finds none leaves "0" there instead (for as long as a place
+ *              in flight lasts), and a reservation that finds that takes
+ *              nothing: so one whose answer never came can be given back
+ *              safely whichever reaches Redis first, the reservation (a
+ *              hung Redis reads it once it wakes) or its giving back
  *   nodes      a sorted set of the live nodes, scored by their last beat
  *   defer      the channel on which a node tells the others that an
  *              upstream answered 429 with a Retry-After
@@ -49,6 +53,7 @@
 #define NODE_TTL_MS 5000
 
 static const char reserve_lua[] =
+    "if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {2} end\n"
     "local n = (#KEYS - 1) / 2\n"
     "local now = tonumber(ARGV[1])\n"
     "for i = 1, n do\n"
@@ -81,10 +86,13 @@ static const char reserve_lua[] =
     "return out\n";
 
 static const char settle_lua[] =
-    "if redis.call('DEL', KEYS[#KEYS]) == 0 then return 0 end\n"
+    "local v = redis.call('GET', KEYS[#KEYS])\n"
+    "if v == false then redis.call('SET', KEYS[#KEYS], '0', 'PX', ARGV[2]) return 0 end\n"
+    "if v == '0' then return 0 end\n"
+    "redis.call('DEL', KEYS[#KEYS])\n"
     "local f = {'u', 't', 'r'}\n"
     "for i = 1, (#KEYS - 1) / 2 do\n"
-    "  local b = 1 + (i - 1) * 4\n"
+    "  local b = 2 + (i - 1) * 4\n"
     "  if redis.call('EXISTS', KEYS[2*i-1]) == 1 then\n"
     "    for c = 1, 3 do\n"
     "      if ARGV[b + c] ~= '0' then redis.call('HINCRBY', KEYS[2*i-1], f[c], ARGV[b + c]) end\n"
@@ -453,6 +461,7 @@ static void send_settle(shared_t *s, const shared_take_t *t, const int64_t (*del
     arg(c, s->sha_settle);
     if (add_keys(s, c, t, n, rid) == 0) {
         arg(c, rid);
+        argf(c, "%lld", (long long)(s->w->cfg->total_timeout_s + 60) * 1000);
         for (int i = 0; i < n; i++) {
             for (int k = 0; k < LEDGER__N; k++)
                 argf(c, "%lld", (long long)delta[i][k]);
