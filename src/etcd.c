@@ -105,8 +105,9 @@ static void setup(CURL *h, const char *url, const char *payload, long timeout_ms
 }
 
 /* POSTs REQ to PATH, trying each endpoint from the one that answered last.
- * Returns etcd's answer, or NULL with the reason in err and *REFUSED set
- * when etcd answered with an error (not worth another endpoint). */
+ * Returns etcd's answer, or NULL with the reason in err and *REFUSED set:
+ * 1 when etcd answered with an error (not worth another endpoint), 2 when
+ * its answer was over MAX_BODY. */
 static cJSON *call(etcd_t *e, CURL *h, const char *path, const cJSON *req, char *err, size_t errlen, int *refused)
 {
     char *payload = cJSON_PrintUnformatted(req), url[1200];
@@ -128,7 +129,10 @@ static cJSON *call(etcd_t *e, CURL *h, const char *path, const cJSON *req, char 
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
         rc = curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (rc != CURLE_OK) {
+        if (rc == CURLE_WRITE_ERROR) {
+            snprintf(err, errlen, "etcd %s: an answer over %u MiB", e->endpoints[at], MAX_BODY >> 20);
+            *refused = 2;
+        } else if (rc != CURLE_OK) {
             snprintf(err, errlen, "etcd %s: %s", e->endpoints[at], curl_easy_strerror(rc));
         } else if (status != 200) {
             cJSON *eb = b.buf != NULL ? cJSON_Parse(b.buf) : NULL;
@@ -220,7 +224,7 @@ static int txn(etcd_t *e, const store_change_t *v, int n, int64_t after, int les
                 *rev = etcdwire_revision(resp);
             rc = 1;
         }
-    } else if (refused) {
+    } else if (refused != 0) {
         rc = -2;
     } else {
         char why[400];
@@ -286,7 +290,7 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
     int64_t rev = 0;
     char *from = strdup(e->records);
     size_t flen = strlen(e->records);
-    int more = 1, refused, rc = -1, stepwise = 0;
+    int more = 1, refused, rc = -1, stepwise = 0, page = PAGE;
 
     while (more && from != NULL) {
         cJSON *req = cJSON_CreateObject(), *resp, *kvo;
@@ -298,13 +302,17 @@ static int snapshot(etcd_t *e, CURL *h, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
             break;
         }
-        cJSON_AddNumberToObject(req, "limit", PAGE);
+        cJSON_AddNumberToObject(req, "limit", page);
         if (rev > 0) {
             snprintf(revs, sizeof(revs), "%lld", (long long)rev);
             cJSON_AddStringToObject(req, "revision", revs);
         }
         resp = call(e, h, "/v3/kv/range", req, err, errlen, &refused);
         cJSON_Delete(req);
+        if (resp == NULL && refused == 2 && page > 1) {
+            page = page > 4 ? page / 4 : 1;   /* records this big: fewer a page, the same page again */
+            continue;
+        }
         if (resp == NULL)
             break;
         if (rev == 0) {                  /* the first page: its revision is the snapshot's */
