@@ -278,10 +278,12 @@ def test_attempt_trace_everywhere(env):
 def test_waiting_requests_do_not_block_the_workers(env):
     """100 requests asleep on Retry-After timers (100 upstream models, so the
     shared not-before of one does not turn the others away); meanwhile requests
-    on another route complete with p99 within 2x of the idle figure. Each p99
-    is the best of up to three rounds: noise (another process, the VM) only
-    ever adds latency, while workers blocked by the waiting requests would
-    slow every round."""
+    on another route complete with p99 within 2x of the idle figure (or 20 ms
+    over it: a p99 of a millisecond doubles with one stall of the VM, while
+    a worker blocked by the waiting requests would hold a request for their
+    3 s). Each p99 is the best of up to three rounds: noise (another
+    process, the VM) only ever adds latency, while workers blocked by the
+    waiting requests would slow every round."""
     a = env.mock("--status", "429", "--retry-after", "3", name="a")
     b = env.mock(name="b")
     s = {"providers": [{"name": "a", "base_url": a.base_url, "models": [{"name": "m%d" % i} for i in range(100)]},
@@ -322,7 +324,7 @@ def test_waiting_requests_do_not_block_the_workers(env):
     started = time.monotonic()
     loaded = p99(measure(200))
     for _ in range(2):                  # more rounds while well inside the 3 s wait
-        if time.monotonic() - started > 1.0:
+        if time.monotonic() - started > 1.5:
             break
         loaded = min(loaded, p99(measure(200)))
     in_window = len(a.log()) == 100     # measured while they were all still waiting
@@ -330,7 +332,7 @@ def test_waiting_requests_do_not_block_the_workers(env):
         th.join(30)
     print("    fast-route p99: idle %.2f ms, with 100 waiting %.2f ms" % (idle, loaded))
     assert in_window
-    assert loaded <= 2 * idle, (idle, loaded)
+    assert loaded <= max(2 * idle, idle + 20), (idle, loaded)
     assert len(waiting) == 100 and all(w[0] == 429 and w[3] >= 2.9 for w in waiting)
     assert len(a.log()) == 200
 
