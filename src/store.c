@@ -55,6 +55,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION "6"
 #define MAX_KEY 511   /* LMDB's default key size limit */
@@ -1089,6 +1091,7 @@ static int remote_write(store_t *s, writer_fn fn, void *arg, char *err, size_t e
 {
     for (int attempt = 0;; attempt++) {
         store_plan_t plan = { 0 };
+        struct timespec now;
         MDB_txn *txn;
         int64_t rev = 0;
         int rc, st;
@@ -1111,12 +1114,17 @@ static int remote_write(store_t *s, writer_fn fn, void *arg, char *err, size_t e
             return STORE_OK;
         if (rc < 0)
             return rc == -2 ? STORE_INVALID : STORE_UNAVAILABLE;
-        if (attempt == 16) {
+        if (attempt == 100) {
             snprintf(err, errlen, "the store of record kept changing under this write; try it again");
             return STORE_UNAVAILABLE;
         }
         if (s->remote.catch_up(s->remote.arg, rev, err, errlen) < 0)
             return STORE_UNAVAILABLE;
+        /* nodes writing at once would otherwise go on checking and losing
+         * in step: a random pause, up to a millisecond per attempt so far
+         * (at most 20), lets one through */
+        clock_gettime(CLOCK_MONOTONIC, &now);        /* (its nanoseconds: a different pause on each node) */
+        usleep((useconds_t)(now.tv_nsec % (1000 * (attempt < 20 ? attempt + 1 : 20))));
     }
 }
 
