@@ -72,6 +72,11 @@ struct store {
      * write transaction, and only while it does (remote_write). */
     store_remote_t remote;
     store_plan_t *plan;
+    /* What readers need to keep their parsed records across a commit that
+     * wrote no record (commit_txn): the last txn id whose commit, and every
+     * commit before it, this process has seen, and the last one of those
+     * that may have changed a record (any commit by another process does). */
+    _Atomic size_t known_txnid, records_txnid;
 };
 
 /* Per table: its LMDB name (also its seed section), the field its key is
@@ -91,9 +96,12 @@ static const struct {
 /* Parsed records are kept per reader (per worker) for as long as the store
  * is unchanged: a lookup that finds its record in the cache costs a txn
  * renew and a hash probe instead of a cJSON parse (some 80 allocations for
- * a provider). Any commit (admin API, import, another process) gives the
- * snapshot a new txn id; the next lookup then starts a new generation, and
- * the old one is freed once no request holds a record of it. */
+ * a provider). A commit that may change a record (admin API, import, the
+ * cluster's mirror, another process) gives the snapshot a new txn id; the
+ * next lookup then starts a new generation, and the old one is freed once
+ * no request holds a record of it. The usage journal and the spend totals,
+ * written about once a second while requests flow, leave the records as
+ * they were: a generation outlives those commits (commit_txn). */
 #define CACHE_BUCKETS 1024
 #define CACHE_MAX 4096             /* records per generation; more are parsed per lookup */
 
@@ -224,6 +232,27 @@ static int rekey_routes(store_t *s, MDB_txn *txn)
     return mdb_drop(txn, names, 1);
 }
 
+enum { WROTE_JOURNAL, WROTE_RECORDS };
+
+/* Commits TXN, noting for the readers whether it may have changed a record
+ * (WROTE_RECORDS) or only the usage journal or spend totals. Write txns are
+ * one at a time, so records_txnid is only set while TXN holds the writer
+ * lock; a txn id skipped since the last commit seen here is another
+ * process's (or one this process has not noted yet) and counts as records.
+ * known_txnid is raised after the commit, and cache_find reads it first:
+ * a reader that sees a commit as known sees its records_txnid too. */
+static int commit_txn(store_t *s, MDB_txn *txn, int wrote)
+{
+    size_t id = mdb_txn_id(txn), known = atomic_load(&s->known_txnid);
+    int rc;
+    if (wrote == WROTE_RECORDS || known + 1 != id)
+        atomic_store(&s->records_txnid, id);
+    if ((rc = mdb_txn_commit(txn)) == 0)
+        while (known < id && !atomic_compare_exchange_weak(&s->known_txnid, &known, id))
+            ;
+    return rc;
+}
+
 store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
 {
     store_t *s = calloc(1, sizeof(*s));
@@ -288,7 +317,7 @@ store_t *store_open(const char *dir, size_t map_mb, char *err, size_t errlen)
                  (int)v.mv_size, (char *)v.mv_data, SCHEMA_VERSION);
         goto fail;
     }
-    if (rc != 0 || (rc = mdb_txn_commit(txn)) != 0) {
+    if (rc != 0 || (rc = commit_txn(s, txn, WROTE_RECORDS)) != 0) {
         txn = NULL;
         snprintf(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
         goto fail;
@@ -485,8 +514,12 @@ static cJSON *cache_find(store_reader_t *r, MDB_dbi dbi, const void *key, size_t
 {
     size_t id = mdb_txn_id(r->txn);
     if (r->gen != NULL && r->gen->txnid != id) {
-        store_release(r->gen);
-        r->gen = NULL;
+        if (id <= atomic_load(&r->s->known_txnid) && atomic_load(&r->s->records_txnid) <= r->gen->txnid) {
+            r->gen->txnid = id;           /* only the journal was written since */
+        } else {
+            store_release(r->gen);
+            r->gen = NULL;
+        }
     }
     if (r->gen == NULL) {
         if ((r->gen = calloc(1, sizeof(store_hold_t) + CACHE_BUCKETS * sizeof(cached_t *))) == NULL)
@@ -1140,7 +1173,7 @@ static int write_txn(store_t *s, writer_fn fn, void *arg, char *err, size_t errl
         mdb_txn_abort(txn);
         return st;
     }
-    return commit_status(mdb_txn_commit(txn), err, errlen);
+    return commit_status(commit_txn(s, txn, WROTE_RECORDS), err, errlen);
 }
 
 typedef struct {
@@ -1573,7 +1606,7 @@ int store_put_spend(store_t *s, const store_spend_t *v, int n)
         mdb_txn_abort(txn);
         return -1;
     }
-    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+    return commit_txn(s, txn, WROTE_JOURNAL) == 0 ? 0 : -1;
 }
 
 void store_each_spend(store_t *s, void (*fn)(const store_spend_t *v, void *arg), void *arg)
@@ -1611,7 +1644,7 @@ int store_delete_spend(store_t *s, const char *name)
         mdb_txn_abort(txn);
         return -1;
     }
-    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+    return commit_txn(s, txn, WROTE_JOURNAL) == 0 ? 0 : -1;
 }
 
 /* --- usage rollups ------------------------------------------------------ */
@@ -1709,7 +1742,7 @@ int store_add_usage(store_t *s, const store_usage_t *rows, int n)
         mdb_txn_abort(txn);
         return -1;
     }
-    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+    return commit_txn(s, txn, WROTE_JOURNAL) == 0 ? 0 : -1;
 }
 
 long store_prune_usage(store_t *s, int64_t before)
@@ -1735,7 +1768,7 @@ long store_prune_usage(store_t *s, int64_t before)
             n++;
         }
         mdb_cursor_close(c);
-        if ((rc != 0 && rc != MDB_NOTFOUND) || (n > 0 && mdb_txn_commit(txn) != 0)) {
+        if ((rc != 0 && rc != MDB_NOTFOUND) || (n > 0 && commit_txn(s, txn, WROTE_JOURNAL) != 0)) {
             if (rc != 0 && rc != MDB_NOTFOUND)
                 mdb_txn_abort(txn);
             return -1;
@@ -2115,7 +2148,7 @@ int store_mirror_commit(store_mirror_t *m, int64_t revision)
     int rc;
     put_le64(buf, revision);
     rc = mdb_put(m->txn, m->s->meta, &k, &v, 0);
-    rc = rc == 0 ? mdb_txn_commit(m->txn) : (mdb_txn_abort(m->txn), rc);
+    rc = rc == 0 ? commit_txn(m->s, m->txn, WROTE_RECORDS) : (mdb_txn_abort(m->txn), rc);
     free(m);
     return rc == 0 ? 0 : -1;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define H 3600
@@ -334,6 +335,46 @@ int main(void)
         CHECK(t != NULL && cJSON_GetObjectItem(t, "rpm")->valuedouble == 5);
         store_release(hold);
         CHECK(store_get_tenant(rd, "globex", &hold) == NULL && hold == NULL);
+        /* the reader keeps its parsed records across this process's commits of the spend totals (and the
+         * usage journal, the same path): the same record, the same generation. A record written, or any
+         * commit by another process, starts a new generation. */
+        {
+            const cJSON *again;
+            size_t gen;
+            pid_t child;
+            int status = -1;
+            t = store_get_tenant(rd, "acme", &hold);
+            gen = store_hold_generation(hold);
+            store_release(hold);
+            CHECK(gen != 0);
+            CHECK(store_put_spend(s, &sp[2], 1) == 0 && store_put_spend(s, &sp[2], 1) == 0);
+            again = store_get_tenant(rd, "acme", &hold);
+            CHECK(again == t && store_hold_generation(hold) == gen);
+            store_release(hold);
+            cJSON *other = cJSON_Parse("{\"id\":\"44444444-4444-4444-8444-444444444444\",\"name\":\"globex\"}");
+            CHECK(schema_tenant_normalise(other, err, sizeof(err)) == 0);
+            CHECK(store_put(s, STORE_TENANTS, other, NULL, err, sizeof(err)) == STORE_CREATED);
+            cJSON_Delete(other);
+            again = store_get_tenant(rd, "acme", &hold);
+            CHECK(again != NULL && store_hold_generation(hold) > gen);
+            gen = store_hold_generation(hold);
+            store_release(hold);
+            CHECK(store_put_spend(s, &sp[2], 1) == 0);
+            again = store_get_tenant(rd, "acme", &hold);
+            CHECK(store_hold_generation(hold) == gen);
+            store_release(hold);
+            fflush(NULL);
+            if ((child = fork()) == 0) {      /* another process: a store of its own on the same files */
+                store_t *s2 = store_open(dir, 64, err, sizeof(err));
+                _exit(s2 != NULL && store_put_spend(s2, &sp[2], 1) == 0 ? 0 : 1);
+            }
+            CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            again = store_get_tenant(rd, "acme", &hold);
+            CHECK(again != NULL && store_hold_generation(hold) > gen);
+            store_release(hold);
+            CHECK(store_delete(s, STORE_TENANTS, "44444444-4444-4444-8444-444444444444", err, sizeof(err)) ==
+                  STORE_OK);
+        }
         store_reader_free(rd);
         CHECK(store_delete(s, STORE_BUDGETS, "11111111-1111-4111-8111-111111111111", err, sizeof(err)) == STORE_OK);
         got.n = 0;
