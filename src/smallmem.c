@@ -47,6 +47,16 @@ static size_t class_size(uint32_t c)
     return (size_t)32 << c;
 }
 
+/* The smallest class that holds N bytes; CLASSES when none does. */
+static uint32_t class_of(size_t n)
+{
+    if (n <= 32)
+        return 0;
+    if (n > class_size(CLASSES - 1))
+        return CLASSES;
+    return (uint32_t)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;   /* ceil(log2 n) - 5 */
+}
+
 /* A thread's kept blocks go back to malloc when it ends. */
 static void release(void *arg)
 {
@@ -80,10 +90,8 @@ static void keep_for_this_thread(void)
 
 void *smallmem_malloc(size_t n)
 {
-    uint32_t c = 0;
+    uint32_t c = class_of(n);
     head_t *h;
-    while (c < CLASSES && n > class_size(c))
-        c++;
     if (c == CLASSES) {
         if (n > SIZE_MAX - sizeof(head_t) || (h = malloc(sizeof(head_t) + n)) == NULL)
             return NULL;
@@ -155,10 +163,8 @@ void *smallmem_realloc(void *p, size_t n)
 
 void smallmem_prime(size_t size, unsigned count)
 {
-    uint32_t c = 0;
+    uint32_t c = class_of(size);
     size_t limit;
-    while (c < CLASSES && size > class_size(c))
-        c++;
     if (c == CLASSES)
         return;                        /* a big block: never kept */
     limit = ((size_t)KEEP_BYTES >> 5) >> c;

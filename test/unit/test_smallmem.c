@@ -43,6 +43,19 @@ static void *primed_thread(void *arg)
 
 int main(void)
 {
+    /* the class of every size up to the largest and past it: the smallest that holds it */
+    {
+        int bad = 0;
+        for (size_t n = 0; n <= class_size(CLASSES - 1) + 64; n++) {
+            uint32_t want = 0;
+            while (want < CLASSES && n > class_size(want))
+                want++;
+            bad += class_of(n) != want;
+        }
+        CHECK(bad == 0);
+        CHECK(class_of(SIZE_MAX) == CLASSES);
+    }
+
     char *a, *b, *c;
     void *ret;
     pthread_t t;
