@@ -14,7 +14,7 @@ typedef struct tally {
     _Atomic uint64_t total_us;     /* summed latency */
     _Atomic uint64_t ewma_us;      /* smoothed time to first byte, 0 = none yet */
     /* upstream health and caps (health.c) */
-    _Atomic int64_t in_flight;     /* upstream requests open now, all workers */
+    _Atomic int64_t in_flight;     /* a cap's slot: attempts open now, all workers */
     _Atomic int64_t not_before_ms; /* monotonic: nothing is sent before (429, cooldown) */
     _Atomic uint64_t fail_streak;  /* failures in a row */
     _Atomic int probing;           /* a cooled-down upstream's one probe is out */

@@ -3,11 +3,12 @@
  * Each upstream (provider + model) has a tally slot "up:PROVIDER/MODEL"
  * holding the time before which nothing may be sent to it (a 429's
  * Retry-After, or a cooldown), its failures in a row, and whether its probe
- * is out. Each cap that is set has a slot of its own counting the attempts
- * open against it: "cap:r:ROUTE-ID", "cap:t:ROUTE-ID:PROVIDER/MODEL",
- * "cap:p:PROVIDER". A cap is taken with an atomic increment that is undone
- * when it overshoots, so no worker ever waits for another and the count
- * never stays above the cap. */
+ * is out. An attempt on a well upstream only reads it, so the workers do
+ * not pass its cache line to and fro. Each cap that is set has a slot of
+ * its own counting the attempts open against it: "cap:r:ROUTE-ID",
+ * "cap:t:ROUTE-ID:PROVIDER/MODEL", "cap:p:PROVIDER". A cap is taken with an
+ * atomic increment that is undone when it overshoots, so no worker ever
+ * waits for another and the count never stays above the cap. */
 #include "health.h"
 #include "metrics.h"
 #include "text.h"
@@ -126,8 +127,6 @@ health_state_t health_take(health_t *h, int64_t now, int cooldown_after, int64_t
         end_probe(h);
         return HEALTH_AT_CAP;
     }
-    if (h->up != NULL)
-        atomic_fetch_add_explicit(&h->up->in_flight, 1, memory_order_relaxed);
     h->held = 1;
     return HEALTH_USABLE;
 }
@@ -138,8 +137,6 @@ void health_release(health_t *h)
         for (int i = 0; i < CAP__COUNT; i++)
             if (h->cap[i] != NULL)
                 atomic_fetch_sub_explicit(&h->cap[i]->in_flight, 1, memory_order_acq_rel);
-        if (h->up != NULL)
-            atomic_fetch_sub_explicit(&h->up->in_flight, 1, memory_order_relaxed);
         h->held = 0;
     }
     end_probe(h);      /* an attempt given up without an outcome frees the probe */
