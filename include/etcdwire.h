@@ -40,6 +40,10 @@ typedef struct etcd_line {
 } etcd_line_t;
 int etcdwire_feed(etcd_line_t *line, const char *data, size_t len, int (*fn)(const char *msg, size_t n, void *arg),
                   void *arg);
+/* Appends N bytes at P to LINE, NUL-terminated, doubling it as needed up
+ * to MAX bytes (also what an answer's body is read into); -1 past MAX or
+ * out of memory, LINE unchanged. */
+int etcdwire_append(etcd_line_t *line, const char *p, size_t n, size_t max);
 
 /* Decodes one watch message of a watch over PREFIX "records/": calls PUT
  * for each event after revision AFTER (json NULL for a delete; a key that

@@ -65,29 +65,10 @@ static int64_t now_ms(void)
 
 /* --- calls --- */
 
-typedef struct body {
-    char *buf;
-    size_t len, cap;
-} body_t;
-
+/* An answer's body, read whole (up to MAX_BODY) into an etcd_line_t. */
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
-    body_t *b = arg;
-    size_t add = size * n;
-    if (b->len + add + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *nb;
-        while (cap < b->len + add + 1)
-            cap *= 2;
-        if (cap > MAX_BODY || (nb = realloc(b->buf, cap)) == NULL)
-            return 0;
-        b->buf = nb;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, p, add);
-    b->len += add;
-    b->buf[b->len] = '\0';
-    return add;
+    return etcdwire_append(arg, p, size * n, MAX_BODY) == 0 ? size * n : 0;
 }
 
 static void setup(CURL *h, const char *url, const char *payload, long timeout_ms)
@@ -120,7 +101,7 @@ static cJSON *call(etcd_t *e, CURL *h, const char *path, const cJSON *req, char 
     }
     for (int i = 0; i < e->nendpoints && resp == NULL && !*refused; i++) {
         int at = (first + i) % e->nendpoints;
-        body_t b = { 0 };
+        etcd_line_t b = { 0 };
         long status = 0;
         CURLcode rc;
         snprintf(url, sizeof(url), "%s%s", e->endpoints[at], path);
@@ -469,7 +450,7 @@ static int alive(watch_t *w)
     etcd_t *e = w->e;
     cJSON *req = cJSON_CreateObject();
     char url[1200], *payload;
-    body_t b = { 0 };
+    etcd_line_t b = { 0 };
     long status = 0;
     int ok = 0;
     if (req == NULL || etcdwire_add_b64(req, "key", e->serial, strlen(e->serial)) < 0 ||

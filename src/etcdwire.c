@@ -150,25 +150,32 @@ int etcdwire_decode_watch(const char *msg, size_t n, const char *prefix, int64_t
     return rc;
 }
 
+int etcdwire_append(etcd_line_t *line, const char *p, size_t n, size_t max)
+{
+    if (line->len + n + 1 > line->cap) {
+        size_t cap = line->cap ? line->cap : 4096;
+        char *nb;
+        while (cap < line->len + n + 1)
+            cap *= 2;
+        if (cap > max || (nb = realloc(line->buf, cap)) == NULL)
+            return -1;
+        line->buf = nb;
+        line->cap = cap;
+    }
+    memcpy(line->buf + line->len, p, n);
+    line->len += n;
+    line->buf[line->len] = '\0';
+    return 0;
+}
+
 int etcdwire_feed(etcd_line_t *line, const char *data, size_t len, int (*fn)(const char *msg, size_t n, void *arg),
                   void *arg)
 {
     while (len > 0) {
         const char *nl = memchr(data, '\n', len);
         size_t take = nl != NULL ? (size_t)(nl - data) : len;
-        if (line->len + take + 1 > line->cap) {
-            size_t cap = line->cap ? line->cap : 4096;
-            char *nb;
-            while (cap < line->len + take + 1)
-                cap *= 2;
-            if (cap > ETCD_LINE_MAX_BYTES || (nb = realloc(line->buf, cap)) == NULL)
-                return -1;
-            line->buf = nb;
-            line->cap = cap;
-        }
-        memcpy(line->buf + line->len, data, take);
-        line->len += take;
-        line->buf[line->len] = '\0';
+        if (etcdwire_append(line, data, take, ETCD_LINE_MAX_BYTES) < 0)
+            return -1;
         if (nl == NULL)
             return 0;
         data = nl + 1;
