@@ -275,13 +275,8 @@ static void on_paced(void *arg, const shared_answer_t *a)
  * here with each limit divided among the live nodes; "closed" refuses. */
 static int policy_fallback(req_t *r, int64_t now, const int64_t amt[LEDGER__N])
 {
-    if (strcmp(r->w->cfg->cluster_redis_failure, "closed") == 0) {
-        reply_retry_hints(r, 1000, 1);
-        reply_error(r, 429, "rate_limit_error", "rate_limited", NULL,
-                    "the cluster's shared counters (Redis) cannot be reached and cluster.redis_failure is "
-                    "\"closed\"; retry shortly");
+    if (reply_if_shared_closed(r, "rate_limit_error", "rate_limited") < 0)
         return -1;
-    }
     return pace_admit_local(r, now, amt, shared_nodes());
 }
 

@@ -233,6 +233,10 @@ void reply_json(req_t *r, int status, const char *text);
 const char *reply_retry_hints(req_t *r, double wait_ms, int should_retry);
 /* No candidate is left: 429, 502 or 504 with the trace. */
 void reply_exhausted(req_t *r);
+/* The cluster's shared counters (Redis) cannot be reached: under
+ * cluster.redis_failure "closed", a 429 with TYPE and CODE (a limit's or a
+ * budget's) and -1; under "local", 0, and the caller enforces its share. */
+int reply_if_shared_closed(req_t *r, const char *type, const char *code);
 /* A new trace entry for the current candidate (SKIPPED: why it was passed over, or NULL). */
 trace_t *trace_add(req_t *r, const char *skipped);
 /* The request's access-log line. */

@@ -288,6 +288,17 @@ static double soonest_usable_ms(req_t *r)
     return soonest > 0 ? soonest : 0;
 }
 
+int reply_if_shared_closed(req_t *r, const char *type, const char *code)
+{
+    if (strcmp(r->w->cfg->cluster_redis_failure, "closed") != 0)
+        return 0;
+    reply_retry_hints(r, 1000, 1);
+    reply_error(r, 429, type, code, NULL,
+                "the cluster's shared counters (Redis) cannot be reached and cluster.redis_failure is \"closed\"; "
+                "retry shortly");
+    return -1;
+}
+
 /* No candidate is left. Nothing was called because every candidate was at
  * a cap: 429 capacity_exhausted. Every call was rate limited (or nothing
  * was called because the candidates are cooling down): 429 with the time

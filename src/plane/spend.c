@@ -204,13 +204,8 @@ static void on_spent(void *arg, const shared_answer_t *a);
 static int spend_fallback(req_t *r, const int64_t amt[LEDGER__N])
 {
     reserving_t x = { .r = r, .now = (int64_t)time(NULL), .share = shared_nodes() };
-    if (strcmp(r->w->cfg->cluster_redis_failure, "closed") == 0) {
-        reply_retry_hints(r, 1000, 1);
-        reply_error(r, 429, "insufficient_quota", "budget_exhausted", NULL,
-                    "the cluster's shared counters (Redis) cannot be reached and cluster.redis_failure is "
-                    "\"closed\"; retry shortly");
+    if (reply_if_shared_closed(r, "insufficient_quota", "budget_exhausted") < 0)
         return -1;
-    }
     memcpy(x.amt, amt, sizeof(x.amt));
     return reserve_all(r, &r->res.cand[r->cand], &x);
 }
