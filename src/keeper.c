@@ -87,6 +87,19 @@ static void add_spend(const char *name, ledger_entry_t *e, void *arg)
     ledger_snapshot(e, v->tag, v->spent);
 }
 
+/* Rows older than the retention go, once an hour (HOUR: this one's start). */
+static void prune(int64_t hour)
+{
+    const config_t *cfg = atomic_load(&k.gw->live);
+    long n;
+    if (hour == k.pruned_hour)
+        return;
+    n = store_prune_usage(k.gw->store, hour - (int64_t)cfg->usage_retention_days * 86400);
+    if (n > 0)
+        tlog(LOG_INFO, "usage: %ld rollup rows older than %d days deleted", n, cfg->usage_retention_days);
+    k.pruned_hour = hour;
+}
+
 /* One round: usage and spend to the store. ALL: the workers have stopped
  * (their own batches are taken too). */
 static void round_once(int all)
@@ -102,19 +115,15 @@ static void round_once(int all)
     ledger_each(add_spend, NULL);
     if (k.nspend > 0 && store_put_spend(gw->store, k.spend, k.nspend) < 0)
         tlog(LOG_ERROR, "budgets: cannot write the spend of %d budgets and limits to the store", k.nspend);
-    if (hour != k.pruned_hour) {
-        const config_t *cfg = atomic_load(&gw->live);
-        long n = store_prune_usage(gw->store, hour - (int64_t)cfg->usage_retention_days * 86400);
-        if (n > 0)
-            tlog(LOG_INFO, "usage: %ld rollup rows older than %d days deleted", n, cfg->usage_retention_days);
-        k.pruned_hour = hour;
-    }
+    prune(hour);
 }
 
 static void *keeper_main(void *arg)
 {
+    int64_t now = (int64_t)time(NULL);
     pthread_setname_np(pthread_self(), "turnout-keeper");
     (void)arg;
+    prune(now - now % 3600);              /* at start-up, not in the first round of traffic */
     pthread_mutex_lock(&k.lock);
     while (!k.stop) {
         struct timespec until;
@@ -136,6 +145,12 @@ int keeper_start(gateway_t *gw)
 {
     k.gw = gw;
     k.stop = 0;
+    /* room for a round of 64 rows and spends from the start: rounds that need
+     * more grow them once, and the steady state allocates nothing */
+    if (k.rows == NULL && (k.rows = malloc(64 * sizeof(*k.rows))) != NULL)
+        k.caprows = 64;
+    if (k.spend == NULL && (k.spend = malloc(64 * sizeof(*k.spend))) != NULL)
+        k.capspend = 64;
     if (pthread_create(&k.thread, NULL, keeper_main, NULL) != 0)
         return -1;
     k.running = 1;
