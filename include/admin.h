@@ -20,11 +20,15 @@ void admin_reload(void);
 
 /* Records that the stored key ID (a UUID) was used; any thread may call it.
  * The admin thread writes last_used_at soon after (at most one pending
- * write per key; callers skip keys whose last_used_at is recent). */
+ * write per key; callers ask admin_key_use_due first). */
 void admin_key_used(const char *id);
 
-/* 1 when a key record's last_used_at is older than the refresh interval
- * (or absent), so a use should be recorded. */
-int admin_key_use_stale(const char *last_used_at);
+/* 1 when a use of key ID, whose record says LAST_USED_AT (NULL: never),
+ * should be recorded: the record's time is older than the refresh interval
+ * and this thread has not recorded one within it. The thread's own memory
+ * matters because a worker keeps the key record it parsed across the write
+ * of last_used_at (store.c), so its copy stays old until the store's
+ * records change. */
+int admin_key_use_due(const char *id, const char *last_used_at);
 
 #endif

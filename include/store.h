@@ -108,10 +108,13 @@ int store_put(store_t *s, store_table_t t, cJSON *rec, const char *old_id, char 
  * tenant record's do not (its keys still name the tenant). */
 int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t errlen);
 
-/* Sets last_used_at to WHEN on the keys with the N ids IDS (missing ones
- * are skipped), in one transaction (on a cluster, through the store of
- * record, and not at all while it does not answer). */
-void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when);
+/* Sets last_used_at to WHEN on the keys with the N ids IDS whose stored
+ * last_used_at is before STALE (missing keys, and recent ones, are
+ * skipped), in one transaction (on a cluster, through the store of record,
+ * and not at all while it does not answer). Readers keep the records they
+ * parsed across it (store.c): a key record's last_used_at may be older in
+ * a reader's cache than in the store. */
+void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when, const char *stale);
 
 /* The record with ID (parsed copy), or NULL. */
 cJSON *store_find(store_t *s, store_table_t t, const char *id);

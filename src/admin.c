@@ -68,6 +68,7 @@
 #include <evhtp/evhtp.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1334,16 +1335,44 @@ static void serve_usage(evhtp_request_t *req, const caller_t *who)
 
 /* --- key last use ------------------------------------------------------ */
 
-int admin_key_use_stale(const char *last_used_at)
+/* RFC 3339 (UTC) of KEY_USE_REFRESH_S before now: a last_used_at before it
+ * is stale. Made once a second per thread (strftime is no per-request
+ * work); RFC 3339 in UTC sorts as time, so strcmp compares. */
+static const char *key_use_limit(time_t now)
 {
-    char limit[32];
-    time_t t = time(NULL) - KEY_USE_REFRESH_S;
-    struct tm tm;
-    if (last_used_at == NULL)
-        return 1;
-    gmtime_r(&t, &tm);
-    strftime(limit, sizeof(limit), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return strcmp(last_used_at, limit) < 0;     /* RFC 3339 in UTC sorts as time */
+    static _Thread_local time_t made_for;
+    static _Thread_local char limit[32];
+    if (now != made_for) {
+        time_t t = now - KEY_USE_REFRESH_S;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(limit, sizeof(limit), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        made_for = now;
+    }
+    return limit;
+}
+
+int admin_key_use_due(const char *id, const char *last_used_at)
+{
+    /* the keys this thread recorded lately, by a hash of the id (another key
+     * in the same slot only costs one more record) */
+    static _Thread_local struct {
+        char id[37];
+        time_t at;
+    } told[64];
+    time_t now = time(NULL);
+    uint32_t h = 2166136261u;
+    size_t len = strlen(id);
+    if (len != 36 || (last_used_at != NULL && strcmp(last_used_at, key_use_limit(now)) >= 0))
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    h &= 63;
+    if (told[h].at > now - KEY_USE_REFRESH_S && memcmp(told[h].id, id, 37) == 0)
+        return 0;
+    memcpy(told[h].id, id, 37);
+    told[h].at = now;
+    return 1;
 }
 
 void admin_key_used(const char *id)
@@ -1376,7 +1405,7 @@ static void on_keys_used(evutil_socket_t fd, short what, void *arg)
     nused = 0;
     pthread_mutex_unlock(&used_lock);
     schema_now(now);
-    store_touch_keys(admin.gw->store, (const char (*)[37])ids, n, now);
+    store_touch_keys(admin.gw->store, (const char (*)[37])ids, n, now, key_use_limit(time(NULL)));
 }
 
 /* --- dispatch ---------------------------------------------------------- */
@@ -1396,7 +1425,7 @@ static int identify(evhtp_request_t *req, caller_t *who)
         who->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : strcmp(role, "tenant_admin") == 0 ? ROLE_TENANT_ADMIN
                                                                                                  : ROLE_USER;
         snprintf(who->tenant, sizeof(who->tenant), "%s", schema_str(k, "tenant", ""));
-        if (admin_key_use_stale(schema_str(k, "last_used_at", NULL)))
+        if (admin_key_use_due(schema_str(k, "id", ""), schema_str(k, "last_used_at", NULL)))
             admin_key_used(schema_str(k, "id", ""));
         store_release(hold);
         return 0;

@@ -100,8 +100,10 @@ static const struct {
  * cluster's mirror, another process) gives the snapshot a new txn id; the
  * next lookup then starts a new generation, and the old one is freed once
  * no request holds a record of it. The usage journal and the spend totals,
- * written about once a second while requests flow, leave the records as
- * they were: a generation outlives those commits (commit_txn). */
+ * written about once a second while requests flow, and keys' last_used_at
+ * (once a minute per key in use) leave the generation as it was
+ * (commit_txn): a cached key record's last_used_at may be older than the
+ * store's. */
 #define CACHE_BUCKETS 1024
 #define CACHE_MAX 4096             /* records per generation; more are parsed per lookup */
 
@@ -232,10 +234,14 @@ static int rekey_routes(store_t *s, MDB_txn *txn)
     return mdb_drop(txn, names, 1);
 }
 
-enum { WROTE_JOURNAL, WROTE_RECORDS };
+/* What a commit wrote: records, or what readers keep their parsed records
+ * across: the usage journal and spend totals, or keys' last_used_at (which
+ * no worker reads from its cache but to decide whether to write it again,
+ * and admin_key_use_due remembers that). */
+enum { WROTE_RECORDS, WROTE_JOURNAL, WROTE_KEY_USE };
 
 /* Commits TXN, noting for the readers whether it may have changed a record
- * (WROTE_RECORDS) or only the usage journal or spend totals. Write txns are
+ * (WROTE_RECORDS) or only what they keep their records across. Write txns are
  * one at a time, so records_txnid is only set while TXN holds the writer
  * lock; a txn id skipped since the last commit seen here is another
  * process's (or one this process has not noted yet) and counts as records.
@@ -1161,7 +1167,9 @@ static int remote_write(store_t *s, writer_fn fn, void *arg, char *err, size_t e
     }
 }
 
-static int write_txn(store_t *s, writer_fn fn, void *arg, char *err, size_t errlen)
+/* Runs FN in a write transaction and commits what it wrote (WROTE: what
+ * that is, for commit_txn), or on a cluster sends it to the store of record. */
+static int write_txn_as(store_t *s, writer_fn fn, void *arg, int wrote, char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc, st;
@@ -1173,7 +1181,12 @@ static int write_txn(store_t *s, writer_fn fn, void *arg, char *err, size_t errl
         mdb_txn_abort(txn);
         return st;
     }
-    return commit_status(commit_txn(s, txn, WROTE_RECORDS), err, errlen);
+    return commit_status(commit_txn(s, txn, wrote), err, errlen);
+}
+
+static int write_txn(store_t *s, writer_fn fn, void *arg, char *err, size_t errlen)
+{
+    return write_txn_as(s, fn, arg, WROTE_RECORDS, err, errlen);
 }
 
 typedef struct {
@@ -1243,7 +1256,7 @@ int store_delete(store_t *s, store_table_t t, const char *id, char *err, size_t 
 typedef struct {
     const char (*ids)[37];
     int n;
-    const char *when;
+    const char *when, *stale;
 } touch_args_t;
 
 static int touch_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errlen)
@@ -1252,8 +1265,8 @@ static int touch_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errle
     int changed = 0, rc = 0;
     for (int i = 0; i < a->n && rc == 0; i++) {
         cJSON *k = find_in(s, txn, STORE_KEYS, a->ids[i]);
-        const char *hash = schema_str(k, "secret_hash", NULL);
-        if (hash != NULL) {
+        const char *hash = schema_str(k, "secret_hash", NULL), *last = schema_str(k, "last_used_at", NULL);
+        if (hash != NULL && (last == NULL || strcmp(last, a->stale) < 0)) {  /* (another thread wrote it since) */
             cJSON_DeleteItemFromObjectCaseSensitive(k, "last_used_at");
             cJSON_AddStringToObject(k, "last_used_at", a->when);
             if ((rc = put_json(txn, s->tbl[STORE_KEYS], hash, strlen(hash), k)) == 0 && s->plan != NULL)
@@ -1267,12 +1280,12 @@ static int touch_fn(store_t *s, MDB_txn *txn, void *arg, char *err, size_t errle
     return changed ? STORE_OK : STORE_NOT_FOUND;
 }
 
-void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when)
+void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when, const char *stale)
 {
-    touch_args_t a = { ids, n, when };
+    touch_args_t a = { ids, n, when, stale };
     char err[256];
-    if (n > 0 && (s->remote.up == NULL || s->remote.up(s->remote.arg)))
-        write_txn(s, touch_fn, &a, err, sizeof(err));   /* on a cluster, through the store of record */
+    if (n > 0 && (s->remote.up == NULL || s->remote.up(s->remote.arg)))   /* on a cluster, through the store of record */
+        write_txn_as(s, touch_fn, &a, WROTE_KEY_USE, err, sizeof(err));
 }
 
 cJSON *store_find(store_t *s, store_table_t t, const char *id)

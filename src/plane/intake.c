@@ -153,7 +153,8 @@ static int authorised(req_t *r)
             text_cat(r->tenant, sizeof(r->tenant), tenant->valuestring, NULL);
         r->privileged = strcmp(schema_str(r->key_rec, "role", ""), "admin") == 0;
         if (cJSON_IsString(id) &&
-            admin_key_use_stale(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->key_rec, "last_used_at"))))
+            admin_key_use_due(id->valuestring,
+                              cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->key_rec, "last_used_at"))))
             admin_key_used(id->valuestring);
         return 1;
     }

@@ -374,6 +374,31 @@ int main(void)
             store_release(hold);
             CHECK(store_delete(s, STORE_TENANTS, "44444444-4444-4444-8444-444444444444", err, sizeof(err)) ==
                   STORE_OK);
+
+            /* a key's last_used_at is written when the stored one is older than STALE, and the reader keeps
+             * its generation across that write too */
+            {
+                const char ids[1][37] = { "22222222-2222-4222-8222-222222222222" };
+                cJSON *k;
+                again = store_get_tenant(rd, "acme", &hold);
+                gen = store_hold_generation(hold);
+                store_release(hold);
+                store_touch_keys(s, ids, 1, "2026-12-01T10:00:00Z", "2026-12-01T09:59:00Z");  /* none yet */
+                k = store_find(s, STORE_KEYS, ids[0]);
+                CHECK_STR(schema_str(k, "last_used_at", ""), "2026-12-01T10:00:00Z");
+                cJSON_Delete(k);
+                store_touch_keys(s, ids, 1, "2026-12-01T10:00:30Z", "2026-12-01T09:59:30Z");  /* recent: kept */
+                k = store_find(s, STORE_KEYS, ids[0]);
+                CHECK_STR(schema_str(k, "last_used_at", ""), "2026-12-01T10:00:00Z");
+                cJSON_Delete(k);
+                store_touch_keys(s, ids, 1, "2026-12-01T10:01:10Z", "2026-12-01T10:00:10Z");  /* stale: written */
+                k = store_find(s, STORE_KEYS, ids[0]);
+                CHECK_STR(schema_str(k, "last_used_at", ""), "2026-12-01T10:01:10Z");
+                cJSON_Delete(k);
+                again = store_get_tenant(rd, "acme", &hold);
+                CHECK(again != NULL && store_hold_generation(hold) == gen);
+                store_release(hold);
+            }
         }
         store_reader_free(rd);
         CHECK(store_delete(s, STORE_BUDGETS, "11111111-1111-4111-8111-111111111111", err, sizeof(err)) == STORE_OK);
