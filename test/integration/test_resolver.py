@@ -1,6 +1,7 @@
 """Resolution order, glob pools, routers, strategies, provider preferences, dry-run and /v1/models."""
 import json
 import threading
+import time
 from collections import Counter
 
 from harness import http_connection, seed_for
@@ -162,11 +163,19 @@ def test_ab_sticky_split_and_counts(env):
     seen = {}
     for i, (st, h) in enumerate(by_header):
         assert seen.setdefault(i % 10, h["x-turnout-variant"]) == h["x-turnout-variant"]
-    # per-variant counts, as the dry-run shows them
-    st, dry = t.admin("POST", "/v1/model-routes/dry-run", {"model": "exp", "user": "user-7"})
-    assert st == 200 and dry["variant"] == variants[7]
-    counts = {v["variant"]: v for v in dry["variants"]}
+    # per-variant counts, as the dry-run shows them. A request is counted when
+    # the worker is done with it, just after its answer went out, so the last
+    # answers' counts may be a moment behind their clients: read until all are
+    # in (a count that never comes fails after 5 s)
     total = n + 500 + 200
+    deadline = time.time() + 5
+    while True:
+        st, dry = t.admin("POST", "/v1/model-routes/dry-run", {"model": "exp", "user": "user-7"})
+        assert st == 200 and dry["variant"] == variants[7]
+        counts = {v["variant"]: v for v in dry["variants"]}
+        if counts["control"]["requests"] + counts["treatment"]["requests"] == total or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert counts["control"]["requests"] + counts["treatment"]["requests"] == total, counts
     assert counts["control"]["errors"] == 0 and counts["control"]["mean_latency_ms"] > 0
     assert counts["control"]["requests"] == variants.count("control") + \
