@@ -319,10 +319,26 @@ static double timeout_of(double route_v, double prov_v, double dflt)
     return !isnan(route_v) ? route_v : !isnan(prov_v) ? prov_v : dflt;
 }
 
-/* Appends "NAME: VALUE\r\n" to the head being built in BUF; -1 when it does not fit. */
+/* Appends "NAME: VALUE\r\n" to the head being built in BUF (*LEN < CAP),
+ * NUL-terminated; -1 when it does not fit (BUF and *LEN unchanged). Four
+ * copies of known lengths: text_append's walk of its arguments was a
+ * third of the cost of the five lines every request has. */
 static int head_line(char *buf, size_t cap, size_t *len, const char *name, const char *value)
 {
-    return text_append(buf, cap, len, name, ": ", value, "\r\n", NULL);
+    size_t n = strlen(name), v = strlen(value), at = *len;
+    if (n + v + 4 >= cap - at)           /* ": ", CRLF and the NUL */
+        return -1;
+    memcpy(buf + at, name, n);
+    at += n;
+    buf[at++] = ':';
+    buf[at++] = ' ';
+    memcpy(buf + at, value, v);
+    at += v;
+    buf[at++] = '\r';
+    buf[at++] = '\n';
+    buf[at] = '\0';
+    *len = at;
+    return 0;
 }
 
 /* Where candidate C's provider takes the request, by its protocol: OpenAI's
