@@ -59,6 +59,7 @@
 #include "resolve.h"
 #include "schema.h"
 #include "store.h"
+#include "tally.h"
 #include "text.h"
 #include "ui.h"
 
@@ -1361,13 +1362,10 @@ int admin_key_use_due(const char *id, const char *last_used_at)
         time_t at;
     } told[64];
     time_t now = time(NULL);
-    uint32_t h = 2166136261u;
-    size_t len = strlen(id);
-    if (len != 36 || (last_used_at != NULL && strcmp(last_used_at, key_use_limit(now)) >= 0))
+    uint64_t h;
+    if (strlen(id) != 36 || (last_used_at != NULL && strcmp(last_used_at, key_use_limit(now)) >= 0))
         return 0;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
-    h &= 63;
+    h = tally_hash(id) & 63;
     if (told[h].at > now - KEY_USE_REFRESH_S && memcmp(told[h].id, id, 37) == 0)
         return 0;
     memcpy(told[h].id, id, 37);

@@ -87,10 +87,11 @@ static void add_spend(const char *name, ledger_entry_t *e, void *arg)
     ledger_snapshot(e, v->tag, v->spent);
 }
 
-/* Rows older than the retention go, once an hour (HOUR: this one's start). */
-static void prune(int64_t hour)
+/* Rows older than the retention go, once an hour. */
+static void prune(void)
 {
     const config_t *cfg = atomic_load(&k.gw->live);
+    int64_t now = (int64_t)time(NULL), hour = now - now % 3600;
     long n;
     if (hour == k.pruned_hour)
         return;
@@ -105,7 +106,6 @@ static void prune(int64_t hour)
 static void round_once(int all)
 {
     gateway_t *gw = k.gw;
-    int64_t now = (int64_t)time(NULL), hour = now - now % 3600;
     k.nrows = k.nspend = 0;
     for (int i = 0; i < gw->nworkers; i++)
         if (gw->workers[i].journal != NULL)
@@ -115,15 +115,14 @@ static void round_once(int all)
     ledger_each(add_spend, NULL);
     if (k.nspend > 0 && store_put_spend(gw->store, k.spend, k.nspend) < 0)
         tlog(LOG_ERROR, "budgets: cannot write the spend of %d budgets and limits to the store", k.nspend);
-    prune(hour);
+    prune();
 }
 
 static void *keeper_main(void *arg)
 {
-    int64_t now = (int64_t)time(NULL);
     pthread_setname_np(pthread_self(), "turnout-keeper");
     (void)arg;
-    prune(now - now % 3600);              /* at start-up, not in the first round of traffic */
+    prune();                              /* at start-up, not in the first round of traffic */
     pthread_mutex_lock(&k.lock);
     while (!k.stop) {
         struct timespec until;

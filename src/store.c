@@ -234,11 +234,11 @@ static int rekey_routes(store_t *s, MDB_txn *txn)
     return mdb_drop(txn, names, 1);
 }
 
-/* What a commit wrote: records, or what readers keep their parsed records
- * across: the usage journal and spend totals, or keys' last_used_at (which
- * no worker reads from its cache but to decide whether to write it again,
- * and admin_key_use_due remembers that). */
-enum { WROTE_RECORDS, WROTE_JOURNAL, WROTE_KEY_USE };
+/* What a commit wrote: records, or only what readers keep their parsed
+ * records across (WROTE_KEPT): the usage journal, the spend totals, and
+ * keys' last_used_at (which no worker reads from its cache but to decide
+ * whether to write it again, and admin_key_use_due remembers that). */
+enum { WROTE_RECORDS, WROTE_KEPT };
 
 /* Commits TXN, noting for the readers whether it may have changed a record
  * (WROTE_RECORDS) or only what they keep their records across. Write txns are
@@ -1285,7 +1285,7 @@ void store_touch_keys(store_t *s, const char (*ids)[37], int n, const char *when
     touch_args_t a = { ids, n, when, stale };
     char err[256];
     if (n > 0 && (s->remote.up == NULL || s->remote.up(s->remote.arg)))   /* on a cluster, through the store of record */
-        write_txn_as(s, touch_fn, &a, WROTE_KEY_USE, err, sizeof(err));
+        write_txn_as(s, touch_fn, &a, WROTE_KEPT, err, sizeof(err));
 }
 
 cJSON *store_find(store_t *s, store_table_t t, const char *id)
@@ -1619,7 +1619,7 @@ int store_put_spend(store_t *s, const store_spend_t *v, int n)
         mdb_txn_abort(txn);
         return -1;
     }
-    return commit_txn(s, txn, WROTE_JOURNAL) == 0 ? 0 : -1;
+    return commit_txn(s, txn, WROTE_KEPT) == 0 ? 0 : -1;
 }
 
 void store_each_spend(store_t *s, void (*fn)(const store_spend_t *v, void *arg), void *arg)
@@ -1657,7 +1657,7 @@ int store_delete_spend(store_t *s, const char *name)
         mdb_txn_abort(txn);
         return -1;
     }
-    return commit_txn(s, txn, WROTE_JOURNAL) == 0 ? 0 : -1;
+    return commit_txn(s, txn, WROTE_KEPT) == 0 ? 0 : -1;
 }
 
 /* --- usage rollups ------------------------------------------------------ */
@@ -1755,7 +1755,7 @@ int store_add_usage(store_t *s, const store_usage_t *rows, int n)
         mdb_txn_abort(txn);
         return -1;
     }
-    return commit_txn(s, txn, WROTE_JOURNAL) == 0 ? 0 : -1;
+    return commit_txn(s, txn, WROTE_KEPT) == 0 ? 0 : -1;
 }
 
 long store_prune_usage(store_t *s, int64_t before)
@@ -1781,7 +1781,7 @@ long store_prune_usage(store_t *s, int64_t before)
             n++;
         }
         mdb_cursor_close(c);
-        if ((rc != 0 && rc != MDB_NOTFOUND) || (n > 0 && commit_txn(s, txn, WROTE_JOURNAL) != 0)) {
+        if ((rc != 0 && rc != MDB_NOTFOUND) || (n > 0 && commit_txn(s, txn, WROTE_KEPT) != 0)) {
             if (rc != 0 && rc != MDB_NOTFOUND)
                 mdb_txn_abort(txn);
             return -1;
