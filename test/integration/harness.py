@@ -1,4 +1,5 @@
 """harness.py - starts the real build/turnout and build/mockllm on free loopback ports for the tests."""
+import collections
 import http.client
 import json
 import os
@@ -303,6 +304,13 @@ def sdk(script, spec, timeout=60):
 _PORT_RNG = random.Random()
 
 
+# The ports handed out lately: one is not handed out again until 4,096 others
+# have been, since a port that binds now may belong to a server that has not
+# bound it yet (a turnout's data and admin ports are drawn one after the other,
+# and a draw of the same port twice made the admin listener fail to bind).
+_PORTS_GIVEN = collections.deque(maxlen=4096)
+
+
 def free_port():
     """A port that binds now, taken below the kernel's ephemeral range: a port
     from bind(0) is released before the server binds it, and in between any
@@ -310,9 +318,12 @@ def free_port():
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     for _ in range(200):
         port = _PORT_RNG.randrange(10000, max(low, 10001))
+        if port in _PORTS_GIVEN:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
+            _PORTS_GIVEN.append(port)
             return port
         except OSError:
             continue
