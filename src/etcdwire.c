@@ -57,13 +57,17 @@ int etcdwire_add_range_end(cJSON *obj, const char *p)
     return etcdwire_add_b64(obj, "range_end", end, n);
 }
 
-/* etcd's 64-bit numbers are JSON strings. */
+/* etcd's 64-bit numbers are JSON strings; a JSON number is taken too, and
+ * one outside int64_t's range is 0, like an absent one (converting it would
+ * be undefined behaviour: fuzz_etcd_watch found a revision of 3.6e115). */
 int64_t etcdwire_num(const cJSON *obj, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (cJSON_IsString(v))
         return strtoll(v->valuestring, NULL, 10);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+    if (cJSON_IsNumber(v) && v->valuedouble >= -0x1p63 && v->valuedouble < 0x1p63)
+        return (int64_t)v->valuedouble;
+    return 0;
 }
 
 int64_t etcdwire_revision(const cJSON *resp)
